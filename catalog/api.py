@@ -1,0 +1,296 @@
+"""Catalog endpoints: browse models, families, categories and rankings; start and watch syncs."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Callable, Literal
+
+from django.db.models import Q
+from django.shortcuts import get_object_or_404
+from ninja import Field, Query, Router, Schema
+
+from catalog.models import (
+    CAPABILITIES,
+    PRICE_KEYS,
+    CatalogModel,
+    Category,
+    SyncRun,
+    SyncTrigger,
+)
+from catalog.selectors import current_rankings_queryset, families_with_counts
+from llmhive_site.auth import require
+
+router = Router(tags=["catalog"])
+ROUTE = require("route")
+CATALOG_SYNC = require("catalog:sync")
+
+Capability = Literal[CAPABILITIES]  # type: ignore[valid-type]
+
+# Other apps add to a model's detail (health adds "health") without catalog importing them.
+MODEL_DETAIL_EXTRAS: dict[str, Callable[[CatalogModel], object]] = {}
+
+
+def decimal_str(value: Decimal | None) -> str | None:
+    """Exact decimal string, no exponent and no trailing zeros: '0.00000125', '0', '1.5'."""
+    if value is None:
+        return None
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+class ModelOut(Schema):
+    id: str
+    name: str
+    canonical_slug: str
+    author: str
+    family: str | None
+    context_length: int | None
+    max_completion_tokens: int | None
+    pricing: dict[str, str | None] = Field(description="USD per token as decimal strings; null when absent or zero (optional keys)")
+    variable_pricing: bool
+    capabilities: dict[str, bool]
+    input_modalities: list[str]
+    output_modalities: list[str]
+    supported_parameters: list[str]
+    status: str
+    enabled: bool
+    first_seen_at: datetime
+    last_seen_at: datetime
+    missing_since: datetime | None
+    expiration_date: date | None
+
+
+class EndpointOut(Schema):
+    provider_name: str
+    tag: str
+    quantization: str
+    context_length: int | None
+    max_completion_tokens: int | None
+    pricing: dict
+    status: int | None
+    uptime_last_30m: float | None
+    observed_at: datetime
+
+
+class PriceChangeOut(Schema):
+    field: str
+    old: str | None
+    new: str | None
+    observed_at: datetime
+
+
+class RankingOut(Schema):
+    category: str
+    rank: int
+    observed_at: datetime
+
+
+class ModelDetailOut(ModelOut):
+    description: str
+    endpoints: list[EndpointOut]
+    price_history: list[PriceChangeOut]
+    rankings: list[RankingOut]
+    health: dict | None = None
+
+
+class ModelPage(Schema):
+    count: int
+    items: list[ModelOut]
+
+
+class ModelFilters(Schema):
+    capability: list[Capability] = Field(default_factory=list, description="repeatable; all must hold")
+    family: str | None = Field(None, description="family slug, or 'none' for unclassified models")
+    category: str | None = Field(None, description="models in the category's current ranking, best first")
+    author: str | None = None
+    status: Literal["active", "missing"] | None = None
+    enabled: bool | None = None
+    min_context: int | None = Field(None, ge=0)
+    q: str | None = Field(None, description="search in id and name")
+    limit: int = Field(50, ge=1, le=500)
+    offset: int = Field(0, ge=0)
+
+
+def model_out(model: CatalogModel) -> dict:
+    return {
+        "id": model.id,
+        "name": model.name,
+        "canonical_slug": model.canonical_slug,
+        "author": model.author,
+        "family": model.family.slug if model.family_id else None,
+        "context_length": model.context_length,
+        "max_completion_tokens": model.max_completion_tokens,
+        "pricing": {key: decimal_str(model.price(key)) for key in PRICE_KEYS},
+        "variable_pricing": model.variable_pricing,
+        "capabilities": model.capabilities,
+        "input_modalities": model.input_modalities,
+        "output_modalities": model.output_modalities,
+        "supported_parameters": model.supported_parameters,
+        "status": model.status,
+        "enabled": model.enabled,
+        "first_seen_at": model.first_seen_at,
+        "last_seen_at": model.last_seen_at,
+        "missing_since": model.missing_since,
+        "expiration_date": model.expiration_date,
+    }
+
+
+@router.get("/models", response=ModelPage, auth=ROUTE, summary="List the catalog")
+def list_models(request, filters: Query[ModelFilters]):
+    models = CatalogModel.objects.select_related("family").defer("raw", "description")
+    for capability in filters.capability:
+        models = models.filter(**{capability: True})
+    if filters.family == "none":
+        models = models.filter(family__isnull=True)
+    elif filters.family:
+        models = models.filter(family__slug=filters.family)
+    if filters.author:
+        models = models.filter(author=filters.author)
+    if filters.status:
+        models = models.filter(status=filters.status)
+    if filters.enabled is not None:
+        models = models.filter(enabled=filters.enabled)
+    if filters.min_context is not None:
+        models = models.filter(context_length__gte=filters.min_context)
+    if filters.q:
+        models = models.filter(Q(id__icontains=filters.q) | Q(name__icontains=filters.q))
+    if filters.category:
+        ranks = {
+            row.model_id: row.rank
+            for row in current_rankings_queryset().filter(category__slug=filters.category).only("model_id", "rank")
+        }
+        ordered = sorted(models.filter(id__in=list(ranks)), key=lambda m: ranks[m.id])
+        page = ordered[filters.offset : filters.offset + filters.limit]
+        return {"count": len(ordered), "items": [model_out(m) for m in page]}
+    page = models.order_by("id")[filters.offset : filters.offset + filters.limit]
+    return {"count": models.count(), "items": [model_out(m) for m in page]}
+
+
+@router.get("/models/{path:model_id}", response=ModelDetailOut, auth=ROUTE, summary="One model (ids hold '/' and ':')")
+def get_model(request, model_id: str):
+    model = get_object_or_404(CatalogModel.objects.select_related("family"), id=model_id)
+    rankings = current_rankings_queryset().filter(model=model).select_related("category").order_by("rank")
+    detail = model_out(model) | {
+        "description": model.description,
+        "endpoints": list(model.endpoints.all()),
+        "price_history": [
+            {"field": c.field, "old": decimal_str(c.old), "new": decimal_str(c.new), "observed_at": c.observed_at}
+            for c in model.price_changes.order_by("-observed_at")[:100]
+        ],
+        "rankings": [{"category": r.category.slug, "rank": r.rank, "observed_at": r.observed_at} for r in rankings],
+        "health": None,
+    }
+    for name, extra in MODEL_DETAIL_EXTRAS.items():
+        detail[name] = extra(model)
+    return detail
+
+
+class FamilyOut(Schema):
+    slug: str
+    name: str
+    pattern: str
+    priority: int
+    vendor: str
+    model_count: int
+    active_count: int
+
+
+@router.get("/families", response=list[FamilyOut], auth=ROUTE, summary="Families with patterns and model counts")
+def list_families(request):
+    return families_with_counts()
+
+
+class CategoryOut(Schema):
+    slug: str
+    name: str
+    active: bool
+
+
+@router.get("/categories", response=list[CategoryOut], auth=ROUTE, summary="Categories")
+def list_categories(request):
+    return Category.objects.all()
+
+
+class RankedModelOut(Schema):
+    rank: int
+    model: str
+    name: str
+    family: str | None
+
+
+class CategoryRankingOut(Schema):
+    category: str
+    observed_at: datetime | None
+    items: list[RankedModelOut]
+
+
+@router.get("/categories/{path:slug}/rankings", response=CategoryRankingOut, auth=ROUTE, summary="A category's current ranking")
+def category_rankings(request, slug: str):
+    category = get_object_or_404(Category, slug=slug)
+    rows = list(
+        current_rankings_queryset().filter(category=category).select_related("model__family").order_by("rank")
+    )
+    return {
+        "category": category.slug,
+        "observed_at": rows[0].observed_at if rows else None,
+        "items": [
+            {"rank": r.rank, "model": r.model_id, "name": r.model.name, "family": r.model.family.slug if r.model.family_id else None}
+            for r in rows
+        ],
+    }
+
+
+class SyncIn(Schema):
+    kind: Literal["sync", "research"] = "sync"
+    force: bool = Field(False, description="apply an empty or much shorter list (sync only)")
+
+
+class QueuedOut(Schema):
+    task_id: str
+    kind: str
+
+
+@router.post("/catalog/sync", response={202: QueuedOut}, auth=CATALOG_SYNC, summary="Queue a sync or research run")
+def start_sync(request, payload: SyncIn):
+    from catalog.tasks import queue_catalog_job
+
+    task_id = queue_catalog_job(payload.kind, trigger=SyncTrigger.API, force=payload.force)
+    return 202, {"task_id": task_id, "kind": payload.kind}
+
+
+class RunOut(Schema):
+    id: int
+    kind: str
+    trigger: str
+    source: str
+    status: str
+    forced: bool
+    started_at: datetime
+    finished_at: datetime | None
+    seen: int
+    added: int
+    updated: int
+    reactivated: int
+    missing: int
+    price_changes: int
+    skipped_entries: int
+    error: str
+    summary: str
+
+
+class RunFilters(Schema):
+    kind: Literal["sync", "research"] | None = None
+    limit: int = Field(20, ge=1, le=200)
+
+
+@router.get("/catalog/runs", response=list[RunOut], auth=CATALOG_SYNC, summary="Recent sync and research runs")
+def list_runs(request, filters: Query[RunFilters]):
+    runs = SyncRun.objects.all()
+    if filters.kind:
+        runs = runs.filter(kind=filters.kind)
+    return [
+        {**{f: getattr(run, f) for f in RunOut.model_fields if f != "summary"}, "summary": run.summary()}
+        for run in runs[: filters.limit]
+    ]
+

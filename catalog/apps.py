@@ -1,0 +1,21 @@
+from django.apps import AppConfig
+
+
+class CatalogConfig(AppConfig):
+    name = "catalog"
+    verbose_name = "Model catalog"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_delete, post_save
+
+        from catalog.models import CatalogModel, Category, CategoryRanking, Family
+        from llmhive_site.models import DataVersion
+
+        def catalog_changed(**kwargs) -> None:
+            DataVersion.bump(DataVersion.CATALOG)
+
+        # Saves one at a time (the admin, a curator's edit); bulk writes in sync and research
+        # bump the version themselves, once.
+        for model in (CatalogModel, Family, Category, CategoryRanking):
+            post_save.connect(catalog_changed, sender=model, dispatch_uid=f"catalog.version.save.{model.__name__}")
+            post_delete.connect(catalog_changed, sender=model, dispatch_uid=f"catalog.version.delete.{model.__name__}")

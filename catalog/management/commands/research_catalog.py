@@ -1,0 +1,24 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from catalog.management.commands._progress import ProgressBars
+from catalog.models import SyncStatus, SyncTrigger
+from catalog.research import research_catalog
+
+
+class Command(BaseCommand):
+    help = "Sync, then record category rankings, endpoints of the models that matter and family suggestions."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    def handle(self, *args, no_progress=False, **options) -> str:
+        progress = ProgressBars(enabled=not no_progress)
+        try:
+            run = research_catalog(trigger=SyncTrigger.COMMAND, progress=progress)
+        finally:
+            progress.close()
+        if run.status != SyncStatus.SUCCEEDED:
+            raise CommandError(f"{run.summary()} (run #{run.pk})")
+        for error in run.details.get("errors", []):
+            self.stderr.write(f"warning: {error}")
+        return f"{run.summary()} (run #{run.pk})"

@@ -1,0 +1,260 @@
+"""The weekly research job: a sync, then category rankings, endpoints of the models that matter,
+family suggestions for unclassified models, and a digest alert of the week."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections import defaultdict
+from datetime import timedelta
+from typing import Callable, Iterable
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Min, Q, Sum
+from django.utils import timezone
+from django.utils.text import slugify
+
+from catalog.alerts import NewAlert, raise_alerts
+from catalog.models import (
+    CAPABILITIES,
+    AlertKind,
+    CatalogAlert,
+    CatalogModel,
+    Category,
+    CategoryRanking,
+    ModelEndpoint,
+    ModelStatus,
+    SyncKind,
+    SyncRun,
+    SyncSource,
+    SyncStatus,
+    SyncTrigger,
+)
+from catalog.openrouter import (
+    AsyncOpenRouterClient,
+    ModelList,
+    OpenRouterClient,
+    OpenRouterError,
+)
+from catalog.selectors import current_rankings_queryset
+from catalog.sync import Progress, run_catalog_job
+from llmhive_site.models import DataVersion
+
+logger = logging.getLogger(__name__)
+
+# Other apps add the ids they care about (role preferences, escalation overrides, most used)
+# from their AppConfig.ready(); catalog itself imports none of them.
+MODELS_THAT_MATTER_HOOKS: list[Callable[[], Iterable[str]]] = []
+TOP_RANKED_PER_CATEGORY = 10
+ENDPOINT_CONCURRENCY = 8
+
+
+def research_catalog(*, trigger: str = SyncTrigger.COMMAND, progress: Progress | None = None) -> SyncRun:
+    def fetch() -> ModelList:
+        with OpenRouterClient.from_settings() as client:
+            return client.list_models()
+
+    return run_catalog_job(
+        kind=SyncKind.RESEARCH,
+        trigger=trigger,
+        fetch=fetch,
+        source=SyncSource.API,
+        source_detail=f"{settings.OPENROUTER_BASE_URL}/models",
+        progress=progress,
+        after_apply=_research_steps,
+    )
+
+
+def _research_steps(run: SyncRun, progress: Progress | None) -> None:
+    errors: list[str] = []
+    with OpenRouterClient.from_settings() as client:
+        rankings = record_rankings(client, run=run, errors=errors, progress=progress)
+    endpoints = refresh_endpoints(models_that_matter(), errors=errors, progress=progress)
+    suggestions = suggest_families()
+    matrix = capability_counts()
+    run.details.update(
+        {
+            "rankings": rankings,
+            "endpoints": endpoints,
+            "suggested_families": suggestions,
+            "capability_matrix": matrix,
+            "errors": errors,
+        }
+    )
+    step_alert = NewAlert(
+        AlertKind.SYNC_FAILED,
+        f"Research #{run.pk} finished with {len(errors)} error(s): {errors[0] if errors else ''}",
+        subject="research-steps",
+        details={"errors": errors, "run": run.pk},
+    )
+    if errors:
+        raise_alerts([step_alert])
+    else:
+        # Every step went through this time: an earlier run's step errors are answered.
+        CatalogAlert.objects.open().filter(key=step_alert.key).update(acknowledged_at=timezone.now())
+    raise_alerts([digest_alert(run, suggestions)])
+
+
+def record_rankings(client: OpenRouterClient, *, run: SyncRun, errors: list[str], progress: Progress | None = None) -> int:
+    """Rank = position in `GET /models?category=X`, among the models the catalog knows."""
+    now = timezone.now()
+    categories = list(Category.objects.filter(active=True))
+    known = set(CatalogModel.objects.values_list("id", flat=True))
+    rows: list[CategoryRanking] = []
+    for done, category in enumerate(categories, start=1):
+        try:
+            listing = client.list_models(category=category.slug)
+        except OpenRouterError as exc:
+            errors.append(f"category {category.slug}: {exc}")
+            continue
+        rank = 0
+        for entry in listing.entries:
+            if entry.id in known:
+                rank += 1
+                rows.append(CategoryRanking(category=category, model_id=entry.id, rank=rank, observed_at=now, run=run))
+        if progress:
+            progress("rankings", done, len(categories))
+    CategoryRanking.objects.bulk_create(rows, ignore_conflicts=True)
+    if rows:
+        DataVersion.bump(DataVersion.CATALOG)  # rankings feed routing's quality prior
+    return len(rows)
+
+
+def models_that_matter(limit: int | None = None) -> list[str]:
+    """Enabled, active models that rank near the top of a category or that another app names."""
+    limit = limit or settings.LLMHIVE_RESEARCH_ENDPOINTS_LIMIT
+    named: list[str] = []
+    for hook in MODELS_THAT_MATTER_HOOKS:
+        named.extend(hook())
+    ranked = (
+        current_rankings_queryset()
+        .filter(rank__lte=TOP_RANKED_PER_CATEGORY)
+        .values("model_id")
+        .annotate(best=Min("rank"))
+        .order_by("best", "model_id")
+    )
+    ordered = list(dict.fromkeys(named + [row["model_id"] for row in ranked]))
+    usable = set(
+        CatalogModel.objects.filter(id__in=ordered, enabled=True, status=ModelStatus.ACTIVE).values_list("id", flat=True)
+    )
+    return [model_id for model_id in ordered if model_id in usable][:limit]
+
+
+def refresh_endpoints(model_ids: list[str], *, errors: list[str], progress: Progress | None = None) -> int:
+    """Fetch each model's endpoints concurrently (bounded), then replace them in one transaction."""
+    if not model_ids:
+        return 0
+    results = asyncio.run(_fetch_endpoints(model_ids))
+    now = timezone.now()
+    rows: list[ModelEndpoint] = []
+    refreshed: list[str] = []
+    for model_id, result in zip(model_ids, results):
+        if isinstance(result, OpenRouterError):
+            errors.append(f"endpoints of {model_id}: {result}")
+            continue
+        refreshed.append(model_id)
+        for ep in result.endpoints:
+            rows.append(
+                ModelEndpoint(
+                    model_id=model_id,
+                    name=(ep.name or "")[:300],
+                    provider_name=(ep.provider_name or "")[:100],
+                    tag=(ep.tag or "")[:150],
+                    quantization=(ep.quantization or "")[:50],
+                    context_length=ep.context_length,
+                    max_completion_tokens=ep.max_completion_tokens,
+                    pricing={k: (None if v is None else format(v, "f")) for k, v in (ep.pricing or {}).items()},
+                    status=ep.status,
+                    uptime_last_30m=ep.uptime_last_30m,
+                    latency_last_30m=getattr(ep, "latency_last_30m", None),
+                    throughput_last_30m=getattr(ep, "throughput_last_30m", None),
+                    observed_at=now,
+                )
+            )
+    with transaction.atomic():
+        # Endpoints are current state, not history: a model's set is replaced as a whole.
+        ModelEndpoint.objects.filter(model_id__in=refreshed).delete()
+        ModelEndpoint.objects.bulk_create(rows)
+    if progress:
+        progress("endpoints", len(model_ids), len(model_ids))
+    return len(rows)
+
+
+async def _fetch_endpoints(model_ids: list[str]) -> list:
+    semaphore = asyncio.Semaphore(ENDPOINT_CONCURRENCY)
+    async with AsyncOpenRouterClient.from_settings() as client:
+
+        async def one(model_id: str):
+            async with semaphore:
+                try:
+                    return await client.list_endpoints(model_id)
+                except OpenRouterError as exc:
+                    return exc
+
+        return await asyncio.gather(*(one(model_id) for model_id in model_ids))
+
+
+_VERSION_STEM = re.compile(r"^(.*?\d+(?:\.\d+)*)")
+
+
+def suggest_pattern(model_id: str) -> str:
+    """`openai/gpt-5.5-pro` -> `openai/gpt-5.5*`: the slug up to its first version number."""
+    author, _, slug = model_id.partition("/")
+    slug = slug.split(":", 1)[0]
+    match = _VERSION_STEM.match(slug)
+    return f"{author}/{match.group(1) if match else slug}*"
+
+
+def suggest_families() -> list[dict]:
+    """Group the active models no family matches under a suggested pattern, biggest group first."""
+    groups: dict[str, list[str]] = defaultdict(list)
+    for model_id in CatalogModel.objects.filter(status=ModelStatus.ACTIVE, family__isnull=True).values_list("id", flat=True):
+        groups[suggest_pattern(model_id)].append(model_id)
+    suggestions = []
+    for pattern, ids in sorted(groups.items(), key=lambda item: (-len(item[1]), item[0])):
+        stem = pattern.rstrip("*").split("/", 1)[-1]
+        suggestions.append(
+            {"pattern": pattern, "slug": slugify(stem.replace(".", "-"))[:64], "count": len(ids), "models": sorted(ids)[:20]}
+        )
+    return suggestions
+
+
+def capability_counts() -> dict[str, int]:
+    active = CatalogModel.objects.filter(status=ModelStatus.ACTIVE)
+    counts = active.aggregate(total=Count("id"), **{c: Count("id", filter=Q(**{c: True})) for c in CAPABILITIES})
+    return counts
+
+
+def digest_alert(run: SyncRun, suggestions: list[dict]) -> NewAlert:
+    since = timezone.now() - timedelta(days=7)
+    # The run itself is still `running` while its digest is written: add its own counts.
+    week = (
+        SyncRun.objects.filter(status=SyncStatus.SUCCEEDED, started_at__gte=since)
+        .exclude(pk=run.pk)
+        .aggregate(
+            runs=Count("id"),
+            added=Sum("added"),
+            missing=Sum("missing"),
+            reactivated=Sum("reactivated"),
+            price_changes=Sum("price_changes"),
+        )
+    )
+    week = {k: v or 0 for k, v in week.items()}
+    week["runs"] += 1
+    for key in ("added", "missing", "reactivated", "price_changes"):
+        week[key] += getattr(run, key) or 0
+    message = (
+        f"This week: {week['added']} models added, {week['missing']} went missing, {week['reactivated']} returned, "
+        f"{week['price_changes']} price changes over {week['runs']} runs; "
+        f"{run.details.get('rankings', 0)} ranking rows, {run.details.get('endpoints', 0)} endpoints; "
+        f"{len(suggestions)} suggested families for unclassified models."
+    )
+    year, weekno, _ = timezone.now().isocalendar()
+    return NewAlert(
+        AlertKind.RESEARCH_DIGEST,
+        message,
+        subject=f"{year}-W{weekno:02d}",
+        details={"week": week, "suggested_families": suggestions[:20], "run": run.pk},
+    )

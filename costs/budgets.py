@@ -1,0 +1,185 @@
+"""Budget state: spend in the current window, read from the ledger's rollups.
+
+`budget_statuses()` reads every active budget's spend in one aggregate query.
+`BudgetBook` keeps that answer in the process for routing, which asks on every decision: it is
+rebuilt when it is older than LLMHIVE_BUDGET_STATE_TTL_SECONDS (default 1 s) or when a budget is
+saved or deleted in this process, so a decision costs no query in steady state.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from django.conf import settings
+from django.db.models import Q, Sum
+from django.db.models.signals import post_delete, post_save
+from django.utils import timezone
+
+from catalog.alerts import NewAlert, raise_alerts
+from catalog.models import AlertKind
+from costs.models import Budget, BudgetScope, BudgetState, DailyCost
+
+SEVERITY = {BudgetState.OK: 0, BudgetState.SOFT_LIMIT: 1, BudgetState.EXHAUSTED: 2}
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    budget: Budget
+    window_start: date
+    window_end: date  # exclusive
+    spent_usd: Decimal
+
+    @property
+    def remaining_usd(self) -> Decimal:
+        return max(self.budget.limit_usd - self.spent_usd, Decimal(0))
+
+    @property
+    def state(self) -> str:
+        return self.budget.state_for(self.spent_usd)
+
+    @property
+    def used_fraction(self) -> Decimal:
+        return self.spent_usd / self.budget.limit_usd
+
+    def applies_to(self, role: str | None, strategy: str | None, model: str | None) -> bool:
+        scope, value = self.budget.scope, self.budget.scope_value
+        return (
+            scope == BudgetScope.GLOBAL
+            or (scope == BudgetScope.ROLE and value == role)
+            or (scope == BudgetScope.STRATEGY and value == strategy)
+            or (scope == BudgetScope.MODEL and value == model)
+        )
+
+    def as_dict(self) -> dict:
+        b = self.budget
+        return {
+            "id": b.pk,
+            "name": b.name,
+            "scope": b.scope,
+            "scope_value": b.scope_value,
+            "period": b.period,
+            "window_start": self.window_start,
+            "window_end": self.window_end,
+            "limit_usd": b.limit_usd,
+            "soft_limit_usd": b.soft_limit_usd,
+            "spent_usd": self.spent_usd,
+            "remaining_usd": self.remaining_usd,
+            "state": self.state,
+            "action": b.action,
+        }
+
+
+def scope_filter(budget: Budget) -> Q:
+    if budget.scope == BudgetScope.GLOBAL:
+        return Q()
+    return Q(**{budget.scope: budget.scope_value})
+
+
+def budget_statuses(budgets: list[Budget] | None = None, today: date | None = None) -> list[BudgetStatus]:
+    """Every active budget with its spend in its current window: two queries at most."""
+    if budgets is None:
+        budgets = list(Budget.objects.filter(active=True))
+    if not budgets:
+        return []
+    today = today or timezone.now().date()
+    windows = {b.pk: b.window(today) for b in budgets}
+    earliest = min(start for start, _ in windows.values())
+    sums = DailyCost.objects.filter(day__gte=earliest).aggregate(
+        **{
+            f"b{b.pk}": Sum("cost_usd", filter=Q(day__gte=windows[b.pk][0], day__lt=windows[b.pk][1]) & scope_filter(b))
+            for b in budgets
+        }
+    )
+    return [
+        BudgetStatus(b, windows[b.pk][0], windows[b.pk][1], Decimal(sums[f"b{b.pk}"] or 0).quantize(Decimal("1e-14")))
+        for b in budgets
+    ]
+
+
+def check_budget_thresholds(statuses: list[BudgetStatus] | None = None) -> int:
+    """Raise `budget_threshold` once per window when the soft limit is passed and once when exhausted."""
+    statuses = budget_statuses() if statuses is None else statuses
+    alerts = []
+    for status in statuses:
+        b = status.budget
+        levels = []
+        if status.state in (BudgetState.SOFT_LIMIT, BudgetState.EXHAUSTED):
+            levels.append(("soft_limit", f"passed its soft limit ({b.soft_limit_percent}%)"))
+        if status.state == BudgetState.EXHAUSTED:
+            levels.append(("exhausted", f"is exhausted; routing will {b.action}"))
+        for level, what in levels:
+            alerts.append(
+                NewAlert(
+                    kind=AlertKind.BUDGET_THRESHOLD,
+                    subject=f"budget:{b.pk}:{status.window_start.isoformat()}:{level}",
+                    once=True,
+                    message=(
+                        f"Budget '{b.name}' {what}: {status.spent_usd.normalize():f} of {b.limit_usd.normalize():f} USD "
+                        f"spent in the {b.period} from {status.window_start.isoformat()}."
+                    ),
+                    details={
+                        "budget": b.pk,
+                        "level": level,
+                        "window_start": status.window_start.isoformat(),
+                        "spent_usd": f"{status.spent_usd.normalize():f}",
+                        "limit_usd": f"{b.limit_usd.normalize():f}",
+                    },
+                )
+            )
+    return raise_alerts(alerts)["created"] if alerts else 0
+
+
+class BudgetBook:
+    """The budget state routing reads on every decision, kept in the process."""
+
+    def __init__(self, ttl: float | None = None) -> None:
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._statuses: list[BudgetStatus] | None = None
+        self._loaded_at = 0.0
+        self._day: date | None = None
+
+    def invalidate(self) -> None:
+        self._statuses = None
+
+    def statuses(self) -> list[BudgetStatus]:
+        ttl = self.ttl if self.ttl is not None else getattr(settings, "LLMHIVE_BUDGET_STATE_TTL_SECONDS", 1.0)
+        statuses = self._statuses
+        now = time.monotonic()
+        if statuses is None or now - self._loaded_at > ttl or self._day != timezone.now().date():
+            with self._lock:
+                statuses = budget_statuses()
+                self._statuses, self._loaded_at, self._day = statuses, now, timezone.now().date()
+        return statuses
+
+    def state_for(self, *, role: str | None = None, strategy: str | None = None, model: str | None = None) -> BudgetStatus | None:
+        """The tightest budget that applies (the most severe state, then the least remaining)."""
+        applicable = [s for s in self.statuses() if s.applies_to(role, strategy, model)]
+        if not applicable:
+            return None
+        return max(applicable, key=lambda s: (SEVERITY[s.state], -s.remaining_usd))
+
+    def applicable(self, *, role: str | None = None, strategy: str | None = None) -> list[BudgetStatus]:
+        """Budgets for a role and strategy, with model budgets, for routing to test each candidate."""
+        return [s for s in self.statuses() if s.budget.scope == BudgetScope.MODEL or s.applies_to(role, strategy, None)]
+
+
+budget_book = BudgetBook()
+
+
+def _invalidate(**kwargs) -> None:
+    budget_book.invalidate()
+
+
+post_save.connect(_invalidate, sender=Budget, dispatch_uid="costs.budget_book.save")
+post_delete.connect(_invalidate, sender=Budget, dispatch_uid="costs.budget_book.delete")
+
+
+def after_ingest(rows: list[dict]) -> None:
+    """Budgets move with the ledger: check thresholds, and let this process see the new spend."""
+    budget_book.invalidate()
+    check_budget_thresholds()

@@ -1,0 +1,21 @@
+"""CSV cells that a spreadsheet will not run as formulas.
+
+A cell that starts with '=', '+', '-', '@', a tab or a carriage return is prefixed with a single
+quote (OWASP's advice for CSV injection). django-import-export's own setting escapes only '=';
+the admin export and the API's CSV both go through `escape_cell`. Numbers are written by us as
+numbers, not as text, so a negative amount stays a number: only strings are escaped.
+"""
+
+from __future__ import annotations
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def escape_cell(value):
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def escape_row(values) -> list:
+    return [escape_cell(v) for v in values]

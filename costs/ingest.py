@@ -1,0 +1,312 @@
+"""Storing usage reports: validated whole, stored once, rolled up in the same transaction.
+
+Idempotency holds under concurrency because the database decides: one multi-row
+`INSERT … ON CONFLICT (request_id) DO NOTHING RETURNING request_id` tells which events of the
+batch are new even when another client sends the same ids at the same moment, and the rollup rows
+move in the same transaction with `ON CONFLICT … DO UPDATE SET n = n + EXCLUDED.n`. Rows are
+written in a fixed order (sorted keys), so two batches touching the same rows cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import timezone as dt_timezone
+from decimal import Decimal
+from typing import Callable, Iterable, Sequence
+
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from catalog.alerts import NewAlert, raise_alerts
+from catalog.models import AlertKind, CatalogModel
+from costs.models import DailyCost, UsageEvent
+from costs.pricing import PriceBook, Usage
+from llmhive_site.upsert import add_to_rows, chunks, values_clause
+
+# Called with the rows of the events a batch stored; other apps register here so that costs
+# imports none of them. IN_TRANSACTION hooks write in the batch's transaction (strategy memory
+# moves with the ledger or not at all); AFTER hooks run once it committed (budgets, alerts).
+IN_TRANSACTION_HOOKS: list[Callable[[list[dict]], None]] = []
+AFTER_INGEST_HOOKS: list[Callable[[list[dict]], None]] = []
+
+EVENT_COLUMNS = (
+    "request_id",
+    "occurred_at",
+    "received_at",
+    "model_id",
+    "model_ref",
+    "role",
+    "strategy",
+    "category",
+    "decision_id",
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "cost_usd",
+    "computed_cost_usd",
+    "success",
+    "quality_score",
+    "latency_ms",
+    "escalation_depth",
+    "tools",
+    "generation_id",
+)
+ROLLUP_KEY = ("day", "model", "strategy", "role")
+ROLLUP_SUMS = (
+    "requests",
+    "successes",
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "cached_tokens",
+    "cost_usd",
+    "reported_cost_usd",
+    "computed_cost_of_reported_usd",
+    "reported_requests",
+    "unpriced_requests",
+    "latency_ms_sum",
+    "latency_count",
+)
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    unknown_models: list[str] = field(default_factory=list)
+    unpriced_models: list[str] = field(default_factory=list)
+
+
+def resolve_models(refs: Iterable[str]) -> dict[str, str]:
+    """Map what the orchestrator reported to catalog ids, in one query.
+
+    A catalog id matches itself. Otherwise the canonical slug OpenRouter answers with
+    (`openai/gpt-5.4-nano-20260317`) resolves to the model that carries it; when variants share
+    the slug (`:free`, `:thinking`), to the base model without a variant suffix.
+    """
+    refs = set(refs)
+    if not refs:
+        return {}
+    rows = list(CatalogModel.objects.filter(Q(id__in=refs) | Q(canonical_slug__in=refs)).values_list("id", "canonical_slug"))
+    resolved = {model_id: model_id for model_id, _ in rows if model_id in refs}
+    by_slug: dict[str, list[str]] = defaultdict(list)
+    for model_id, slug in rows:
+        if slug in refs:
+            by_slug[slug].append(model_id)
+    for slug, ids in by_slug.items():
+        if slug not in resolved:
+            resolved[slug] = min(ids, key=lambda i: (":" in i, len(i), i))
+    return resolved
+
+
+def ingest_events(events: Sequence[dict]) -> IngestResult:
+    """Store a validated batch. Each event is a dict with the keys of the usage contract.
+
+    All or nothing: the events and their rollups commit together, or not at all.
+    """
+    result = IngestResult()
+    # A request_id repeated inside the batch: the first occurrence counts.
+    unique: dict[str, dict] = {}
+    for event in events:
+        unique.setdefault(event["request_id"], event)
+    result.duplicates = len(events) - len(unique)
+    if not unique:
+        return result
+
+    resolved = resolve_models(e["model"] for e in unique.values())
+    since = min(e["occurred_at"] for e in unique.values())
+    book = PriceBook.load(resolved.values(), since)
+    now = timezone.now()
+
+    rows: list[dict] = []
+    for request_id in sorted(unique):
+        event = unique[request_id]
+        model_id = resolved.get(event["model"])
+        usage = Usage(
+            prompt_tokens=event.get("prompt_tokens") or 0,
+            completion_tokens=event.get("completion_tokens") or 0,
+            reasoning_tokens=event.get("reasoning_tokens") or 0,
+            cached_tokens=event.get("cached_tokens") or 0,
+            cache_write_tokens=event.get("cache_write_tokens") or 0,
+        )
+        computed = book.cost(model_id, event["occurred_at"], usage) if model_id else None
+        rows.append(
+            {
+                "request_id": request_id,
+                "occurred_at": event["occurred_at"],
+                "received_at": now,
+                "model_id": model_id,
+                "model_ref": event["model"],
+                "role": event.get("role") or "",
+                "strategy": event.get("strategy") or "",
+                "category": event.get("category") or "",
+                "decision_id": event.get("decision_id") or "",
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "reasoning_tokens": usage.reasoning_tokens,
+                "cached_tokens": usage.cached_tokens,
+                "cache_write_tokens": usage.cache_write_tokens,
+                "cost_usd": event.get("cost_usd"),
+                "computed_cost_usd": computed,
+                "success": bool(event["success"]),
+                "quality_score": event.get("quality_score"),
+                "latency_ms": event.get("latency_ms"),
+                "escalation_depth": event.get("escalation_depth") or 0,
+                "tools": list(event.get("tools") or []),
+                "generation_id": event.get("generation_id") or "",
+            }
+        )
+
+    with transaction.atomic():
+        inserted = _insert_new(rows)
+        stored = [row for row in rows if row["request_id"] in inserted]
+        _move_rollups(stored)
+        if stored:
+            for hook in IN_TRANSACTION_HOOKS:
+                hook(stored)
+
+    result.accepted = len(stored)
+    result.duplicates += len(rows) - len(stored)
+    if stored:
+        result.unknown_models = sorted({r["model_ref"] for r in stored if r["model_id"] is None})
+        result.unpriced_models = sorted(
+            {r["model_id"] for r in stored if r["model_id"] and r["computed_cost_usd"] is None and r["cost_usd"] is None}
+        )
+        _raise_model_alerts(result)
+        for hook in AFTER_INGEST_HOOKS:
+            hook(stored)
+    return result
+
+
+# PostgreSQL types of the event columns, for the array form of the insert.
+PG_TYPES = {
+    "occurred_at": "timestamptz",
+    "received_at": "timestamptz",
+    "prompt_tokens": "integer",
+    "completion_tokens": "integer",
+    "reasoning_tokens": "integer",
+    "cached_tokens": "integer",
+    "cache_write_tokens": "integer",
+    "cost_usd": "numeric",
+    "computed_cost_usd": "numeric",
+    "success": "boolean",
+    "quality_score": "double precision",
+    "latency_ms": "integer",
+    "escalation_depth": "smallint",
+    "tools": "jsonb",
+}
+
+
+def _insert_new(rows: list[dict]) -> set[str]:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING: the request_ids that were new."""
+    ops = connection.ops
+    table = ops.quote_name(UsageEvent._meta.db_table)
+    columns = ", ".join(ops.quote_name(c) for c in EVENT_COLUMNS)
+    returning = f"ON CONFLICT ({ops.quote_name('request_id')}) DO NOTHING RETURNING {ops.quote_name('request_id')}"
+    inserted: set[str] = set()
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # One array per column (unnest): a statement with 22 parameters instead of 22,000,
+            # which PostgreSQL parses and psycopg prepares far faster.
+            arrays = [[row[c] for row in rows] for c in EVENT_COLUMNS]
+            arrays[EVENT_COLUMNS.index("tools")] = [json.dumps(t) for t in arrays[EVENT_COLUMNS.index("tools")]]
+            selects = ", ".join(f"%s::{PG_TYPES.get(c, 'text')}[]" for c in EVENT_COLUMNS)
+            cursor.execute(f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({selects}) {returning}", arrays)
+            inserted.update(r[0] for r in cursor.fetchall())
+            return inserted
+        for chunk in chunks(rows, len(EVENT_COLUMNS)):
+            params: list = []
+            for row in chunk:
+                for column in EVENT_COLUMNS:
+                    params.append(_adapt(column, row[column]))
+            sql = f"INSERT INTO {table} ({columns}) VALUES {values_clause(len(EVENT_COLUMNS), len(chunk))} {returning}"
+            cursor.execute(sql, params)
+            inserted.update(r[0] for r in cursor.fetchall())
+    return inserted
+
+
+def _adapt(column: str, value):
+    ops = connection.ops
+    if value is None:
+        return None
+    if column in ("occurred_at", "received_at"):
+        return ops.adapt_datetimefield_value(value)
+    if column in ("cost_usd", "computed_cost_usd"):
+        return ops.adapt_decimalfield_value(value, 24, 14)
+    if column == "tools":
+        return json.dumps(value)
+    return value
+
+
+def rollup_deltas(rows: Iterable[dict]) -> dict[tuple, dict]:
+    """Sum stored events by (UTC day, model, strategy, role)."""
+    deltas: dict[tuple, dict] = {}
+    for row in rows:
+        key = (
+            row["occurred_at"].astimezone(dt_timezone.utc).date(),
+            row["model_id"] or row["model_ref"],
+            row["strategy"],
+            row["role"],
+        )
+        d = deltas.get(key)
+        if d is None:
+            d = deltas[key] = {name: 0 for name in ROLLUP_SUMS}
+            for name in ("cost_usd", "reported_cost_usd", "computed_cost_of_reported_usd"):
+                d[name] = Decimal(0)
+        reported, computed = row["cost_usd"], row["computed_cost_usd"]
+        d["requests"] += 1
+        d["successes"] += 1 if row["success"] else 0
+        d["prompt_tokens"] += row["prompt_tokens"]
+        d["completion_tokens"] += row["completion_tokens"]
+        d["reasoning_tokens"] += row["reasoning_tokens"]
+        d["cached_tokens"] += row["cached_tokens"]
+        if reported is not None:
+            d["cost_usd"] += reported
+            d["reported_cost_usd"] += reported
+            d["reported_requests"] += 1
+            if computed is not None:
+                d["computed_cost_of_reported_usd"] += computed
+            else:
+                # No price of ours to compare with: count the report on both sides (no drift).
+                d["computed_cost_of_reported_usd"] += reported
+        elif computed is not None:
+            d["cost_usd"] += computed
+        else:
+            d["unpriced_requests"] += 1
+        if row["latency_ms"] is not None:
+            d["latency_ms_sum"] += row["latency_ms"]
+            d["latency_count"] += 1
+    return deltas
+
+
+def _move_rollups(rows: list[dict]) -> None:
+    add_to_rows(DailyCost, ROLLUP_KEY, ROLLUP_SUMS, rollup_deltas(rows))
+
+
+def _raise_model_alerts(result: IngestResult) -> None:
+    alerts = [
+        NewAlert(
+            kind=AlertKind.UNKNOWN_MODEL_REPORTED,
+            subject=ref,
+            message=f"Usage was reported for '{ref}', which is not in the catalog (by id or canonical slug). "
+            "Its events are stored with the reported string; their cost is what OpenRouter reported, if anything.",
+            details={"model_ref": ref},
+        )
+        for ref in result.unknown_models
+    ]
+    alerts += [
+        NewAlert(
+            kind=AlertKind.UNPRICED_MODEL,
+            model_id=model_id,
+            message=f"Usage of {model_id} has no reported cost and the catalog has no usable price for it: "
+            "its cost is unknown (counted as unpriced, not as free).",
+        )
+        for model_id in result.unpriced_models
+    ]
+    if alerts:
+        raise_alerts(alerts)

@@ -1,0 +1,240 @@
+"""The usage ledger (append-only), its daily rollup, and budgets.
+
+Every report reads the ledger's rollup (`DailyCost`), never a counter something has to reset:
+a budget's spend in a window is the sum of the rollup rows in that window.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from datetime import timezone as dt_timezone
+from decimal import Decimal
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+from catalog.models import CatalogModel, money
+
+# Sums of many costs: more whole digits than a price, the same 14 decimals.
+TOTAL_DIGITS = 30
+
+
+def total_money(**kwargs) -> models.DecimalField:
+    return money(max_digits=TOTAL_DIGITS, **kwargs)
+
+
+class UsageEvent(models.Model):
+    """One call the orchestrator made, as it reported it. Never updated, never deleted."""
+
+    # The idempotency key: a report sent twice is stored once.
+    request_id = models.CharField(max_length=200, unique=True)
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(default=timezone.now)
+    # The catalog model the report resolved to (by id or canonical slug), null when unknown.
+    model = models.ForeignKey(
+        CatalogModel, null=True, blank=True, on_delete=models.PROTECT, related_name="usage_events", db_index=False
+    )
+    # The string the orchestrator reported, kept whatever it resolved to.
+    model_ref = models.CharField(max_length=200)
+    role = models.CharField(max_length=100, blank=True)
+    strategy = models.CharField(max_length=100, blank=True)
+    category = models.CharField(max_length=100, blank=True)
+    decision_id = models.CharField(max_length=100, blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0, help_text="Reasoning tokens are counted inside.")
+    reasoning_tokens = models.PositiveIntegerField(default=0)
+    cached_tokens = models.PositiveIntegerField(default=0, help_text="Prompt tokens read from the cache.")
+    cache_write_tokens = models.PositiveIntegerField(default=0, help_text="Prompt tokens written to the cache.")
+    cost_usd = money(null=True, blank=True, help_text="What OpenRouter reported (usage.cost).")
+    computed_cost_usd = money(null=True, blank=True, help_text="From the catalog's prices in force at occurred_at.")
+    success = models.BooleanField()
+    quality_score = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    )
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    escalation_depth = models.PositiveSmallIntegerField(default=0)
+    tools = models.JSONField(default=list, blank=True)
+    generation_id = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        permissions = [("export_usageevent", "Can export usage events")]
+        indexes = [
+            models.Index(fields=["occurred_at"], name="usage_occurred_idx"),
+            models.Index(fields=["model", "occurred_at"], name="usage_model_idx"),
+            models.Index(fields=["strategy", "occurred_at"], name="usage_strategy_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} {self.model_ref}"
+
+    @property
+    def effective_cost_usd(self) -> Decimal | None:
+        """What reports count: the reported cost when there is one, else the computed one."""
+        return self.cost_usd if self.cost_usd is not None else self.computed_cost_usd
+
+
+class DailyCost(models.Model):
+    """The ledger rolled up by UTC day × model × strategy × role, kept current on ingest.
+
+    Keys are strings ('' when absent) so the unique key works for upserts on every database
+    (a NULL never conflicts). `model` is the catalog id when the report resolved, else what was
+    reported.
+    """
+
+    day = models.DateField()
+    model = models.CharField(max_length=200)
+    strategy = models.CharField(max_length=100, blank=True)
+    role = models.CharField(max_length=100, blank=True)
+    requests = models.PositiveBigIntegerField(default=0)
+    successes = models.PositiveBigIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    reasoning_tokens = models.PositiveBigIntegerField(default=0)
+    cached_tokens = models.PositiveBigIntegerField(default=0)
+    # The cost reports count: reported where present, computed otherwise.
+    cost_usd = total_money(default=Decimal(0))
+    # For the drift between OpenRouter's figure and ours, over the events that carry both.
+    reported_cost_usd = total_money(default=Decimal(0))
+    computed_cost_of_reported_usd = total_money(default=Decimal(0))
+    reported_requests = models.PositiveBigIntegerField(default=0)
+    # Events whose cost is unknown (no reported cost, no usable price): counted, not free.
+    unpriced_requests = models.PositiveBigIntegerField(default=0)
+    latency_ms_sum = models.PositiveBigIntegerField(default=0)
+    latency_count = models.PositiveBigIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-day", "model", "strategy", "role"]
+        constraints = [
+            models.UniqueConstraint(fields=["day", "model", "strategy", "role"], name="dailycost_key"),
+        ]
+        indexes = [
+            models.Index(fields=["model", "day"], name="dailycost_model_idx"),
+            models.Index(fields=["strategy", "day"], name="dailycost_strategy_idx"),
+            models.Index(fields=["role", "day"], name="dailycost_role_idx"),
+        ]
+        verbose_name = "daily cost"
+        permissions = [("export_dailycost", "Can export daily costs")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.model} {self.strategy or '-'} {self.role or '-'}"
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def cost_per_success_usd(self) -> Decimal | None:
+        return (self.cost_usd / self.successes) if self.successes else None
+
+    @property
+    def drift_usd(self) -> Decimal:
+        return self.reported_cost_usd - self.computed_cost_of_reported_usd
+
+
+class BudgetScope(models.TextChoices):
+    GLOBAL = "global", "Global"
+    ROLE = "role", "Role"
+    STRATEGY = "strategy", "Strategy"
+    MODEL = "model", "Model"
+
+
+class BudgetPeriod(models.TextChoices):
+    DAY = "day", "Day"
+    WEEK = "week", "Week (from Monday)"
+    MONTH = "month", "Month"
+
+
+class BudgetAction(models.TextChoices):
+    BLOCK = "block", "Block (answer 402)"
+    DOWNGRADE = "downgrade", "Downgrade to cheaper models"
+
+
+class BudgetState(models.TextChoices):
+    OK = "ok", "OK"
+    SOFT_LIMIT = "soft_limit", "Soft limit passed"
+    EXHAUSTED = "exhausted", "Exhausted"
+
+
+def window_start(period: str, day: date) -> date:
+    """The first UTC day of the window that holds `day`."""
+    if period == BudgetPeriod.DAY:
+        return day
+    if period == BudgetPeriod.WEEK:
+        return day - timedelta(days=day.weekday())
+    if period == BudgetPeriod.MONTH:
+        return day.replace(day=1)
+    raise ValueError(f"unknown budget period {period!r}")
+
+
+def window_end(period: str, start: date) -> date:
+    """The first day after the window that starts on `start`."""
+    if period == BudgetPeriod.DAY:
+        return start + timedelta(days=1)
+    if period == BudgetPeriod.WEEK:
+        return start + timedelta(days=7)
+    if period == BudgetPeriod.MONTH:
+        return (start.replace(day=28) + timedelta(days=4)).replace(day=1)
+    raise ValueError(f"unknown budget period {period!r}")
+
+
+def utc_midnight(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=dt_timezone.utc)
+
+
+class Budget(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    scope = models.CharField(max_length=16, choices=BudgetScope.choices, default=BudgetScope.GLOBAL)
+    scope_value = models.CharField(
+        max_length=200, blank=True, help_text="The role, strategy or model id the budget covers; empty for global."
+    )
+    period = models.CharField(max_length=8, choices=BudgetPeriod.choices, default=BudgetPeriod.MONTH)
+    limit_usd = total_money(validators=[MinValueValidator(Decimal("0.01"))])
+    soft_limit_percent = models.PositiveSmallIntegerField(
+        default=80, validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="Past this share of the limit, routing leans toward cheaper models and an alert is raised.",
+    )
+    action = models.CharField(max_length=16, choices=BudgetAction.choices, default=BudgetAction.DOWNGRADE)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["scope", "scope_value", "period"]
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "scope_value", "period"], name="budget_one_per_scope_period"),
+            models.CheckConstraint(
+                condition=models.Q(scope=BudgetScope.GLOBAL, scope_value="") | ~models.Q(scope=BudgetScope.GLOBAL) & ~models.Q(scope_value=""),
+                name="budget_scope_value_matches_scope",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        target = f" {self.scope_value}" if self.scope_value else ""
+        return f"{self.name} ({self.get_scope_display()}{target}, {self.limit_usd} USD per {self.period})"
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        if self.scope == BudgetScope.GLOBAL and self.scope_value:
+            raise ValidationError({"scope_value": "A global budget covers everything: leave this empty."})
+        if self.scope != BudgetScope.GLOBAL and not self.scope_value:
+            raise ValidationError({"scope_value": f"Name the {self.scope} this budget covers."})
+
+    @property
+    def soft_limit_usd(self) -> Decimal:
+        return self.limit_usd * self.soft_limit_percent / Decimal(100)
+
+    def window(self, today: date | None = None) -> tuple[date, date]:
+        today = today or timezone.now().date()
+        start = window_start(self.period, today)
+        return start, window_end(self.period, start)
+
+    def state_for(self, spent: Decimal) -> str:
+        if spent >= self.limit_usd:
+            return BudgetState.EXHAUSTED
+        if spent >= self.soft_limit_usd:
+            return BudgetState.SOFT_LIMIT
+        return BudgetState.OK

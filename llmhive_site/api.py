@@ -1,0 +1,24 @@
+"""The HTTP API: one NinjaAPI at /api/, each app's router under /api/v1/, docs at /api/docs."""
+
+from ninja import NinjaAPI
+
+from catalog.api import router as catalog_router
+from costs.api import router as costs_router
+from routing.api import router as routing_router
+from health.api import router as health_router
+from llmhive_site.errors import install_error_handlers
+
+api = NinjaAPI(
+    title="LLMHive",
+    version="1",
+    description="Which model, now? The LLMHive control plane: catalog, routing, usage and costs.",
+    urls_namespace="api",
+    docs_url="/docs",
+    openapi_url="/openapi.json",
+)
+install_error_handlers(api)
+
+api.add_router("/v1/", health_router)
+api.add_router("/v1/", catalog_router)
+api.add_router("/v1/", costs_router)
+api.add_router("/v1/", routing_router)

@@ -1,0 +1,70 @@
+"""Bearer API keys with scopes, for every app's router.
+
+It lives in the project package, not in an app, so that `catalog` can require a scope without
+importing `routing` (dependencies between apps point one way).
+
+Keys are looked up in a per-process cache of the live keys, rebuilt when the `api_keys` data
+version moves (a key made, changed or revoked anywhere): a request costs no query to
+authenticate, and a revoked key stops working everywhere within the version check interval.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from django.http import HttpRequest
+from ninja.security import HttpBearer
+
+from llmhive_site.errors import ApiError
+from llmhive_site.models import DataVersion, version_watch
+
+API_KEYS = "api_keys"
+
+
+class KeyCache:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._version: int | None = None
+        self._by_hash: dict = {}
+
+    def lookup(self, raw_key: str):
+        from routing.models import KEY_PREFIX, ApiKey, hash_secret
+
+        if not raw_key.startswith(KEY_PREFIX):
+            return None
+        version = version_watch.versions().get(API_KEYS, 0)
+        if version != self._version:
+            with self._lock:
+                if version != self._version:
+                    self._by_hash = {key.secret_hash: key for key in ApiKey.objects.live()}
+                    self._version = version
+        return self._by_hash.get(hash_secret(raw_key))
+
+    def clear(self) -> None:
+        self._version = None
+
+
+key_cache = KeyCache()
+
+
+def api_keys_changed(**kwargs) -> None:
+    DataVersion.bump(API_KEYS)
+
+
+class ApiKeyAuth(HttpBearer):
+    def __init__(self, scope: str) -> None:
+        super().__init__()
+        self.scope = scope
+
+    def authenticate(self, request: HttpRequest, token: str):
+        key = key_cache.lookup(token)
+        if key is None:
+            return None
+        if not key.has_scope(self.scope):
+            raise ApiError(403, "missing_scope", f"This API key lacks the '{self.scope}' scope.")
+        key.touch()
+        return key
+
+
+def require(scope: str) -> ApiKeyAuth:
+    return ApiKeyAuth(scope)

@@ -1,0 +1,71 @@
+"""The API's one error shape: {"detail": "...", "code": "..."}, plus "errors" on 422."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import Http404, HttpRequest, HttpResponse
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+
+DEFAULT_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    402: "budget_exhausted",
+    403: "forbidden",
+    404: "not_found",
+    409: "conflict",
+    422: "invalid",
+    429: "throttled",
+    503: "unavailable",
+}
+
+
+class ApiError(HttpError):
+    """An HttpError with a machine-readable code and optional extra fields in the body."""
+
+    def __init__(self, status_code: int, code: str, detail: str, **extra: Any) -> None:
+        super().__init__(status_code, detail)
+        self.code = code
+        self.extra = extra
+
+
+def _field_path(loc: list | tuple) -> tuple[str, str]:
+    """('body', 'payload', 'events', 3, 'model') -> ('body', 'events.3.model')."""
+    source, *rest = [str(part) for part in loc] or ["body"]
+    # ninja puts the name of the view's body parameter first; callers never see it.
+    if source == "body" and rest and rest[0] == "payload":
+        rest = rest[1:]
+    return source, ".".join(rest)
+
+
+def install_error_handlers(api: NinjaAPI) -> None:
+    def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+        code = getattr(exc, "code", None) or DEFAULT_CODES.get(exc.status_code, "error")
+        body = {"detail": str(exc), "code": code, **getattr(exc, "extra", {})}
+        return api.create_response(request, body, status=exc.status_code)
+
+    def on_auth_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+        body = {"detail": "Missing or invalid API key: send 'Authorization: Bearer <key>'.", "code": "unauthorized"}
+        response = api.create_response(request, body, status=401)
+        response["WWW-Authenticate"] = "Bearer"
+        return response
+
+    def on_validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+        errors = []
+        for error in exc.errors:
+            source, field = _field_path(error.get("loc", ()))
+            errors.append({"in": source, "field": field, "message": error.get("msg", "invalid"), "type": error.get("type", "")})
+        first = errors[0] if errors else {"field": "", "message": "invalid input"}
+        detail = f"{first['field'] or first.get('in', 'input')}: {first['message']}"
+        if len(errors) > 1:
+            detail += f" (and {len(errors) - 1} more)"
+        return api.create_response(request, {"detail": detail, "code": "invalid", "errors": errors}, status=422)
+
+    def on_404(request: HttpRequest, exc: Http404) -> HttpResponse:
+        return api.create_response(request, {"detail": str(exc) or "Not found.", "code": "not_found"}, status=404)
+
+    api.add_exception_handler(HttpError, on_http_error)
+    api.add_exception_handler(AuthenticationError, on_auth_error)
+    api.add_exception_handler(ValidationError, on_validation_error)
+    api.add_exception_handler(Http404, on_404)

@@ -1,0 +1,203 @@
+"""LLMHive settings, read from the environment with defaults that work on a laptop."""
+
+import os
+from decimal import Decimal
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+# Local state (the SQLite test database, the printed admin login, collected static files).
+VAR_DIR = Path(os.environ.get("LLMHIVE_VAR_DIR", BASE_DIR / "var"))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def envbool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def envint(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+def envfloat(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
+def envlist(name: str, default: list[str]) -> list[str]:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+DEBUG = envbool("DEBUG", True)
+# The default key is only good for a laptop; `check --deploy` flags it in production.
+SECRET_KEY = os.environ.get("SECRET_KEY", "django-insecure-llmhive-local-development-key-change-me")
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
+
+# HTTPS in production (DEBUG off): secure cookies, HSTS and a redirect, so `check --deploy` is
+# clean. Behind a TLS-terminating proxy set SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO; on a
+# plain-HTTP private network set LLMHIVE_HTTPS=false.
+LLMHIVE_HTTPS = envbool("LLMHIVE_HTTPS", not DEBUG)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = LLMHIVE_HTTPS
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", LLMHIVE_HTTPS)
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 31_536_000 if LLMHIVE_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", LLMHIVE_HTTPS)
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", LLMHIVE_HTTPS)
+if os.environ.get("SECURE_PROXY_SSL_HEADER"):
+    SECURE_PROXY_SSL_HEADER = (os.environ["SECURE_PROXY_SSL_HEADER"], "https")
+# The health endpoint answers load balancers over plain HTTP inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^api/v1/health$"]
+
+INSTALLED_APPS = [
+    "llmhive_site.admin_site.LLMHiveAdminConfig",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_q",
+    "llmhive_site.apps.LLMHiveSiteConfig",
+    "import_export",
+    "catalog",
+    "costs",
+    "health",
+    "routing",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "llmhive_site.urls"
+WSGI_APPLICATION = "llmhive_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# SQLite in the project folder unless DATABASE_URL says otherwise (PostgreSQL in CI and
+# production). The SQLite test database is a file so that a real qcluster subprocess started
+# by the tests can see it.
+DATABASES = {
+    "default": dj_database_url.config(
+        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+        conn_max_age=envint("DATABASE_CONN_MAX_AGE", 60),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {
+        # Several processes (web, qcluster) share the file: wait for locks instead of failing.
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # One file per test session (pytest-xdist workers or two checkouts never share one).
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
+}
+
+# --- OpenRouter -----------------------------------------------------------------------------
+OPENROUTER_BASE_URL = os.environ.get("OPENROUTER_BASE_URL", "https://openrouter.ai/api/v1")
+# Optional: the catalog needs no key; health pings and /key do.
+OPENROUTER_API_KEY = os.environ.get("OPENROUTER_API_KEY", "")
+LLMHIVE_OPENROUTER_TIMEOUT = envfloat("LLMHIVE_OPENROUTER_TIMEOUT", 20.0)
+LLMHIVE_OPENROUTER_MAX_RETRIES = envint("LLMHIVE_OPENROUTER_MAX_RETRIES", 3)
+
+# --- Catalog ---------------------------------------------------------------------------------
+# A sync that would mark more than this fraction of the active models missing is refused.
+LLMHIVE_SYNC_MAX_MISSING_FRACTION = envfloat("LLMHIVE_SYNC_MAX_MISSING_FRACTION", 0.2)
+LLMHIVE_SYNC_INTERVAL_HOURS = envint("LLMHIVE_SYNC_INTERVAL_HOURS", 6)
+# The catalog counts as stale when its last good sync is older than the interval plus this.
+LLMHIVE_CATALOG_STALE_GRACE_HOURS = envint("LLMHIVE_CATALOG_STALE_GRACE_HOURS", 6)
+# A run whose lock is older than this is presumed dead (a killed worker) and may be taken over.
+LLMHIVE_SYNC_LOCK_SECONDS = envint("LLMHIVE_SYNC_LOCK_SECONDS", 900)
+LLMHIVE_RESEARCH_ENDPOINTS_LIMIT = envint("LLMHIVE_RESEARCH_ENDPOINTS_LIMIT", 40)
+LLMHIVE_MODEL_EXPIRY_WARNING_DAYS = envint("LLMHIVE_MODEL_EXPIRY_WARNING_DAYS", 14)
+
+# Used only when OpenRouter cannot be reached and the catalog holds no models.
+BOOTSTRAP_FALLBACK_MODELS = envlist(
+    "LLMHIVE_BOOTSTRAP_FALLBACK_MODELS",
+    ["openai/gpt-4o", "anthropic/claude-sonnet-4", "openai/gpt-4o-mini"],
+)
+
+# --- Health ----------------------------------------------------------------------------------
+LLMHIVE_HEALTH_PING_DAILY_CAP_USD = Decimal(os.environ.get("LLMHIVE_HEALTH_PING_DAILY_CAP_USD", "0.50"))
+
+# --- Task queue (django-q2) ------------------------------------------------------------------
+LLMHIVE_REDIS_URL = os.environ.get("LLMHIVE_REDIS_URL", "")
+Q_CLUSTER = {
+    "name": os.environ.get("LLMHIVE_Q_NAME", "llmhive"),
+    "workers": envint("LLMHIVE_Q_WORKERS", 2),
+    "timeout": 600,
+    # retry must exceed timeout, or a slow task is handed to a second worker while it runs.
+    "retry": 900,
+    "max_attempts": 2,
+    "catch_up": False,
+    "save_limit": 500,
+    "poll": envfloat("LLMHIVE_Q_POLL", 1.0),
+    # The scheduler runs when the guard loop has counted 30 s; a cycle of 30 makes it run at
+    # start-up, which the tests use to see a schedule fire without waiting.
+    "guard_cycle": envfloat("LLMHIVE_Q_GUARD_CYCLE", 0.5),
+    "label": "Task queue",
+}
+if LLMHIVE_REDIS_URL:
+    Q_CLUSTER["redis"] = LLMHIVE_REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# --- Routing ---------------------------------------------------------------------------------
+# How often each process checks whether the data behind its routing snapshot and API key cache
+# changed (one query per interval per process; decisions in between make none).
+LLMHIVE_SNAPSHOT_CHECK_SECONDS = envfloat("LLMHIVE_SNAPSHOT_CHECK_SECONDS", 0.5)
+# How long a process keeps budget spend before reading the rollups again.
+LLMHIVE_BUDGET_STATE_TTL_SECONDS = envfloat("LLMHIVE_BUDGET_STATE_TTL_SECONDS", 1.0)

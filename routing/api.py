@@ -1,0 +1,201 @@
+"""The routing API: route, escalate, internal rankings."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+from ninja import Field, Query, Router, Schema
+from pydantic import BaseModel, ConfigDict
+
+from catalog.api import decimal_str
+from catalog.models import CAPABILITIES
+from llmhive_site.auth import require
+from llmhive_site.errors import ApiError
+from routing.selection import EscalateRequest, RouteRequest, RoutingError, decide, escalate
+from routing.snapshot import current_snapshot
+
+router = Router(tags=["routing"])
+ROUTE = require("route")
+
+Capability = Literal[CAPABILITIES]  # type: ignore[valid-type]
+AccuracyName = Literal["high", "balanced", "economy"]
+
+
+class RouteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: str = Field(min_length=1, max_length=64)
+    category: str | None = Field(None, max_length=64, description="an OpenRouter category; default: the role's")
+    accuracy: AccuracyName | None = Field(None, description="default: the role's (balanced unless set)")
+    required_capabilities: list[Capability] = Field(default_factory=list)
+    min_context_length: int | None = Field(None, ge=0)
+    estimated_input_tokens: int | None = Field(None, ge=0, le=10_000_000)
+    estimated_output_tokens: int | None = Field(None, ge=0, le=10_000_000)
+    max_cost_usd: Decimal | None = Field(None, ge=0, description="the most this request may cost")
+    strategy: str | None = Field(None, max_length=100)
+    exclude: list[str] = Field(default_factory=list, max_length=500)
+    fallback_count: int = Field(2, ge=0, le=5)
+
+
+class BudgetOut(Schema):
+    scope: str
+    scope_value: str
+    limit_usd: str
+    spent_usd: str
+    remaining_usd: str
+    state: Literal["ok", "soft_limit", "exhausted"]
+    action: str
+
+
+class CandidateOut(Schema):
+    model: str
+    score: float
+    preferred: bool
+    estimated_cost_usd: str | None
+    parts: dict
+
+
+class StrategyOut(Schema):
+    strategy: str
+    success_rate: float
+    samples: int
+    cost_per_request_usd: float
+
+
+class RouteOut(Schema):
+    model: str
+    fallbacks: list[str] = Field(description="ready for OpenRouter's models[] after model")
+    escalation: list[str] = Field(description="what to try, in order, if the model fails")
+    estimated_cost_usd: str | None
+    budget: BudgetOut | None
+    downgraded: str | None = Field(None, description="why the decision was moved toward cheaper models, if it was")
+    source: Literal["catalog", "bootstrap"]
+    decision_id: str
+    candidates: list[CandidateOut]
+    catalog_version: str
+    category: str | None
+    accuracy: str
+    recommended_strategy: StrategyOut | None
+
+
+def _money(value):
+    return decimal_str(value) if isinstance(value, Decimal) else value
+
+
+def _as_api_error(error: RoutingError) -> ApiError:
+    extra = dict(error.extra)
+    if extra.get("budget"):
+        extra["budget"] = {k: _money(v) for k, v in extra["budget"].items()}
+    return ApiError(error.status, error.code, error.detail, **extra)
+
+
+@router.post("/route", response=RouteOut, auth=ROUTE, summary="Which model, now?")
+def route(request, payload: RouteIn):
+    """Choose a model for one call, with fallbacks, the escalation chain and the score of each
+    candidate weighed. 404 for an unknown role; 422 `no_eligible_model` with the count rejected
+    per reason; 402 `budget_exhausted` when a blocking budget is spent."""
+    try:
+        answer = decide(RouteRequest(**payload.model_dump()))
+    except RoutingError as error:
+        raise _as_api_error(error) from None
+    answer["estimated_cost_usd"] = _money(answer["estimated_cost_usd"])
+    if answer["budget"]:
+        answer["budget"] = {k: _money(v) for k, v in answer["budget"].items()}
+    for candidate in answer["candidates"]:
+        candidate["estimated_cost_usd"] = _money(candidate["estimated_cost_usd"])
+    return answer
+
+
+class EscalateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: str = Field(min_length=1, max_length=64)
+    failed_model: str = Field(min_length=1, max_length=200)
+    reason: str = Field("", max_length=200)
+    category: str | None = Field(None, max_length=64)
+    strategy: str | None = Field(None, max_length=100)
+    exclude: list[str] = Field(default_factory=list, max_length=500)
+
+
+class EscalateOut(Schema):
+    model: str | None = Field(description="null when nothing is left")
+    chain: list[str]
+    source: Literal["override", "dynamic"] | None
+    catalog_version: str
+
+
+@router.post("/escalate", response=EscalateOut, auth=ROUTE, summary="The model to try after one failed")
+def escalate_view(request, payload: EscalateIn):
+    """Overrides first (for the model, then its family; role-specific before general), then
+    dynamic: eligible models of higher quality, reasoning-capable first, cheaper first among
+    equals. Never the failed or an excluded model, no repeats, no cycles."""
+    try:
+        return escalate(EscalateRequest(**payload.model_dump()))
+    except RoutingError as error:
+        raise _as_api_error(error) from None
+
+
+class RankingFilters(Schema):
+    role: str | None = Field(None, description="outcomes for this role only")
+    category: str | None = Field(None, description="outcomes for this category, beside OpenRouter's ranking of it")
+    min_samples: int = Field(1, ge=0)
+    limit: int = Field(50, ge=1, le=500)
+
+
+class InternalRankingOut(Schema):
+    rank: int
+    model: str
+    requests: int
+    successes: int
+    success_rate: float | None
+    learned_quality: float = Field(description="success rate shrunk toward the prior while samples are few")
+    openrouter_rank: int | None = Field(description="the model's rank in OpenRouter's ranking of the category")
+    cost_per_success_usd: float | None
+
+
+class RankingsOut(Schema):
+    role: str | None
+    category: str | None
+    items: list[InternalRankingOut]
+
+
+@router.get("/rankings", response=RankingsOut, auth=ROUTE, summary="Internal rankings from outcomes, beside OpenRouter's")
+def rankings(request, filters: Query[RankingFilters]):
+    from routing.selection import PRIOR_STRENGTH
+
+    snap = current_snapshot()
+    if filters.role and filters.role not in snap.roles:
+        raise ApiError(404, "unknown_role", f"No active role '{filters.role}'.")
+    totals: dict[str, list] = {}
+    for (model, role, category), outcome in snap.outcomes.items():
+        if filters.role and role != filters.role:
+            continue
+        if filters.category and category != filters.category:
+            continue
+        t = totals.setdefault(model, [0, 0, 0.0])
+        t[0] += outcome.requests
+        t[1] += outcome.successes
+        t[2] += outcome.cost
+    openrouter = snap.rankings.get(filters.category or "", {})
+    rows = []
+    for model_id, (n, s, cost) in totals.items():
+        if n < filters.min_samples:
+            continue
+        info = snap.models.get(model_id)
+        prior = snap.prior_quality(info, filters.category)[0] if info else 0.5
+        rows.append(
+            {
+                "model": model_id,
+                "requests": n,
+                "successes": s,
+                "success_rate": round(s / n, 4) if n else None,
+                "learned_quality": round((s + PRIOR_STRENGTH * prior) / (n + PRIOR_STRENGTH), 4),
+                "openrouter_rank": openrouter.get(model_id),
+                "cost_per_success_usd": round(cost / s, 8) if s else None,
+            }
+        )
+    rows.sort(key=lambda r: (-r["learned_quality"], -r["requests"], r["model"]))
+    for i, row in enumerate(rows[: filters.limit], start=1):
+        row["rank"] = i
+    return {"role": filters.role, "category": filters.category, "items": rows[: filters.limit]}

@@ -1,0 +1,28 @@
+from django.apps import AppConfig
+
+
+class RoutingConfig(AppConfig):
+    name = "routing"
+    verbose_name = "Routing"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_delete, post_save
+
+        from costs.ingest import AFTER_INGEST_HOOKS, IN_TRANSACTION_HOOKS
+        from llmhive_site.auth import api_keys_changed
+        from llmhive_site.models import DataVersion
+        from routing import memory
+        from routing.models import ApiKey, EscalationOverride, Role, RolePreference, Strategy
+
+        def routing_changed(**kwargs) -> None:
+            DataVersion.bump(DataVersion.ROUTING)
+
+        for model in (Role, RolePreference, EscalationOverride, Strategy):
+            post_save.connect(routing_changed, sender=model, dispatch_uid=f"routing.version.save.{model.__name__}")
+            post_delete.connect(routing_changed, sender=model, dispatch_uid=f"routing.version.delete.{model.__name__}")
+        post_save.connect(api_keys_changed, sender=ApiKey, dispatch_uid="routing.api_keys.save")
+        post_delete.connect(api_keys_changed, sender=ApiKey, dispatch_uid="routing.api_keys.delete")
+        if memory.remember_outcomes not in IN_TRANSACTION_HOOKS:
+            IN_TRANSACTION_HOOKS.append(memory.remember_outcomes)
+        if memory.stats_changed not in AFTER_INGEST_HOOKS:
+            AFTER_INGEST_HOOKS.append(memory.stats_changed)

@@ -1,0 +1,303 @@
+"""Routing data: API keys, roles and their preferences, escalation overrides, strategies and
+strategy memory."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+from django.utils import timezone
+
+from catalog.models import CAPABILITIES, CatalogModel, classify_family
+
+KEY_PREFIX = "lh_"
+
+
+class Scope(models.TextChoices):
+    ROUTE = "route", "route: routing decisions and the catalog"
+    USAGE_WRITE = "usage:write", "usage:write: report usage events"
+    COSTS_READ = "costs:read", "costs:read: cost reports and budgets"
+    CATALOG_SYNC = "catalog:sync", "catalog:sync: start syncs, read runs"
+
+
+def hash_secret(raw_key: str) -> str:
+    # Keys are 190+ bits of randomness, so a fast hash is enough: a slow KDF would only add
+    # latency to every API call without making a random key harder to guess.
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+class ApiKeyQuerySet(models.QuerySet):
+    def live(self):
+        return self.filter(revoked_at__isnull=True)
+
+
+class ApiKey(models.Model):
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True, help_text="Shown in clear to tell keys apart.")
+    secret_hash = models.CharField(max_length=64, editable=False)
+    scopes = models.JSONField(default=list)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @classmethod
+    def issue(cls, *, name: str, scopes: list[str], created_by=None) -> tuple["ApiKey", str]:
+        """Create a key; returns it with the secret, which is not stored and is shown once."""
+        unknown = set(scopes) - set(Scope.values)
+        if unknown:
+            raise ValueError(f"unknown scope(s): {', '.join(sorted(unknown))}; known: {', '.join(Scope.values)}")
+        if not scopes:
+            raise ValueError(f"give at least one scope: {', '.join(Scope.values)}")
+        prefix = secrets.token_hex(4)
+        raw_key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+        key = cls.objects.create(
+            name=name, prefix=prefix, secret_hash=hash_secret(raw_key), scopes=sorted(set(scopes)), created_by=created_by
+        )
+        return key, raw_key
+
+    @classmethod
+    def authenticate(cls, raw_key: str) -> "ApiKey | None":
+        if not raw_key.startswith(KEY_PREFIX):
+            return None
+        prefix = raw_key[len(KEY_PREFIX):].split("_", 1)[0]
+        key = cls.objects.live().filter(prefix=prefix).first()
+        if key is None or not hmac.compare_digest(key.secret_hash, hash_secret(raw_key)):
+            return None
+        return key
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def revoke(self) -> None:
+        if self.revoked_at is None:
+            self.revoked_at = timezone.now()
+            self.save(update_fields=["revoked_at"])
+
+    def touch(self, *, every: timedelta = timedelta(minutes=1)) -> None:
+        """Record use, at most once a minute: a write on every request would cost more than it tells."""
+        now = timezone.now()
+        if self.last_used_at is None or now - self.last_used_at >= every:
+            type(self).objects.filter(pk=self.pk).update(last_used_at=now)
+            self.last_used_at = now
+
+
+# --- Admin-curated routing data ------------------------------------------------------------------
+
+class Accuracy(models.TextChoices):
+    HIGH = "high", "High: reasoning-capable first, quality weighs most"
+    BALANCED = "balanced", "Balanced"
+    ECONOMY = "economy", "Economy: cost weighs most"
+
+
+role_slug_validator = RegexValidator(r"^[a-z0-9][a-z0-9_\-]*$", "Lowercase letters, digits, '_' and '-'.")
+
+
+class Role(models.Model):
+    """What a call is for (coder, planner, reviewer…): what it needs and how to choose."""
+
+    slug = models.CharField(max_length=64, unique=True, validators=[role_slug_validator])
+    name = models.CharField(max_length=100, blank=True)
+    description = models.TextField(blank=True)
+    required_capabilities = models.JSONField(default=list, blank=True, help_text="Capabilities every candidate must have.")
+    min_context_length = models.PositiveIntegerField(null=True, blank=True)
+    default_category = models.ForeignKey(
+        "catalog.Category", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The ranking used for quality when a request names no category.",
+    )
+    default_accuracy = models.CharField(max_length=16, choices=Accuracy.choices, default=Accuracy.BALANCED)
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.name or self.slug
+
+    def clean(self) -> None:
+        unknown = sorted(set(self.required_capabilities or []) - set(CAPABILITIES))
+        if unknown:
+            raise ValidationError({"required_capabilities": f"Unknown capabilities: {', '.join(unknown)}. Known: {', '.join(CAPABILITIES)}."})
+
+    def missing_for(self, model: CatalogModel) -> list[str]:
+        """Why `model` cannot serve this role (empty when it can)."""
+        reasons = [f"lacks {c}" for c in self.required_capabilities or [] if not getattr(model, c, False)]
+        if self.min_context_length and (model.context_length or 0) < self.min_context_length:
+            reasons.append(f"context {model.context_length or 0} < {self.min_context_length}")
+        return reasons
+
+
+class RolePreference(models.Model):
+    """An admin's ordered choice for a role: a model, or any model of a family."""
+
+    role = models.ForeignKey(Role, on_delete=models.CASCADE, related_name="preferences")
+    model = models.ForeignKey(CatalogModel, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    family = models.ForeignKey("catalog.Family", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    position = models.PositiveIntegerField(default=0, db_index=True)
+
+    class Meta:
+        ordering = ["role", "position", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(model__isnull=False, family__isnull=True) | models.Q(model__isnull=True, family__isnull=False),
+                name="preference_model_xor_family",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role.slug} #{self.position}: {self.model_id or self.family}"
+
+    def clean(self) -> None:
+        if bool(self.model_id) == bool(self.family_id):
+            raise ValidationError("Choose a model or a family (one of them).")
+        if self.model_id and self.role_id:
+            reasons = self.role.missing_for(self.model)
+            if reasons:
+                raise ValidationError({"model": f"{self.model_id} cannot serve the role {self.role.slug}: {'; '.join(reasons)}."})
+
+
+class EscalationOverride(models.Model):
+    """When a model (or any model of a family) fails, try this model next: tried before dynamic escalation."""
+
+    from_model = models.ForeignKey(CatalogModel, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    from_family = models.ForeignKey("catalog.Family", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    to_model = models.ForeignKey(CatalogModel, on_delete=models.CASCADE, related_name="+")
+    role = models.ForeignKey(Role, null=True, blank=True, on_delete=models.CASCADE, related_name="escalation_overrides",
+                             help_text="Only for this role; empty for every role.")
+    position = models.PositiveIntegerField(default=0, db_index=True)
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(from_model__isnull=False, from_family__isnull=True)
+                | models.Q(from_model__isnull=True, from_family__isnull=False),
+                name="override_from_model_xor_family",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        source = self.from_model_id or self.from_family
+        scope = f" ({self.role.slug})" if self.role_id else ""
+        return f"{source} → {self.to_model_id}{scope}"
+
+    def clean(self) -> None:
+        if bool(self.from_model_id) == bool(self.from_family_id):
+            raise ValidationError("Escalate from a model or from a family (one of them).")
+        if self.from_model_id and self.from_model_id == self.to_model_id:
+            raise ValidationError({"to_model": "A model cannot escalate to itself."})
+        if self.to_model_id and self.from_family_id and self.from_family.matches(self.to_model_id):
+            raise ValidationError({"to_model": f"{self.to_model_id} is itself in the family {self.from_family}: that would loop."})
+        cycle = self.cycle_through()
+        if cycle:
+            raise ValidationError({"to_model": f"This override would make a cycle: {' → '.join(cycle)}."})
+
+    def cycle_through(self) -> list[str]:
+        """The cycle this override would close, as a path of model ids, or [] when there is none.
+
+        Overrides form a graph over models (a family source stands for each of its models). The
+        new edge closes a cycle when its target already leads back to its source.
+        """
+        from catalog.models import Family
+
+        if not self.to_model_id:
+            return []
+        families = list(Family.objects.all())
+        others = EscalationOverride.objects.exclude(pk=self.pk).select_related("from_family")
+        if self.role_id:  # an override for one role meets the general ones and its own role's
+            others = others.filter(models.Q(role__isnull=True) | models.Q(role=self.role_id))
+
+        def sources_match(override, model_id: str) -> bool:
+            if override.from_model_id:
+                return override.from_model_id == model_id
+            return classify_family(model_id, families) == override.from_family
+
+        def is_source(model_id: str) -> bool:
+            if self.from_model_id:
+                return model_id == self.from_model_id
+            return classify_family(model_id, families) == self.from_family
+
+        edges = list(others)
+        path = [str(self.from_model_id or self.from_family), self.to_model_id]
+        seen = {self.to_model_id}
+        frontier = [(self.to_model_id, path)]
+        while frontier:
+            current, trail = frontier.pop()
+            for override in edges:
+                if not sources_match(override, current):
+                    continue
+                nxt = override.to_model_id
+                if is_source(nxt):
+                    return [*trail, nxt]
+                if nxt not in seen:
+                    seen.add(nxt)
+                    frontier.append((nxt, [*trail, nxt]))
+        return []
+
+
+class Strategy(models.Model):
+    """How the orchestrator runs a task (single, refine_on_failure, ensemble…)."""
+
+    slug = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["slug"]
+        verbose_name_plural = "strategies"
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class StrategyStat(models.Model):
+    """Strategy memory: outcomes per (model, role, category, strategy), from the usage ledger."""
+
+    model = models.CharField(max_length=200)
+    role = models.CharField(max_length=100, blank=True)
+    category = models.CharField(max_length=100, blank=True)
+    strategy = models.CharField(max_length=100, blank=True)
+    requests = models.PositiveBigIntegerField(default=0)
+    successes = models.PositiveBigIntegerField(default=0)
+    quality_sum = models.FloatField(default=0)
+    quality_count = models.PositiveBigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=30, decimal_places=14, default=0)
+    latency_ms_sum = models.PositiveBigIntegerField(default=0)
+    latency_count = models.PositiveBigIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["model", "role", "category", "strategy"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "role", "category", "strategy"], name="strategystat_key"),
+        ]
+        verbose_name = "strategy memory"
+        verbose_name_plural = "strategy memory"
+
+    def __str__(self) -> str:
+        return f"{self.model} {self.role or '-'} {self.category or '-'} {self.strategy or '-'}: {self.successes}/{self.requests}"
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.successes / self.requests if self.requests else None

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from routing.models import ApiKey, Scope
+
+pytest_plugins = ["tests.fake_openrouter"]
+
+
+class ApiClient(Client):
+    """A test client that sends a bearer key and JSON."""
+
+    def __init__(self, raw_key: str | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.raw_key = raw_key
+
+    def _base_environ(self, **request):
+        environ = super()._base_environ(**request)
+        if self.raw_key and "HTTP_AUTHORIZATION" not in request:
+            environ["HTTP_AUTHORIZATION"] = f"Bearer {self.raw_key}"
+        return environ
+
+    def post_json(self, path: str, data, **kwargs):
+        return self.post(path, data=data, content_type="application/json", **kwargs)
+
+
+@pytest.fixture
+def make_api_key(db):
+    """make_api_key("route", "catalog:sync") -> the raw key."""
+
+    def make(*scopes: str, name: str = "test key") -> str:
+        _, raw = ApiKey.issue(name=name, scopes=list(scopes) or [Scope.ROUTE])
+        return raw
+
+    return make
+
+
+@pytest.fixture
+def api_client(make_api_key) -> ApiClient:
+    """A client whose key has every scope."""
+    return ApiClient(make_api_key(*Scope.values))
+
+
+@pytest.fixture
+def anon_client() -> ApiClient:
+    return ApiClient()

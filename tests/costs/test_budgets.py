@@ -1,0 +1,195 @@
+"""Budgets: windows in UTC, spend from the rollups, alerts once per window, a cached state."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from catalog.models import AlertKind, CatalogAlert
+from costs.budgets import BudgetBook, budget_statuses, check_budget_thresholds
+from costs.ingest import ingest_events
+from costs.models import Budget, BudgetPeriod, BudgetScope, BudgetState, window_end, window_start
+from tests.factories import CatalogModelFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def spend(request_id: str, at: datetime, cost: str, *, role="coder", strategy="single", model="acme/model") -> None:
+    ingest_events(
+        [
+            {
+                "request_id": request_id,
+                "occurred_at": at,
+                "model": model,
+                "role": role,
+                "strategy": strategy,
+                "cost_usd": Decimal(cost),
+                "success": True,
+            }
+        ]
+    )
+
+
+@pytest.fixture(autouse=True)
+def model(db):
+    return CatalogModelFactory(id="acme/model")
+
+
+@pytest.mark.parametrize(
+    ("period", "day", "start", "end"),
+    [
+        (BudgetPeriod.DAY, date(2026, 3, 31), date(2026, 3, 31), date(2026, 4, 1)),
+        (BudgetPeriod.WEEK, date(2026, 3, 1), date(2026, 2, 23), date(2026, 3, 2)),  # a Sunday
+        (BudgetPeriod.WEEK, date(2026, 3, 2), date(2026, 3, 2), date(2026, 3, 9)),  # a Monday
+        (BudgetPeriod.MONTH, date(2026, 2, 28), date(2026, 2, 1), date(2026, 3, 1)),
+        (BudgetPeriod.MONTH, date(2028, 2, 29), date(2028, 2, 1), date(2028, 3, 1)),
+        (BudgetPeriod.MONTH, date(2026, 12, 31), date(2026, 12, 1), date(2027, 1, 1)),
+    ],
+)
+def test_windows_are_utc_days_iso_weeks_and_calendar_months(period, day, start, end):
+    assert window_start(period, day) == start
+    assert window_end(period, start) == end
+
+
+def test_spend_counts_the_events_of_the_window_only_at_the_month_edge():
+    budget = Budget.objects.create(name="all", period=BudgetPeriod.MONTH, limit_usd=Decimal("10"))
+    spend("jan-last", datetime(2026, 1, 31, 23, 59, 59, 999999, tzinfo=timezone.utc), "1.25")
+    spend("feb-first", datetime(2026, 2, 1, 0, 0, tzinfo=timezone.utc), "2.5")
+    spend("feb-late", datetime(2026, 2, 28, 23, 0, tzinfo=timezone.utc), "0.00000001")
+
+    january = budget_statuses([budget], today=date(2026, 1, 31))[0]
+    february = budget_statuses([budget], today=date(2026, 2, 15))[0]
+
+    assert january.spent_usd == Decimal("1.25")
+    assert february.spent_usd == Decimal("2.50000001")
+    assert february.remaining_usd == Decimal("7.49999999")
+    assert february.state == BudgetState.OK
+
+
+def test_a_day_budget_starts_again_at_utc_midnight_without_forgetting_history():
+    budget = Budget.objects.create(name="daily", period=BudgetPeriod.DAY, limit_usd=Decimal("1"))
+    spend("late", datetime(2026, 3, 9, 23, 30, tzinfo=timezone.utc), "1")
+
+    assert budget_statuses([budget], today=date(2026, 3, 9))[0].state == BudgetState.EXHAUSTED
+    assert budget_statuses([budget], today=date(2026, 3, 10))[0].spent_usd == 0
+    # Nothing was reset: the ledger still answers for the day before.
+    assert budget_statuses([budget], today=date(2026, 3, 9))[0].spent_usd == Decimal("1")
+
+
+def test_scoped_budgets_count_only_their_role_strategy_or_model():
+    CatalogModelFactory(id="acme/other")
+    at = datetime.now(timezone.utc)
+    spend("a", at, "1", role="coder", strategy="single")
+    spend("b", at, "2", role="writer", strategy="ensemble")
+    spend("c", at, "4", role="writer", strategy="single", model="acme/other")
+    budgets = [
+        Budget.objects.create(name="g", limit_usd=100),
+        Budget.objects.create(name="r", scope=BudgetScope.ROLE, scope_value="writer", limit_usd=100),
+        Budget.objects.create(name="s", scope=BudgetScope.STRATEGY, scope_value="single", limit_usd=100),
+        Budget.objects.create(name="m", scope=BudgetScope.MODEL, scope_value="acme/other", limit_usd=100),
+    ]
+
+    spent = {s.budget.name: s.spent_usd for s in budget_statuses(budgets)}
+
+    assert spent == {"g": 7, "r": 6, "s": 5, "m": 4}
+
+
+def test_states_follow_the_soft_and_hard_limits():
+    budget = Budget.objects.create(name="b", limit_usd=Decimal("10"), soft_limit_percent=80)
+    assert budget.state_for(Decimal("7.99")) == BudgetState.OK
+    assert budget.state_for(Decimal("8")) == BudgetState.SOFT_LIMIT
+    assert budget.state_for(Decimal("10")) == BudgetState.EXHAUSTED
+
+
+def test_threshold_alerts_are_raised_once_per_window_and_level():
+    Budget.objects.create(name="daily", period=BudgetPeriod.DAY, limit_usd=Decimal("10"), soft_limit_percent=50)
+    now = datetime.now(timezone.utc)
+
+    spend("1", now, "4")
+    assert CatalogAlert.objects.filter(kind=AlertKind.BUDGET_THRESHOLD).count() == 0
+    spend("2", now, "2")  # 6 of 10: past the soft limit
+    spend("3", now, "1")  # still soft: no second alert
+    soft = CatalogAlert.objects.get(kind=AlertKind.BUDGET_THRESHOLD)
+    assert soft.details["level"] == "soft_limit" and "daily" in soft.message
+    soft.acknowledged_at = now  # acknowledged alerts are not raised again in the same window
+    soft.save()
+    spend("4", now, "3")  # 10 of 10: exhausted
+    spend("5", now, "1")
+    check_budget_thresholds()
+
+    levels = sorted(CatalogAlert.objects.filter(kind=AlertKind.BUDGET_THRESHOLD).values_list("details__level", flat=True))
+    assert levels == ["exhausted", "soft_limit"]
+
+
+def test_a_new_window_raises_its_own_alerts():
+    budget = Budget.objects.create(name="daily", period=BudgetPeriod.DAY, limit_usd=Decimal("1"))
+    spend("mon", datetime(2026, 3, 9, 12, tzinfo=timezone.utc), "1")
+    spend("tue", datetime(2026, 3, 10, 12, tzinfo=timezone.utc), "1")
+
+    check_budget_thresholds(budget_statuses([budget], today=date(2026, 3, 9)))
+    check_budget_thresholds(budget_statuses([budget], today=date(2026, 3, 10)))
+    check_budget_thresholds(budget_statuses([budget], today=date(2026, 3, 10)))
+
+    windows = sorted(CatalogAlert.objects.filter(details__level="exhausted").values_list("details__window_start", flat=True))
+    assert windows == ["2026-03-09", "2026-03-10"]
+
+
+def test_the_budget_book_answers_without_queries_in_steady_state():
+    Budget.objects.create(name="g", limit_usd=Decimal("5"))
+    Budget.objects.create(name="r", scope=BudgetScope.ROLE, scope_value="coder", limit_usd=Decimal("1"))
+    spend("1", datetime.now(timezone.utc), "1")
+    book = BudgetBook(ttl=3600)
+    book.statuses()
+
+    with CaptureQueriesContext(connection) as queries:
+        for _ in range(1000):
+            state = book.state_for(role="coder", strategy="single", model="acme/model")
+
+    assert len(queries) == 0
+    assert state.budget.name == "r" and state.state == BudgetState.EXHAUSTED
+    assert book.state_for(role="writer").budget.name == "g"
+
+
+def test_the_budget_book_sees_a_changed_budget_at_once_and_new_spend_after_its_ttl():
+    budget = Budget.objects.create(name="g", limit_usd=Decimal("5"))
+    book = BudgetBook(ttl=0.0)
+    assert book.state_for().state == BudgetState.OK
+    spend("1", datetime.now(timezone.utc), "5")
+    assert book.state_for().state == BudgetState.EXHAUSTED
+
+    cached = BudgetBook(ttl=3600)
+    cached.statuses()
+    budget.limit_usd = Decimal("50")
+    budget.save()
+    from costs.budgets import budget_book
+
+    budget_book.statuses()
+    budget.limit_usd = Decimal("4")
+    budget.save()  # the process-wide book drops its state on save
+    assert budget_book.state_for().state == BudgetState.EXHAUSTED
+
+
+def test_budget_api_lists_spend_remaining_and_state(api_client):
+    Budget.objects.create(name="monthly", limit_usd=Decimal("10.5"), soft_limit_percent=50)
+    spend("1", datetime.now(timezone.utc), "6.25")
+
+    rows = api_client.get("/api/v1/budgets").json()
+
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["limit_usd"], row["spent_usd"], row["remaining_usd"], row["state"]) == ("10.5", "6.25", "4.25", "soft_limit")
+    assert row["soft_limit_usd"] == "5.25" and row["window_start"] == datetime.now(timezone.utc).date().replace(day=1).isoformat()
+
+
+def test_a_global_budget_with_a_scope_value_is_refused():
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError) as error:
+        Budget(name="x", scope=BudgetScope.GLOBAL, scope_value="coder", limit_usd=1).full_clean()
+    assert "scope_value" in error.value.message_dict
+    with pytest.raises(ValidationError):
+        Budget(name="y", scope=BudgetScope.ROLE, scope_value="", limit_usd=1).full_clean()

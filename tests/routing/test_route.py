@@ -1,0 +1,190 @@
+"""POST /route and /escalate over a small hand-made catalog: each rule of the decision."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import pytest
+
+from catalog.models import Category, CategoryRanking, Family, SyncRun
+from costs.ingest import ingest_events
+from costs.models import Budget, BudgetAction, BudgetScope
+from routing.models import EscalationOverride, Role, RolePreference
+from tests.factories import CatalogModelFactory
+
+pytestmark = pytest.mark.django_db
+
+REASONING = ["tools", "reasoning", "max_tokens"]
+
+
+@pytest.fixture
+def catalog(db):
+    fam = Family.objects.create(slug="acme-pro", name="Acme Pro", pattern="acme/pro-*", priority=5)
+    models = {
+        "cheap": CatalogModelFactory(id="acme/cheap", price_prompt=Decimal("0.0000001"), price_completion=Decimal("0.0000004"), supported_parameters=["tools"], supports_tools=True),
+        "mid": CatalogModelFactory(id="acme/mid", price_prompt=Decimal("0.000001"), price_completion=Decimal("0.000004"), supported_parameters=["tools"], supports_tools=True),
+        "pro": CatalogModelFactory(id="acme/pro-1", family=fam, price_prompt=Decimal("0.00001"), price_completion=Decimal("0.00004"), supports_tools=True, supports_reasoning=True),
+        "pro2": CatalogModelFactory(id="acme/pro-2", family=fam, price_prompt=Decimal("0.000012"), price_completion=Decimal("0.00005"), supports_tools=True, supports_reasoning=True),
+        "notools": CatalogModelFactory(id="acme/no-tools", price_prompt=Decimal("0.00000005"), price_completion=Decimal("0.0000001")),
+        "router": CatalogModelFactory(id="acme/router", variable_pricing=True, price_prompt=None, price_completion=None, supports_tools=True),
+        "gone": CatalogModelFactory(id="acme/gone", status="missing", supports_tools=True),
+        "off": CatalogModelFactory(id="acme/off", enabled=False, supports_tools=True),
+        "small": CatalogModelFactory(id="acme/small-ctx", context_length=4096, supports_tools=True),
+    }
+    return models
+
+
+@pytest.fixture
+def coder(catalog):
+    return Role.objects.create(slug="coder", required_capabilities=["supports_tools"], min_context_length=32_000)
+
+
+def route(client, **body):
+    return client.post_json("/api/v1/route", {"role": "coder", **body})
+
+
+def test_it_routes_to_an_eligible_model_with_fallbacks_and_scores(api_client, coder):
+    response = route(api_client)
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    eligible = {"acme/cheap", "acme/mid", "acme/pro-1", "acme/pro-2"}
+    assert body["model"] in eligible and set(body["fallbacks"]) <= eligible
+    assert len(body["fallbacks"]) == 2 and body["model"] not in body["fallbacks"]
+    assert body["source"] == "catalog" and body["decision_id"]
+    assert {c["model"] for c in body["candidates"]} == eligible
+    parts = body["candidates"][0]["parts"]
+    assert {"quality", "prior", "reliability", "cost_score", "samples"} <= set(parts)
+    assert Decimal(body["estimated_cost_usd"]) > 0
+
+
+def test_economy_picks_the_cheapest_and_high_picks_reasoning(api_client, coder):
+    assert route(api_client, accuracy="economy").json()["model"] == "acme/cheap"
+    high = route(api_client, accuracy="high").json()
+    assert high["model"] in {"acme/pro-1", "acme/pro-2"}
+
+
+def test_an_unknown_role_is_404(api_client, catalog):
+    response = api_client.post_json("/api/v1/route", {"role": "nobody"})
+    assert response.status_code == 404 and response.json()["code"] == "unknown_role"
+
+
+def test_no_eligible_model_counts_rejections_per_reason(api_client, coder):
+    response = route(api_client, required_capabilities=["supports_video"])
+
+    assert response.status_code == 422
+    body = response.json()
+    assert body["code"] == "no_eligible_model"
+    rejected = body["rejected"]
+    assert rejected["lacks_supports_video"] == 4
+    assert rejected["missing"] == 1 and rejected["disabled"] == 1 and rejected["variable_pricing"] == 1
+    assert rejected["lacks_supports_tools"] == 1 and rejected["context_too_small"] == 1
+
+
+def test_exclusions_and_max_cost_are_honoured(api_client, coder):
+    body = route(api_client, exclude=["acme/cheap"], accuracy="economy", estimated_input_tokens=1000, estimated_output_tokens=1000).json()
+    assert body["model"] == "acme/mid" and "acme/cheap" not in body["fallbacks"]
+
+    capped = route(api_client, accuracy="high", max_cost_usd="0.01", estimated_input_tokens=1000, estimated_output_tokens=1000).json()
+    # pro models cost 0.05 and 0.062 for this request: over the cap
+    assert capped["model"] in {"acme/cheap", "acme/mid"}
+    assert Decimal(capped["estimated_cost_usd"]) <= Decimal("0.01")
+
+
+def test_role_preferences_come_first_in_order(api_client, coder, catalog):
+    RolePreference.objects.create(role=coder, model=catalog["mid"], position=0)
+    RolePreference.objects.create(role=coder, family=Family.objects.get(slug="acme-pro"), position=1)
+
+    body = route(api_client, accuracy="economy").json()
+
+    assert body["model"] == "acme/mid"
+    assert set(body["fallbacks"]) == {"acme/pro-1", "acme/pro-2"}
+
+
+def test_a_disabled_model_disappears_from_the_next_decision(api_client, coder, catalog):
+    assert route(api_client, accuracy="economy").json()["model"] == "acme/cheap"
+    catalog["cheap"].enabled = False
+    catalog["cheap"].save()
+
+    body = route(api_client, accuracy="economy").json()
+    assert body["model"] != "acme/cheap" and "acme/cheap" not in body["fallbacks"]
+
+
+def test_outcomes_move_the_learned_quality(api_client, coder):
+    events = [
+        {"request_id": f"e{i}", "occurred_at": datetime.now(timezone.utc), "model": "acme/cheap", "role": "coder",
+         "strategy": "single", "success": i % 10 == 0, "prompt_tokens": 10, "completion_tokens": 10}
+        for i in range(200)
+    ]
+    ingest_events(events)
+
+    body = route(api_client, accuracy="balanced").json()
+    cheap = next(c for c in body["candidates"] if c["model"] == "acme/cheap")
+    assert cheap["parts"]["samples"] == 200
+    assert cheap["parts"]["success_rate"] == 0.1
+    assert cheap["parts"]["quality"] < cheap["parts"]["prior"]
+    assert body["model"] != "acme/cheap"
+
+
+def test_a_blocking_budget_answers_402_and_a_downgrading_one_goes_economy(api_client, coder):
+    budget = Budget.objects.create(name="coder", scope=BudgetScope.ROLE, scope_value="coder", limit_usd=Decimal("1"), action=BudgetAction.BLOCK)
+    ingest_events([{"request_id": "x", "occurred_at": datetime.now(timezone.utc), "model": "acme/mid", "role": "coder", "success": True, "cost_usd": Decimal("1")}])
+
+    blocked = route(api_client, accuracy="high")
+    assert blocked.status_code == 402 and blocked.json()["code"] == "budget_exhausted"
+    assert blocked.json()["budget"]["spent_usd"] == "1"
+
+    budget.action = BudgetAction.DOWNGRADE
+    budget.save()
+    downgraded = route(api_client, accuracy="high").json()
+    assert downgraded["downgraded"] == "budget_exhausted" and downgraded["accuracy"] == "economy"
+    assert downgraded["model"] == "acme/cheap"
+    assert downgraded["budget"]["state"] == "exhausted"
+
+
+def test_the_category_ranking_drives_quality(api_client, coder, catalog):
+    category = Category.objects.get(slug="programming")
+    run = SyncRun.objects.create(kind="research")
+    for rank, key in enumerate(["mid", "cheap", "pro"], start=1):
+        CategoryRanking.objects.create(category=category, model=catalog[key], rank=rank, run=run, observed_at=run.started_at)
+
+    body = route(api_client, category="programming").json()
+    mid = next(c for c in body["candidates"] if c["model"] == "acme/mid")
+    assert mid["parts"]["prior_source"].startswith("rank 1 of 3")
+
+
+def test_an_empty_catalog_answers_with_the_bootstrap_models(api_client, settings, db):
+    Role.objects.create(slug="coder")
+    settings.BOOTSTRAP_FALLBACK_MODELS = ["boot/a", "boot/b", "boot/c"]
+
+    body = route(api_client).json()
+
+    assert body["source"] == "bootstrap" and body["model"] == "boot/a" and body["fallbacks"] == ["boot/b", "boot/c"]
+
+
+def test_escalate_uses_overrides_first_then_dynamic(api_client, coder, catalog):
+    EscalationOverride.objects.create(from_model=catalog["cheap"], to_model=catalog["pro2"], position=0)
+
+    first = api_client.post_json("/api/v1/escalate", {"role": "coder", "failed_model": "acme/cheap", "reason": "timeout"}).json()
+    assert first["model"] == "acme/pro-2" and first["source"] == "override"
+    assert "acme/cheap" not in first["chain"] and len(first["chain"]) == len(set(first["chain"]))
+
+    excluded = api_client.post_json(
+        "/api/v1/escalate", {"role": "coder", "failed_model": "acme/cheap", "exclude": ["acme/pro-2"]}
+    ).json()
+    assert excluded["model"] not in {"acme/pro-2", "acme/cheap"} and excluded["source"] == "dynamic"
+
+
+def test_escalating_from_the_best_model_leaves_nothing(api_client, coder, catalog):
+    body = api_client.post_json(
+        "/api/v1/escalate", {"role": "coder", "failed_model": "acme/pro-2", "exclude": ["acme/pro-1", "acme/mid", "acme/cheap"]}
+    ).json()
+    assert body == {"model": None, "chain": [], "source": None, "catalog_version": body["catalog_version"]}
+
+
+def test_route_needs_the_route_scope(make_api_key, coder):
+    from tests.conftest import ApiClient
+
+    assert ApiClient(make_api_key("usage:write")).post_json("/api/v1/route", {"role": "coder"}).status_code == 403
+    assert ApiClient().post_json("/api/v1/route", {"role": "coder"}).status_code == 401

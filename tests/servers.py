@@ -1,0 +1,86 @@
+"""Real processes for tests and benchmarks: gunicorn serving the project on the test database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def database_url() -> str:
+    """DATABASE_URL of the database the tests are using (the test database, not the real one)."""
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    user = db.get("USER") or ""
+    auth = f"{user}@" if user else ""
+    return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def project_env(**extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "llmhive_site.settings",
+        "DATABASE_URL": database_url(),
+        "DEBUG": "false",
+        "LLMHIVE_HTTPS": "false",  # plain HTTP on loopback
+        "LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
+@contextmanager
+def gunicorn(workers: int = 2, threads: int = 1, **env: str) -> Iterator[str]:
+    """Serve the project as README's deployment section says; yields the base URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "gunicorn", "llmhive_site.wsgi",
+            "-w", str(workers), "--threads", str(threads), "-b", f"127.0.0.1:{port}",
+            "--log-level", "warning", "--timeout", "120",
+        ],
+        cwd=ROOT,
+        env=project_env(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited: {process.stdout.read().decode(errors='replace')[-2000:]}")
+            try:
+                if httpx.get(f"{base_url}/api/v1/health", timeout=2).status_code in (200, 503):
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("gunicorn did not answer within 60 s")
+            time.sleep(0.2)
+        yield base_url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

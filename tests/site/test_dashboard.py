@@ -1,0 +1,86 @@
+"""The admin index is a dashboard; the capability matrix and ranking pages are reachable from it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from catalog.models import AlertKind, CatalogAlert, Category, CategoryRanking, SyncRun
+from costs.ingest import ingest_events
+from costs.models import Budget
+from tests.factories import CatalogModelFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client(client):
+    user = User.objects.create_superuser("boss", "boss@example.com", "pw-long-enough-1")
+    client.force_login(user)
+    return client
+
+
+def test_the_dashboard_shows_freshness_models_alerts_spend_and_schedules(admin_client):
+    SyncRun.objects.create(kind="sync", status="succeeded", finished_at=datetime.now(timezone.utc) - timedelta(hours=2))
+    CatalogModelFactory(id="acme/a", supports_tools=True)
+    CatalogModelFactory(id="acme/b", status="missing")
+    CatalogAlert.objects.create(kind=AlertKind.PRICE_CHANGE, key="price_change:acme/a", message="moved", model_id="acme/a")
+    Budget.objects.create(name="Monthly", limit_usd=Decimal("100"))
+    ingest_events([{"request_id": "r1", "occurred_at": datetime.now(timezone.utc), "model": "acme/a", "success": True, "cost_usd": Decimal("12.5")}])
+
+    response = admin_client.get("/admin/")
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "Catalog freshness" in page and "2\xa0hours ago" in page
+    assert "1 active" in page
+    assert "Price change" in page
+    assert "$12.50" in page and "Monthly" in page
+    assert "Capability matrix" in page and "Next scheduled runs" in page
+
+
+def test_the_dashboard_reads_in_a_fixed_number_of_queries(admin_client):
+    for i in range(5):
+        CatalogModelFactory(id=f"acme/m{i}")
+    admin_client.get("/admin/")
+    with CaptureQueriesContext(connection) as few:
+        admin_client.get("/admin/")
+    for i in range(5, 60):
+        CatalogModelFactory(id=f"acme/m{i}")
+        CatalogAlert.objects.create(kind=AlertKind.NEW_MODEL, key=f"new_model:acme/m{i}", message="new", model_id=f"acme/m{i}")
+    with CaptureQueriesContext(connection) as many:
+        admin_client.get("/admin/")
+    assert len(many) == len(few)
+
+
+def test_the_capability_matrix_filters_by_family_category_and_status(admin_client):
+    CatalogModelFactory(id="acme/tools", supports_tools=True, supports_video=True)
+    CatalogModelFactory(id="acme/plain")
+    CatalogModelFactory(id="acme/gone", status="missing", supports_tools=True)
+
+    page = admin_client.get("/admin/capabilities/").content.decode()
+    active = admin_client.get("/admin/capabilities/?status=active").content.decode()
+
+    assert "acme/tools" in page and "acme/gone" in page and "3 models" in page
+    assert "acme/gone" not in active and "2 models" in active
+
+
+def test_the_ranking_page_shows_a_categorys_current_ranking(admin_client):
+    run = SyncRun.objects.create(kind="research", status="succeeded")
+    category = Category.objects.get(slug="programming")
+    for rank, model_id in enumerate(["acme/first", "acme/second"], start=1):
+        CategoryRanking.objects.create(category=category, model=CatalogModelFactory(id=model_id), rank=rank, run=run, observed_at=run.started_at)
+
+    page = admin_client.get("/admin/rankings/?category=programming").content.decode()
+
+    assert page.index("acme/first") < page.index("acme/second")
+
+
+def test_the_pages_need_a_staff_login(client):
+    assert client.get("/admin/capabilities/").status_code == 302
+    assert client.get("/admin/rankings/").status_code == 302
