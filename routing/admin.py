@@ -1,15 +1,20 @@
-"""API keys in the admin: issued with their secret shown once, revoked, never deleted."""
+"""Routing in the admin: API keys (secret shown once, revoked, never deleted), roles with their
+ordered preferences, escalation overrides, strategies and what the outcomes taught."""
 
 from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import OuterRef, Prefetch, Subquery, Sum
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
 
+from catalog.models import CAPABILITIES
 from llmhive_site.auth import api_keys_changed
-from routing.models import ApiKey, Scope
+from llmhive_site.models import DataVersion
+from routing.memory import rebuild_strategy_memory
+from routing.models import ApiKey, EscalationOverride, Role, RolePreference, Scope, Strategy, StrategyStat
 
 
 class ApiKeyForm(forms.ModelForm):
@@ -108,3 +113,189 @@ class ApiKeyAdmin(admin.ModelAdmin):
         revoked = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         api_keys_changed()  # update() sends no save signal: every worker's key cache must drop them
         self.message_user(request, f"Revoked {revoked} API key{'' if revoked == 1 else 's'}.", messages.SUCCESS)
+
+
+# --- Admin-curated routing data ------------------------------------------------------------------
+
+class RoleForm(forms.ModelForm):
+    required_capabilities = forms.MultipleChoiceField(
+        choices=[(c, c.removeprefix("supports_").replace("_", " ")) for c in CAPABILITIES],
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        help_text="Every candidate for this role must have each ticked capability.",
+    )
+
+    class Meta:
+        model = Role
+        fields = ("slug", "name", "description", "required_capabilities", "min_context_length",
+                  "default_category", "default_accuracy", "active")
+
+    def clean_required_capabilities(self) -> list[str]:
+        return [c for c in CAPABILITIES if c in set(self.cleaned_data["required_capabilities"])]
+
+
+class PreferenceFormSet(forms.BaseInlineFormSet):
+    """Checks each preferred model against the role as the form above is about to save it.
+
+    RolePreference.clean() can only see the role as stored; on the admin page the capabilities may
+    change in the same submit, and a new role has no row yet.
+    """
+
+    def clean(self) -> None:
+        super().clean()
+        role: Role = self.instance
+        for form in self.forms:
+            if not hasattr(form, "cleaned_data") or form.cleaned_data.get("DELETE"):
+                continue
+            model = form.cleaned_data.get("model")
+            if model is not None:
+                reasons = role.missing_for(model)
+                if reasons:
+                    form.add_error("model", f"{model.pk} cannot serve this role: {'; '.join(reasons)}.")
+
+
+class RolePreferenceInline(admin.TabularInline):
+    model = RolePreference
+    formset = PreferenceFormSet
+    fields = ("position", "model", "family")
+    autocomplete_fields = ("model", "family")
+    extra = 1
+    ordering = ("position", "id")
+    classes = ("preference-order",)
+    verbose_name = "preference"
+    verbose_name_plural = "preferences, in order (▲ ▼ move a row; the first eligible one wins)"
+
+
+class OverrideInline(admin.TabularInline):
+    model = EscalationOverride
+    fk_name = "role"
+    fields = ("position", "from_model", "from_family", "to_model")
+    autocomplete_fields = ("from_model", "from_family", "to_model")
+    extra = 0
+    ordering = ("position", "id")
+    verbose_name = "escalation override for this role"
+    verbose_name_plural = "escalation overrides for this role only"
+
+
+@admin.register(Role)
+class RoleAdmin(admin.ModelAdmin):
+    form = RoleForm
+    inlines = (RolePreferenceInline, OverrideInline)
+    list_display = ("slug", "name", "capability_list", "min_context_length", "default_category",
+                    "default_accuracy", "preference_list", "active")
+    list_filter = ("active", "default_accuracy", "default_category")
+    list_select_related = ("default_category",)
+    search_fields = ("slug", "name")
+    fieldsets = (
+        (None, {"fields": ("slug", "name", "description", "active")}),
+        ("What a candidate needs", {"fields": ("required_capabilities", "min_context_length")}),
+        ("How to choose", {"fields": ("default_category", "default_accuracy")}),
+    )
+
+    class Media:
+        js = ("routing/preference_order.js",)
+        css = {"all": ("routing/preference_order.css",)}
+
+    def get_queryset(self, request):
+        # One extra query for every role's preferences, not one per row.
+        return super().get_queryset(request).prefetch_related(
+            Prefetch("preferences", queryset=RolePreference.objects.order_by("position", "id").select_related("family"))
+        )
+
+    @admin.display(description="needs")
+    def capability_list(self, obj: Role) -> str:
+        return ", ".join(c.removeprefix("supports_").replace("_", " ") for c in obj.required_capabilities) or "—"
+
+    @admin.display(description="preferences")
+    def preference_list(self, obj: Role) -> str:
+        return " › ".join(str(p.model_id or p.family) for p in obj.preferences.all()) or "—"
+
+    def save_formset(self, request, form, formset, change):
+        super().save_formset(request, form, formset, change)
+        if formset.model is RolePreference:
+            renumber(RolePreference.objects.filter(role=form.instance))
+        elif formset.model is EscalationOverride:
+            renumber(EscalationOverride.objects.filter(role=form.instance))
+
+
+def renumber(queryset) -> None:
+    """Positions 10, 20, 30… in the current order, so a row can always be slotted between two."""
+    rows = list(queryset.order_by("position", "id"))
+    changed = []
+    for index, row in enumerate(rows, start=1):
+        if row.position != index * 10:
+            row.position = index * 10
+            changed.append(row)
+    if changed:
+        queryset.model.objects.bulk_update(changed, ["position"])
+        DataVersion.bump(DataVersion.ROUTING)  # bulk_update sends no signal
+
+
+@admin.register(EscalationOverride)
+class EscalationOverrideAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "from_model", "from_family", "to_model", "role", "position")
+    list_display_links = ("__str__",)
+    list_editable = ("position",)
+    list_filter = ("role", "from_family")
+    list_select_related = ("from_family", "role", "from_model", "to_model")
+    search_fields = ("from_model__id", "to_model__id", "from_family__slug")
+    autocomplete_fields = ("from_model", "from_family", "to_model", "role")
+    ordering = ("position", "id")
+    fields = ("from_model", "from_family", "to_model", "role", "position")
+
+
+@admin.register(Strategy)
+class StrategyAdmin(admin.ModelAdmin):
+    list_display = ("slug", "description", "requests", "success_rate", "cost", "created_at")
+    search_fields = ("slug", "description")
+    readonly_fields = ("created_at",)
+    actions = ("rebuild_memory",)
+
+    def get_queryset(self, request):
+        totals = StrategyStat.objects.filter(strategy=OuterRef("slug")).values("strategy")
+        return super().get_queryset(request).annotate(
+            total_requests=Subquery(totals.annotate(n=Sum("requests")).values("n")),
+            total_successes=Subquery(totals.annotate(n=Sum("successes")).values("n")),
+            total_cost=Subquery(totals.annotate(n=Sum("cost_usd")).values("n")),
+        )
+
+    @admin.display(description="requests", ordering="total_requests")
+    def requests(self, obj) -> int:
+        return obj.total_requests or 0
+
+    @admin.display(description="success rate")
+    def success_rate(self, obj) -> str:
+        return f"{obj.total_successes / obj.total_requests:.1%}" if obj.total_requests else "—"
+
+    @admin.display(description="cost (USD)", ordering="total_cost")
+    def cost(self, obj) -> str:
+        return "—" if obj.total_cost is None else f"{obj.total_cost:.4f}"
+
+    @admin.action(description="Rebuild strategy memory from the usage ledger", permissions=["change"])
+    def rebuild_memory(self, request: HttpRequest, queryset) -> None:
+        rows = rebuild_strategy_memory()
+        self.message_user(request, f"Strategy memory rebuilt from the ledger: {rows} rows.", messages.SUCCESS)
+
+
+@admin.register(StrategyStat)
+class StrategyStatAdmin(admin.ModelAdmin):
+    """What the outcomes taught: read-only, rebuilt from the ledger, never edited by hand."""
+
+    list_display = ("model", "role", "category", "strategy", "requests", "successes", "rate", "cost_usd", "updated_at")
+    list_filter = ("strategy", "role", "category")
+    search_fields = ("model", "role", "strategy")
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="success rate")
+    def rate(self, obj: StrategyStat) -> str:
+        rate = obj.success_rate
+        return "—" if rate is None else f"{rate:.1%}"
