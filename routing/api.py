@@ -118,9 +118,15 @@ class EscalateIn(BaseModel):
     exclude: list[str] = Field(default_factory=list, max_length=500)
 
 
+class EscalationStepOut(Schema):
+    model: str
+    source: Literal["override", "dynamic"]
+
+
 class EscalateOut(Schema):
     model: str | None = Field(description="null when nothing is left")
     chain: list[str]
+    steps: list[EscalationStepOut] = Field(description="the chain, each step with where it came from")
     source: Literal["override", "dynamic"] | None
     catalog_version: str
 
