@@ -22,6 +22,7 @@ from django.utils import timezone
 from catalog.alerts import NewAlert, raise_alerts
 from catalog.models import AlertKind
 from costs.models import Budget, BudgetScope, BudgetState, DailyCost
+from llmhive_site.models import DataVersion, version_watch
 
 SEVERITY = {BudgetState.OK: 0, BudgetState.SOFT_LIMIT: 1, BudgetState.EXHAUSTED: 2}
 
@@ -134,7 +135,16 @@ def check_budget_thresholds(statuses: list[BudgetStatus] | None = None) -> int:
 
 
 class BudgetBook:
-    """The budget state routing reads on every decision, kept in the process."""
+    """The budget state routing reads on every decision, kept in the process.
+
+    It is reloaded (one aggregate query) when the spend or the budgets change anywhere — the
+    SPEND and BUDGETS data versions, which every worker polls at most every
+    LLMHIVE_SNAPSHOT_CHECK_SECONDS with the routing snapshot — and when the UTC day turns (every
+    window starts at midnight). In between, a decision reads it without a query. The TTL
+    (LLMHIVE_BUDGET_STATE_TTL_SECONDS) is only a safety net.
+    """
+
+    WATCHED = (DataVersion.SPEND, DataVersion.BUDGETS)
 
     def __init__(self, ttl: float | None = None) -> None:
         self.ttl = ttl
@@ -142,18 +152,27 @@ class BudgetBook:
         self._statuses: list[BudgetStatus] | None = None
         self._loaded_at = 0.0
         self._day: date | None = None
+        self._versions: tuple | None = None
 
     def invalidate(self) -> None:
         self._statuses = None
 
     def statuses(self) -> list[BudgetStatus]:
-        ttl = self.ttl if self.ttl is not None else getattr(settings, "LLMHIVE_BUDGET_STATE_TTL_SECONDS", 1.0)
+        ttl = self.ttl if self.ttl is not None else getattr(settings, "LLMHIVE_BUDGET_STATE_TTL_SECONDS", 60.0)
         statuses = self._statuses
         now = time.monotonic()
-        if statuses is None or now - self._loaded_at > ttl or self._day != timezone.now().date():
+        seen = version_watch.versions()
+        versions = tuple(seen.get(name, 0) for name in self.WATCHED)
+        if (
+            statuses is None
+            or versions != self._versions
+            or now - self._loaded_at > ttl
+            or self._day != timezone.now().date()
+        ):
             with self._lock:
                 statuses = budget_statuses()
                 self._statuses, self._loaded_at, self._day = statuses, now, timezone.now().date()
+                self._versions = versions
         return statuses
 
     def state_for(self, *, role: str | None = None, strategy: str | None = None, model: str | None = None) -> BudgetStatus | None:
@@ -173,6 +192,7 @@ budget_book = BudgetBook()
 
 def _invalidate(**kwargs) -> None:
     budget_book.invalidate()
+    DataVersion.bump(DataVersion.BUDGETS)  # the other workers' books
 
 
 post_save.connect(_invalidate, sender=Budget, dispatch_uid="costs.budget_book.save")
@@ -180,6 +200,7 @@ post_delete.connect(_invalidate, sender=Budget, dispatch_uid="costs.budget_book.
 
 
 def after_ingest(rows: list[dict]) -> None:
-    """Budgets move with the ledger: check thresholds, and let this process see the new spend."""
+    """Budgets move with the ledger: check thresholds, and let every worker see the new spend."""
+    DataVersion.bump(DataVersion.SPEND)
     budget_book.invalidate()
     check_budget_thresholds()

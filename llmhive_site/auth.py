@@ -52,7 +52,9 @@ def api_keys_changed(**kwargs) -> None:
 
 
 class ApiKeyAuth(HttpBearer):
-    def __init__(self, scope: str) -> None:
+    """A live key; with `scope`, one that has it (any live key when scope is None)."""
+
+    def __init__(self, scope: str | None) -> None:
         super().__init__()
         self.scope = scope
 
@@ -60,11 +62,14 @@ class ApiKeyAuth(HttpBearer):
         key = key_cache.lookup(token)
         if key is None:
             return None
-        if not key.has_scope(self.scope):
+        if self.scope is not None and not key.has_scope(self.scope):
             raise ApiError(403, "missing_scope", f"This API key lacks the '{self.scope}' scope.")
         key.touch()
         return key
 
 
-def require(scope: str) -> ApiKeyAuth:
+def require(scope: str | None) -> ApiKeyAuth:
     return ApiKeyAuth(scope)
+
+
+any_key = ApiKeyAuth(None)

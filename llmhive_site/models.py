@@ -24,6 +24,8 @@ class DataVersion(models.Model):
     ROUTING = "routing"
     STATS = "stats"
     HEALTH = "health"
+    SPEND = "spend"  # the ledger's rollups moved (budgets read them)
+    BUDGETS = "budgets"
 
     name = models.CharField(max_length=32, primary_key=True)
     version = models.BigIntegerField(default=0)

@@ -199,5 +199,6 @@ else:
 # How often each process checks whether the data behind its routing snapshot and API key cache
 # changed (one query per interval per process; decisions in between make none).
 LLMHIVE_SNAPSHOT_CHECK_SECONDS = envfloat("LLMHIVE_SNAPSHOT_CHECK_SECONDS", 0.5)
-# How long a process keeps budget spend before reading the rollups again.
-LLMHIVE_BUDGET_STATE_TTL_SECONDS = envfloat("LLMHIVE_BUDGET_STATE_TTL_SECONDS", 1.0)
+# Budget state is reloaded when spend or budgets change (seen with the data versions above);
+# this is only the longest it is kept even when nothing seems to change.
+LLMHIVE_BUDGET_STATE_TTL_SECONDS = envfloat("LLMHIVE_BUDGET_STATE_TTL_SECONDS", 60.0)

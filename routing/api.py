@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
+import orjson
+from django.http import HttpResponse
 from ninja import Field, Query, Router, Schema
 from pydantic import BaseModel, ConfigDict
 
 from catalog.api import decimal_str
 from catalog.models import CAPABILITIES
-from llmhive_site.auth import require
+from llmhive_site.auth import any_key, require
 from llmhive_site.errors import ApiError
 from routing.selection import EscalateRequest, RouteRequest, RoutingError, decide, escalate
 from routing.snapshot import current_snapshot
@@ -38,7 +41,24 @@ class RouteIn(BaseModel):
     fallback_count: int = Field(2, ge=0, le=5)
 
 
-class BudgetOut(Schema):
+class KeyOut(BaseModel):
+    name: str
+    prefix: str
+    scopes: list[str]
+    created_at: datetime
+
+
+@router.get("/key", response=KeyOut, auth=any_key, summary="The API key you call with: its name and scopes")
+def whoami(request):
+    """Lets a client check at start-up that its key is live and has the scopes it needs. Answers
+    from the per-process key cache: no query."""
+    key = request.auth
+    return {"name": key.name, "prefix": key.prefix, "scopes": key.scopes, "created_at": key.created_at}
+
+
+class BudgetOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # the answer is built by hand: hold it to the schema
+
     scope: str
     scope_value: str
     limit_usd: str
@@ -48,7 +68,9 @@ class BudgetOut(Schema):
     action: str
 
 
-class CandidateOut(Schema):
+class CandidateOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # the answer is built by hand: hold it to the schema
+
     model: str
     score: float
     preferred: bool
@@ -56,14 +78,18 @@ class CandidateOut(Schema):
     parts: dict
 
 
-class StrategyOut(Schema):
+class StrategyOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # the answer is built by hand: hold it to the schema
+
     strategy: str
     success_rate: float
     samples: int
     cost_per_request_usd: float
 
 
-class RouteOut(Schema):
+class RouteOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # the answer is built by hand: hold it to the schema
+
     model: str
     fallbacks: list[str] = Field(description="ready for OpenRouter's models[] after model")
     escalation: list[str] = Field(description="what to try, in order, if the model fails")
@@ -90,6 +116,22 @@ def _as_api_error(error: RoutingError) -> ApiError:
     return ApiError(error.status, error.code, error.detail, **extra)
 
 
+def fast_json(data: dict) -> HttpResponse:
+    """The hot endpoints' answer, serialised by orjson.
+
+    The view builds exactly the response schema (declared for the OpenAPI document, and checked
+    against the answers in tests/routing); re-validating it and encoding it with the standard
+    library would cost about as much as the decision itself.
+    """
+    return HttpResponse(orjson.dumps(data, default=_json_default), content_type="application/json")
+
+
+def _json_default(value):
+    if isinstance(value, Decimal):
+        return decimal_str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
 @router.post("/route", response=RouteOut, auth=ROUTE, summary="Which model, now?")
 def route(request, payload: RouteIn):
     """Choose a model for one call, with fallbacks, the escalation chain and the score of each
@@ -104,7 +146,7 @@ def route(request, payload: RouteIn):
         answer["budget"] = {k: _money(v) for k, v in answer["budget"].items()}
     for candidate in answer["candidates"]:
         candidate["estimated_cost_usd"] = _money(candidate["estimated_cost_usd"])
-    return answer
+    return fast_json(answer)
 
 
 class EscalateIn(BaseModel):
@@ -118,12 +160,16 @@ class EscalateIn(BaseModel):
     exclude: list[str] = Field(default_factory=list, max_length=500)
 
 
-class EscalationStepOut(Schema):
+class EscalationStepOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # the answer is built by hand: hold it to the schema
+
     model: str
     source: Literal["override", "dynamic"]
 
 
-class EscalateOut(Schema):
+class EscalateOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # the answer is built by hand: hold it to the schema
+
     model: str | None = Field(description="null when nothing is left")
     chain: list[str]
     steps: list[EscalationStepOut] = Field(description="the chain, each step with where it came from")
@@ -137,7 +183,7 @@ def escalate_view(request, payload: EscalateIn):
     dynamic: eligible models of higher quality, reasoning-capable first, cheaper first among
     equals. Never the failed or an excluded model, no repeats, no cycles."""
     try:
-        return escalate(EscalateRequest(**payload.model_dump()))
+        return fast_json(escalate(EscalateRequest(**payload.model_dump())))
     except RoutingError as error:
         raise _as_api_error(error) from None
 

@@ -19,6 +19,7 @@ applied while walking the memoised ranking.
 
 from __future__ import annotations
 
+import bisect
 import math
 import uuid
 from dataclasses import dataclass, field
@@ -86,6 +87,24 @@ class Ranking:
     ordered: list[Scored]
     by_id: dict[str, Scored]
     rejected: dict[str, int]
+    # For dynamic escalation, computed once per ranking (rankings are cached in the snapshot):
+    # the order escalation prefers, and the qualities from best to worst, negated for bisect.
+    _escalation_order: list[Scored] | None = None
+    _neg_qualities: list[float] | None = None
+
+    def escalation_order(self) -> list[Scored]:
+        if self._escalation_order is None:
+            # Reasoning-capable first, then the best quality, cheaper first among equals.
+            self._escalation_order = sorted(
+                self.by_id.values(), key=lambda c: (not c.model.reasoning, -round(c.quality, 2), c.cost_f, c.model.id)
+            )
+        return self._escalation_order
+
+    def better_than(self, quality: float) -> int:
+        """How many candidates have a quality above `quality`."""
+        if self._neg_qualities is None:
+            self._neg_qualities = sorted(-c.quality for c in self.by_id.values())
+        return bisect.bisect_left(self._neg_qualities, -(quality + 1e-9))
 
 
 def static_rejection(model: ModelInfo, required: frozenset[str], min_context: int) -> str | None:
@@ -385,12 +404,12 @@ def escalation_step(
         if usable(target):
             return target, "override"
     floor = ranking.by_id[current].quality if current in ranking.by_id else -1.0
-    better = [c for c in ranking.by_id.values() if usable(c.model.id) and c.quality > floor + 1e-9]
-    if not better:
-        return None
-    # Reasoning-capable first, then the best quality, cheaper first among equals.
-    better.sort(key=lambda c: (not c.model.reasoning, -round(c.quality, 2), c.cost_f, c.model.id))
-    return better[0].model.id, "dynamic"
+    if ranking.better_than(floor) == 0:
+        return None  # nothing is better than the model that failed: most chains end here
+    for candidate in ranking.escalation_order():
+        if candidate.quality > floor + 1e-9 and usable(candidate.model.id):
+            return candidate.model.id, "dynamic"
+    return None
 
 
 def escalation_chain(

@@ -193,3 +193,19 @@ def test_a_global_budget_with_a_scope_value_is_refused():
     assert "scope_value" in error.value.message_dict
     with pytest.raises(ValidationError):
         Budget(name="y", scope=BudgetScope.ROLE, scope_value="", limit_usd=1).full_clean()
+
+
+def test_every_budget_book_sees_new_spend_and_edited_budgets_through_the_data_versions():
+    """A book in another worker has no signal from this one: it learns from the versions."""
+    budget = Budget.objects.create(name="g", limit_usd=Decimal("5"))
+    other_worker = BudgetBook(ttl=3600)
+    assert other_worker.state_for().state == BudgetState.OK
+
+    spend("1", datetime.now(timezone.utc), "5")
+    assert other_worker.state_for().state == BudgetState.EXHAUSTED
+
+    Budget.objects.filter(pk=budget.pk).update(limit_usd=Decimal("50"))  # no signal: still exhausted
+    assert other_worker.state_for().state == BudgetState.EXHAUSTED
+    budget.refresh_from_db()
+    budget.save()
+    assert other_worker.state_for().state == BudgetState.OK

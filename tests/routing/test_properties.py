@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 
 from catalog.models import CAPABILITIES, CatalogModel, Family, ModelStatus
 from llmhive_site.models import DataVersion
+from routing.api import EscalateOut, RouteOut
 from routing.models import EscalationOverride, Role, RolePreference
 from routing.selection import EscalateRequest, RouteRequest, RoutingError, decide, escalate
 from routing.snapshot import build_snapshot
@@ -186,6 +187,7 @@ def test_the_override_chain_is_followed_before_dynamic_escalation(world, api_cli
 
     body = response.json()
     assert response.status_code == 200, body
+    EscalateOut.model_validate(body)
     assert body["chain"][:2] == [first.to_model_id, second.to_model_id]
     assert [s["source"] for s in body["steps"][:2]] == ["override", "override"]
 
@@ -201,7 +203,8 @@ def test_a_model_disabled_in_the_admin_disappears_from_the_next_decisions(world,
 
     assert CatalogModel.objects.get(pk=gone).enabled is False
     for _ in range(3):
-        after = api_client.post_json("/api/v1/route", {"role": "vision", "fallback_count": 5}).json()
+        response = api_client.post_json("/api/v1/route", {"role": "vision", "fallback_count": 5})
+        after = RouteOut.model_validate_json(response.content).model_dump()
         assert gone not in [after["model"], *after["fallbacks"], *after["escalation"]]
         assert after["model"] == before["fallbacks"][0]
 

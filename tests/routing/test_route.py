@@ -10,6 +10,7 @@ import pytest
 from catalog.models import Category, CategoryRanking, Family, SyncRun
 from costs.ingest import ingest_events
 from costs.models import Budget, BudgetAction, BudgetScope
+from routing.api import EscalateOut, RouteOut
 from routing.models import EscalationOverride, Role, RolePreference
 from tests.factories import CatalogModelFactory
 
@@ -41,7 +42,10 @@ def coder(catalog):
 
 
 def route(client, **body):
-    return client.post_json("/api/v1/route", {"role": "coder", **body})
+    response = client.post_json("/api/v1/route", {"role": "coder", **body})
+    if response.status_code == 200:  # every answer keeps the documented schema
+        RouteOut.model_validate_json(response.content)
+    return response
 
 
 def test_it_routes_to_an_eligible_model_with_fallbacks_and_scores(api_client, coder):
@@ -188,3 +192,16 @@ def test_route_needs_the_route_scope(make_api_key, coder):
 
     assert ApiClient(make_api_key("usage:write")).post_json("/api/v1/route", {"role": "coder"}).status_code == 403
     assert ApiClient().post_json("/api/v1/route", {"role": "coder"}).status_code == 401
+
+
+def test_a_client_can_check_its_key_without_a_query(make_api_key, django_assert_num_queries, settings):
+    from tests.conftest import ApiClient
+
+    settings.LLMHIVE_SNAPSHOT_CHECK_SECONDS = 60  # a slow machine must not reach the next version check
+
+    client = ApiClient(make_api_key("usage:write", name="orchestrator"))
+    assert client.get("/api/v1/key").json()["scopes"] == ["usage:write"]
+    with django_assert_num_queries(0):
+        body = client.get("/api/v1/key").json()
+    assert body["name"] == "orchestrator" and body["prefix"]
+    assert ApiClient("lh_wrong").get("/api/v1/key").status_code == 401

@@ -1,0 +1,129 @@
+"""Routing speed (issue 5), on PostgreSQL, over the 349-model 2025-12-18 catalog with load_demo's
+twelve roles, preferences, overrides and budgets and 50,000 usage events in strategy memory.
+
+Printed, with the machine's core count:
+- the decision in process (decide() on the current snapshot): median and p99;
+- database queries per decision in steady state;
+- /route through gunicorn with two workers (README's deployment), load from a separate process
+  (tests/benchmarks/loadgen.py): 300 requests/s for 10 s, p50 and p99;
+- /route's maximum throughput against the authenticated trivial endpoint GET /key, the
+  framework's floor, measured in the same run.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/llmhive bin/test tests/benchmarks/bench_route.py -s
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from catalog.models import CatalogModel
+from costs.models import UsageEvent
+from routing.models import ApiKey, Role
+from routing.selection import RouteRequest, decide
+from routing.snapshot import current_snapshot
+from tests.fake_openrouter import requires_recorded, snapshot_path
+from tests.servers import gunicorn
+
+pytestmark = [pytest.mark.benchmark, pytest.mark.django_db(transaction=True), requires_recorded]
+
+LOADGEN = Path(__file__).with_name("loadgen.py")
+TARGETS = {"p50_ms": 2.0, "p99_ms": 6.0, "ratio": 0.70, "decision_us": 150.0}
+
+
+def request_bodies(roles: list[str]) -> list[dict]:
+    """A realistic mix: each role, with and without a category, accuracy and token estimates."""
+    bodies = []
+    shapes = [
+        {},
+        {"accuracy": "high"},
+        {"accuracy": "economy", "estimated_input_tokens": 12_000, "estimated_output_tokens": 800},
+        {"category": "programming", "fallback_count": 3},
+        {"required_capabilities": ["supports_tools"], "max_cost_usd": "0.05"},
+    ]
+    for role in roles:
+        for shape in shapes:
+            bodies.append({"role": role, **shape})
+    return bodies
+
+
+def loadgen(mode: str, url: str, key: str, bodies_file: Path | None, **options) -> dict:
+    command = [sys.executable, str(LOADGEN), mode, "--url", url, "--key", key]
+    if bodies_file is not None:
+        command += ["--bodies", str(bodies_file)]
+    for name, value in options.items():
+        command += [f"--{name}", str(value)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True)
+    return json.loads(done.stdout)
+
+
+def test_route_speed(tmp_path, capsys):
+    if connection.vendor != "postgresql":
+        pytest.skip("the routing benchmark runs on PostgreSQL (set DATABASE_URL)")
+    out = io.StringIO()
+    call_command("sync_catalog", "--from-file", str(snapshot_path("2025-12-18")), "--no-progress", stdout=out)
+    call_command("load_demo", "--days", "30", "--events-per-day", "1800", stdout=out)
+    models, roles = CatalogModel.objects.count(), list(Role.objects.values_list("slug", flat=True))
+    events = UsageEvent.objects.count()
+    _, key = ApiKey.issue(name="bench", scopes=["route"])
+    bodies = request_bodies(roles)
+
+    # In process: the decision itself, on a warm snapshot.
+    requests = [RouteRequest(**{k: v for k, v in b.items() if k != "max_cost_usd"}) for b in bodies]
+    current_snapshot()
+    for req in requests * 3:
+        decide(req)
+    samples = []
+    with CaptureQueriesContext(connection) as queries:
+        started = time.perf_counter()
+        for i in range(20_000):
+            req = requests[i % len(requests)]
+            t0 = time.perf_counter_ns()
+            decide(req)
+            samples.append(time.perf_counter_ns() - t0)
+        elapsed = time.perf_counter() - started
+    samples.sort()
+    decision_us = statistics.median(samples) / 1000
+    p99_us = samples[int(len(samples) * 0.99)] / 1000
+    # Version polls happen at most every LLMHIVE_SNAPSHOT_CHECK_SECONDS, whatever the load.
+    poll_queries = len(queries)
+    with CaptureQueriesContext(connection) as burst:
+        for req in requests:
+            decide(req)
+    queries_per_decision = poll_queries / len(samples)
+
+    bodies_file = tmp_path / "bodies.json"
+    bodies_file.write_text(json.dumps(bodies))
+    with gunicorn(workers=2) as base:
+        route_url, key_url = f"{base}/api/v1/route", f"{base}/api/v1/key"
+        steady = loadgen("rate", route_url, key, bodies_file, rate=300, duration=10)
+        route_max = loadgen("max", route_url, key, bodies_file, connections=4, duration=6)
+        floor_max = loadgen("max", key_url, key, None, connections=4, duration=6)
+    ratio = route_max["rate_rps"] / floor_max["rate_rps"]
+
+    with capsys.disabled():
+        print(f"\n--- /route speed: {os.cpu_count()} cores, PostgreSQL, {models} models, {len(roles)} roles, {events:,} usage events")
+        print(f"decision in process:   median {decision_us:.1f} µs, p99 {p99_us:.1f} µs over {len(samples):,} decisions "
+              f"(target median <= {TARGETS['decision_us']:.0f} µs)")
+        print(f"queries per decision:  {queries_per_decision:.5f} ({poll_queries} version polls in {elapsed:.2f} s of "
+              f"back-to-back decisions; {len(burst)} in a burst of {len(requests)} between polls) (target 0 per decision)")
+        print(f"/route at 300 rps:     p50 {steady['p50_ms']:.2f} ms, p90 {steady['p90_ms']:.2f} ms, p99 {steady['p99_ms']:.2f} ms, "
+              f"{steady['rate_rps']:.0f} rps achieved, {steady['errors']} errors, {steady['late_starts']} late starts "
+              f"(target p50 <= 2 ms, p99 <= 6 ms)")
+        print(f"max throughput:        /route {route_max['rate_rps']:.0f} rps, GET /key (floor) {floor_max['rate_rps']:.0f} rps: "
+              f"{ratio:.0%} of the floor (target >= 70%), 4 connections, gunicorn -w 2")
+
+    assert steady["errors"] == 0 and route_max["errors"] == 0 and floor_max["errors"] == 0, (steady, route_max, floor_max)
+    assert steady["statuses"] == {"200": steady["requests"]}
+    assert len(burst) == 0
