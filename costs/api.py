@@ -6,12 +6,20 @@ from datetime import date, datetime, timedelta
 from datetime import timezone as dt_timezone
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from ninja import Field, Router, Schema
+from typing import Literal
+
+from django.http import StreamingHttpResponse
+from django.utils import timezone
+from ninja import Field, Query, Router, Schema
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationInfo, field_validator
 
+from catalog.api import decimal_str
+from costs import reports
 from costs.budgets import budget_statuses
 from costs.ingest import ingest_events
+from costs.reports import Window
 from llmhive_site.auth import require
+from llmhive_site.errors import ApiError
 
 router = Router(tags=["usage and costs"])
 USAGE_WRITE = require("usage:write")
@@ -135,3 +143,145 @@ def list_budgets(request):
             row[key] = money_str(row[key])
         rows.append(row)
     return rows
+
+
+# --- Reports -------------------------------------------------------------------------------------
+
+MAX_REPORT_DAYS = 366
+GroupBy = Literal["model", "strategy", "role"]
+
+
+class ReportFilters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start: date | None = Field(None, description="first UTC day (default: 29 days before end)")
+    end: date | None = Field(None, description="last UTC day, included (default: today)")
+    model: str | None = Field(None, max_length=200)
+    strategy: str | None = Field(None, max_length=100)
+    role: str | None = Field(None, max_length=100)
+
+    def window(self) -> Window:
+        end = self.end or timezone.now().date()
+        start = self.start or end - timedelta(days=29)
+        if start > end:
+            raise ApiError(422, "invalid", "start: must not be after end", errors=[
+                {"in": "query", "field": "start", "message": "must not be after end", "type": "value_error"}])
+        if (end - start).days + 1 > MAX_REPORT_DAYS:
+            raise ApiError(422, "invalid", f"end: a window holds at most {MAX_REPORT_DAYS} days", errors=[
+                {"in": "query", "field": "end", "message": f"a window holds at most {MAX_REPORT_DAYS} days", "type": "value_error"}])
+        return Window(start, end)
+
+    def keys(self) -> dict[str, str | None]:
+        return {"model": self.model, "strategy": self.strategy, "role": self.role}
+
+
+class GroupedFilters(ReportFilters):
+    group_by: GroupBy | None = Field(None, description="one row per day and key; per day when absent")
+
+
+class SummaryFilters(ReportFilters):
+    group_by: GroupBy = "model"
+
+
+class ExportFilters(ReportFilters):
+    level: Literal["daily", "events"] = Field("daily", description="daily rollup rows, or every ledger event")
+
+
+class TelemetryFilters(ReportFilters):
+    by: Literal["strategy", "model", "tool"] = "strategy"
+
+
+class Figures(BaseModel):
+    requests: int
+    successes: int
+    success_rate: float | None
+    tokens: int
+    cost_usd: str
+    cost_per_success_usd: str | None
+    reported_requests: int = Field(description="events that carried OpenRouter's cost")
+    drift_usd: str = Field(description="reported minus computed cost over those events")
+    unpriced_requests: int = Field(description="events with no reported cost and no usable price: not counted as free")
+    latency_ms_mean: float | None
+
+
+class DailyRow(Figures):
+    day: date
+    key: str | None
+
+
+class SummaryRow(Figures):
+    key: str
+
+
+class SummaryOut(BaseModel):
+    start: date
+    end: date
+    group_by: str
+    total: Figures
+    rows: list[SummaryRow]
+
+
+class TelemetryRow(BaseModel):
+    key: str
+    requests: int
+    successes: int
+    success_rate: float | None
+    cost_usd: str
+    cost_per_success_usd: str | None
+    unpriced_requests: int
+    latency_ms_p50: float | None
+    latency_ms_p95: float | None
+
+
+class TelemetryOut(BaseModel):
+    start: date
+    end: date
+    by: str
+    rows: list[TelemetryRow]
+
+
+def _money_fields(row: dict) -> dict:
+    """Money as exact strings: sums of the ledger's 14-decimal amounts are exact; a cost per
+    success is rounded (half even) to the ledger's 14 decimals."""
+    for key in ("cost_usd", "cost_per_success_usd", "drift_usd"):
+        if row.get(key) is not None:
+            row[key] = decimal_str(row[key].quantize(COST_QUANTUM, rounding=ROUND_HALF_EVEN))
+    return row
+
+
+@router.get("/costs/daily", response=list[DailyRow], auth=COSTS_READ, summary="Cost per UTC day, optionally per model, strategy or role")
+def costs_daily(request, filters: Query[GroupedFilters]):
+    """From the DailyCost rollup (kept current on ingest): reported cost where OpenRouter gave
+    one, computed from the prices in force otherwise; `drift_usd` shows how far they differ."""
+    return [_money_fields(row) for row in reports.daily(filters.window(), filters.group_by, filters.keys())]
+
+
+@router.get("/costs/summary", response=SummaryOut, auth=COSTS_READ, summary="Totals per model, strategy or role, with success rate and cost per success")
+def costs_summary(request, filters: Query[SummaryFilters]):
+    result = reports.summary(filters.window(), filters.group_by, filters.keys())
+    result["total"] = _money_fields(result["total"])
+    result["rows"] = [_money_fields(row) for row in result["rows"]]
+    return result
+
+
+@router.get("/costs/export.csv", auth=COSTS_READ, summary="The daily cost rows (or every event) as streamed CSV",
+            response={200: None})
+def costs_export(request, filters: Query[ExportFilters]):
+    """Streamed from a server-side cursor: memory does not grow with the window. Cells that a
+    spreadsheet would run as a formula (= + - @ tab CR) are escaped with a leading quote."""
+    window = filters.window()
+    if filters.level == "events":
+        lines = reports.csv_lines(reports.EVENT_COLUMNS, reports.event_csv_rows(window, filters.keys()))
+    else:
+        lines = reports.csv_lines(reports.DAILY_COLUMNS, reports.daily_csv_rows(window, filters.keys()))
+    response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
+    name = f"llmhive-{'events' if filters.level == 'events' else 'daily-costs'}-{window.start}-{window.end}.csv"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
+
+
+@router.get("/telemetry/summary", response=TelemetryOut, auth=COSTS_READ, summary="Per strategy, model or tool: requests, success rate, cost, latency p50/p95")
+def telemetry_summary(request, filters: Query[TelemetryFilters]):
+    window = filters.window()
+    rows = [_money_fields(row) for row in reports.telemetry(window, filters.by)]
+    return {"start": window.start, "end": window.end, "by": filters.by, "rows": rows}

@@ -1,0 +1,162 @@
+"""Cost and telemetry reports over a small ledger whose figures are worked out by hand."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+from costs.ingest import ingest_events
+from tests.conftest import ApiClient
+from tests.factories import CatalogModelFactory
+
+pytestmark = pytest.mark.django_db
+
+UTC = timezone.utc
+
+
+def event(request_id: str, at: datetime, *, model="acme/a", cost=None, success=True, role="coder",
+          strategy="single", latency=None, tools=(), prompt=100, completion=10) -> dict:
+    return {
+        "request_id": request_id, "occurred_at": at, "model": model, "role": role, "strategy": strategy,
+        "prompt_tokens": prompt, "completion_tokens": completion, "cost_usd": None if cost is None else Decimal(cost),
+        "success": success, "latency_ms": latency, "tools": list(tools),
+    }
+
+
+@pytest.fixture
+def ledger(db):
+    # acme/a: 0.000001 per prompt token, 0.000002 per completion token -> 100/10 tokens = 0.00012
+    CatalogModelFactory(id="acme/a", price_prompt=Decimal("0.000001"), price_completion=Decimal("0.000002"))
+    CatalogModelFactory(id="acme/b", price_prompt=Decimal("0.00001"), price_completion=Decimal("0.00002"))
+    ingest_events([
+        # The last microsecond of March 31 and the first of April 1, UTC: two days, two months.
+        event("e1", datetime(2026, 3, 31, 23, 59, 59, 999999, tzinfo=UTC), cost="0.5", latency=100, tools=["search"]),
+        event("e2", datetime(2026, 4, 1, 0, 0, tzinfo=UTC), cost="0.25", success=False, latency=300),
+        event("e3", datetime(2026, 4, 1, 12, 0, tzinfo=UTC), latency=200, tools=["search", "code"]),  # computed: 0.00012
+        event("e4", datetime(2026, 4, 1, 13, 0, tzinfo=UTC), model="acme/b", strategy="ensemble", cost="0.003", latency=1000),
+        # acme/b at our prices: 100 x 0.00001 + 10 x 0.00002 = 0.0012. Reported 0.003 and 0.0013:
+    # 0.0018 + 0.0001 of drift.
+        event("e5", datetime(2026, 4, 1, 14, 0, tzinfo=UTC), model="acme/b", strategy="ensemble", cost="0.0013", latency=400),
+    ])
+
+
+@pytest.fixture
+def reader(make_api_key) -> ApiClient:
+    return ApiClient(make_api_key("costs:read"))
+
+
+def test_daily_costs_split_at_utc_midnight_with_cost_per_success(reader, ledger):
+    rows = reader.get("/api/v1/costs/daily?start=2026-03-31&end=2026-04-01&group_by=model").json()
+
+    by_key = {(r["day"], r["key"]): r for r in rows}
+    march = by_key[("2026-03-31", "acme/a")]
+    assert (march["requests"], march["successes"], march["cost_usd"], march["cost_per_success_usd"]) == (1, 1, "0.5", "0.5")
+    april_a = by_key[("2026-04-01", "acme/a")]
+    assert april_a["requests"] == 2 and april_a["successes"] == 1
+    assert april_a["cost_usd"] == "0.25012"  # reported 0.25 + computed 0.00012
+    assert april_a["tokens"] == 220
+    april_b = by_key[("2026-04-01", "acme/b")]
+    assert april_b["cost_usd"] == "0.0043" and april_b["cost_per_success_usd"] == "0.00215"
+    assert april_b["reported_requests"] == 2 and april_b["drift_usd"] == "0.0019"
+    assert len(rows) == 3
+
+
+def test_daily_costs_without_grouping_and_with_a_filter(reader, ledger):
+    rows = reader.get("/api/v1/costs/daily?start=2026-04-01&end=2026-04-01").json()
+    assert [(r["day"], r["key"], r["requests"], r["cost_usd"]) for r in rows] == [("2026-04-01", None, 4, "0.25442")]
+
+    only_b = reader.get("/api/v1/costs/daily?start=2026-03-01&end=2026-04-30&model=acme/b").json()
+    assert [r["cost_usd"] for r in only_b] == ["0.0043"]
+
+
+def test_summary_has_success_rate_and_cost_per_success_per_key_and_in_total(reader, ledger):
+    body = reader.get("/api/v1/costs/summary?start=2026-03-31&end=2026-04-01&group_by=strategy").json()
+
+    assert body["total"]["requests"] == 5 and body["total"]["successes"] == 4
+    assert body["total"]["success_rate"] == 0.8
+    assert body["total"]["cost_usd"] == "0.75442"
+    assert body["total"]["cost_per_success_usd"] == "0.188605"
+    rows = {r["key"]: r for r in body["rows"]}
+    assert rows["single"]["success_rate"] == pytest.approx(2 / 3, abs=1e-6)
+    assert rows["single"]["cost_per_success_usd"] == "0.37506"
+    assert rows["ensemble"]["cost_usd"] == "0.0043"
+    assert [r["key"] for r in body["rows"]] == ["single", "ensemble"]  # dearest first
+
+
+def test_the_csv_export_streams_the_daily_rows_with_formulas_escaped(reader, db):
+    CatalogModelFactory(id="acme/a", price_prompt=Decimal("0.000001"), price_completion=Decimal("0.000002"))
+    day = datetime(2026, 4, 2, 8, 0, tzinfo=UTC)
+    nasty = ["=HYPERLINK(\"http://x\")", "+1", "-2", "@SUM(A1)", "\tcmd", "\rcmd"]
+    ingest_events([event(f"n{i}", day, role=value, cost="1") for i, value in enumerate(nasty)])
+
+    response = reader.get("/api/v1/costs/export.csv?start=2026-04-02&end=2026-04-02")
+
+    assert response.status_code == 200 and response.streaming
+    assert response["Content-Disposition"] == 'attachment; filename="llmhive-daily-costs-2026-04-02-2026-04-02.csv"'
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert rows[0] == ["day", "model", "strategy", "role", "requests", "successes", "tokens", "cost_usd", "cost_per_success_usd"]
+    roles = sorted(r[3] for r in rows[1:])
+    assert roles == sorted("'" + value for value in nasty)
+    assert all(r[7] == "1" and r[4] == "1" for r in rows[1:])
+
+
+def test_the_event_level_export_streams_the_ledger(reader, ledger):
+    response = reader.get("/api/v1/costs/export.csv?start=2026-03-31&end=2026-04-01&level=events")
+
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert [r["request_id"] for r in rows] == ["e1", "e2", "e3", "e4", "e5"]
+    assert rows[2]["cost_usd"] == "" and rows[2]["computed_cost_usd"] == "0.00012"
+    assert rows[2]["tools"] == "search code" and rows[1]["success"] == "false"
+
+
+def test_telemetry_has_latency_percentiles_per_strategy_model_and_tool(reader, ledger):
+    by_strategy = reader.get("/api/v1/telemetry/summary?start=2026-03-31&end=2026-04-01&by=strategy").json()
+    rows = {r["key"]: r for r in by_strategy["rows"]}
+    # single: latencies 100, 200, 300 -> p50 200, p95 290 (linear between closest ranks)
+    assert rows["single"]["latency_ms_p50"] == 200.0 and rows["single"]["latency_ms_p95"] == 290.0
+    assert rows["single"]["requests"] == 3 and rows["single"]["success_rate"] == pytest.approx(2 / 3, abs=1e-6)
+    # ensemble: 400, 1000 -> p50 700, p95 970
+    assert rows["ensemble"]["latency_ms_p50"] == 700.0 and rows["ensemble"]["latency_ms_p95"] == 970.0
+    assert rows["ensemble"]["cost_usd"] == "0.0043"
+
+    by_tool = reader.get("/api/v1/telemetry/summary?start=2026-03-31&end=2026-04-01&by=tool").json()
+    tools = {r["key"]: r for r in by_tool["rows"]}
+    assert tools["search"]["requests"] == 2 and tools["code"]["requests"] == 1
+    assert tools["search"]["latency_ms_p50"] == 150.0
+
+    by_model = reader.get("/api/v1/telemetry/summary?start=2026-04-01&end=2026-04-01&by=model").json()
+    assert {r["key"]: r["requests"] for r in by_model["rows"]} == {"acme/a": 2, "acme/b": 2}
+
+
+@pytest.mark.parametrize(("query", "field"), [
+    ("start=2026-13-01", "start"),
+    ("end=yesterday", "end"),
+    ("group_by=colour", "group_by"),
+    ("start=2026-04-02&end=2026-04-01", "start"),
+    ("start=2020-01-01&end=2026-01-01", "end"),
+])
+def test_bad_report_parameters_are_a_422_naming_the_parameter(reader, query, field):
+    response = reader.get(f"/api/v1/costs/daily?{query}")
+    assert response.status_code == 422
+    body = response.json()
+    assert body["code"] == "invalid" and body["errors"][0]["field"] == field and body["errors"][0]["in"] == "query"
+
+
+@pytest.mark.parametrize("path", ["/api/v1/costs/daily", "/api/v1/costs/summary", "/api/v1/costs/export.csv",
+                                  "/api/v1/telemetry/summary", "/api/v1/budgets"])
+def test_reports_need_the_costs_read_scope(make_api_key, path):
+    assert ApiClient().get(path).status_code == 401
+    assert ApiClient(make_api_key("route", "usage:write")).get(path).status_code == 403
+    assert ApiClient(make_api_key("costs:read")).get(path).status_code == 200
+
+
+def test_a_default_window_is_the_last_thirty_days(reader, db):
+    CatalogModelFactory(id="acme/a")
+    now = datetime.now(UTC)
+    ingest_events([event("old", now - timedelta(days=31), cost="5"), event("new", now - timedelta(days=1), cost="2")])
+    body = reader.get("/api/v1/costs/summary").json()
+    assert body["total"]["cost_usd"] == "2" and body["total"]["requests"] == 1
