@@ -20,6 +20,7 @@ read in place (never copied into the project) and skip when absent.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import struct
 import threading
@@ -45,8 +46,10 @@ SNAPSHOT_DATES = ("2025-10-01", "2025-12-04", "2025-12-18", "2026-01-15", "2026-
 
 
 def recorded_dir() -> Path:
-    """`<project root>/../shared/openrouter`: real OpenRouter responses, read in place."""
-    return PROJECT_ROOT.parent / "shared" / "openrouter"
+    """`<project root>/../shared/openrouter` (or LLMHIVE_RECORDED_DIR): real OpenRouter
+    responses, read in place."""
+    override = os.environ.get("LLMHIVE_RECORDED_DIR")
+    return Path(override) if override else PROJECT_ROOT.parent / "shared" / "openrouter"
 
 
 requires_recorded = pytest.mark.skipif(
