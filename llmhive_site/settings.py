@@ -202,3 +202,9 @@ LLMHIVE_SNAPSHOT_CHECK_SECONDS = envfloat("LLMHIVE_SNAPSHOT_CHECK_SECONDS", 0.5)
 # Budget state is reloaded when spend or budgets change (seen with the data versions above);
 # this is only the longest it is kept even when nothing seems to change.
 LLMHIVE_BUDGET_STATE_TTL_SECONDS = envfloat("LLMHIVE_BUDGET_STATE_TTL_SECONDS", 60.0)
+
+# --- Exports -------------------------------------------------------------------------------------
+# The admin's export needs the model's `export_*` permission (Finance has it). Formula escaping
+# is done by costs.csvsafe for every risky first character, not only the '=' the library knows.
+IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "export"
+IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT = False

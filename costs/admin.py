@@ -1,0 +1,149 @@
+"""Costs in the admin, for finance and admins: the ledger (read-only), daily costs with a CSV
+export and a chart, budgets with their spend and state."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.core.paginator import Paginator
+from django.db import connection
+from django.utils.functional import cached_property
+from import_export import fields, resources
+from import_export.admin import ExportMixin
+from import_export.formats.base_formats import CSV
+
+from costs.budgets import budget_statuses
+from costs.charts import cost_chart_svg
+from costs.csvsafe import escape_cell
+from costs.models import Budget, DailyCost, UsageEvent
+from costs.reports import _money
+
+
+class EstimatedCountPaginator(Paginator):
+    """COUNT(*) over a million-row ledger costs more than the page: on PostgreSQL an unfiltered
+    list uses the planner's estimate (pg_class.reltuples) once the table is large."""
+
+    EXACT_BELOW = 100_000
+
+    @cached_property
+    def count(self) -> int:
+        query = self.object_list.query
+        if connection.vendor == "postgresql" and not query.where:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE relname = %s", [self.object_list.model._meta.db_table])
+                row = cursor.fetchone()
+            if row and row[0] >= self.EXACT_BELOW:
+                return int(row[0])
+        return super().count
+
+
+class ReadOnlyMixin:
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(UsageEvent)
+class UsageEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """The ledger is append-only: it is read here, never edited."""
+
+    list_display = ("occurred_at", "model_ref", "role", "strategy", "prompt_tokens", "completion_tokens",
+                    "cost_usd", "computed_cost_usd", "success", "latency_ms")
+    list_filter = ("success", "strategy", "role")
+    search_fields = ("=request_id", "=model_ref", "=decision_id")
+    date_hierarchy = "occurred_at"
+    ordering = ("-occurred_at",)
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    list_per_page = 100
+
+
+class DailyCostResource(resources.ModelResource):
+    """Finance's CSV: day, model, strategy, role, requests, successes, tokens, cost, cost per
+    success. Every string cell is escaped against formula injection (the library's own
+    setting escapes only '=')."""
+
+    tokens = fields.Field(column_name="tokens")
+    cost = fields.Field(column_name="cost_usd")
+    cost_per_success = fields.Field(column_name="cost_per_success_usd")
+
+    class Meta:
+        model = DailyCost
+        fields = ("day", "model", "strategy", "role", "requests", "successes", "tokens", "cost", "cost_per_success")
+        export_order = fields
+
+    def dehydrate_tokens(self, row: DailyCost) -> int:
+        return row.tokens
+
+    def dehydrate_cost(self, row: DailyCost) -> str:
+        return _money(row.cost_usd)
+
+    def dehydrate_cost_per_success(self, row: DailyCost) -> str:
+        return _money(row.cost_per_success_usd)
+
+    def export_field(self, field, instance, **kwargs):
+        return escape_cell(super().export_field(field, instance, **kwargs))
+
+
+@admin.register(DailyCost)
+class DailyCostAdmin(ReadOnlyMixin, ExportMixin, admin.ModelAdmin):
+    resource_classes = [DailyCostResource]
+    formats = [CSV]
+    list_display = ("day", "model", "strategy", "role", "requests", "successes", "tokens", "cost_usd", "per_success", "drift")
+    list_filter = ("strategy", "role")
+    search_fields = ("model",)
+    date_hierarchy = "day"
+    show_full_result_count = False
+    list_per_page = 100
+    change_list_template = "admin/costs/dailycost/change_list.html"
+
+    @admin.display(description="tokens")
+    def tokens(self, row: DailyCost) -> int:
+        return row.tokens
+
+    @admin.display(description="cost per success")
+    def per_success(self, row: DailyCost) -> str:
+        return _money(row.cost_per_success_usd) or "—"
+
+    @admin.display(description="drift (reported − computed)")
+    def drift(self, row: DailyCost) -> str:
+        return _money(row.drift_usd) if row.reported_requests else "—"
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {"cost_chart": cost_chart_svg(days=30), **(extra_context or {})}
+        return super().changelist_view(request, extra_context=extra_context)
+
+
+@admin.register(Budget)
+class BudgetAdmin(admin.ModelAdmin):
+    list_display = ("name", "scope", "scope_value", "period", "limit_usd", "spent", "remaining", "state", "action", "active")
+    list_filter = ("scope", "period", "action", "active")
+    search_fields = ("name", "scope_value")
+    fields = ("name", "scope", "scope_value", "period", "limit_usd", "soft_limit_percent", "action", "active")
+
+    def changelist_view(self, request, extra_context=None):
+        # Every active budget's spend in one aggregate query, not one per row.
+        self._statuses = {status.budget.pk: status for status in budget_statuses()}
+        return super().changelist_view(request, extra_context=extra_context)
+
+    def _status(self, budget: Budget):
+        return getattr(self, "_statuses", {}).get(budget.pk)
+
+    @admin.display(description="spent this window")
+    def spent(self, budget: Budget) -> str:
+        status = self._status(budget)
+        return _money(status.spent_usd) if status else "—"
+
+    @admin.display(description="remaining")
+    def remaining(self, budget: Budget) -> str:
+        status = self._status(budget)
+        return _money(status.remaining_usd) if status else "—"
+
+    @admin.display(description="state")
+    def state(self, budget: Budget) -> str:
+        status = self._status(budget)
+        return status.state if status else "inactive"

@@ -1,0 +1,67 @@
+"""The admin's two groups, defined once: a data migration creates them, and `post_migrate`
+keeps their permissions complete when later migrations add models.
+
+- Finance: sees costs (the ledger, daily costs, budgets) and exports them; sees the catalog
+  and routing data it needs to read a report; changes nothing.
+- Catalog curators: change the catalog, routing data and budgets; see costs; export nothing.
+"""
+
+from __future__ import annotations
+
+FINANCE = "Finance"
+CURATORS = "Catalog curators"
+
+VIEW, ADD, CHANGE, DELETE = "view", "add", "change", "delete"
+EDIT = (VIEW, ADD, CHANGE, DELETE)
+
+# app label -> model -> actions
+GROUPS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
+    FINANCE: {
+        "costs": {"usageevent": (VIEW, "export"), "dailycost": (VIEW, "export"), "budget": (VIEW,)},
+        "catalog": {"family": (VIEW,), "category": (VIEW,), "catalogalert": (VIEW,)},
+        "routing": {"role": (VIEW,), "strategy": (VIEW,), "strategystat": (VIEW,)},
+    },
+    CURATORS: {
+        "catalog": {
+            "catalogmodel": (VIEW, CHANGE), "family": EDIT, "category": EDIT, "pricechange": (VIEW,),
+            "categoryranking": (VIEW,), "modelendpoint": (VIEW,), "syncrun": (VIEW,), "catalogalert": (VIEW, CHANGE),
+        },
+        "routing": {
+            "role": EDIT, "rolepreference": EDIT, "escalationoverride": EDIT, "strategy": EDIT, "strategystat": (VIEW,),
+        },
+        "costs": {"budget": EDIT, "dailycost": (VIEW,), "usageevent": (VIEW,)},
+        "health": {"healthcheckrun": (VIEW,), "modelhealthcheck": (VIEW,), "modelreliability": (VIEW,)},
+    },
+}
+
+
+def codenames(spec: dict[str, dict[str, tuple[str, ...]]]) -> set[tuple[str, str]]:
+    return {(app, f"{action}_{model}") for app, models in spec.items() for model, actions in models.items() for action in actions}
+
+
+def sync_groups(apps=None) -> dict[str, int]:
+    """Create the groups and give each exactly its permissions (those that exist yet).
+
+    Idempotent; `apps` is a migration's app registry, or None for the live one. Returns the
+    number of permissions per group.
+    """
+    if apps is None:
+        from django.contrib.auth.models import Group, Permission
+    else:
+        Group, Permission = apps.get_model("auth", "Group"), apps.get_model("auth", "Permission")
+    result = {}
+    for name, spec in GROUPS.items():
+        wanted = codenames(spec)
+        group, _ = Group.objects.get_or_create(name=name)
+        permissions = [
+            p for p in Permission.objects.filter(content_type__app_label__in={a for a, _ in wanted}).select_related("content_type")
+            if (p.content_type.app_label, p.codename) in wanted
+        ]
+        group.permissions.set(permissions)
+        result[name] = len(permissions)
+    return result
+
+
+def on_post_migrate(sender, **kwargs) -> None:
+    if sender.name == "llmhive_site":  # once per migrate, after every app's permissions exist
+        sync_groups()
