@@ -63,5 +63,10 @@ def sync_groups(apps=None) -> dict[str, int]:
 
 
 def on_post_migrate(sender, **kwargs) -> None:
-    if sender.name == "llmhive_site":  # once per migrate, after every app's permissions exist
+    """post_migrate is sent once per app, in INSTALLED_APPS order, each time right after that
+    app's permissions are made: act on the last one, when every permission exists (also after a
+    test database flush)."""
+    from django.apps import apps
+
+    if sender.label == list(apps.get_app_configs())[-1].label:
         sync_groups()

@@ -159,3 +159,14 @@ def test_curators_change_the_catalog_and_budgets_but_cannot_export(model):
     budget.refresh_from_db()
     assert budget.limit_usd == Decimal("20")
     assert export(curator)[0] == 403
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_groups_are_whole_again_after_a_flush():
+    """A flush (as between transactional tests, or `manage.py flush`) deletes the groups;
+    post_migrate brings them back with every permission, costs' included."""
+    from django.core.management import call_command
+
+    call_command("flush", "--noinput", verbosity=0)
+    finance = Group.objects.get(name=FINANCE)
+    assert {"view_dailycost", "export_dailycost", "view_budget"} <= set(finance.permissions.values_list("codename", flat=True))
