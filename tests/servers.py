@@ -46,8 +46,26 @@ def project_env(**extra: str) -> dict[str, str]:
     }
 
 
+class Served(str):
+    """The base URL, with the gunicorn master's pid."""
+
+    pid: int
+
+    def worker_pids(self) -> list[int]:
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children")
+        return [int(p) for p in children.read_text().split()] if children.exists() else []
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The highest resident memory the process has had (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 @contextmanager
-def gunicorn(workers: int = 2, threads: int = 1, **env: str) -> Iterator[str]:
+def gunicorn(workers: int = 2, threads: int = 1, **env: str) -> Iterator[Served]:
     """Serve the project as README's deployment section says; yields the base URL."""
     port = free_port()
     process = subprocess.Popen(
@@ -62,7 +80,8 @@ def gunicorn(workers: int = 2, threads: int = 1, **env: str) -> Iterator[str]:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    base_url = f"http://127.0.0.1:{port}"
+    base_url = Served(f"http://127.0.0.1:{port}")
+    base_url.pid = process.pid
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -170,3 +170,19 @@ def test_the_groups_are_whole_again_after_a_flush():
     call_command("flush", "--noinput", verbosity=0)
     finance = Group.objects.get(name=FINANCE)
     assert {"view_dailycost", "export_dailycost", "view_budget"} <= set(finance.permissions.values_list("codename", flat=True))
+
+
+def test_the_ledger_page_draws_filters_and_dates_from_the_rollup(admin_client, model):
+    events(2, day=datetime(2026, 3, 31, 12, tzinfo=timezone.utc), role="writer")
+    events(2, start=10, day=datetime(2026, 4, 2, 12, tzinfo=timezone.utc), role="coder")
+
+    with CaptureQueriesContext(connection) as ctx:
+        page = admin_client.get(reverse("admin:costs_usageevent_changelist")).content.decode()
+    assert "occurred_at__month=3" in page and "occurred_at__month=4" in page
+    assert "?role=writer" in page and "?role=coder" in page
+    assert not any("DISTINCT" in q["sql"] and "costs_usageevent" in q["sql"] for q in ctx.captured_queries)
+
+    april = admin_client.get(reverse("admin:costs_usageevent_changelist") + "?occurred_at__year=2026&occurred_at__month=4").content.decode()
+    assert "occurred_at__day=2" in april and "occurred_at__day=1&" in april  # March 31's spill: April 1 and 2
+    day = admin_client.get(reverse("admin:costs_usageevent_changelist") + "?occurred_at__year=2026&occurred_at__month=3&occurred_at__day=30")
+    assert day.context["cl"].result_count == 1  # events() spreads over three days back
