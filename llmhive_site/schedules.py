@@ -28,6 +28,13 @@ def schedules() -> list[dict]:
             "minutes": None,
             "first_run_in": timedelta(minutes=10),
         },
+        {
+            "name": f"{PREFIX}health checks",
+            "func": "health.tasks.run_health_checks_task",
+            "schedule_type": Schedule.HOURLY,
+            "minutes": None,
+            "first_run_in": timedelta(minutes=5),
+        },
     ]
 
 

@@ -172,6 +172,15 @@ BOOTSTRAP_FALLBACK_MODELS = envlist(
 
 # --- Health ----------------------------------------------------------------------------------
 LLMHIVE_HEALTH_PING_DAILY_CAP_USD = Decimal(os.environ.get("LLMHIVE_HEALTH_PING_DAILY_CAP_USD", "0.50"))
+# How many models a health run checks by default, how many at once, and each call's timeout.
+LLMHIVE_HEALTH_TOP = envint("LLMHIVE_HEALTH_TOP", 20)
+LLMHIVE_HEALTH_CONCURRENCY = envint("LLMHIVE_HEALTH_CONCURRENCY", 10)
+LLMHIVE_HEALTH_TIMEOUT_SECONDS = envfloat("LLMHIVE_HEALTH_TIMEOUT_SECONDS", 15.0)
+# Failed checks in a row before a model_unhealthy alert; reliability under which the dashboard
+# lists a model as unhealthy.
+LLMHIVE_HEALTH_FAILURES_BEFORE_ALERT = envint("LLMHIVE_HEALTH_FAILURES_BEFORE_ALERT", 3)
+LLMHIVE_UNHEALTHY_RELIABILITY = envfloat("LLMHIVE_UNHEALTHY_RELIABILITY", 0.5)
+
 
 # --- Task queue (django-q2) ------------------------------------------------------------------
 LLMHIVE_REDIS_URL = os.environ.get("LLMHIVE_REDIS_URL", "")
@@ -194,6 +203,14 @@ if LLMHIVE_REDIS_URL:
     Q_CLUSTER["redis"] = LLMHIVE_REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
+
+# A cache every process of this deployment shares: django-q2 keeps its cluster statistics there,
+# which is how GET /health knows whether a worker is alive. Redis when configured; otherwise
+# files under VAR_DIR (one machine, no extra service).
+if LLMHIVE_REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": LLMHIVE_REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(VAR_DIR / "cache")}}
 
 # --- Routing ---------------------------------------------------------------------------------
 # How often each process checks whether the data behind its routing snapshot and API key cache

@@ -26,3 +26,23 @@ class RoutingConfig(AppConfig):
             IN_TRANSACTION_HOOKS.append(memory.remember_outcomes)
         if memory.stats_changed not in AFTER_INGEST_HOOKS:
             AFTER_INGEST_HOOKS.append(memory.stats_changed)
+
+        from catalog.research import MODELS_THAT_MATTER_HOOKS
+
+        if curated_models not in MODELS_THAT_MATTER_HOOKS:
+            MODELS_THAT_MATTER_HOOKS.insert(0, curated_models)
+
+
+def curated_models() -> list[str]:
+    """The models admins named for routing: role preferences (models, and the members of preferred
+    families), then escalation targets and sources. Research and health checks look at these first."""
+    from catalog.models import CatalogModel
+    from routing.models import EscalationOverride, RolePreference
+
+    named = list(RolePreference.objects.filter(model__isnull=False, role__active=True)
+                 .order_by("role__slug", "position").values_list("model_id", flat=True))
+    families = RolePreference.objects.filter(family__isnull=False, role__active=True).values_list("family_id", flat=True)
+    named += list(CatalogModel.objects.filter(family_id__in=families).order_by("id").values_list("id", flat=True))
+    for override in EscalationOverride.objects.order_by("position", "id").values_list("to_model_id", "from_model_id"):
+        named += [m for m in override if m]
+    return list(dict.fromkeys(named))

@@ -164,6 +164,13 @@ def start_and_check(env: dict[str, str]) -> tuple[str, str, str]:
         while " running." not in Path(worker_log).read_text() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert " running." in Path(worker_log).read_text(), Path(worker_log).read_text()
+        # /health sees the worker (django-q2's cluster statistics in the shared cache).
+        while time.monotonic() < deadline:
+            queue = httpx.get(f"{base_url}/api/v1/health", timeout=10).json()["checks"]["task_queue"]
+            if queue["status"] == "ok":
+                break
+            time.sleep(0.3)
+        assert queue["status"] == "ok" and queue["workers"] >= 1, queue
     except BaseException:
         run.kill_everything()
         raise

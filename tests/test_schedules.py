@@ -30,9 +30,9 @@ def test_setup_schedules_is_idempotent_and_keeps_the_timetable():
     next_run = sync.next_run
     second = call_command("setup_schedules")
 
-    assert "2 created" in first
-    assert "0 created, 0 updated, 2 unchanged" in second
-    assert Schedule.objects.filter(name__startswith=PREFIX).count() == 2
+    assert "3 created" in first
+    assert "0 created, 0 updated, 3 unchanged" in second
+    assert Schedule.objects.filter(name__startswith=PREFIX).count() == 3
     sync.refresh_from_db()
     assert sync.next_run == next_run
     assert sync.func == "catalog.tasks.sync_catalog_task" and sync.minutes == 360
