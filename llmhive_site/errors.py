@@ -33,8 +33,9 @@ class ApiError(HttpError):
 def _field_path(loc: list | tuple) -> tuple[str, str]:
     """('body', 'payload', 'events', 3, 'model') -> ('body', 'events.3.model')."""
     source, *rest = [str(part) for part in loc] or ["body"]
-    # ninja puts the name of the view's body parameter first; callers never see it.
-    if source == "body" and rest and rest[0] == "payload":
+    # ninja may put the name of the view's parameter first (`payload` for a body, `filters` for a
+    # query schema); callers never see those names.
+    if rest and ((source == "body" and rest[0] == "payload") or (source == "query" and rest[0] == "filters")):
         rest = rest[1:]
     return source, ".".join(rest)
 
