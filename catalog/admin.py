@@ -36,6 +36,7 @@ from catalog.models import (
 from catalog.selectors import current_rankings_queryset, families_with_counts
 from catalog.sync import reclassify_models
 from catalog.tasks import queue_catalog_job
+from llmhive_site.admin_mixins import ReadOnlyMixin
 from llmhive_site.models import DataVersion
 
 admin.site.site_header = "LLMHive"
@@ -116,22 +117,13 @@ class NewestFirstFormSet(BaseInlineFormSet):
         return self._queryset
 
 
-class ReadOnlyInline(admin.TabularInline):
+class ReadOnlyInline(ReadOnlyMixin, admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = False
 
     def get_readonly_fields(self, request, obj=None):
         return self.fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class PriceChangeInline(ReadOnlyInline):
@@ -434,17 +426,8 @@ class CategoryAdmin(admin.ModelAdmin):
 # --- Runs, alerts and rankings ------------------------------------------------------------------
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
     """Records written by jobs: readable, never edited by hand."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 STATUS_COLOURS = {

@@ -16,6 +16,7 @@ from costs.charts import cost_chart_svg
 from costs.csvsafe import escape_cell
 from costs.models import Budget, DailyCost, UsageEvent
 from costs.reports import _money
+from llmhive_site.admin_mixins import ReadOnlyMixin
 
 
 class EstimatedCountPaginator(Paginator):
@@ -34,17 +35,6 @@ class EstimatedCountPaginator(Paginator):
             if row and row[0] >= self.EXACT_BELOW:
                 return int(row[0])
         return super().count
-
-
-class ReadOnlyMixin:
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class RollupValuesFilter(admin.SimpleListFilter):

@@ -9,21 +9,11 @@ from django.http import HttpRequest, HttpResponseNotAllowed
 from django.shortcuts import redirect
 from django.urls import path
 
+from llmhive_site.admin_mixins import ReadOnlyMixin
 from health.models import HealthCheckRun, ModelHealthCheck, ModelReliability
 
 
-class ReadOnly:
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-class CheckInline(ReadOnly, admin.TabularInline):
+class CheckInline(ReadOnlyMixin, admin.TabularInline):
     model = ModelHealthCheck
     fields = ("model", "ok", "endpoints_up", "endpoints_total", "best_uptime", "pinged", "ping_ok", "latency_ms",
               "http_status", "error_code", "ping_cost_usd")
@@ -33,7 +23,7 @@ class CheckInline(ReadOnly, admin.TabularInline):
 
 
 @admin.register(HealthCheckRun)
-class HealthCheckRunAdmin(ReadOnly, admin.ModelAdmin):
+class HealthCheckRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("started_at", "trigger", "status", "models_checked", "models_failed", "pinged", "ping_spend_usd", "note")
     list_filter = ("status", "trigger")
     date_hierarchy = "started_at"
@@ -55,7 +45,7 @@ class HealthCheckRunAdmin(ReadOnly, admin.ModelAdmin):
 
 
 @admin.register(ModelHealthCheck)
-class ModelHealthCheckAdmin(ReadOnly, admin.ModelAdmin):
+class ModelHealthCheckAdmin(ReadOnlyMixin, admin.ModelAdmin):
     """Per-model history: filter by model (search), result, and date."""
 
     list_display = ("checked_at", "model", "ok", "endpoints_up", "endpoints_total", "best_uptime", "pinged",
@@ -68,7 +58,7 @@ class ModelHealthCheckAdmin(ReadOnly, admin.ModelAdmin):
 
 
 @admin.register(ModelReliability)
-class ModelReliabilityAdmin(ReadOnly, admin.ModelAdmin):
+class ModelReliabilityAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("model", "reliability_percent", "consecutive_failures", "checks_count", "last_checked_at",
                     "last_ok_at", "last_error")
     list_filter = ("consecutive_failures",)

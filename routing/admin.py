@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from catalog.models import CAPABILITIES
+from llmhive_site.admin_mixins import ReadOnlyMixin
 from llmhive_site.auth import api_keys_changed
 from llmhive_site.models import DataVersion
 from routing.memory import rebuild_strategy_memory
@@ -278,22 +279,13 @@ class StrategyAdmin(admin.ModelAdmin):
 
 
 @admin.register(StrategyStat)
-class StrategyStatAdmin(admin.ModelAdmin):
+class StrategyStatAdmin(ReadOnlyMixin, admin.ModelAdmin):
     """What the outcomes taught: read-only, rebuilt from the ledger, never edited by hand."""
 
     list_display = ("model", "role", "category", "strategy", "requests", "successes", "rate", "cost_usd", "updated_at")
     list_filter = ("strategy", "role", "category")
     search_fields = ("model", "role", "strategy")
     show_full_result_count = False
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="success rate")
     def rate(self, obj: StrategyStat) -> str:
