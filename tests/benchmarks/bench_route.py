@@ -108,8 +108,14 @@ def test_route_speed(tmp_path, capsys):
     with gunicorn(workers=2) as base:
         route_url, key_url = f"{base}/api/v1/route", f"{base}/api/v1/key"
         steady = loadgen("rate", route_url, key, bodies_file, rate=300, duration=10)
-        route_max = loadgen("max", route_url, key, bodies_file, connections=4, duration=6)
-        floor_max = loadgen("max", key_url, key, None, connections=4, duration=6)
+        # Interleaved rounds, the best of each: a busy moment on the machine hits one round, not
+        # one endpoint's whole measurement.
+        route_rounds, floor_rounds = [], []
+        for _ in range(3):
+            route_rounds.append(loadgen("max", route_url, key, bodies_file, connections=4, duration=4))
+            floor_rounds.append(loadgen("max", key_url, key, None, connections=4, duration=4))
+        route_max = max(route_rounds, key=lambda r: r["rate_rps"])
+        floor_max = max(floor_rounds, key=lambda r: r["rate_rps"])
     ratio = route_max["rate_rps"] / floor_max["rate_rps"]
 
     with capsys.disabled():
@@ -122,8 +128,10 @@ def test_route_speed(tmp_path, capsys):
               f"{steady['rate_rps']:.0f} rps achieved, {steady['errors']} errors, {steady['late_starts']} late starts "
               f"(target p50 <= 2 ms, p99 <= 6 ms)")
         print(f"max throughput:        /route {route_max['rate_rps']:.0f} rps, GET /key (floor) {floor_max['rate_rps']:.0f} rps: "
-              f"{ratio:.0%} of the floor (target >= 70%), 4 connections, gunicorn -w 2")
+              f"{ratio:.0%} of the floor (target >= 70%), 4 connections, gunicorn -w 2, best of 3 interleaved rounds "
+              f"(/route {', '.join(str(round(r['rate_rps'])) for r in route_rounds)}; "
+              f"/key {', '.join(str(round(r['rate_rps'])) for r in floor_rounds)})")
 
-    assert steady["errors"] == 0 and route_max["errors"] == 0 and floor_max["errors"] == 0, (steady, route_max, floor_max)
+    assert steady["errors"] == 0 and all(r["errors"] == 0 for r in route_rounds + floor_rounds), (steady, route_rounds, floor_rounds)
     assert steady["statuses"] == {"200": steady["requests"]}
     assert len(burst) == 0
