@@ -8,7 +8,7 @@ from typing import Callable, Literal
 
 from django.db.models import Q
 from django.shortcuts import get_object_or_404
-from ninja import Field, Query, Router, Schema
+from ninja import Field, Query, Router, Schema, Status
 
 from catalog.models import (
     CAPABILITIES,
@@ -256,7 +256,7 @@ def start_sync(request, payload: SyncIn):
     from catalog.tasks import queue_catalog_job
 
     task_id = queue_catalog_job(payload.kind, trigger=SyncTrigger.API, force=payload.force)
-    return 202, {"task_id": task_id, "kind": payload.kind}
+    return Status(202, {"task_id": task_id, "kind": payload.kind})
 
 
 class RunOut(Schema):

@@ -9,7 +9,7 @@ from django.db import connection
 from django.db.models import OuterRef, Subquery
 from django.db.utils import DatabaseError
 from django.utils import timezone
-from ninja import Router, Schema
+from ninja import Router, Schema, Status
 
 from catalog.selectors import catalog_freshness
 from llmhive_site.auth import require
@@ -58,7 +58,7 @@ def service_health(request):
         checks["database"] = {"status": "ok", "vendor": connection.vendor}
     except DatabaseError as exc:
         checks["database"] = {"status": "down", "error": str(exc).splitlines()[0]}
-        return 503, {"status": "down", "checks": checks}
+        return Status(503, {"status": "down", "checks": checks})
 
     freshness = catalog_freshness()
     last = freshness.last_run
@@ -71,7 +71,7 @@ def service_health(request):
     }
     checks["task_queue"] = task_queue_status()
     status = "ok" if all(c["status"] == "ok" for c in checks.values()) else "degraded"
-    return 200, {"status": status, "checks": checks}
+    return Status(200, {"status": status, "checks": checks})
 
 
 class ModelHealthOut(Schema):
