@@ -3,13 +3,14 @@ orchestrator."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import OuterRef, Subquery
 from django.db.utils import DatabaseError
 from django.utils import timezone
-from ninja import Router, Schema, Status
+from ninja import Field, Router, Schema, Status
 
 from catalog.selectors import catalog_freshness
 from llmhive_site.auth import require
@@ -28,14 +29,19 @@ def task_queue_status() -> dict:
         clusters = [s for s in Stat.get_all(broker=broker) if s.status != Conf.STOPPED]
         queued = broker.queue_size()
     except Exception as exc:  # the broker itself is down: say so, do not fail the health check
-        return {"status": "down", "error": str(exc).splitlines()[0][:200], "workers": 0, "queued": None,
-                "oldest_queued_seconds": None}
+        return {
+            "status": "down", "error": " ".join(str(exc).split())[:200] or type(exc).__name__, "clusters": 0,
+            "workers": 0, "queued": None, "oldest_queued_seconds": None, "broker": "redis" if Conf.REDIS else "orm",
+        }
     oldest = None
     if Conf.ORM:
         from django_q.models import OrmQ
 
-        first = OrmQ.objects.filter(key=Conf.CLUSTER_NAME, lock__lte=timezone.now()).order_by("lock").values_list("lock", flat=True).first()
-        oldest = None if first is None else int((timezone.now() - first).total_seconds())
+        # The ORM broker stamps `lock` with the enqueue time and moves it into the future when a
+        # worker takes the task: the waiting ones are those whose lock is not in the future.
+        now = timezone.now()
+        first = OrmQ.objects.filter(key=Conf.CLUSTER_NAME, lock__lte=now).order_by("lock").values_list("lock", flat=True).first()
+        oldest = None if first is None else max(0, int((now - first).total_seconds()))
     workers = sum(len(s.workers) for s in clusters)
     return {
         "status": "ok" if clusters else "no_worker",
@@ -47,10 +53,26 @@ def task_queue_status() -> dict:
     }
 
 
+def catalog_status() -> dict:
+    """How old the catalog is against its schedule: stale past the sync interval plus
+    LLMHIVE_HEALTH_CATALOG_GRACE_MINUTES."""
+    freshness = catalog_freshness()
+    stale_after = timedelta(hours=settings.LLMHIVE_SYNC_INTERVAL_HOURS, minutes=settings.LLMHIVE_HEALTH_CATALOG_GRACE_MINUTES)
+    age = freshness.age
+    last = freshness.last_run
+    return {
+        "status": "stale" if age is None or age > stale_after else "ok",
+        "last_success_at": freshness.last_success,
+        "age_seconds": None if age is None else int(age.total_seconds()),
+        "stale_after_seconds": int(stale_after.total_seconds()),
+        "last_run": None if last is None else {"id": last.pk, "kind": last.kind, "status": last.status, "error": last.error},
+    }
+
+
 @router.get("/health", auth=None, summary="Service health: database, task queue, catalog freshness; 200 or 503")
 def service_health(request):
-    """503 when the database is down; `degraded` when the catalog is older than its schedule
-    plus a grace, or no task worker is alive."""
+    """503 when the database is down; 200 otherwise, `degraded` when the catalog is older than
+    its schedule plus a grace or no task worker is alive."""
     checks: dict[str, dict] = {}
     try:
         with connection.cursor() as cursor:
@@ -59,35 +81,29 @@ def service_health(request):
     except DatabaseError as exc:
         checks["database"] = {"status": "down", "error": str(exc).splitlines()[0]}
         return Status(503, {"status": "down", "checks": checks})
-
-    freshness = catalog_freshness()
-    last = freshness.last_run
-    checks["catalog"] = {
-        "status": "stale" if freshness.is_stale else "ok",
-        "last_success_at": freshness.last_success,
-        "age_seconds": None if freshness.age is None else int(freshness.age.total_seconds()),
-        "stale_after_seconds": int(freshness.stale_after.total_seconds()),
-        "last_run": None if last is None else {"id": last.pk, "kind": last.kind, "status": last.status, "error": last.error},
-    }
+    checks["catalog"] = catalog_status()
     checks["task_queue"] = task_queue_status()
     status = "ok" if all(c["status"] == "ok" for c in checks.values()) else "degraded"
     return Status(200, {"status": status, "checks": checks})
 
 
 class ModelHealthOut(Schema):
-    model: str
+    model_id: str
     reliability: float
     consecutive_failures: int
     checks_count: int
     last_checked_at: datetime
     last_ok_at: datetime | None
+    ok: bool | None = Field(description="the latest check's verdict")
     endpoints_total: int | None
     endpoints_up: int | None
-    best_uptime: float | None
+    best_uptime: float | None = Field(description="the best endpoint's uptime over the last 30 minutes, %")
     pinged: bool | None
     ping_ok: bool | None
-    latency_ms: int | None
-    last_error: str
+    latency_ms: int | None = Field(description="the latest ping's latency")
+    ping_cost_usd: str | None = Field(description="what the latest ping cost, USD (a decimal string)")
+    error_code: str = Field(description="the latest check's error code, empty when it passed")
+    last_error: str = Field(description="the error of the latest failed check while failures continue")
 
 
 @router.get("/health/models", response=list[ModelHealthOut], auth=require("route"),
@@ -102,11 +118,21 @@ def model_health(request):
     for r in rows:
         check = latest.get(r.latest_id)
         out.append({
-            "model": r.model_id, "reliability": round(r.reliability, 4), "consecutive_failures": r.consecutive_failures,
-            "checks_count": r.checks_count, "last_checked_at": r.last_checked_at, "last_ok_at": r.last_ok_at,
-            "endpoints_total": check.endpoints_total if check else None, "endpoints_up": check.endpoints_up if check else None,
-            "best_uptime": check.best_uptime if check else None, "pinged": check.pinged if check else None,
-            "ping_ok": check.ping_ok if check else None, "latency_ms": check.latency_ms if check else None,
+            "model_id": r.model_id,
+            "reliability": round(r.reliability, 4),
+            "consecutive_failures": r.consecutive_failures,
+            "checks_count": r.checks_count,
+            "last_checked_at": r.last_checked_at,
+            "last_ok_at": r.last_ok_at,
+            "ok": check.ok if check else None,
+            "endpoints_total": check.endpoints_total if check else None,
+            "endpoints_up": check.endpoints_up if check else None,
+            "best_uptime": check.best_uptime if check else None,
+            "pinged": check.pinged if check else None,
+            "ping_ok": check.ping_ok if check else None,
+            "latency_ms": check.latency_ms if check else None,
+            "ping_cost_usd": None if check is None or check.ping_cost_usd is None else format(check.ping_cost_usd.normalize(), "f"),
+            "error_code": check.error_code if check else "",
             "last_error": r.last_error,
         })
     return out

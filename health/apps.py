@@ -7,8 +7,13 @@ class HealthConfig(AppConfig):
 
     def ready(self) -> None:
         from catalog.api import MODEL_DETAIL_EXTRAS
+        from catalog.research import MODELS_THAT_MATTER_HOOKS
+        from health.selectors import most_used_models
 
         MODEL_DETAIL_EXTRAS["health"] = model_health
+        # The most used models matter too (routing adds its preferences and overrides, first).
+        if most_used_models not in MODELS_THAT_MATTER_HOOKS:
+            MODELS_THAT_MATTER_HOOKS.append(most_used_models)
 
 
 def model_health(model) -> dict | None:

@@ -3,6 +3,8 @@ reliability figure routing reads."""
 
 from __future__ import annotations
 
+import math
+
 from django.db import models
 from django.utils import timezone
 
@@ -11,15 +13,23 @@ from catalog.models import CatalogModel, money
 
 class RunStatus(models.TextChoices):
     RUNNING = "running", "running"
-    OK = "ok", "all checked models healthy"
-    FAILURES = "failures", "some checked models failed"
-    ERROR = "error", "could not check (OpenRouter unreachable)"
+    OK = "ok", "ok: every checked model healthy"
+    DEGRADED = "degraded", "degraded: some checked models failed"
+    FAILED = "failed", "failed: every checked model failed"
+    ERROR = "error", "error: could not check (OpenRouter unreachable)"
+
+
+class Trigger(models.TextChoices):
+    COMMAND = "command", "command"
+    SCHEDULE = "schedule", "schedule"
+    ADMIN = "admin", "admin"
+    API = "api", "API"
 
 
 class HealthCheckRun(models.Model):
     started_at = models.DateTimeField(default=timezone.now, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    trigger = models.CharField(max_length=16, default="command")
+    trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.COMMAND)
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.RUNNING)
     models_checked = models.PositiveIntegerField(default=0)
     models_failed = models.PositiveIntegerField(default=0)
@@ -33,16 +43,26 @@ class HealthCheckRun(models.Model):
     class Meta:
         ordering = ["-started_at"]
         get_latest_by = "started_at"
+        # Pings spend money: queueing a run from the admin is its own permission.
+        permissions = [("run_healthcheckrun", "Can run health checks")]
 
     def __str__(self) -> str:
         return f"health run #{self.pk} {self.status}"
+
+    @staticmethod
+    def status_for(checked: int, failed: int) -> str:
+        if failed == 0:
+            return RunStatus.OK
+        return RunStatus.FAILED if failed == checked else RunStatus.DEGRADED
 
 
 class ModelHealthCheck(models.Model):
     """One model in one run: free endpoint status first, then (maybe) a ping."""
 
     run = models.ForeignKey(HealthCheckRun, on_delete=models.CASCADE, related_name="checks")
-    # PROTECT: a model is never deleted (missing instead), and its history must stay.
+    # A foreign key rather than the id as a string: the catalog never deletes a model (it marks
+    # it missing), so PROTECT costs nothing and keeps the history joined to the catalog for the
+    # admin's filters and select_related. Ids the catalog does not know are refused up front.
     model = models.ForeignKey(CatalogModel, on_delete=models.PROTECT, related_name="health_checks")
     checked_at = models.DateTimeField(default=timezone.now)
     ok = models.BooleanField()
@@ -75,10 +95,33 @@ class ModelReliability(models.Model):
     last_checked_at = models.DateTimeField()
     last_ok_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["reliability", "model"]
         verbose_name_plural = "model reliability"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(reliability__gte=0) & models.Q(reliability__lte=1), name="health_reliability_0_1"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.model_id}: {self.reliability:.2f}"
+
+    def add_check(self, score: float, *, half_life: float) -> None:
+        """Fold one check's score (0..1) into the figure.
+
+        The figure is the mean of every check's score, each weighted by 0.5 ** (its age in
+        checks / half_life). Weights of n checks sum to (1 - d**n) / (1 - d) with d the per-check
+        decay, so the running mean needs no more than checks_count: a model's first checks count
+        fully instead of being pulled toward a prior it never had.
+        """
+        decay = 0.5 ** (1 / half_life)
+        previous = self.checks_count
+        old_weight = (1 - decay**previous) / (1 - decay)
+        new_weight = (1 - decay ** (previous + 1)) / (1 - decay)
+        old = self.reliability if previous else 0.0
+        value = (old * old_weight * decay + score) / new_weight
+        self.reliability = min(1.0, max(0.0, value)) if math.isfinite(value) else 0.0
+        self.checks_count = previous + 1

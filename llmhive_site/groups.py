@@ -3,7 +3,8 @@ keeps their permissions complete when later migrations add models.
 
 - Finance: sees costs (the ledger, daily costs, budgets) and exports them; sees the catalog
   and routing data it needs to read a report; changes nothing.
-- Catalog curators: change the catalog, routing data and budgets; see costs; export nothing.
+- Catalog curators: change the catalog, routing data and budgets; run health checks; see costs;
+  export nothing.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ GROUPS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
             "role": EDIT, "rolepreference": EDIT, "escalationoverride": EDIT, "strategy": EDIT, "strategystat": (VIEW,),
         },
         "costs": {"budget": EDIT, "dailycost": (VIEW,), "usageevent": (VIEW,)},
-        "health": {"healthcheckrun": (VIEW,), "modelhealthcheck": (VIEW,), "modelreliability": (VIEW,)},
+        "health": {"healthcheckrun": (VIEW, "run"), "modelhealthcheck": (VIEW,), "modelreliability": (VIEW,)},
     },
 }
 

@@ -180,6 +180,12 @@ LLMHIVE_HEALTH_TIMEOUT_SECONDS = envfloat("LLMHIVE_HEALTH_TIMEOUT_SECONDS", 15.0
 # lists a model as unhealthy.
 LLMHIVE_HEALTH_FAILURES_BEFORE_ALERT = envint("LLMHIVE_HEALTH_FAILURES_BEFORE_ALERT", 3)
 LLMHIVE_UNHEALTHY_RELIABILITY = envfloat("LLMHIVE_UNHEALTHY_RELIABILITY", 0.5)
+# Reliability is a mean of a model's check results in which a check's weight halves every this
+# many checks (hourly checks: half a day).
+LLMHIVE_HEALTH_RELIABILITY_HALF_LIFE = envfloat("LLMHIVE_HEALTH_RELIABILITY_HALF_LIFE", 12.0)
+# GET /health says `degraded` when the last good catalog sync is older than the sync interval
+# plus this.
+LLMHIVE_HEALTH_CATALOG_GRACE_MINUTES = envint("LLMHIVE_HEALTH_CATALOG_GRACE_MINUTES", 60)
 
 
 # --- Task queue (django-q2) ------------------------------------------------------------------

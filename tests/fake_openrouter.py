@@ -76,6 +76,35 @@ def load_recorded(relative_path: str) -> Any:
     return json.loads(_read_text(recorded_dir() / relative_path))
 
 
+def published_endpoint(provider: str = "Acme", **overrides) -> dict:
+    """One endpoint as `/models/{author}/{slug}/endpoints` lists it. No recorded endpoint list
+    exists under ../shared/openrouter, so this follows the example of OpenRouter's published
+    OpenAPI description (reference/openrouter_openapi_2026-08-22.yaml, ListEndpointsResponse):
+    an integer status (0 healthy, negative degraded), uptime percentages, percentiles."""
+    data = {
+        "name": f"{provider}: Model",
+        "model_id": "acme/model",
+        "model_name": "Model",
+        "context_length": 8192,
+        "latency_last_30m": {"p50": 0.25, "p75": 0.35, "p90": 0.48, "p99": 0.85},
+        "max_completion_tokens": 4096,
+        "max_prompt_tokens": 8192,
+        "pricing": {"completion": "0.000002", "image": "0", "prompt": "0.000001", "request": "0", "discount": 0},
+        "provider_name": provider,
+        "quantization": "fp16",
+        "status": 0,
+        "supported_parameters": ["temperature", "top_p", "max_tokens"],
+        "supports_implicit_caching": True,
+        "tag": provider.lower(),
+        "throughput_last_30m": {"p50": 45.2, "p75": 38.5, "p90": 28.3, "p99": 15.1},
+        "uptime_last_1d": 99.8,
+        "uptime_last_30m": 99.5,
+        "uptime_last_5m": 100,
+    }
+    data.update(overrides)
+    return data
+
+
 # --- Replies and faults -----------------------------------------------------------------------
 
 

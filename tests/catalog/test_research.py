@@ -44,6 +44,7 @@ from tests.fake_openrouter import (
     drop,
     html_error,
     load_snapshot,
+    published_endpoint,
     requires_recorded,
     status,
     truncated,
@@ -78,33 +79,10 @@ def entries(ids: list[str]) -> list[dict]:
 
 
 def endpoint(provider: str, **overrides) -> dict:
-    """One endpoint in the shape OpenRouter publishes for `/models/{author}/{slug}/endpoints`
-    (the ListEndpointsResponse example of its OpenAPI description, 2026-08): percentiles for
-    latency and throughput, an integer status, string prices plus non-price pricing keys. No
-    recorded endpoints response exists under ../shared/openrouter, so this follows the
-    published example."""
-    data = {
-        "name": f"{provider}: Model",
-        "model_id": "acme/model",
-        "model_name": "Model",
-        "context_length": 8192,
-        "latency_last_30m": {"p50": 0.25, "p75": 0.35, "p90": 0.48, "p99": 0.85},
-        "max_completion_tokens": 4096,
-        "max_prompt_tokens": 8192,
-        "pricing": {"completion": "0.00006", "image": "0", "prompt": "0.00003", "request": "0", "discount": 0},
-        "provider_name": provider,
-        "quantization": "fp16",
-        "status": 0,
-        "supported_parameters": ["temperature", "top_p", "max_tokens"],
-        "supports_implicit_caching": True,
-        "tag": provider.lower(),
-        "throughput_last_30m": {"p50": 45.2, "p75": 38.5, "p90": 28.3, "p99": 15.1},
-        "uptime_last_1d": 99.8,
-        "uptime_last_30m": 99.5,
-        "uptime_last_5m": 100,
-    }
-    data.update(overrides)
-    return data
+    """An endpoint in the shape OpenRouter publishes (tests.fake_openrouter.published_endpoint),
+    priced like the models these tests research."""
+    pricing = {"completion": "0.00006", "image": "0", "prompt": "0.00003", "request": "0", "discount": 0}
+    return published_endpoint(provider, **{"pricing": pricing, **overrides})
 
 
 def serve(fake, ids: list[str]) -> None:
