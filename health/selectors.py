@@ -18,6 +18,13 @@ def reliability_by_model() -> dict[str, float]:
     return dict(ModelReliability.objects.values_list("model_id", "reliability"))
 
 
+def down_models() -> set[str]:
+    """Models failing right now: as many checks in a row as raise a model_unhealthy alert.
+    Routing does not choose them until a check passes again."""
+    threshold = settings.LLMHIVE_HEALTH_FAILURES_BEFORE_ALERT
+    return set(ModelReliability.objects.filter(consecutive_failures__gte=threshold).values_list("model_id", flat=True))
+
+
 def unhealthy_models() -> list[ModelReliability]:
     """For the dashboard: low reliability, or failing again and again. Each row carries
     model_id, reliability, consecutive_failures and last_error."""

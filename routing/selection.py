@@ -5,7 +5,8 @@ Scoring, for each model that can serve the request:
   moved by the outcomes learned for this role and category: `(successes + k·prior) / (n + k)`,
   the mean of a Beta posterior whose prior weighs k samples, so a few outcomes move it a little
   and many move it a lot;
-- reliability: from health checks (a default while a model has none);
+- reliability: from health checks (a default while a model has none); a model failing its
+  checks right now (as many in a row as raise an alert) is not chosen at all ("unhealthy");
 - cost: the estimated cost of this request, on a log scale between the cheapest and the dearest
   candidate (1 is the cheapest).
 The weights depend on the accuracy asked for. `high` puts reasoning-capable models first. The
@@ -148,7 +149,7 @@ def _rank(snap, role, category, accuracy, required, min_context, input_tokens, o
     rejected: dict[str, int] = {}
     eligible: list[ModelInfo] = []
     for model in snap.models.values():
-        reason = static_rejection(model, required, min_context)
+        reason = static_rejection(model, required, min_context) or ("unhealthy" if model.id in snap.down else None)
         if reason:
             rejected[reason] = rejected.get(reason, 0) + 1
         else:

@@ -108,6 +108,8 @@ class Snapshot:
     outcomes: dict[tuple[str, str, str], Outcomes]
     strategy_outcomes: dict[tuple[str, str], dict[str, Outcomes]]
     reliability: dict[str, float]
+    # Models failing their health checks right now: never chosen (see health.selectors).
+    down: frozenset[str] = frozenset()
     # Price scale of the catalog, for the catalog-signal prior (log of a typical prompt price).
     log_price_low: float = 0.0
     log_price_high: float = 1.0
@@ -218,12 +220,12 @@ def _outcomes() -> tuple[dict, dict]:
     return outcomes, strategies
 
 
-def _reliability() -> dict[str, float]:
+def _reliability() -> tuple[dict[str, float], frozenset[str]]:
     try:
-        from health.selectors import reliability_by_model
+        from health.selectors import down_models, reliability_by_model
     except ImportError:  # health checks not installed yet
-        return {}
-    return reliability_by_model()
+        return {}, frozenset()
+    return reliability_by_model(), frozenset(down_models())
 
 
 def build_snapshot(versions: dict[str, int], previous: Snapshot | None = None) -> Snapshot:
@@ -244,7 +246,7 @@ def build_snapshot(versions: dict[str, int], previous: Snapshot | None = None) -
         outcomes, strategy_outcomes = _outcomes()
     else:
         outcomes, strategy_outcomes = previous.outcomes, previous.strategy_outcomes
-    reliability = _reliability() if changed(DataVersion.HEALTH) else previous.reliability
+    reliability, down = _reliability() if changed(DataVersion.HEALTH) else (previous.reliability, previous.down)
 
     logs = sorted(math.log10(m.prompt_f) for m in models.values() if m.prompt_f > 0 and m.active)
     low = logs[len(logs) // 20] if logs else 0.0
@@ -259,6 +261,7 @@ def build_snapshot(versions: dict[str, int], previous: Snapshot | None = None) -
         outcomes=outcomes,
         strategy_outcomes=strategy_outcomes,
         reliability=reliability,
+        down=down,
         log_price_low=low,
         log_price_high=high,
     )

@@ -205,3 +205,36 @@ def test_a_client_can_check_its_key_without_a_query(make_api_key, django_assert_
         body = client.get("/api/v1/key").json()
     assert body["name"] == "orchestrator" and body["prefix"]
     assert ApiClient("lh_wrong").get("/api/v1/key").status_code == 401
+
+
+def test_a_model_failing_its_health_checks_is_not_chosen_until_it_recovers(api_client, coder, settings):
+    from health.models import ModelReliability
+    from llmhive_site.models import DataVersion
+
+    settings.LLMHIVE_HEALTH_FAILURES_BEFORE_ALERT = 3
+    chosen = route(api_client, accuracy="economy").json()["model"]
+    row = ModelReliability.objects.create(model_id=chosen, reliability=0.4, consecutive_failures=3,
+                                          checks_count=5, last_checked_at=datetime.now(timezone.utc))
+    DataVersion.bump(DataVersion.HEALTH)
+
+    answer = route(api_client, accuracy="economy", fallback_count=5).json()
+    assert chosen not in [answer["model"], *answer["fallbacks"], *answer["escalation"]]
+    assert api_client.post_json("/api/v1/escalate", {"role": "coder", "failed_model": "acme/pro-2"}).json()["model"] != chosen
+
+    row.consecutive_failures = 0
+    row.save()
+    DataVersion.bump(DataVersion.HEALTH)
+    assert route(api_client, accuracy="economy").json()["model"] == chosen
+
+
+def test_when_every_model_is_down_the_refusal_says_so(api_client, coder, settings):
+    from health.models import ModelReliability
+    from llmhive_site.models import DataVersion
+
+    for model_id in ("acme/cheap", "acme/mid", "acme/pro-1", "acme/pro-2"):
+        ModelReliability.objects.create(model_id=model_id, reliability=0.0, consecutive_failures=9,
+                                        checks_count=9, last_checked_at=datetime.now(timezone.utc))
+    DataVersion.bump(DataVersion.HEALTH)
+
+    response = route(api_client)
+    assert response.status_code == 422 and response.json()["rejected"]["unhealthy"] == 4
