@@ -140,13 +140,18 @@ class BudgetAdmin(admin.ModelAdmin):
     search_fields = ("name", "scope_value")
     fields = ("name", "scope", "scope_value", "period", "limit_usd", "soft_limit_percent", "action", "active")
 
-    def changelist_view(self, request, extra_context=None):
-        # Every active budget's spend in one aggregate query, not one per row.
-        self._statuses = {status.budget.pk: status for status in budget_statuses()}
-        return super().changelist_view(request, extra_context=extra_context)
+    def get_changelist_instance(self, request):
+        changelist = super().get_changelist_instance(request)
+        # The page's active budgets with their spend in one aggregate query, not one per row. The
+        # statuses ride on the rows: this ModelAdmin is shared by every request a worker serves.
+        budgets = list(changelist.result_list)  # evaluated once; the template reuses these rows
+        statuses = {status.budget.pk: status for status in budget_statuses([b for b in budgets if b.active])}
+        for budget in budgets:
+            budget.window_status = statuses.get(budget.pk)
+        return changelist
 
     def _status(self, budget: Budget):
-        return getattr(self, "_statuses", {}).get(budget.pk)
+        return getattr(budget, "window_status", None)
 
     @admin.display(description="spent this window")
     def spent(self, budget: Budget) -> str:

@@ -148,7 +148,7 @@ def list_budgets(request):
 # --- Reports -------------------------------------------------------------------------------------
 
 MAX_REPORT_DAYS = 366
-GroupBy = Literal["model", "strategy", "role"]
+GroupBy = Literal["day", "model", "strategy", "role"]
 
 
 class ReportFilters(BaseModel):
@@ -176,7 +176,7 @@ class ReportFilters(BaseModel):
 
 
 class GroupedFilters(ReportFilters):
-    group_by: GroupBy | None = Field(None, description="one row per day and key; per day when absent")
+    group_by: GroupBy | None = Field(None, description="one row per day and model, strategy or role; per day when absent or `day`")
 
 
 class SummaryFilters(ReportFilters):
@@ -218,7 +218,9 @@ class SummaryOut(BaseModel):
     end: date
     group_by: str
     total: Figures
-    rows: list[SummaryRow]
+    rows: list[SummaryRow] = Field(description="one row per `group_by` key (a day as YYYY-MM-DD)")
+    by_model: list[SummaryRow]
+    by_strategy: list[SummaryRow]
 
 
 class TelemetryRow(BaseModel):
@@ -260,7 +262,8 @@ def costs_daily(request, filters: Query[GroupedFilters]):
 def costs_summary(request, filters: Query[SummaryFilters]):
     result = reports.summary(filters.window(), filters.group_by, filters.keys())
     result["total"] = _money_fields(result["total"])
-    result["rows"] = [_money_fields(row) for row in result["rows"]]
+    for breakdown in ("rows", "by_model", "by_strategy"):
+        result[breakdown] = [_money_fields(row) for row in result[breakdown]]
     return result
 
 
@@ -282,6 +285,8 @@ def costs_export(request, filters: Query[ExportFilters]):
 
 @router.get("/telemetry/summary", response=TelemetryOut, auth=COSTS_READ, summary="Per strategy, model or tool: requests, success rate, cost, latency p50/p95")
 def telemetry_summary(request, filters: Query[TelemetryFilters]):
+    """From the ledger (percentiles need every latency in the window), with the same window and
+    filters as the cost reports; an event counts once for each tool it used."""
     window = filters.window()
-    rows = [_money_fields(row) for row in reports.telemetry(window, filters.by)]
+    rows = [_money_fields(row) for row in reports.telemetry(window, filters.by, filters.keys())]
     return {"start": window.start, "end": window.end, "by": filters.by, "rows": rows}

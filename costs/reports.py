@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Iterator
 
 from django.db import connection
-from django.db.models import Sum
+from django.db.models import Q, Sum
 
 from costs.csvsafe import escape_row
 from costs.models import DailyCost, UsageEvent, utc_midnight
@@ -83,23 +83,37 @@ def _finish(row: dict) -> dict:
     }
 
 
+def _key(value) -> str:
+    return value.isoformat() if isinstance(value, date) else value
+
+
 def daily(window: Window, group_by: str | None, filters: dict[str, str | None]) -> list[dict]:
-    """One row per day (and key when grouped), in one aggregate query."""
-    fields = ["day"] + ([group_by] if group_by else [])
+    """One row per day (and key when grouped by model, strategy or role), in one aggregate query."""
+    key = group_by if group_by in GROUPS else None
+    fields = ["day"] + ([key] if key else [])
     rows = daily_queryset(window, filters).values(*fields).annotate(**SUMS).order_by(*fields)
-    return [{"day": r["day"], "key": r[group_by] if group_by else None, **_finish(r)} for r in rows]
+    return [{"day": r["day"], "key": r[key] if key else None, **_finish(r)} for r in rows]
+
+
+def _breakdown(qs, group_by: str) -> list[dict]:
+    # Days in order; models, strategies and roles dearest first.
+    order = (group_by,) if group_by == "day" else ("-cost_usd", group_by)
+    rows = qs.values(group_by).annotate(**SUMS).order_by(*order)
+    return [{"key": _key(r[group_by]), **_finish(r)} for r in rows]
 
 
 def summary(window: Window, group_by: str, filters: dict[str, str | None]) -> dict:
+    """Totals, one row per `group_by` key, and the per-model and per-strategy breakdowns
+    finance asks for every time: four aggregate queries over the rollup."""
     qs = daily_queryset(window, filters)
-    rows = qs.values(group_by).annotate(**SUMS).order_by("-cost_usd", group_by)
-    total = qs.aggregate(**SUMS)
     return {
         "start": window.start,
         "end": window.end,
         "group_by": group_by,
-        "total": _finish(total),
-        "rows": [{"key": r[group_by], **_finish(r)} for r in rows],
+        "total": _finish(qs.aggregate(**SUMS)),
+        "rows": _breakdown(qs, group_by),
+        "by_model": _breakdown(qs, "model"),
+        "by_strategy": _breakdown(qs, "strategy"),
     }
 
 
@@ -123,9 +137,20 @@ def daily_csv_rows(window: Window, filters: dict[str, str | None]) -> Iterator[l
     qs = daily_queryset(window, filters).order_by("day", "model", "strategy", "role").values_list(
         "day", "model", "strategy", "role", "requests", "successes", "prompt_tokens", "completion_tokens", "cost_usd",
     )
-    for day, model, strategy, role, requests, successes, prompt, completion, cost in qs.iterator(chunk_size=5000):
+    for day, model, strategy, role, requests, successes, prompt, completion, cost in qs.iterator(chunk_size=2000):
         per_success = cost / successes if successes else None
         yield [day.isoformat(), model, strategy, role, requests, successes, prompt + completion, _money(cost), _money(per_success)]
+
+
+def filter_events(qs, filters: dict[str, str | None]):
+    """The report filters on the ledger, with the rollup's meaning of `model`: the catalog id
+    when the report resolved (whatever string was sent), else the string reported."""
+    if filters.get("model") is not None:
+        qs = qs.filter(Q(model_id=filters["model"]) | Q(model_id__isnull=True, model_ref=filters["model"]))
+    for key in ("strategy", "role"):
+        if filters.get(key) is not None:
+            qs = qs.filter(**{key: filters[key]})
+    return qs
 
 
 def event_csv_rows(window: Window, filters: dict[str, str | None]) -> Iterator[list]:
@@ -133,13 +158,9 @@ def event_csv_rows(window: Window, filters: dict[str, str | None]) -> Iterator[l
     qs = UsageEvent.objects.filter(
         occurred_at__gte=utc_midnight(window.start), occurred_at__lt=utc_midnight(window.end + timedelta(days=1))
     )
-    if filters.get("model") is not None:
-        qs = qs.filter(model_ref=filters["model"])
-    for key in ("strategy", "role"):
-        if filters.get(key) is not None:
-            qs = qs.filter(**{key: filters[key]})
+    qs = filter_events(qs, filters)
     columns = [c if c != "model" else "model_ref" for c in EVENT_COLUMNS]
-    for row in qs.order_by("occurred_at", "id").values_list(*columns).iterator(chunk_size=5000):
+    for row in qs.order_by("occurred_at", "id").values_list(*columns).iterator(chunk_size=2000):
         values = list(row)
         values[1] = values[1].isoformat()
         values[11], values[12] = _money(values[11]), _money(values[12])
@@ -148,12 +169,24 @@ def event_csv_rows(window: Window, filters: dict[str, str | None]) -> Iterator[l
         yield values
 
 
+CSV_CHUNK_ROWS = 1000
+
+
 def csv_lines(header: list[str], rows: Iterator[list]) -> Iterator[str]:
-    """CSV text line by line; every string cell escaped against formula injection."""
+    """CSV text in chunks of rows; every string cell escaped against formula injection.
+
+    A chunk, not a line, per yield: the WSGI server writes each yielded string to the socket
+    (with chunked encoding, a frame each), so a line per yield spends most of a million-row
+    export in system calls."""
     writer = csv.writer(_Echo())
-    yield writer.writerow(header)
+    chunk = [writer.writerow(header)]
     for row in rows:
-        yield writer.writerow(escape_row(row))
+        chunk.append(writer.writerow(escape_row(row)))
+        if len(chunk) >= CSV_CHUNK_ROWS:
+            yield "".join(chunk)
+            chunk = []
+    if chunk:
+        yield "".join(chunk)
 
 
 # --- Telemetry -----------------------------------------------------------------------------------
@@ -168,40 +201,54 @@ def _percentile(sorted_values: list[int], q: float) -> float | None:
     return float(sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low))
 
 
-def telemetry(window: Window, by: str) -> list[dict]:
-    """Per strategy, model or tool: requests, success rate, cost, latency p50 and p95."""
-    start, end = utc_midnight(window.start), utc_midnight(window.end + timedelta(days=1))
+def telemetry(window: Window, by: str, filters: dict[str, str | None] | None = None) -> list[dict]:
+    """Per strategy, model or tool: requests, success rate, cost, latency p50 and p95.
+
+    Percentiles need the events themselves, so this reads the ledger for the window: on
+    PostgreSQL in one aggregate (percentile_cont), elsewhere over a server-side cursor. An
+    event counts once for each tool it used."""
+    events = filter_events(
+        UsageEvent.objects.filter(
+            occurred_at__gte=utc_midnight(window.start), occurred_at__lt=utc_midnight(window.end + timedelta(days=1))
+        ),
+        filters or {},
+    )
     if connection.vendor == "postgresql":
-        return _telemetry_pg(start, end, by)
-    return _telemetry_python(start, end, by)
+        return _telemetry_pg(events, by)
+    return _telemetry_python(events, by)
 
 
-def _telemetry_pg(start: datetime, end: datetime, by: str) -> list[dict]:
-    table = UsageEvent._meta.db_table
-    key = {"strategy": "e.strategy", "model": "e.model_ref", "tool": "t.tool"}[by]
-    join = ", jsonb_array_elements_text(e.tools::jsonb) AS t(tool)" if by == "tool" else ""
+def _telemetry_pg(events, by: str) -> list[dict]:
+    where_sql, params = events.query.get_compiler(connection=connection).compile(events.query.where)
+    table = connection.ops.quote_name(UsageEvent._meta.db_table)
+    key = {
+        "strategy": f"{table}.strategy",
+        "model": f"COALESCE({table}.model_id, {table}.model_ref)",  # the rollup's meaning of model
+        "tool": "t.tool",
+    }[by]
+    join = f", jsonb_array_elements_text({table}.tools) AS t(tool)" if by == "tool" else ""
     sql = f"""
-        SELECT {key} AS key, COUNT(*), COUNT(*) FILTER (WHERE e.success),
-               SUM(COALESCE(e.cost_usd, e.computed_cost_usd)),
-               COUNT(*) FILTER (WHERE e.cost_usd IS NULL AND e.computed_cost_usd IS NULL),
-               percentile_cont(0.5) WITHIN GROUP (ORDER BY e.latency_ms),
-               percentile_cont(0.95) WITHIN GROUP (ORDER BY e.latency_ms)
-        FROM {table} e{join}
-        WHERE e.occurred_at >= %s AND e.occurred_at < %s
+        SELECT {key} AS key, COUNT(*), COUNT(*) FILTER (WHERE {table}.success),
+               SUM(COALESCE({table}.cost_usd, {table}.computed_cost_usd)),
+               COUNT(*) FILTER (WHERE {table}.cost_usd IS NULL AND {table}.computed_cost_usd IS NULL),
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY {table}.latency_ms),
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY {table}.latency_ms)
+        FROM {table}{join}
+        WHERE {where_sql}
         GROUP BY 1 ORDER BY 2 DESC, 1
     """
     with connection.cursor() as cursor:
-        cursor.execute(sql, [start, end])
+        cursor.execute(sql, params)
         return [_telemetry_row(*row) for row in cursor.fetchall()]
 
 
-def _telemetry_python(start: datetime, end: datetime, by: str) -> list[dict]:
+def _telemetry_python(events, by: str) -> list[dict]:
     groups: dict[str, dict] = {}
-    qs = UsageEvent.objects.filter(occurred_at__gte=start, occurred_at__lt=end).values_list(
-        "strategy", "model_ref", "tools", "success", "cost_usd", "computed_cost_usd", "latency_ms"
+    qs = events.values_list(
+        "strategy", "model_id", "model_ref", "tools", "success", "cost_usd", "computed_cost_usd", "latency_ms"
     )
-    for strategy, model, tools, success, cost, computed, latency in qs.iterator(chunk_size=5000):
-        keys = {"strategy": [strategy], "model": [model], "tool": list(tools or [])}[by]
+    for strategy, model_id, model_ref, tools, success, cost, computed, latency in qs.iterator(chunk_size=2000):
+        keys = {"strategy": [strategy], "model": [model_id or model_ref], "tool": list(tools or [])}[by]
         for key in keys:
             g = groups.setdefault(key, {"requests": 0, "successes": 0, "cost": Decimal(0), "unpriced": 0, "latencies": []})
             g["requests"] += 1
@@ -259,5 +306,5 @@ def spend_by_day_and_model(days: int, top: int = 6) -> tuple[list[date], list[tu
     return day_list, series
 
 
-__all__ = ["Window", "daily", "summary", "telemetry", "csv_lines", "daily_csv_rows", "event_csv_rows",
+__all__ = ["Window", "daily", "summary", "telemetry", "csv_lines", "daily_csv_rows", "event_csv_rows", "filter_events",
            "DAILY_COLUMNS", "EVENT_COLUMNS", "GROUPS", "TELEMETRY_GROUPS", "spend_by_day_and_model"]

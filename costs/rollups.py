@@ -64,6 +64,14 @@ def rebuild_daily_costs(start: date | None = None, end: date | None = None) -> d
         f"GROUP BY {day}, COALESCE(model_id, model_ref), strategy, role"
     )
     with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # Ingest moves rollup rows in the transaction that stores its events. One in flight
+            # would make the DELETE wait for the rows it moved, then commit rows the DELETE never
+            # saw, and the INSERT below would collide with them. Taking the table first waits
+            # for such a batch, then holds new ones off until this commits: each event is
+            # counted once, by this rebuild or by its own upsert. (SQLite has one writer anyway.)
+            with connection.cursor() as cursor:
+                cursor.execute(f"LOCK TABLE {connection.ops.quote_name(rollup_table)} IN SHARE ROW EXCLUSIVE MODE")
         removed, _ = rollups.delete()
         with connection.cursor() as cursor:
             cursor.execute(sql, [timezone.now(), *params])

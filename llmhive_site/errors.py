@@ -32,12 +32,15 @@ class ApiError(HttpError):
 
 def _field_path(loc: list | tuple) -> tuple[str, str]:
     """('body', 'payload', 'events', 3, 'model') -> ('body', 'events.3.model')."""
-    source, *rest = [str(part) for part in loc] or ["body"]
-    # ninja may put the name of the view's parameter first (`payload` for a body, `filters` for a
-    # query schema); callers never see those names.
-    if rest and ((source == "body" and rest[0] == "payload") or (source == "query" and rest[0] == "filters")):
+    source, *rest = list(loc) or ["body"]
+    source = str(source)
+    # ninja puts the name of the view's parameter first for a body (`payload`) and for a query
+    # schema (`filters: Query[ReportFilters]` gives ('query', 'filters', 'start')); callers never
+    # see those names. A plain query parameter is ('query', 'start'), or ('query', 'capability', 0)
+    # for an item of a list: a name followed by a name is a schema's parameter and its field.
+    if (source == "body" and rest[:1] == ["payload"]) or (source == "query" and len(rest) >= 2 and isinstance(rest[1], str)):
         rest = rest[1:]
-    return source, ".".join(rest)
+    return source, ".".join(str(part) for part in rest)
 
 
 def install_error_handlers(api: NinjaAPI) -> None:

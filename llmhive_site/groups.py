@@ -2,9 +2,10 @@
 keeps their permissions complete when later migrations add models.
 
 - Finance: sees costs (the ledger, daily costs, budgets) and exports them; sees the catalog
-  and routing data it needs to read a report; changes nothing.
+  and routing data it needs to read a report (not the catalog's model pages); changes nothing.
 - Catalog curators: change the catalog, routing data and budgets; run health checks; see costs;
-  export nothing.
+  export nothing. Records that jobs write (sync runs, price history, rankings, endpoints) stay
+  view-only, and catalog models are changed, never added or deleted: the sync owns their rows.
 """
 
 from __future__ import annotations
@@ -19,8 +20,16 @@ EDIT = (VIEW, ADD, CHANGE, DELETE)
 GROUPS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
     FINANCE: {
         "costs": {"usageevent": (VIEW, "export"), "dailycost": (VIEW, "export"), "budget": (VIEW,)},
-        "catalog": {"family": (VIEW,), "category": (VIEW,), "catalogalert": (VIEW,)},
-        "routing": {"role": (VIEW,), "strategy": (VIEW,), "strategystat": (VIEW,)},
+        # Not CatalogModel: its page is the curators' workbench (and carries their actions);
+        # finance reads models through the cost reports. Not ApiKey: secrets are admins' business.
+        "catalog": {
+            "family": (VIEW,), "category": (VIEW,), "pricechange": (VIEW,), "categoryranking": (VIEW,),
+            "modelendpoint": (VIEW,), "syncrun": (VIEW,), "catalogalert": (VIEW,),
+        },
+        "routing": {
+            "role": (VIEW,), "rolepreference": (VIEW,), "escalationoverride": (VIEW,), "strategy": (VIEW,),
+            "strategystat": (VIEW,),
+        },
     },
     CURATORS: {
         "catalog": {

@@ -160,3 +160,116 @@ def test_a_default_window_is_the_last_thirty_days(reader, db):
     ingest_events([event("old", now - timedelta(days=31), cost="5"), event("new", now - timedelta(days=1), cost="2")])
     body = reader.get("/api/v1/costs/summary").json()
     assert body["total"]["cost_usd"] == "2" and body["total"]["requests"] == 1
+
+
+def test_grouping_by_day_gives_one_row_per_day(reader, ledger):
+    daily = reader.get("/api/v1/costs/daily?start=2026-03-31&end=2026-04-01&group_by=day").json()
+    assert [(r["day"], r["key"], r["requests"], r["cost_usd"]) for r in daily] == [
+        ("2026-03-31", None, 1, "0.5"), ("2026-04-01", None, 4, "0.25442")]
+
+    summary = reader.get("/api/v1/costs/summary?start=2026-03-31&end=2026-04-01&group_by=day").json()
+    assert [(r["key"], r["requests"], r["successes"], r["cost_per_success_usd"]) for r in summary["rows"]] == [
+        ("2026-03-31", 1, 1, "0.5"), ("2026-04-01", 4, 3, "0.08480666666667")]  # 0.25442 / 3, 14 decimals, half even
+
+
+def test_a_month_is_its_utc_days_only(reader, ledger):
+    april = reader.get("/api/v1/costs/summary?start=2026-04-01&end=2026-04-30").json()["total"]
+    march = reader.get("/api/v1/costs/summary?start=2026-03-01&end=2026-03-31").json()["total"]
+    assert (march["requests"], march["cost_usd"]) == (1, "0.5")  # 23:59:59.999999 on the 31st
+    assert (april["requests"], april["cost_usd"]) == (4, "0.25442")  # 00:00 on the 1st
+
+
+def test_the_summary_breaks_down_per_model_and_per_strategy_with_drift(reader, ledger):
+    body = reader.get("/api/v1/costs/summary?start=2026-03-31&end=2026-04-01&group_by=role").json()
+
+    assert [(r["key"], r["requests"]) for r in body["rows"]] == [("coder", 5)]
+    models = {r["key"]: r for r in body["by_model"]}
+    assert (models["acme/a"]["cost_usd"], models["acme/a"]["success_rate"]) == ("0.75012", pytest.approx(2 / 3, abs=1e-6))
+    assert (models["acme/b"]["drift_usd"], models["acme/b"]["reported_requests"]) == ("0.0019", 2)
+    # acme/a: 0.5 and 0.25 reported; the computed cost of those two is 2 x 0.00012.
+    assert models["acme/a"]["drift_usd"] == "0.74976"
+    assert [r["key"] for r in body["by_strategy"]] == ["single", "ensemble"]
+    assert body["total"]["drift_usd"] == "0.75166"
+    assert body["total"]["reported_requests"] == 4
+
+
+def test_telemetry_takes_the_report_filters(reader, ledger):
+    body = reader.get("/api/v1/telemetry/summary?start=2026-03-31&end=2026-04-01&by=strategy&model=acme/b").json()
+    assert [(r["key"], r["requests"], r["latency_ms_p50"]) for r in body["rows"]] == [("ensemble", 2, 700.0)]
+
+    coders = reader.get("/api/v1/telemetry/summary?start=2026-03-31&end=2026-04-01&by=tool&role=coder&strategy=single").json()
+    assert {r["key"]: r["requests"] for r in coders["rows"]} == {"search": 2, "code": 1}
+    nobody = reader.get("/api/v1/telemetry/summary?start=2026-03-31&end=2026-04-01&role=nobody").json()
+    assert nobody["rows"] == []
+
+
+def test_a_model_reported_by_its_canonical_slug_is_reported_under_its_catalog_id(reader, db):
+    CatalogModelFactory(id="acme/c", canonical_slug="acme/c-20260301", price_prompt=Decimal("0.000001"),
+                        price_completion=Decimal("0.000002"))
+    at = datetime(2026, 4, 3, 9, 0, tzinfo=UTC)
+    ingest_events([event("s1", at, model="acme/c-20260301", latency=10), event("s2", at, model="acme/c", latency=30)])
+
+    daily = reader.get("/api/v1/costs/daily?start=2026-04-03&end=2026-04-03&group_by=model").json()
+    assert [(r["key"], r["requests"]) for r in daily] == [("acme/c", 2)]
+    telemetry = reader.get("/api/v1/telemetry/summary?start=2026-04-03&end=2026-04-03&by=model").json()
+    assert [(r["key"], r["requests"], r["latency_ms_p50"]) for r in telemetry["rows"]] == [("acme/c", 2, 20.0)]
+    filtered = reader.get("/api/v1/telemetry/summary?start=2026-04-03&end=2026-04-03&model=acme/c").json()
+    assert sum(r["requests"] for r in filtered["rows"]) == 2
+    response = reader.get("/api/v1/costs/export.csv?start=2026-04-03&end=2026-04-03&level=events&model=acme/c")
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert sorted((r["request_id"], r["model"]) for r in rows) == [("s1", "acme/c-20260301"), ("s2", "acme/c")]
+
+
+def test_the_event_export_escapes_formulas_and_streams_every_row_in_chunks(reader, db):
+    CatalogModelFactory(id="acme/a", price_prompt=Decimal("0.000001"), price_completion=Decimal("0.000002"))
+    day = datetime(2026, 4, 2, 8, 0, tzinfo=UTC)
+    nasty = ["=HYPERLINK(\"http://x\")", "+1", "-2", "@SUM(A1)", "\tcmd", "\rcmd"]
+    ingest_events([event(f"n{i}", day, model=value, role=value, strategy=value, cost="1")
+                   for i, value in enumerate(nasty)])
+    for batch in range(3):  # past one chunk of the stream
+        ingest_events([event(f"b{batch}-{i}", day + timedelta(seconds=i), cost="0.001") for i in range(900)])
+
+    response = reader.get("/api/v1/costs/export.csv?start=2026-04-02&end=2026-04-02&level=events")
+
+    assert response.status_code == 200 and response.streaming
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert response["Content-Disposition"] == 'attachment; filename="llmhive-events-2026-04-02-2026-04-02.csv"'
+    chunks = [chunk.decode() for chunk in response.streaming_content]
+    assert len(chunks) > 2  # streamed, not one body
+    rows = list(csv.DictReader(io.StringIO("".join(chunks))))
+    assert len(rows) == 6 + 2700
+    escaped = {r["request_id"]: r for r in rows if r["request_id"].startswith("n")}
+    for i, value in enumerate(nasty):
+        row = escaped[f"n{i}"]
+        assert row["model"] == row["role"] == row["strategy"] == "'" + value
+
+
+@pytest.mark.parametrize(("path", "query", "field"), [
+    ("/api/v1/costs/summary", "group_by=colour", "group_by"),
+    ("/api/v1/costs/summary", "end=2026-02-30", "end"),
+    ("/api/v1/costs/export.csv", "level=everything", "level"),
+    ("/api/v1/costs/export.csv", "start=01/04/2026", "start"),
+    ("/api/v1/telemetry/summary", "by=colour", "by"),
+    ("/api/v1/telemetry/summary", "start=2026-04-02&end=2026-04-01", "start"),
+])
+def test_every_report_names_the_bad_parameter(reader, path, query, field):
+    response = reader.get(f"{path}?{query}")
+    assert response.status_code == 422
+    body = response.json()
+    assert body["errors"][0]["field"] == field and body["errors"][0]["in"] == "query"
+    assert body["detail"].startswith(f"{field}: ")
+
+
+@pytest.mark.parametrize(("loc", "expected"), [
+    (("query", "filters", "start"), ("query", "start")),  # a field of a Query[...] schema
+    (("query", "params", "group_by"), ("query", "group_by")),  # whatever the view calls the schema
+    (("query", "filters", "capability", 0), ("query", "capability.0")),
+    (("query", "start"), ("query", "start")),  # a plain query parameter
+    (("query", "capability", 0), ("query", "capability.0")),  # an item of a plain list parameter
+    (("body", "payload", "events", 3, "model"), ("body", "events.3.model")),
+    (("path", "model_id"), ("path", "model_id")),
+])
+def test_a_validation_error_names_the_field_callers_sent(loc, expected):
+    from llmhive_site.errors import _field_path
+
+    assert _field_path(loc) == expected

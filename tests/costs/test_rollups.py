@@ -8,6 +8,8 @@ from decimal import Decimal
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from costs.ingest import ingest_events
 from costs.models import DailyCost
@@ -56,6 +58,24 @@ def test_a_rebuild_gives_what_ingest_kept(ledger):
     assert counts == {"removed": len(kept), "written": len(kept)}
 
 
+def test_a_rebuild_takes_the_same_few_queries_whatever_the_ledger_holds(ledger):
+    def queries(**window) -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            rebuild_daily_costs(**window)
+        return len(ctx)
+
+    few = queries(start=date(2026, 3, 31), end=date(2026, 3, 31))  # one day of the ledger
+    every_day = queries()  # all of it, six times the events
+    assert few == every_day <= 8
+    assert sum("INSERT INTO" in q["sql"] and "GROUP BY" in q["sql"] for q in _captured(rebuild_daily_costs)) == 1
+
+
+def _captured(function) -> list[dict]:
+    with CaptureQueriesContext(connection) as ctx:
+        function()
+    return ctx.captured_queries
+
+
 def test_a_rebuild_of_a_range_touches_only_its_days(ledger):
     kept = snapshot()
     DailyCost.objects.filter(day=date(2026, 3, 31)).update(requests=0, cost_usd=Decimal(0))
@@ -74,3 +94,52 @@ def test_the_command_refuses_bad_days():
         call_command("rebuild_daily_costs", "--start", "yesterday")
     with pytest.raises(CommandError, match="is after"):
         call_command("rebuild_daily_costs", "--start", "2026-04-02", "--end", "2026-04-01")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent writers need PostgreSQL")
+def test_a_rebuild_waits_for_an_ingest_in_flight_and_counts_it_once():
+    import threading
+    import time
+
+    from django.db import transaction
+
+    CatalogModelFactory(id="acme/priced", price_prompt=Decimal("0.000001"), price_completion=Decimal("0.000002"))
+    at = datetime(2026, 4, 1, 10, tzinfo=timezone.utc)
+    base = {"occurred_at": at, "model": "acme/priced", "role": "coder", "prompt_tokens": 10, "completion_tokens": 1,
+            "success": True}
+    ingest_events([{**base, "request_id": f"old{i}", "strategy": "single"} for i in range(5)])
+    stored, outcome = threading.Event(), {}
+
+    def ingest_and_linger() -> None:
+        # A batch that moves a rollup row the rebuild will delete and makes a new one (another
+        # strategy), committed a moment after the rebuild has started. Unguarded, the rebuild's
+        # DELETE waits for the first row, misses the second (not in its snapshot), and its INSERT
+        # then collides with it.
+        try:
+            with transaction.atomic():
+                ingest_events([{**base, "request_id": "new-single", "strategy": "single"}]
+                              + [{**base, "request_id": f"new{i}", "strategy": "ensemble"} for i in range(3)])
+                stored.set()
+                time.sleep(0.5)
+        finally:
+            connection.close()
+
+    def rebuild() -> None:
+        try:
+            outcome["counts"] = rebuild_daily_costs()
+        except Exception as error:  # noqa: BLE001 - reported by the assertion below
+            outcome["error"] = error
+        finally:
+            connection.close()
+
+    writer = threading.Thread(target=ingest_and_linger)
+    writer.start()
+    assert stored.wait(10)
+    rebuilder = threading.Thread(target=rebuild)
+    rebuilder.start()
+    writer.join()
+    rebuilder.join()
+
+    assert "error" not in outcome, outcome.get("error")
+    assert {(r[2], r[4]) for r in snapshot()} == {("single", 6), ("ensemble", 3)}
