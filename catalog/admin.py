@@ -20,7 +20,6 @@ from django.utils.text import Truncator
 
 from catalog.models import (
     CAPABILITIES,
-    CatalogAlert,
     CatalogModel,
     Category,
     CategoryRanking,
@@ -32,16 +31,13 @@ from catalog.models import (
     SyncRun,
     SyncStatus,
     SyncTrigger,
+    CATALOG_VERSION,
 )
 from catalog.selectors import current_rankings_queryset, families_with_counts
 from catalog.sync import reclassify_models
 from catalog.tasks import queue_catalog_job
-from llmhive_site.admin_mixins import ReadOnlyMixin
-from llmhive_site.models import DataVersion
-
-admin.site.site_header = "LLMHive"
-admin.site.site_title = "LLMHive"
-admin.site.index_title = "Control plane"
+from core.admin_mixins import ReadOnlyMixin, plural, pretty_json
+from core.models import Alert, DataVersion
 
 EMPTY = "—"
 PRICE_HISTORY_LIMIT = 20
@@ -56,15 +52,6 @@ CAPABILITY_LETTERS = {
     "supports_audio": ("A", "audio input"),
     "supports_video": ("V", "video input"),
 }
-
-
-def plural(count: int, noun: str, plural_noun: str | None = None) -> str:
-    return f"{count} {noun if count == 1 else (plural_noun or noun + 's')}"
-
-
-def pretty_json(value) -> str:
-    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
-    return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', text)
 
 
 # --- Models -----------------------------------------------------------------------------------
@@ -270,13 +257,13 @@ class CatalogModelAdmin(admin.ModelAdmin):
     @admin.action(description="Enable selected models", permissions=["change"])
     def enable_models(self, request: HttpRequest, queryset) -> None:
         changed = queryset.filter(enabled=False).update(enabled=True, updated_at=timezone.now())
-        DataVersion.bump(DataVersion.CATALOG)  # no save signal on update(): tell routing
+        DataVersion.bump(CATALOG_VERSION)  # no save signal on update(): tell routing
         self.message_user(request, f"Enabled {plural(changed, 'model')}.", messages.SUCCESS)
 
     @admin.action(description="Disable selected models", permissions=["change"])
     def disable_models(self, request: HttpRequest, queryset) -> None:
         changed = queryset.filter(enabled=True).update(enabled=False, updated_at=timezone.now())
-        DataVersion.bump(DataVersion.CATALOG)  # no save signal on update(): tell routing
+        DataVersion.bump(CATALOG_VERSION)  # no save signal on update(): tell routing
         self.message_user(request, f"Disabled {plural(changed, 'model')}.", messages.SUCCESS)
 
     # The sync and research buttons on the change list, and the forced sync.
@@ -491,78 +478,6 @@ class SyncRunAdmin(ReadOnlyAdmin):
     @admin.display(description="details")
     def details_pretty(self, obj: SyncRun) -> str:
         return pretty_json(obj.details)
-
-
-class OpenListFilter(admin.SimpleListFilter):
-    title = "state"
-    parameter_name = "state"
-
-    def lookups(self, request, model_admin):
-        return (("open", "Open"), ("acknowledged", "Acknowledged"))
-
-    def queryset(self, request, queryset):
-        if self.value() == "open":
-            return queryset.filter(acknowledged_at__isnull=True)
-        if self.value() == "acknowledged":
-            return queryset.filter(acknowledged_at__isnull=False)
-        return queryset
-
-
-@admin.register(CatalogAlert)
-class CatalogAlertAdmin(admin.ModelAdmin):
-    list_display = (
-        "kind",
-        "model",
-        "short_message",
-        "times",
-        "created_at",
-        "last_raised_at",
-        "acknowledged",
-        "acknowledged_by",
-    )
-    list_select_related = ("model", "acknowledged_by")
-    list_filter = ("kind", OpenListFilter)
-    search_fields = ("message", "model__id")
-    # Open alerts first (newest first), then the acknowledged ones, the most recently handled first.
-    ordering = (F("acknowledged_at").desc(nulls_first=True), "-created_at")
-    actions = ("acknowledge",)
-    fields = (
-        ("kind", "model"),
-        "message",
-        ("times", "created_at", "last_raised_at"),
-        ("acknowledged_at", "acknowledged_by"),
-        "details_pretty",
-    )
-    readonly_fields = ("details_pretty",)
-
-    def has_add_permission(self, request):
-        return False  # alerts are raised by jobs
-
-    def has_change_permission(self, request, obj=None):
-        return False  # the change view is read-only; the action acknowledges
-
-    def has_acknowledge_permission(self, request) -> bool:
-        opts = self.opts
-        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
-
-    @admin.display(description="message")
-    def short_message(self, obj: CatalogAlert) -> str:
-        return Truncator(obj.message).chars(120)
-
-    @admin.display(description="acknowledged", boolean=True, ordering="acknowledged_at")
-    def acknowledged(self, obj: CatalogAlert) -> bool:
-        return obj.acknowledged_at is not None
-
-    @admin.display(description="details")
-    def details_pretty(self, obj: CatalogAlert) -> str:
-        return pretty_json(obj.details)
-
-    @admin.action(description="Acknowledge selected alerts", permissions=["acknowledge"])
-    def acknowledge(self, request: HttpRequest, queryset) -> None:
-        changed = queryset.filter(acknowledged_at__isnull=True).update(
-            acknowledged_at=timezone.now(), acknowledged_by=request.user
-        )
-        self.message_user(request, f"Acknowledged {plural(changed, 'alert')}.", messages.SUCCESS)
 
 
 class RankingSetListFilter(admin.SimpleListFilter):

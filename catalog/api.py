@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Callable, Literal
+from typing import Literal
 
 from django.db.models import Q
 from django.shortcuts import get_object_or_404
@@ -18,25 +18,17 @@ from catalog.models import (
     SyncRun,
     SyncTrigger,
 )
-from catalog.selectors import current_rankings_queryset, families_with_counts
-from llmhive_site.auth import require
+from catalog.selectors import current_rankings_queryset, families_with_counts, models_matching
+from catalog.signals import model_detail
+from catalog.tasks import queue_catalog_job
+from core.auth import require
+from core.money import decimal_str
 
 router = Router(tags=["catalog"])
 ROUTE = require("route")
 CATALOG_SYNC = require("catalog:sync")
 
 Capability = Literal[CAPABILITIES]  # type: ignore[valid-type]
-
-# Other apps add to a model's detail (health adds "health") without catalog importing them.
-MODEL_DETAIL_EXTRAS: dict[str, Callable[[CatalogModel], object]] = {}
-
-
-def decimal_str(value: Decimal | None) -> str | None:
-    """Exact decimal string, no exponent and no trailing zeros: '0.00000125', '0', '1.5'."""
-    if value is None:
-        return None
-    text = format(value, "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 class ModelOut(Schema):
@@ -138,32 +130,19 @@ def model_out(model: CatalogModel) -> dict:
 
 @router.get("/models", response=ModelPage, auth=ROUTE, summary="List the catalog")
 def list_models(request, filters: Query[ModelFilters]):
-    models = CatalogModel.objects.select_related("family").defer("raw", "description")
-    for capability in filters.capability:
-        models = models.filter(**{capability: True})
-    if filters.family == "none":
-        models = models.filter(family__isnull=True)
-    elif filters.family:
-        models = models.filter(family__slug=filters.family)
-    if filters.author:
-        models = models.filter(author=filters.author)
-    if filters.status:
-        models = models.filter(status=filters.status)
-    if filters.enabled is not None:
-        models = models.filter(enabled=filters.enabled)
-    if filters.min_context is not None:
-        models = models.filter(context_length__gte=filters.min_context)
-    if filters.q:
-        models = models.filter(Q(id__icontains=filters.q) | Q(name__icontains=filters.q))
+    models = models_matching(
+        capabilities=filters.capability,
+        family=filters.family,
+        category=filters.category,
+        author=filters.author,
+        status=filters.status,
+        enabled=filters.enabled,
+        min_context=filters.min_context,
+        q=filters.q,
+    ).defer("raw", "description")
     if filters.category:
-        ranks = {
-            row.model_id: row.rank
-            for row in current_rankings_queryset().filter(category__slug=filters.category).only("model_id", "rank")
-        }
-        ordered = sorted(models.filter(id__in=list(ranks)), key=lambda m: ranks[m.id])
-        page = ordered[filters.offset : filters.offset + filters.limit]
-        return {"count": len(ordered), "items": [model_out(m) for m in page]}
-    page = models.order_by("id")[filters.offset : filters.offset + filters.limit]
+        models = models.order_by("rank", "id")  # in the category's ranking order
+    page = models[filters.offset : filters.offset + filters.limit]
     return {"count": models.count(), "items": [model_out(m) for m in page]}
 
 
@@ -181,8 +160,9 @@ def get_model(request, model_id: str):
         "rankings": [{"category": r.category.slug, "rank": r.rank, "observed_at": r.observed_at} for r in rankings],
         "health": None,
     }
-    for name, extra in MODEL_DETAIL_EXTRAS.items():
-        detail[name] = extra(model)
+    # Other apps add to a model's detail (health adds "health") without catalog importing them.
+    for _receiver, extra in model_detail.send(sender=CatalogModel, model=model):
+        detail.update(extra or {})
     return detail
 
 
@@ -253,8 +233,6 @@ class QueuedOut(Schema):
 
 @router.post("/catalog/sync", response={202: QueuedOut}, auth=CATALOG_SYNC, summary="Queue a sync or research run")
 def start_sync(request, payload: SyncIn):
-    from catalog.tasks import queue_catalog_job
-
     task_id = queue_catalog_job(payload.kind, trigger=SyncTrigger.API, force=payload.force)
     return Status(202, {"task_id": task_id, "kind": payload.kind})
 

@@ -8,11 +8,14 @@ class CatalogConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_delete, post_save
 
-        from catalog.models import CatalogModel, Category, CategoryRanking, Family
-        from llmhive_site.models import DataVersion
+        from catalog.models import CATALOG_VERSION, AlertKind, CatalogModel, Category, CategoryRanking, Family
+        from core.kinds import register_kinds
+        from core.models import DataVersion
+
+        register_kinds(AlertKind)
 
         def catalog_changed(**kwargs) -> None:
-            DataVersion.bump(DataVersion.CATALOG)
+            DataVersion.bump(CATALOG_VERSION)
 
         # Saves one at a time (the admin, a curator's edit); bulk writes in sync and research
         # bump the version themselves, once.

@@ -12,6 +12,12 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from core.money import money_field
+
+# The data version routing's snapshot watches for the catalog (models, families, categories,
+# rankings): bumped on a curator's save and at the end of a sync or research run.
+CATALOG_VERSION = "catalog"
+
 # OpenRouter's price keys, in the order the admin and the API show them. Each is stored in a
 # `price_<key>` column in USD per token.
 PRICE_KEYS = (
@@ -46,11 +52,6 @@ def derive_capabilities(supported_parameters, input_modalities) -> dict[str, boo
         "input_modalities": set(input_modalities or ()),
     }
     return {name: value in sources[source] for name, (source, value) in CAPABILITY_RULES.items()}
-
-
-def money(max_digits: int = 24, decimal_places: int = 14, **kwargs) -> models.DecimalField:
-    """Per-token prices have up to 14 decimals and request fees reach whole dollars."""
-    return models.DecimalField(max_digits=max_digits, decimal_places=decimal_places, **kwargs)
 
 
 # Family slugs carry versions ("gpt-5.2") and OpenRouter's category slugs nest ("marketing/seo"),
@@ -110,6 +111,10 @@ class ModelStatus(models.TextChoices):
     MISSING = "missing", "Missing"
 
 
+# The family filter's value for models in no family (the API's `family=none`, the admin's filter).
+NO_FAMILY = "none"
+
+
 class CatalogModelQuerySet(models.QuerySet):
     def routable(self):
         """Models a decision may choose: active, enabled, not expired, fixed-priced."""
@@ -120,6 +125,14 @@ class CatalogModelQuerySet(models.QuerySet):
 
     def active(self):
         return self.filter(status=ModelStatus.ACTIVE)
+
+    def unclassified(self):
+        """In no family (no pattern matches the id)."""
+        return self.filter(family__isnull=True)
+
+    def in_family(self, slug: str):
+        """Members of the family `slug`; NO_FAMILY ("none") for the unclassified."""
+        return self.unclassified() if slug == NO_FAMILY else self.filter(family__slug=slug)
 
 
 class CatalogModel(models.Model):
@@ -139,14 +152,14 @@ class CatalogModel(models.Model):
     supported_parameters = models.JSONField(default=list, blank=True)
     default_parameters = models.JSONField(default=dict, blank=True)
 
-    price_prompt = money(null=True, blank=True)
-    price_completion = money(null=True, blank=True)
-    price_request = money(null=True, blank=True)
-    price_image = money(null=True, blank=True)
-    price_web_search = money(null=True, blank=True)
-    price_internal_reasoning = money(null=True, blank=True)
-    price_input_cache_read = money(null=True, blank=True)
-    price_input_cache_write = money(null=True, blank=True)
+    price_prompt = money_field(null=True, blank=True)
+    price_completion = money_field(null=True, blank=True)
+    price_request = money_field(null=True, blank=True)
+    price_image = money_field(null=True, blank=True)
+    price_web_search = money_field(null=True, blank=True)
+    price_internal_reasoning = money_field(null=True, blank=True)
+    price_input_cache_read = money_field(null=True, blank=True)
+    price_input_cache_write = money_field(null=True, blank=True)
     variable_pricing = models.BooleanField(
         default=False, help_text='Router models priced "-1": the price depends on the model it picks.'
     )
@@ -218,8 +231,8 @@ class PriceChange(models.Model):
 
     model = models.ForeignKey(CatalogModel, on_delete=models.CASCADE, related_name="price_changes")
     field = models.CharField(max_length=32, choices=[(key, key) for key in PRICE_KEYS])
-    old = money(null=True, blank=True)
-    new = money(null=True, blank=True)
+    old = money_field(null=True, blank=True)
+    new = money_field(null=True, blank=True)
     observed_at = models.DateTimeField(default=timezone.now)
     run = models.ForeignKey("SyncRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
@@ -304,17 +317,6 @@ class SyncRun(models.Model):
         return text
 
 
-class SyncLock(models.Model):
-    """One row per lock name, claimed with a conditional UPDATE (works on PostgreSQL and SQLite)."""
-
-    name = models.CharField(max_length=32, primary_key=True)
-    locked_until = models.DateTimeField()
-    holder = models.CharField(max_length=64, blank=True)
-
-    def __str__(self) -> str:
-        return f"{self.name} lock"
-
-
 class CategoryRanking(models.Model):
     category = models.ForeignKey(Category, on_delete=models.CASCADE, related_name="rankings")
     model = models.ForeignKey(CatalogModel, on_delete=models.CASCADE, related_name="rankings")
@@ -358,56 +360,14 @@ class ModelEndpoint(models.Model):
 
 
 class AlertKind(models.TextChoices):
+    """The alerts the catalog raises (registered with core in CatalogConfig.ready())."""
+
     NEW_MODEL = "new_model", "New model"
     MODEL_MISSING = "model_missing", "Model missing"
     MODEL_RETURNED = "model_returned", "Model returned"
     PRICE_CHANGE = "price_change", "Price change"
     CAPABILITY_CHANGE = "capability_change", "Capability change"
     UNCLASSIFIED_MODEL = "unclassified_model", "Unclassified model"
-    UNPRICED_MODEL = "unpriced_model", "Unpriced model"
     MODEL_EXPIRING = "model_expiring", "Model expiring"
     SYNC_FAILED = "sync_failed", "Sync failed"
-    UNKNOWN_MODEL_REPORTED = "unknown_model_reported", "Unknown model reported"
-    BUDGET_THRESHOLD = "budget_threshold", "Budget threshold"
-    MODEL_UNHEALTHY = "model_unhealthy", "Model unhealthy"
     RESEARCH_DIGEST = "research_digest", "Research digest"
-
-
-class CatalogAlertQuerySet(models.QuerySet):
-    def open(self):
-        return self.filter(acknowledged_at__isnull=True)
-
-
-class CatalogAlert(models.Model):
-    kind = models.CharField(max_length=32, choices=AlertKind.choices)
-    model = models.ForeignKey(CatalogModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts")
-    # What makes two alerts "the same": kind plus the model or other subject. An open alert with
-    # a key is never raised twice; a repeat bumps `times` and `last_raised_at` instead.
-    key = models.CharField(max_length=300)
-    message = models.TextField()
-    details = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    last_raised_at = models.DateTimeField(default=timezone.now)
-    times = models.PositiveIntegerField(default=1)
-    acknowledged_at = models.DateTimeField(null=True, blank=True)
-    acknowledged_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-
-    objects = CatalogAlertQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["key"], condition=Q(acknowledged_at__isnull=True), name="alert_open_once"
-            ),
-        ]
-        indexes = [models.Index(fields=["kind", "-created_at"], name="alert_kind_idx")]
-
-    def __str__(self) -> str:
-        return f"{self.get_kind_display()}: {self.message[:80]}"
-
-    @property
-    def is_open(self) -> bool:
-        return self.acknowledged_at is None

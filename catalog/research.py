@@ -8,7 +8,6 @@ import logging
 import re
 from collections import defaultdict
 from datetime import timedelta
-from typing import Callable, Iterable
 
 from django.conf import settings
 from django.db import transaction
@@ -16,11 +15,10 @@ from django.db.models import Count, Min, Q, Sum
 from django.utils import timezone
 from django.utils.text import slugify
 
-from catalog.alerts import NewAlert, raise_alerts
+from core.alerts import NewAlert, raise_alerts
 from catalog.models import (
     CAPABILITIES,
     AlertKind,
-    CatalogAlert,
     CatalogModel,
     Category,
     CategoryRanking,
@@ -31,6 +29,7 @@ from catalog.models import (
     SyncSource,
     SyncStatus,
     SyncTrigger,
+    CATALOG_VERSION,
 )
 from catalog.openrouter import (
     AsyncOpenRouterClient,
@@ -39,14 +38,12 @@ from catalog.openrouter import (
     OpenRouterError,
 )
 from catalog.selectors import current_rankings_queryset
+from catalog import signals
 from catalog.sync import Progress, run_catalog_job
-from llmhive_site.models import DataVersion
+from core.models import Alert, DataVersion
 
 logger = logging.getLogger(__name__)
 
-# Other apps add the ids they care about (role preferences, escalation overrides, most used)
-# from their AppConfig.ready(); catalog itself imports none of them.
-MODELS_THAT_MATTER_HOOKS: list[Callable[[], Iterable[str]]] = []
 TOP_RANKED_PER_CATEGORY = 10
 ENDPOINT_CONCURRENCY = 8
 
@@ -93,7 +90,7 @@ def _research_steps(run: SyncRun, progress: Progress | None) -> None:
         raise_alerts([step_alert])
     else:
         # Every step went through this time: an earlier run's step errors are answered.
-        CatalogAlert.objects.open().filter(key=step_alert.key).update(acknowledged_at=timezone.now())
+        Alert.objects.open().filter(key=step_alert.key).update(acknowledged_at=timezone.now())
     raise_alerts([digest_alert(run, suggestions)])
 
 
@@ -118,7 +115,7 @@ def record_rankings(client: OpenRouterClient, *, run: SyncRun, errors: list[str]
             progress("rankings", done, len(categories))
     CategoryRanking.objects.bulk_create(rows, ignore_conflicts=True)
     if rows:
-        DataVersion.bump(DataVersion.CATALOG)  # rankings feed routing's quality prior
+        DataVersion.bump(CATALOG_VERSION)  # rankings feed routing's quality prior
     return len(rows)
 
 
@@ -126,8 +123,10 @@ def models_that_matter(limit: int | None = None) -> list[str]:
     """Enabled, active models that rank near the top of a category or that another app names."""
     limit = limit or settings.LLMHIVE_RESEARCH_ENDPOINTS_LIMIT
     named: list[str] = []
-    for hook in MODELS_THAT_MATTER_HOOKS:
-        named.extend(hook())
+    # Other apps name the ids they care about (role preferences, escalation overrides, most used)
+    # through the signal; catalog imports none of them.
+    for _receiver, (_priority, ids) in sorted(signals.models_that_matter.send(sender=CatalogModel), key=lambda r: r[1][0]):
+        named.extend(ids)
     ranked = (
         current_rankings_queryset()
         .filter(rank__lte=TOP_RANKED_PER_CATEGORY)
@@ -210,7 +209,7 @@ def suggest_pattern(model_id: str) -> str:
 def suggest_families() -> list[dict]:
     """Group the active models no family matches under a suggested pattern, biggest group first."""
     groups: dict[str, list[str]] = defaultdict(list)
-    for model_id in CatalogModel.objects.filter(status=ModelStatus.ACTIVE, family__isnull=True).values_list("id", flat=True):
+    for model_id in CatalogModel.objects.active().unclassified().values_list("id", flat=True):
         groups[suggest_pattern(model_id)].append(model_id)
     suggestions = []
     for pattern, ids in sorted(groups.items(), key=lambda item: (-len(item[1]), item[0])):

@@ -19,13 +19,13 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from catalog.alerts import NewAlert, raise_alerts
-from catalog.locks import LockBusy, hold_lock
+from core.alerts import NewAlert, raise_alerts
+from core.locks import LockBusy, hold_lock
+from core.money import decimal_str
 from catalog.models import (
     CAPABILITIES,
     PRICE_KEYS,
     AlertKind,
-    CatalogAlert,
     CatalogModel,
     Family,
     ModelStatus,
@@ -37,6 +37,7 @@ from catalog.models import (
     SyncTrigger,
     classify_family,
     derive_capabilities,
+    CATALOG_VERSION,
 )
 from catalog.openrouter import (
     ModelEntry,
@@ -45,7 +46,7 @@ from catalog.openrouter import (
     OpenRouterError,
     parse_models_payload,
 )
-from llmhive_site.models import DataVersion
+from core.models import Alert, DataVersion
 
 logger = logging.getLogger(__name__)
 
@@ -190,7 +191,7 @@ def apply_model_list(model_list: ModelList, *, run: SyncRun, force: bool = False
             for key in PRICE_KEYS:
                 old, new = model.price(key), values[f"price_{key}"]
                 if old != new:
-                    price_moves.append({"field": key, "old": _s(old), "new": _s(new)})
+                    price_moves.append({"field": key, "old": decimal_str(old), "new": decimal_str(new)})
                     price_changes.append(PriceChange(model_id=entry.id, field=key, old=old, new=new, observed_at=now, run=run))
             if price_moves:
                 text = ", ".join(f"{m['field']} {m['old']} → {m['new']}" for m in price_moves)
@@ -245,17 +246,15 @@ def apply_model_list(model_list: ModelList, *, run: SyncRun, force: bool = False
         PriceChange.objects.bulk_create(price_changes)
         if outcome.reactivated:
             # The model is back: its "missing" alert has nothing left to say.
-            CatalogAlert.objects.open().filter(kind=AlertKind.MODEL_MISSING, model_id__in=outcome.reactivated).update(
+            Alert.objects.open().filter(kind=AlertKind.MODEL_MISSING, model_id__in=outcome.reactivated).update(
                 acknowledged_at=now
             )
         raise_alerts(alerts)
         if to_create or to_update or newly_missing:
-            DataVersion.bump(DataVersion.CATALOG)  # routing snapshots rebuild
+            DataVersion.bump(CATALOG_VERSION)  # routing snapshots rebuild
     return outcome
 
 
-def _s(value) -> str | None:
-    return None if value is None else format(value.normalize(), "f")
 
 
 def read_saved_response(path: str | os.PathLike) -> ModelList:
@@ -323,7 +322,7 @@ def run_catalog_job(
         # The list was fetched and applied: the alerts of runs that could not do that are
         # answered. Only those (`_fail`'s keys): an alert about a later step of a job (a research
         # category that failed) stays open until that step succeeds.
-        CatalogAlert.objects.open().filter(kind=AlertKind.SYNC_FAILED, key__in=[_failure_key(k) for k in SyncKind.values]).update(
+        Alert.objects.open().filter(kind=AlertKind.SYNC_FAILED, key__in=[_failure_key(k) for k in SyncKind.values]).update(
             acknowledged_at=run.finished_at
         )
     return run
@@ -337,6 +336,8 @@ def _fail(run: SyncRun, error: str) -> None:
     run.status = SyncStatus.FAILED
     run.error = error
     raise_alerts([NewAlert(AlertKind.SYNC_FAILED, f"Catalog {run.kind} #{run.pk} failed: {error}", subject=run.kind)])
+    # Whether routing falls back to the bootstrap list depends on the last sync's outcome.
+    DataVersion.bump(CATALOG_VERSION)
 
 
 def sync_catalog(
@@ -387,5 +388,5 @@ def reclassify_models() -> int:
             moved.append(model)
     CatalogModel.objects.bulk_update(moved, ["family_id"], batch_size=500)
     if moved:
-        DataVersion.bump(DataVersion.CATALOG)
+        DataVersion.bump(CATALOG_VERSION)
     return len(moved)

@@ -15,8 +15,8 @@ from costs.budgets import budget_statuses
 from costs.charts import cost_chart_svg
 from costs.csvsafe import escape_cell
 from costs.models import Budget, DailyCost, UsageEvent
-from costs.reports import _money
-from llmhive_site.admin_mixins import ReadOnlyMixin
+from core.money import decimal_str
+from core.admin_mixins import ReadOnlyMixin
 
 
 class EstimatedCountPaginator(Paginator):
@@ -95,10 +95,10 @@ class DailyCostResource(resources.ModelResource):
         return row.tokens
 
     def dehydrate_cost(self, row: DailyCost) -> str:
-        return _money(row.cost_usd)
+        return decimal_str(row.cost_usd)
 
     def dehydrate_cost_per_success(self, row: DailyCost) -> str:
-        return _money(row.cost_per_success_usd)
+        return decimal_str(row.cost_per_success_usd)
 
     def export_field(self, field, instance, **kwargs):
         return escape_cell(super().export_field(field, instance, **kwargs))
@@ -122,11 +122,11 @@ class DailyCostAdmin(ReadOnlyMixin, ExportMixin, admin.ModelAdmin):
 
     @admin.display(description="cost per success")
     def per_success(self, row: DailyCost) -> str:
-        return _money(row.cost_per_success_usd) or "—"
+        return decimal_str(row.cost_per_success_usd) or "—"
 
     @admin.display(description="drift (reported − computed)")
     def drift(self, row: DailyCost) -> str:
-        return _money(row.drift_usd) if row.reported_requests else "—"
+        return decimal_str(row.drift_usd) if row.reported_requests else "—"
 
     def changelist_view(self, request, extra_context=None):
         extra_context = {"cost_chart": cost_chart_svg(days=30), **(extra_context or {})}
@@ -156,12 +156,12 @@ class BudgetAdmin(admin.ModelAdmin):
     @admin.display(description="spent this window")
     def spent(self, budget: Budget) -> str:
         status = self._status(budget)
-        return _money(status.spent_usd) if status else "—"
+        return decimal_str(status.spent_usd) if status else "—"
 
     @admin.display(description="remaining")
     def remaining(self, budget: Budget) -> str:
         status = self._status(budget)
-        return _money(status.remaining_usd) if status else "—"
+        return decimal_str(status.remaining_usd) if status else "—"
 
     @admin.display(description="state")
     def state(self, budget: Budget) -> str:

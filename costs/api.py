@@ -13,13 +13,13 @@ from django.utils import timezone
 from ninja import Field, Query, Router, Schema
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationInfo, field_validator
 
-from catalog.api import decimal_str
+from core.money import decimal_str
 from costs import reports
 from costs.budgets import budget_statuses
 from costs.ingest import ingest_events
 from costs.reports import Window
-from llmhive_site.auth import require
-from llmhive_site.errors import ApiError
+from core.auth import require
+from core.errors import ApiError
 
 router = Router(tags=["usage and costs"])
 USAGE_WRITE = require("usage:write")
@@ -129,18 +129,13 @@ class BudgetOut(Schema):
     action: str
 
 
-def money_str(value: Decimal) -> str:
-    """Exact decimal string without exponent: '12.5', '0.00074375', '0'."""
-    return format(value.normalize(), "f")
-
-
 @router.get("/budgets", response=list[BudgetOut], auth=COSTS_READ, summary="Budgets with spend and state in the current window")
 def list_budgets(request):
     rows = []
     for status in budget_statuses():
         row = status.as_dict()
         for key in ("limit_usd", "soft_limit_usd", "spent_usd", "remaining_usd"):
-            row[key] = money_str(row[key])
+            row[key] = decimal_str(row[key])
         rows.append(row)
     return rows
 

@@ -6,8 +6,11 @@ class CostsConfig(AppConfig):
     verbose_name = "Costs and budgets"
 
     def ready(self) -> None:
-        from costs import budgets, ingest
+        from costs import budgets
+        from costs.models import AlertKind
+        from costs.signals import usage_ingested
+        from core.kinds import register_kinds
 
+        register_kinds(AlertKind)
         # Budgets move with the ledger (and the budget book listens to Budget saves).
-        if budgets.after_ingest not in ingest.AFTER_INGEST_HOOKS:
-            ingest.AFTER_INGEST_HOOKS.append(budgets.after_ingest)
+        usage_ingested.connect(budgets.after_ingest, dispatch_uid="costs.budgets.after_ingest")

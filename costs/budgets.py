@@ -2,8 +2,9 @@
 
 `budget_statuses()` reads every active budget's spend in one aggregate query.
 `BudgetBook` keeps that answer in the process for routing, which asks on every decision: it is
-rebuilt when it is older than LLMHIVE_BUDGET_STATE_TTL_SECONDS (default 1 s) or when a budget is
-saved or deleted in this process, so a decision costs no query in steady state.
+rebuilt when the spend or budgets data version moves (an ingest, a budget saved anywhere; seen
+within LLMHIVE_SNAPSHOT_CHECK_SECONDS), or at the latest after LLMHIVE_BUDGET_STATE_TTL_SECONDS
+(default 60 s, a safety net), so a decision costs no query in steady state.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from django.db.models import Q, Sum
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
-from catalog.alerts import NewAlert, raise_alerts
-from catalog.models import AlertKind
-from costs.models import Budget, BudgetScope, BudgetState, DailyCost
-from llmhive_site.models import DataVersion, version_watch
+from core.alerts import NewAlert, raise_alerts
+from core.money import decimal_str
+from costs.models import BUDGETS_VERSION, SPEND_VERSION, AlertKind as CostAlertKind, Budget, BudgetScope, BudgetState, DailyCost
+from core.models import DataVersion, version_watch
 
 SEVERITY = {BudgetState.OK: 0, BudgetState.SOFT_LIMIT: 1, BudgetState.EXHAUSTED: 2}
 
@@ -115,19 +116,19 @@ def check_budget_thresholds(statuses: list[BudgetStatus] | None = None) -> int:
         for level, what in levels:
             alerts.append(
                 NewAlert(
-                    kind=AlertKind.BUDGET_THRESHOLD,
+                    kind=CostAlertKind.BUDGET_THRESHOLD,
                     subject=f"budget:{b.pk}:{status.window_start.isoformat()}:{level}",
                     once=True,
                     message=(
-                        f"Budget '{b.name}' {what}: {status.spent_usd.normalize():f} of {b.limit_usd.normalize():f} USD "
+                        f"Budget '{b.name}' {what}: {decimal_str(status.spent_usd)} of {decimal_str(b.limit_usd)} USD "
                         f"spent in the {b.period} from {status.window_start.isoformat()}."
                     ),
                     details={
                         "budget": b.pk,
                         "level": level,
                         "window_start": status.window_start.isoformat(),
-                        "spent_usd": f"{status.spent_usd.normalize():f}",
-                        "limit_usd": f"{b.limit_usd.normalize():f}",
+                        "spent_usd": f"{decimal_str(status.spent_usd)}",
+                        "limit_usd": f"{decimal_str(b.limit_usd)}",
                     },
                 )
             )
@@ -144,7 +145,7 @@ class BudgetBook:
     (LLMHIVE_BUDGET_STATE_TTL_SECONDS) is only a safety net.
     """
 
-    WATCHED = (DataVersion.SPEND, DataVersion.BUDGETS)
+    WATCHED = (SPEND_VERSION, BUDGETS_VERSION)
 
     def __init__(self, ttl: float | None = None) -> None:
         self.ttl = ttl
@@ -158,7 +159,7 @@ class BudgetBook:
         self._statuses = None
 
     def statuses(self) -> list[BudgetStatus]:
-        ttl = self.ttl if self.ttl is not None else getattr(settings, "LLMHIVE_BUDGET_STATE_TTL_SECONDS", 60.0)
+        ttl = self.ttl if self.ttl is not None else settings.LLMHIVE_BUDGET_STATE_TTL_SECONDS
         statuses = self._statuses
         now = time.monotonic()
         seen = version_watch.versions()
@@ -192,15 +193,15 @@ budget_book = BudgetBook()
 
 def _invalidate(**kwargs) -> None:
     budget_book.invalidate()
-    DataVersion.bump(DataVersion.BUDGETS)  # the other workers' books
+    DataVersion.bump(BUDGETS_VERSION)  # the other workers' books
 
 
 post_save.connect(_invalidate, sender=Budget, dispatch_uid="costs.budget_book.save")
 post_delete.connect(_invalidate, sender=Budget, dispatch_uid="costs.budget_book.delete")
 
 
-def after_ingest(rows: list[dict]) -> None:
+def after_ingest(rows: list[dict], **kwargs) -> None:
     """Budgets move with the ledger: check thresholds, and let every worker see the new spend."""
-    DataVersion.bump(DataVersion.SPEND)
+    DataVersion.bump(SPEND_VERSION)
     budget_book.invalidate()
     check_budget_thresholds()

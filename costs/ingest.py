@@ -14,23 +14,18 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timezone as dt_timezone
 from decimal import Decimal
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from catalog.alerts import NewAlert, raise_alerts
-from catalog.models import AlertKind, CatalogModel
-from costs.models import DailyCost, UsageEvent
+from core.alerts import NewAlert, raise_alerts
+from catalog.models import CatalogModel
+from costs.models import AlertKind as CostAlertKind, DailyCost, UsageEvent
 from costs.pricing import PriceBook, Usage
-from llmhive_site.upsert import add_to_rows, chunks, values_clause
-
-# Called with the rows of the events a batch stored; other apps register here so that costs
-# imports none of them. IN_TRANSACTION hooks write in the batch's transaction (strategy memory
-# moves with the ledger or not at all); AFTER hooks run once it committed (budgets, alerts).
-IN_TRANSACTION_HOOKS: list[Callable[[list[dict]], None]] = []
-AFTER_INGEST_HOOKS: list[Callable[[list[dict]], None]] = []
+from costs.signals import usage_ingested, usage_stored
+from core.upsert import add_to_rows, chunks, values_clause
 
 EVENT_COLUMNS = (
     "request_id",
@@ -167,8 +162,7 @@ def ingest_events(events: Sequence[dict]) -> IngestResult:
         stored = [row for row in rows if row["request_id"] in inserted]
         _move_rollups(stored)
         if stored:
-            for hook in IN_TRANSACTION_HOOKS:
-                hook(stored)
+            usage_stored.send(sender=UsageEvent, rows=stored)
 
     result.accepted = len(stored)
     result.duplicates += len(rows) - len(stored)
@@ -178,8 +172,7 @@ def ingest_events(events: Sequence[dict]) -> IngestResult:
             {r["model_id"] for r in stored if r["model_id"] and r["computed_cost_usd"] is None and r["cost_usd"] is None}
         )
         _raise_model_alerts(result)
-        for hook in AFTER_INGEST_HOOKS:
-            hook(stored)
+        usage_ingested.send(sender=UsageEvent, rows=stored)
     return result
 
 
@@ -291,7 +284,7 @@ def _move_rollups(rows: list[dict]) -> None:
 def _raise_model_alerts(result: IngestResult) -> None:
     alerts = [
         NewAlert(
-            kind=AlertKind.UNKNOWN_MODEL_REPORTED,
+            kind=CostAlertKind.UNKNOWN_MODEL_REPORTED,
             subject=ref,
             message=f"Usage was reported for '{ref}', which is not in the catalog (by id or canonical slug). "
             "Its events are stored with the reported string; their cost is what OpenRouter reported, if anything.",
@@ -301,7 +294,7 @@ def _raise_model_alerts(result: IngestResult) -> None:
     ]
     alerts += [
         NewAlert(
-            kind=AlertKind.UNPRICED_MODEL,
+            kind=CostAlertKind.UNPRICED_MODEL,
             model_id=model_id,
             message=f"Usage of {model_id} has no reported cost and the catalog has no usable price for it: "
             "its cost is unknown (counted as unpriced, not as free).",

@@ -14,14 +14,20 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
-from catalog.models import CatalogModel, money
+from catalog.models import CatalogModel
+from core.money import money_field
 
-# Sums of many costs: more whole digits than a price, the same 14 decimals.
-TOTAL_DIGITS = 30
+# The data versions the budget book watches: the ledger's rollups moved (spend), and budgets changed.
+SPEND_VERSION = "spend"
+BUDGETS_VERSION = "budgets"
 
 
-def total_money(**kwargs) -> models.DecimalField:
-    return money(max_digits=TOTAL_DIGITS, **kwargs)
+class AlertKind(models.TextChoices):
+    """The alerts the ledger and budgets raise (registered with core in CostsConfig.ready())."""
+
+    UNKNOWN_MODEL_REPORTED = "unknown_model_reported", "Unknown model reported"
+    UNPRICED_MODEL = "unpriced_model", "Unpriced model"
+    BUDGET_THRESHOLD = "budget_threshold", "Budget threshold"
 
 
 class UsageEvent(models.Model):
@@ -46,8 +52,8 @@ class UsageEvent(models.Model):
     reasoning_tokens = models.PositiveIntegerField(default=0)
     cached_tokens = models.PositiveIntegerField(default=0, help_text="Prompt tokens read from the cache.")
     cache_write_tokens = models.PositiveIntegerField(default=0, help_text="Prompt tokens written to the cache.")
-    cost_usd = money(null=True, blank=True, help_text="What OpenRouter reported (usage.cost).")
-    computed_cost_usd = money(null=True, blank=True, help_text="From the catalog's prices in force at occurred_at.")
+    cost_usd = money_field(null=True, blank=True, help_text="What OpenRouter reported (usage.cost).")
+    computed_cost_usd = money_field(null=True, blank=True, help_text="From the catalog's prices in force at occurred_at.")
     success = models.BooleanField()
     quality_score = models.FloatField(
         null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
@@ -94,10 +100,10 @@ class DailyCost(models.Model):
     reasoning_tokens = models.PositiveBigIntegerField(default=0)
     cached_tokens = models.PositiveBigIntegerField(default=0)
     # The cost reports count: reported where present, computed otherwise.
-    cost_usd = total_money(default=Decimal(0))
+    cost_usd = money_field(total=True, default=Decimal(0))
     # For the drift between OpenRouter's figure and ours, over the events that carry both.
-    reported_cost_usd = total_money(default=Decimal(0))
-    computed_cost_of_reported_usd = total_money(default=Decimal(0))
+    reported_cost_usd = money_field(total=True, default=Decimal(0))
+    computed_cost_of_reported_usd = money_field(total=True, default=Decimal(0))
     reported_requests = models.PositiveBigIntegerField(default=0)
     # Events whose cost is unknown (no reported cost, no usable price): counted, not free.
     unpriced_requests = models.PositiveBigIntegerField(default=0)
@@ -191,7 +197,7 @@ class Budget(models.Model):
         max_length=200, blank=True, help_text="The role, strategy or model id the budget covers; empty for global."
     )
     period = models.CharField(max_length=8, choices=BudgetPeriod.choices, default=BudgetPeriod.MONTH)
-    limit_usd = total_money(validators=[MinValueValidator(Decimal("0.01"))])
+    limit_usd = money_field(total=True, validators=[MinValueValidator(Decimal("0.01"))])
     soft_limit_percent = models.PositiveSmallIntegerField(
         default=80, validators=[MinValueValidator(1), MaxValueValidator(100)],
         help_text="Past this share of the limit, routing leans toward cheaper models and an alert is raised.",

@@ -15,6 +15,7 @@ from typing import Iterator
 from django.db import connection
 from django.db.models import Q, Sum
 
+from core.money import decimal_str
 from costs.csvsafe import escape_row
 from costs.models import DailyCost, UsageEvent, utc_midnight
 
@@ -127,10 +128,8 @@ class _Echo:
 
 
 def _money(value: Decimal | None) -> str:
-    if value is None:
-        return ""
-    text = format(value, "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
+    """A CSV cell: the API's decimal string, empty for none."""
+    return decimal_str(value) or ""
 
 
 def daily_csv_rows(window: Window, filters: dict[str, str | None]) -> Iterator[list]:

@@ -13,8 +13,8 @@ from datetime import date, timedelta
 from django.db import connection, transaction
 from django.utils import timezone
 
-from costs.models import DailyCost, UsageEvent, utc_midnight
-from llmhive_site.models import DataVersion
+from costs.models import SPEND_VERSION, DailyCost, UsageEvent, utc_midnight
+from core.models import DataVersion
 
 SUMS = {
     "requests": "COUNT(*)",
@@ -76,5 +76,5 @@ def rebuild_daily_costs(start: date | None = None, end: date | None = None) -> d
         with connection.cursor() as cursor:
             cursor.execute(sql, [timezone.now(), *params])
             written = cursor.rowcount
-        DataVersion.bump(DataVersion.SPEND)
+        DataVersion.bump(SPEND_VERSION)
     return {"removed": removed, "written": written}

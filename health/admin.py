@@ -12,7 +12,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from health.models import HealthCheckRun, ModelHealthCheck, ModelReliability, RunStatus, Trigger
-from llmhive_site.admin_mixins import ReadOnlyMixin
+from core.admin_mixins import ReadOnlyMixin
 
 RUN_PERMISSION = "health.run_healthcheckrun"
 STATUS_COLOURS = {

@@ -7,13 +7,14 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import OuterRef, Subquery
 from django.db.utils import DatabaseError
 from django.utils import timezone
 from ninja import Field, Router, Schema, Status
 
 from catalog.selectors import catalog_freshness
-from llmhive_site.auth import require
+from core.auth import require
+from core.money import decimal_str
+from health.selectors import latest_health
 
 router = Router(tags=["health"])
 
@@ -54,17 +55,16 @@ def task_queue_status() -> dict:
 
 
 def catalog_status() -> dict:
-    """How old the catalog is against its schedule: stale past the sync interval plus
-    LLMHIVE_HEALTH_CATALOG_GRACE_MINUTES."""
+    """How old the catalog is against its schedule, judged as the dashboard judges it
+    (`catalog_freshness`: stale past the sync interval plus LLMHIVE_CATALOG_GRACE_MINUTES)."""
     freshness = catalog_freshness()
-    stale_after = timedelta(hours=settings.LLMHIVE_SYNC_INTERVAL_HOURS, minutes=settings.LLMHIVE_HEALTH_CATALOG_GRACE_MINUTES)
     age = freshness.age
     last = freshness.last_run
     return {
-        "status": "stale" if age is None or age > stale_after else "ok",
+        "status": "stale" if freshness.is_stale else "ok",
         "last_success_at": freshness.last_success,
         "age_seconds": None if age is None else int(age.total_seconds()),
-        "stale_after_seconds": int(stale_after.total_seconds()),
+        "stale_after_seconds": int(freshness.stale_after.total_seconds()),
         "last_run": None if last is None else {"id": last.pk, "kind": last.kind, "status": last.status, "error": last.error},
     }
 
@@ -109,14 +109,8 @@ class ModelHealthOut(Schema):
 @router.get("/health/models", response=list[ModelHealthOut], auth=require("route"),
             summary="The latest health and reliability of each checked model")
 def model_health(request):
-    from health.models import ModelHealthCheck, ModelReliability
-
-    newest = ModelHealthCheck.objects.filter(model=OuterRef("model")).order_by("-checked_at", "-id").values("id")[:1]
-    rows = list(ModelReliability.objects.annotate(latest_id=Subquery(newest)).order_by("model_id"))
-    latest = ModelHealthCheck.objects.in_bulk([r.latest_id for r in rows if r.latest_id])
     out = []
-    for r in rows:
-        check = latest.get(r.latest_id)
+    for r, check in latest_health():
         out.append({
             "model_id": r.model_id,
             "reliability": round(r.reliability, 4),
@@ -131,7 +125,7 @@ def model_health(request):
             "pinged": check.pinged if check else None,
             "ping_ok": check.ping_ok if check else None,
             "latency_ms": check.latency_ms if check else None,
-            "ping_cost_usd": None if check is None or check.ping_cost_usd is None else format(check.ping_cost_usd.normalize(), "f"),
+            "ping_cost_usd": decimal_str(check.ping_cost_usd) if check else None,
             "error_code": check.error_code if check else "",
             "last_error": r.last_error,
         })

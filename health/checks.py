@@ -25,9 +25,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from catalog.alerts import NewAlert, raise_alerts
-from catalog.locks import LockBusy, hold_lock
-from catalog.models import AlertKind, CatalogAlert, CatalogModel
+from core.alerts import NewAlert, raise_alerts
+from core.locks import LockBusy, hold_lock
+from core.money import decimal_str
+from catalog.models import CatalogModel
 from catalog.openrouter import (
     AsyncOpenRouterClient,
     KeyInfo,
@@ -37,10 +38,10 @@ from catalog.openrouter import (
     OpenRouterError,
 )
 from catalog.research import models_that_matter
-from health.models import HealthCheckRun, ModelHealthCheck, ModelReliability, RunStatus, Trigger
-from health.pings import PING_MESSAGES, Allowance, PingPlan, ping_max_tokens, plan_ping, spent_today, usd
+from health.models import HEALTH_VERSION, AlertKind as HealthAlertKind, HealthCheckRun, ModelHealthCheck, ModelReliability, RunStatus, Trigger
+from health.pings import PING_MESSAGES, Allowance, PingPlan, ping_max_tokens, plan_ping, spent_today
 from health.selectors import HEALTH_STRATEGY
-from llmhive_site.models import DataVersion
+from core.models import Alert, DataVersion
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -165,8 +166,8 @@ async def _check(client: AsyncOpenRouterClient, result: Result, plan: PingPlan |
     if not allowance.reserve(estimate):
         result.skip_ping(
             SKIP_CAP,
-            f"an estimated {usd(estimate)} USD would pass the daily cap of "
-            f"{usd(settings.LLMHIVE_HEALTH_PING_DAILY_CAP_USD)} USD ({usd(max(allowance.usd, Decimal(0)))} USD left)",
+            f"an estimated {decimal_str(estimate)} USD would pass the daily cap of "
+            f"{decimal_str(settings.LLMHIVE_HEALTH_PING_DAILY_CAP_USD)} USD ({decimal_str(max(allowance.usd, Decimal(0)))} USD left)",
         )
         return
     result.pinged = True
@@ -261,7 +262,7 @@ def run_health_checks(
                     notes.append(f"{skipped} ping{'s' if skipped > 1 else ''} skipped: {reason}")
             if any(r.skipped_ping == SKIP_CAP for r in results):
                 cap = settings.LLMHIVE_HEALTH_PING_DAILY_CAP_USD
-                notes.append(f"spent on pings today before this run: {usd(spent)} of {usd(cap)} USD")
+                notes.append(f"spent on pings today before this run: {decimal_str(spent)} of {decimal_str(cap)} USD")
             record(run, results, key, notes)
     except Exception as exc:
         if not isinstance(exc, HealthCheckError):
@@ -324,7 +325,7 @@ def record(run: HealthCheckRun, results: list[Result], key: KeyInfo | None, note
         run.status = HealthCheckRun.status_for(run.models_checked, run.models_failed)
         run.finished_at = timezone.now()
         run.save()
-    DataVersion.bump(DataVersion.HEALTH)
+    DataVersion.bump(HEALTH_VERSION)
 
 
 def _record_ping_costs(run: HealthCheckRun, results: list[Result], now) -> None:
@@ -376,7 +377,7 @@ def _update_reliability(results: list[Result], now) -> list[NewAlert]:
         row.last_error = f"{result.error_code}: {result.error_message}"[:2000]
         if row.consecutive_failures >= threshold:
             alerts.append(NewAlert(
-                kind=AlertKind.MODEL_UNHEALTHY,
+                kind=HealthAlertKind.MODEL_UNHEALTHY,
                 model_id=result.model_id,
                 message=(
                     f"{result.model_id} failed {row.consecutive_failures} health checks in a row "
@@ -402,9 +403,9 @@ def _update_reliability(results: list[Result], now) -> list[NewAlert]:
 def _close_recovered(model_ids: list[str], now) -> None:
     """A model_unhealthy alert of a model whose check passed again is answered, with a note."""
     stamp = f"{now:%Y-%m-%d %H:%M} UTC"
-    closing = list(CatalogAlert.objects.open().filter(kind=AlertKind.MODEL_UNHEALTHY, model_id__in=model_ids))
+    closing = list(Alert.objects.open().filter(kind=HealthAlertKind.MODEL_UNHEALTHY, model_id__in=model_ids))
     for alert in closing:
         alert.acknowledged_at = now
         alert.message += f" Recovered at {stamp}: the last health check passed."
         alert.details = {**alert.details, "recovered_at": now.isoformat(), "note": f"recovered at {stamp}"}
-    CatalogAlert.objects.bulk_update(closing, ["acknowledged_at", "message", "details"])
+    Alert.objects.bulk_update(closing, ["acknowledged_at", "message", "details"])

@@ -8,7 +8,17 @@ import math
 from django.db import models
 from django.utils import timezone
 
-from catalog.models import CatalogModel, money
+from catalog.models import CatalogModel
+from core.money import money_field
+
+# The data version routing's snapshot watches for reliability and models down right now.
+HEALTH_VERSION = "health"
+
+
+class AlertKind(models.TextChoices):
+    """The alerts health checks raise (registered with core in HealthConfig.ready())."""
+
+    MODEL_UNHEALTHY = "model_unhealthy", "Model unhealthy"
 
 
 class RunStatus(models.TextChoices):
@@ -34,9 +44,9 @@ class HealthCheckRun(models.Model):
     models_checked = models.PositiveIntegerField(default=0)
     models_failed = models.PositiveIntegerField(default=0)
     pinged = models.PositiveIntegerField(default=0)
-    ping_spend_usd = money(default=0)
-    key_limit_usd = money(null=True, blank=True)
-    key_usage_usd = money(null=True, blank=True)
+    ping_spend_usd = money_field(default=0)
+    key_limit_usd = money_field(null=True, blank=True)
+    key_usage_usd = money_field(null=True, blank=True)
     note = models.TextField(blank=True, help_text="Why pings were skipped, and the like.")
     error = models.TextField(blank=True)
 
@@ -75,7 +85,7 @@ class ModelHealthCheck(models.Model):
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
-    ping_cost_usd = money(null=True, blank=True)
+    ping_cost_usd = money_field(null=True, blank=True)
 
     class Meta:
         ordering = ["-checked_at", "model"]

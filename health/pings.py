@@ -6,11 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import DecimalField, Sum, Value
+from django.db.models import Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from catalog.models import CatalogModel
+from core.money import decimal_str, money_field
+from costs.models import UsageEvent
 from catalog.openrouter import EndpointEntry
 from health.selectors import HEALTH_STRATEGY
 
@@ -100,15 +102,10 @@ class Allowance:
 
 def spent_today() -> Decimal:
     """Today's (UTC) ping spend from the ledger: the reported cost, else the computed one."""
-    from costs.models import UsageEvent
-
     midnight = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
-    money = DecimalField(max_digits=24, decimal_places=14)
+    money = money_field()
     total = UsageEvent.objects.filter(strategy=HEALTH_STRATEGY, occurred_at__gte=midnight).aggregate(
         total=Sum(Coalesce("cost_usd", "computed_cost_usd", Value(Decimal(0)), output_field=money))
     )["total"]
     return Decimal(total or 0)
 
-
-def usd(amount: Decimal) -> str:
-    return format(amount.normalize(), "f")

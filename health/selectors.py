@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count, Q
+from django.db.models import Count, OuterRef, Q, Subquery
 from django.utils import timezone
 
-from health.models import ModelReliability
+from costs.models import UsageEvent
+from health.models import ModelHealthCheck, ModelReliability
 
 HEALTH_STRATEGY = "health_check"
 
@@ -38,8 +39,6 @@ def unhealthy_models() -> list[ModelReliability]:
 
 def most_used_models(days: int = 7, limit: int = 10) -> list[str]:
     """The models the orchestrator used most in the last `days` (health pings not counted)."""
-    from costs.models import UsageEvent
-
     since = timezone.now() - timedelta(days=days)
     rows = (
         UsageEvent.objects.filter(occurred_at__gte=since, model__isnull=False)
@@ -49,3 +48,16 @@ def most_used_models(days: int = 7, limit: int = 10) -> list[str]:
         .order_by("-n", "model_id")[:limit]
     )
     return [row["model_id"] for row in rows]
+
+
+def latest_health(model_id: str | None = None) -> list[tuple[ModelReliability, ModelHealthCheck | None]]:
+    """Each checked model's reliability with its latest check (of one model when `model_id` is
+    given), by model id: two queries however many models. GET /health/models and a model's
+    detail read this."""
+    newest = ModelHealthCheck.objects.filter(model=OuterRef("model")).order_by("-checked_at", "-id").values("id")[:1]
+    rows = ModelReliability.objects.annotate(latest_id=Subquery(newest)).order_by("model_id")
+    if model_id is not None:
+        rows = rows.filter(model_id=model_id)
+    rows = list(rows)
+    latest = ModelHealthCheck.objects.in_bulk([r.latest_id for r in rows if r.latest_id])
+    return [(r, latest.get(r.latest_id)) for r in rows]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from core.money import decimal_str
 from health.checks import HealthCheckError, run_health_checks
 from health.models import Trigger
 
@@ -15,5 +16,5 @@ def run_health_checks_task(trigger: str = Trigger.SCHEDULE, model_ids: list[str]
         return f"health checks could not run: {exc}"
     return (
         f"health run #{run.pk} {run.status}: {run.models_checked} checked, {run.models_failed} failed, "
-        f"{run.pinged} pinged for {run.ping_spend_usd.normalize():f} USD"
+        f"{run.pinged} pinged for {decimal_str(run.ping_spend_usd)} USD"
     )

@@ -1,16 +1,15 @@
-"""The admin site: its index is the dashboard; it adds the capability matrix and ranking pages.
-
-This module is imported while apps load (INSTALLED_APPS names its AdminConfig), so models are
-imported inside the views."""
+"""The admin site: its index is the dashboard; it adds the capability matrix and ranking pages."""
 
 from __future__ import annotations
 
 from django.contrib import admin
-from django.contrib.admin.apps import AdminConfig
 from django.http import HttpRequest
 from django.shortcuts import render
 from django.urls import path
 
+from catalog.models import CAPABILITIES, Category, Family, ModelStatus
+from catalog.selectors import current_rankings_queryset
+from llmhive_site.dashboard import build_dashboard, capability_matrix
 
 
 class LLMHiveAdminSite(admin.AdminSite):
@@ -20,8 +19,6 @@ class LLMHiveAdminSite(admin.AdminSite):
     index_template = "admin/llmhive/index.html"
 
     def index(self, request: HttpRequest, extra_context=None):
-        from llmhive_site.dashboard import build_dashboard
-
         context = {"dashboard": build_dashboard(), **(extra_context or {})}
         return super().index(request, extra_context=context)
 
@@ -33,9 +30,6 @@ class LLMHiveAdminSite(admin.AdminSite):
         return extra + super().get_urls()
 
     def capability_matrix_view(self, request: HttpRequest):
-        from catalog.models import CAPABILITIES, Category, Family, ModelStatus
-        from llmhive_site.dashboard import capability_matrix
-
         filters = {key: request.GET.get(key) or None for key in ("family", "category", "status")}
         rows, totals = capability_matrix(**filters)
         context = {
@@ -52,9 +46,6 @@ class LLMHiveAdminSite(admin.AdminSite):
         return render(request, "admin/llmhive/capability_matrix.html", context)
 
     def rankings_view(self, request: HttpRequest):
-        from catalog.models import Category
-        from catalog.selectors import current_rankings_queryset
-
         categories = list(Category.objects.filter(active=True))
         slug = request.GET.get("category") or (categories[0].slug if categories else None)
         rows = []
@@ -71,7 +62,3 @@ class LLMHiveAdminSite(admin.AdminSite):
             "observed_at": rows[0].observed_at if rows else None,
         }
         return render(request, "admin/llmhive/rankings.html", context)
-
-
-class LLMHiveAdminConfig(AdminConfig):
-    default_site = "llmhive_site.admin_site.LLMHiveAdminSite"

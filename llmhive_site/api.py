@@ -6,7 +6,7 @@ from catalog.api import router as catalog_router
 from costs.api import router as costs_router
 from routing.api import router as routing_router
 from health.api import router as health_router
-from llmhive_site.errors import install_error_handlers
+from core.errors import install_error_handlers
 
 api = NinjaAPI(
     title="LLMHive",

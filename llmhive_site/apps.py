@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.admin.apps import AdminConfig
 
 
 class LLMHiveSiteConfig(AppConfig):
@@ -13,3 +14,10 @@ class LLMHiveSiteConfig(AppConfig):
         from llmhive_site.groups import on_post_migrate
 
         post_migrate.connect(on_post_migrate, dispatch_uid="llmhive_site.groups")
+
+
+class LLMHiveAdminConfig(AdminConfig):
+    """The admin, on LLMHive's site (its index is the dashboard). The site module is named as a
+    string so that it is imported once the apps are ready and may import their models at the top."""
+
+    default_site = "llmhive_site.admin_site.LLMHiveAdminSite"

@@ -9,8 +9,16 @@ from decimal import Decimal
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from catalog.models import CAPABILITIES, AlertKind, CatalogAlert, CatalogModel, ModelStatus, SyncKind, SyncRun, SyncStatus
-from catalog.selectors import catalog_freshness, current_rankings_queryset
+from django_q.models import Schedule
+
+from catalog.models import CAPABILITIES, CatalogModel, ModelStatus, SyncKind, SyncRun, SyncStatus
+from catalog.selectors import catalog_freshness, models_matching
+from core.kinds import alert_kind_label
+from core.models import Alert
+from costs.budgets import budget_statuses
+from costs.charts import cost_chart_svg
+from costs.models import DailyCost
+from health.selectors import unhealthy_models
 
 
 @dataclass
@@ -41,19 +49,16 @@ def model_counts() -> dict:
         missing=Count("id", filter=Q(status=ModelStatus.MISSING)),
         new_this_week=Count("id", filter=Q(first_seen_at__gte=week_ago)),
         disabled=Count("id", filter=Q(enabled=False)),
-        unclassified=Count("id", filter=Q(family__isnull=True, status=ModelStatus.ACTIVE)),
+        unclassified=Count("id", filter=Q(family__isnull=True, status=ModelStatus.ACTIVE)),  # CatalogModel.unclassified()
     )
 
 
 def open_alerts_by_kind() -> list[dict]:
-    labels = dict(AlertKind.choices)
-    rows = CatalogAlert.objects.open().values("kind").annotate(n=Count("id")).order_by("-n", "kind")
-    return [{"kind": r["kind"], "label": labels.get(r["kind"], r["kind"]), "count": r["n"]} for r in rows]
+    rows = Alert.objects.open().values("kind").annotate(n=Count("id")).order_by("-n", "kind")
+    return [{"kind": r["kind"], "label": alert_kind_label(r["kind"]), "count": r["n"]} for r in rows]
 
 
 def spend() -> tuple[Decimal, Decimal]:
-    from costs.models import DailyCost
-
     today = timezone.now().date()
     totals = DailyCost.objects.filter(day__gte=today.replace(day=1), day__lte=today).aggregate(
         month=Sum("cost_usd", default=Decimal(0)), today=Sum("cost_usd", filter=Q(day=today), default=Decimal(0))
@@ -61,31 +66,11 @@ def spend() -> tuple[Decimal, Decimal]:
     return Decimal(totals["today"]), Decimal(totals["month"])
 
 
-def unhealthy_models() -> list:
-    try:
-        from health.selectors import unhealthy_models as unhealthy
-    except ImportError:
-        return []
-    return list(unhealthy())
-
-
-def chart_svg() -> str:
-    try:
-        from costs.charts import cost_chart_svg
-    except ImportError:
-        return ""
-    return cost_chart_svg(days=30)
-
-
 def next_schedules() -> list:
-    from django_q.models import Schedule
-
     return list(Schedule.objects.order_by("next_run")[:10])
 
 
 def build_dashboard() -> Dashboard:
-    from costs.budgets import budget_statuses
-
     today, month = spend()
     alerts = open_alerts_by_kind()
     return Dashboard(
@@ -98,7 +83,7 @@ def build_dashboard() -> Dashboard:
         spend_today=today,
         spend_month=month,
         budgets=budget_statuses(),
-        chart_svg=chart_svg(),
+        chart_svg=cost_chart_svg(days=30),
         unhealthy=unhealthy_models(),
         schedules=next_schedules(),
     )
@@ -106,18 +91,9 @@ def build_dashboard() -> Dashboard:
 
 def capability_matrix(*, family: str | None = None, category: str | None = None, status: str | None = None):
     """Models × the seven capabilities, with the filters the page offers."""
-    models = CatalogModel.objects.select_related("family").only(
+    models = models_matching(family=family, category=category, status=status).only(
         "id", "name", "status", "enabled", "context_length", "family__slug", "family__name", *CAPABILITIES
     )
-    if family == "none":
-        models = models.filter(family__isnull=True)
-    elif family:
-        models = models.filter(family__slug=family)
-    if status:
-        models = models.filter(status=status)
-    if category:
-        ranked = current_rankings_queryset().filter(category__slug=category).values("model_id")
-        models = models.filter(id__in=ranked)
-    rows = [{"model": m, "flags": [getattr(m, c) for c in CAPABILITIES]} for m in models.order_by("id")]
+    rows = [{"model": m, "flags": [getattr(m, c) for c in CAPABILITIES]} for m in models]
     totals = [sum(1 for r in rows if r["flags"][i]) for i in range(len(CAPABILITIES))]
     return rows, totals

@@ -24,8 +24,9 @@ GROUPS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
         # finance reads models through the cost reports. Not ApiKey: secrets are admins' business.
         "catalog": {
             "family": (VIEW,), "category": (VIEW,), "pricechange": (VIEW,), "categoryranking": (VIEW,),
-            "modelendpoint": (VIEW,), "syncrun": (VIEW,), "catalogalert": (VIEW,),
+            "modelendpoint": (VIEW,), "syncrun": (VIEW,),
         },
+        "core": {"alert": (VIEW,)},
         "routing": {
             "role": (VIEW,), "rolepreference": (VIEW,), "escalationoverride": (VIEW,), "strategy": (VIEW,),
             "strategystat": (VIEW,),
@@ -34,8 +35,9 @@ GROUPS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
     CURATORS: {
         "catalog": {
             "catalogmodel": (VIEW, CHANGE), "family": EDIT, "category": EDIT, "pricechange": (VIEW,),
-            "categoryranking": (VIEW,), "modelendpoint": (VIEW,), "syncrun": (VIEW,), "catalogalert": (VIEW, CHANGE),
+            "categoryranking": (VIEW,), "modelendpoint": (VIEW,), "syncrun": (VIEW,),
         },
+        "core": {"alert": (VIEW, CHANGE)},
         "routing": {
             "role": EDIT, "rolepreference": EDIT, "escalationoverride": EDIT, "strategy": EDIT, "strategystat": (VIEW,),
         },

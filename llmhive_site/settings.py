@@ -1,10 +1,11 @@
 """LLMHive settings, read from the environment with defaults that work on a laptop."""
 
 import os
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Local state (the SQLite test database, the printed admin login, collected static files).
@@ -12,33 +13,86 @@ VAR_DIR = Path(os.environ.get("LLMHIVE_VAR_DIR", BASE_DIR / "var"))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 
-def envbool(name: str, default: bool) -> bool:
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+# Knobs renamed so that the project's own all share the LLMHIVE_ prefix (and one stale-catalog
+# setting serves the dashboard and /health alike). Setting an old name is an error, not a no-op.
+RENAMED = {
+    "DATABASE_CONN_MAX_AGE": "LLMHIVE_DATABASE_CONN_MAX_AGE",
+    "LOG_LEVEL": "LLMHIVE_LOG_LEVEL",
+    "STATIC_ROOT": "LLMHIVE_STATIC_ROOT",
+    "LLMHIVE_CATALOG_STALE_GRACE_HOURS": "LLMHIVE_CATALOG_GRACE_MINUTES",
+    "LLMHIVE_HEALTH_CATALOG_GRACE_MINUTES": "LLMHIVE_CATALOG_GRACE_MINUTES",
+}
+
+
+class SettingError(ImproperlyConfigured):
+    """A setting from the environment that cannot be used: the process refuses to start."""
+
+
+def _raw(name: str) -> str | None:
     value = os.environ.get(name)
-    if value is None or value == "":
+    return None if value is None or value.strip() == "" else value.strip()
+
+
+def envbool(name: str, default: bool) -> bool:
+    value = _raw(name)
+    if value is None:
         return default
-    return value.strip().lower() in ("1", "true", "yes", "on")
+    if value.lower() in TRUE_WORDS:
+        return True
+    if value.lower() in FALSE_WORDS:
+        return False
+    raise SettingError(f"{name}={value!r} is not a boolean: use one of {', '.join(TRUE_WORDS + FALSE_WORDS)}")
+
+
+def _number(name: str, default, kind):
+    value = _raw(name)
+    if value is None:
+        return default
+    try:
+        return kind(value)
+    except ValueError:
+        raise SettingError(f"{name}={value!r} is not {'a whole number' if kind is int else 'a number'}") from None
 
 
 def envint(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return int(value) if value else default
+    return _number(name, default, int)
 
 
 def envfloat(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return float(value) if value else default
+    return _number(name, default, float)
+
+
+def envdecimal(name: str, default: str) -> Decimal:
+    value = _raw(name) or default
+    try:
+        return Decimal(value)
+    except InvalidOperation:
+        raise SettingError(f"{name}={value!r} is not a decimal number") from None
 
 
 def envlist(name: str, default: list[str]) -> list[str]:
-    value = os.environ.get(name)
-    if not value:
+    value = _raw(name)
+    if value is None:
         return default
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+for _old, _new in RENAMED.items():
+    if _old in os.environ:
+        raise SettingError(f"{_old} is no longer read: set {_new} instead")
+
+
 DEBUG = envbool("DEBUG", True)
-# The default key is only good for a laptop; `check --deploy` flags it in production.
-SECRET_KEY = os.environ.get("SECRET_KEY", "django-insecure-llmhive-local-development-key-change-me")
+# The development key is public (it is in this file): good for a laptop with DEBUG on, never
+# for a server. With DEBUG off the process refuses to start without a key of its own.
+DEVELOPMENT_SECRET_KEY = "django-insecure-llmhive-local-development-key-change-me"
+SECRET_KEY = _raw("SECRET_KEY") or ""
+if not SECRET_KEY:
+    if not DEBUG:
+        raise SettingError("SECRET_KEY is not set and DEBUG is off: set SECRET_KEY to 50+ random characters")
+    SECRET_KEY = DEVELOPMENT_SECRET_KEY
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
 
@@ -57,7 +111,7 @@ if os.environ.get("SECURE_PROXY_SSL_HEADER"):
 SECURE_REDIRECT_EXEMPT = [r"^api/v1/health$"]
 
 INSTALLED_APPS = [
-    "llmhive_site.admin_site.LLMHiveAdminConfig",
+    "llmhive_site.apps.LLMHiveAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -66,6 +120,7 @@ INSTALLED_APPS = [
     "django_q",
     "llmhive_site.apps.LLMHiveSiteConfig",
     "import_export",
+    "core",
     "catalog",
     "costs",
     "health",
@@ -106,7 +161,7 @@ TEMPLATES = [
 DATABASES = {
     "default": dj_database_url.config(
         default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
-        conn_max_age=envint("DATABASE_CONN_MAX_AGE", 60),
+        conn_max_age=envint("LLMHIVE_DATABASE_CONN_MAX_AGE", 60),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -135,14 +190,14 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))
+STATIC_ROOT = Path(_raw("LLMHIVE_STATIC_ROOT") or VAR_DIR / "static")
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": _raw("LLMHIVE_LOG_LEVEL") or "INFO"},
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
 
@@ -157,8 +212,9 @@ LLMHIVE_OPENROUTER_MAX_RETRIES = envint("LLMHIVE_OPENROUTER_MAX_RETRIES", 3)
 # A sync that would mark more than this fraction of the active models missing is refused.
 LLMHIVE_SYNC_MAX_MISSING_FRACTION = envfloat("LLMHIVE_SYNC_MAX_MISSING_FRACTION", 0.2)
 LLMHIVE_SYNC_INTERVAL_HOURS = envint("LLMHIVE_SYNC_INTERVAL_HOURS", 6)
-# The catalog counts as stale when its last good sync is older than the interval plus this.
-LLMHIVE_CATALOG_STALE_GRACE_HOURS = envint("LLMHIVE_CATALOG_STALE_GRACE_HOURS", 6)
+# The catalog counts as stale (the dashboard says so, GET /health says `degraded`) when its last
+# good sync is older than the sync interval plus this.
+LLMHIVE_CATALOG_GRACE_MINUTES = envint("LLMHIVE_CATALOG_GRACE_MINUTES", 60)
 # A run whose lock is older than this is presumed dead (a killed worker) and may be taken over.
 LLMHIVE_SYNC_LOCK_SECONDS = envint("LLMHIVE_SYNC_LOCK_SECONDS", 900)
 LLMHIVE_RESEARCH_ENDPOINTS_LIMIT = envint("LLMHIVE_RESEARCH_ENDPOINTS_LIMIT", 40)
@@ -171,7 +227,7 @@ BOOTSTRAP_FALLBACK_MODELS = envlist(
 )
 
 # --- Health ----------------------------------------------------------------------------------
-LLMHIVE_HEALTH_PING_DAILY_CAP_USD = Decimal(os.environ.get("LLMHIVE_HEALTH_PING_DAILY_CAP_USD", "0.50"))
+LLMHIVE_HEALTH_PING_DAILY_CAP_USD = envdecimal("LLMHIVE_HEALTH_PING_DAILY_CAP_USD", "0.50")
 # How many models a health run checks by default, how many at once, and each call's timeout.
 LLMHIVE_HEALTH_TOP = envint("LLMHIVE_HEALTH_TOP", 20)
 LLMHIVE_HEALTH_CONCURRENCY = envint("LLMHIVE_HEALTH_CONCURRENCY", 10)
@@ -183,9 +239,6 @@ LLMHIVE_UNHEALTHY_RELIABILITY = envfloat("LLMHIVE_UNHEALTHY_RELIABILITY", 0.5)
 # Reliability is a mean of a model's check results in which a check's weight halves every this
 # many checks (hourly checks: half a day).
 LLMHIVE_HEALTH_RELIABILITY_HALF_LIFE = envfloat("LLMHIVE_HEALTH_RELIABILITY_HALF_LIFE", 12.0)
-# GET /health says `degraded` when the last good catalog sync is older than the sync interval
-# plus this.
-LLMHIVE_HEALTH_CATALOG_GRACE_MINUTES = envint("LLMHIVE_HEALTH_CATALOG_GRACE_MINUTES", 60)
 
 
 # --- Task queue (django-q2) ------------------------------------------------------------------
@@ -222,8 +275,9 @@ else:
 # How often each process checks whether the data behind its routing snapshot and API key cache
 # changed (one query per interval per process; decisions in between make none).
 LLMHIVE_SNAPSHOT_CHECK_SECONDS = envfloat("LLMHIVE_SNAPSHOT_CHECK_SECONDS", 0.5)
-# Budget state is reloaded when spend or budgets change (seen with the data versions above);
-# this is only the longest it is kept even when nothing seems to change.
+# Budget state is reloaded as soon as spend or budgets change (the data versions, checked every
+# LLMHIVE_SNAPSHOT_CHECK_SECONDS); this TTL is only a safety net: the longest a worker keeps
+# its budget state when no version seems to move (default 60 s).
 LLMHIVE_BUDGET_STATE_TTL_SECONDS = envfloat("LLMHIVE_BUDGET_STATE_TTL_SECONDS", 60.0)
 
 # --- Exports -------------------------------------------------------------------------------------

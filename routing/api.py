@@ -11,10 +11,10 @@ from django.http import HttpResponse
 from ninja import Field, Query, Router, Schema
 from pydantic import BaseModel, ConfigDict
 
-from catalog.api import decimal_str
+from core.money import decimal_str
 from catalog.models import CAPABILITIES
-from llmhive_site.auth import any_key, require
-from llmhive_site.errors import ApiError
+from core.auth import any_key, require
+from core.errors import ApiError
 from routing.selection import EscalateRequest, RouteRequest, RoutingError, decide, escalate
 from routing.snapshot import current_snapshot
 

@@ -12,9 +12,9 @@ from django.db import transaction
 from django.db.models import Count, Q, Sum
 
 from costs.models import UsageEvent
-from llmhive_site.models import DataVersion
-from llmhive_site.upsert import add_to_rows
-from routing.models import Strategy, StrategyStat
+from core.models import DataVersion
+from core.upsert import add_to_rows
+from routing.models import STATS_VERSION, Strategy, StrategyStat
 
 KEY = ("model", "role", "category", "strategy")
 SUMS = ("requests", "successes", "quality_sum", "quality_count", "cost_usd", "latency_ms_sum", "latency_count")
@@ -46,16 +46,17 @@ def memory_deltas(rows: list[dict]) -> dict[tuple, dict]:
     return deltas
 
 
-def remember_outcomes(rows: list[dict]) -> None:
-    """Ingest hook: move the memory rows and learn strategies not seen before."""
+def remember_outcomes(rows: list[dict], **kwargs) -> None:
+    """On `usage_stored`, in the batch's transaction: move the memory rows and learn strategies
+    not seen before."""
     add_to_rows(StrategyStat, KEY, SUMS, memory_deltas(rows))
     slugs = {row["strategy"] for row in rows if row["strategy"] and row["strategy"] not in IGNORED_STRATEGIES}
     if slugs:
         Strategy.objects.bulk_create([Strategy(slug=slug) for slug in sorted(slugs)], ignore_conflicts=True)
 
 
-def stats_changed(rows: list[dict]) -> None:
-    DataVersion.bump(DataVersion.STATS)
+def stats_changed(rows: list[dict], **kwargs) -> None:
+    DataVersion.bump(STATS_VERSION)
 
 
 def rebuild_strategy_memory() -> int:
@@ -84,5 +85,5 @@ def rebuild_strategy_memory() -> int:
     with transaction.atomic():
         StrategyStat.objects.all().delete()
         add_to_rows(StrategyStat, KEY, SUMS, deltas)
-    DataVersion.bump(DataVersion.STATS)
+    DataVersion.bump(STATS_VERSION)
     return len(deltas)

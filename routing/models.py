@@ -1,106 +1,20 @@
-"""Routing data: API keys, roles and their preferences, escalation overrides, strategies and
-strategy memory."""
+"""Routing data: roles and their preferences, escalation overrides, strategies and strategy
+memory."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
-from datetime import timedelta
-
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
-from catalog.models import CAPABILITIES, CatalogModel, classify_family
+from catalog.models import CAPABILITIES, CatalogModel, Family, classify_family
+from core.money import money_field
 
-KEY_PREFIX = "lh_"
-
-
-class Scope(models.TextChoices):
-    ROUTE = "route", "route: routing decisions and the catalog"
-    USAGE_WRITE = "usage:write", "usage:write: report usage events"
-    COSTS_READ = "costs:read", "costs:read: cost reports and budgets"
-    CATALOG_SYNC = "catalog:sync", "catalog:sync: start syncs, read runs"
-
-
-def hash_secret(raw_key: str) -> str:
-    # Keys are 190+ bits of randomness, so a fast hash is enough: a slow KDF would only add
-    # latency to every API call without making a random key harder to guess.
-    return hashlib.sha256(raw_key.encode()).hexdigest()
-
-
-class ApiKeyQuerySet(models.QuerySet):
-    def live(self):
-        return self.filter(revoked_at__isnull=True)
-
-
-class ApiKey(models.Model):
-    name = models.CharField(max_length=100)
-    prefix = models.CharField(max_length=16, unique=True, help_text="Shown in clear to tell keys apart.")
-    secret_hash = models.CharField(max_length=64, editable=False)
-    scopes = models.JSONField(default=list)
-    created_at = models.DateTimeField(default=timezone.now)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
-
-    objects = ApiKeyQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["-created_at"]
-        verbose_name = "API key"
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.prefix}…)"
-
-    @classmethod
-    def issue(cls, *, name: str, scopes: list[str], created_by=None) -> tuple["ApiKey", str]:
-        """Create a key; returns it with the secret, which is not stored and is shown once."""
-        unknown = set(scopes) - set(Scope.values)
-        if unknown:
-            raise ValueError(f"unknown scope(s): {', '.join(sorted(unknown))}; known: {', '.join(Scope.values)}")
-        if not scopes:
-            raise ValueError(f"give at least one scope: {', '.join(Scope.values)}")
-        prefix = secrets.token_hex(4)
-        raw_key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
-        key = cls.objects.create(
-            name=name, prefix=prefix, secret_hash=hash_secret(raw_key), scopes=sorted(set(scopes)), created_by=created_by
-        )
-        return key, raw_key
-
-    @classmethod
-    def authenticate(cls, raw_key: str) -> "ApiKey | None":
-        if not raw_key.startswith(KEY_PREFIX):
-            return None
-        prefix = raw_key[len(KEY_PREFIX):].split("_", 1)[0]
-        key = cls.objects.live().filter(prefix=prefix).first()
-        if key is None or not hmac.compare_digest(key.secret_hash, hash_secret(raw_key)):
-            return None
-        return key
-
-    def has_scope(self, scope: str) -> bool:
-        return scope in self.scopes
-
-    @property
-    def is_revoked(self) -> bool:
-        return self.revoked_at is not None
-
-    def revoke(self) -> None:
-        if self.revoked_at is None:
-            self.revoked_at = timezone.now()
-            self.save(update_fields=["revoked_at"])
-
-    def touch(self, *, every: timedelta = timedelta(minutes=1)) -> None:
-        """Record use, at most once a minute: a write on every request would cost more than it tells."""
-        now = timezone.now()
-        if self.last_used_at is None or now - self.last_used_at >= every:
-            type(self).objects.filter(pk=self.pk).update(last_used_at=now)
-            self.last_used_at = now
+# The data versions routing's snapshot watches besides the catalog's: the admin-curated routing
+# data (roles, preferences, overrides, strategies) and the strategy memory learned from outcomes.
+ROUTING_VERSION = "routing"
+STATS_VERSION = "stats"
 
 
 # --- Admin-curated routing data ------------------------------------------------------------------
@@ -219,8 +133,6 @@ class EscalationOverride(models.Model):
         Overrides form a graph over models (a family source stands for each of its models). The
         new edge closes a cycle when its target already leads back to its source.
         """
-        from catalog.models import Family
-
         if not self.to_model_id:
             return []
         families = list(Family.objects.all())
@@ -282,7 +194,7 @@ class StrategyStat(models.Model):
     successes = models.PositiveBigIntegerField(default=0)
     quality_sum = models.FloatField(default=0)
     quality_count = models.PositiveBigIntegerField(default=0)
-    cost_usd = models.DecimalField(max_digits=30, decimal_places=14, default=0)
+    cost_usd = money_field(total=True, default=0)
     latency_ms_sum = models.PositiveBigIntegerField(default=0)
     latency_count = models.PositiveBigIntegerField(default=0)
     updated_at = models.DateTimeField(default=timezone.now)

@@ -17,14 +17,16 @@ from decimal import Decimal
 
 from django.utils import timezone
 
-from catalog.models import CAPABILITIES, PRICE_KEYS, CatalogModel, Category, Family, ModelStatus
-from catalog.selectors import current_rankings_queryset
-from llmhive_site.models import DataVersion, version_watch
-from routing.models import EscalationOverride, Role, RolePreference, StrategyStat
+from catalog.models import CAPABILITIES, CATALOG_VERSION, PRICE_KEYS, CatalogModel, Category, Family, ModelStatus
+from catalog.selectors import bootstrap_fallback_models, current_rankings_queryset
+from core.models import version_watch
+from routing.models import ROUTING_VERSION, STATS_VERSION, EscalationOverride, Role, RolePreference, StrategyStat
+from health.models import HEALTH_VERSION
+from health.selectors import down_models, reliability_by_model
 
 RECENT = timedelta(days=180)
 # The data a decision depends on (API keys have their own cache).
-INPUTS = (DataVersion.CATALOG, DataVersion.ROUTING, DataVersion.STATS, DataVersion.HEALTH)
+INPUTS = (CATALOG_VERSION, ROUTING_VERSION, STATS_VERSION, HEALTH_VERSION)
 
 
 @dataclass(slots=True)
@@ -110,6 +112,8 @@ class Snapshot:
     reliability: dict[str, float]
     # Models failing their health checks right now: never chosen (see health.selectors).
     down: frozenset[str] = frozenset()
+    # The bootstrap fallback list when it applies (no routable model and the last sync failed).
+    bootstrap: tuple[str, ...] = ()
     # Price scale of the catalog, for the catalog-signal prior (log of a typical prompt price).
     log_price_low: float = 0.0
     log_price_high: float = 1.0
@@ -221,10 +225,6 @@ def _outcomes() -> tuple[dict, dict]:
 
 
 def _reliability() -> tuple[dict[str, float], frozenset[str]]:
-    try:
-        from health.selectors import down_models, reliability_by_model
-    except ImportError:  # health checks not installed yet
-        return {}, frozenset()
     return reliability_by_model(), frozenset(down_models())
 
 
@@ -233,20 +233,21 @@ def build_snapshot(versions: dict[str, int], previous: Snapshot | None = None) -
     def changed(*names: str) -> bool:
         return previous is None or any(previous.versions.get(n) != versions.get(n) for n in names)
 
-    if changed(DataVersion.CATALOG):
+    if changed(CATALOG_VERSION):
         models, families = _models()
         rankings = _rankings()
+        bootstrap = tuple(bootstrap_fallback_models())
     else:
-        models, families, rankings = previous.models, previous.families, previous.rankings
-    if changed(DataVersion.ROUTING, DataVersion.CATALOG):
+        models, families, rankings, bootstrap = previous.models, previous.families, previous.rankings, previous.bootstrap
+    if changed(ROUTING_VERSION, CATALOG_VERSION):
         roles, overrides = _roles()
     else:
         roles, overrides = previous.roles, previous.overrides
-    if changed(DataVersion.STATS):
+    if changed(STATS_VERSION):
         outcomes, strategy_outcomes = _outcomes()
     else:
         outcomes, strategy_outcomes = previous.outcomes, previous.strategy_outcomes
-    reliability, down = _reliability() if changed(DataVersion.HEALTH) else (previous.reliability, previous.down)
+    reliability, down = _reliability() if changed(HEALTH_VERSION) else (previous.reliability, previous.down)
 
     logs = sorted(math.log10(m.prompt_f) for m in models.values() if m.prompt_f > 0 and m.active)
     low = logs[len(logs) // 20] if logs else 0.0
@@ -262,6 +263,7 @@ def build_snapshot(versions: dict[str, int], previous: Snapshot | None = None) -
         strategy_outcomes=strategy_outcomes,
         reliability=reliability,
         down=down,
+        bootstrap=bootstrap,
         log_price_low=low,
         log_price_high=high,
     )

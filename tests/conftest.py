@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from routing.models import ApiKey, Scope
+from core.models import ApiKey, Scope
 
 pytest_plugins = ["tests.fake_openrouter"]
 

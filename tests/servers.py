@@ -41,7 +41,8 @@ def project_env(**extra: str) -> dict[str, str]:
         "DATABASE_URL": database_url(),
         "DEBUG": "false",
         "LLMHIVE_HTTPS": "false",  # plain HTTP on loopback
-        "LOG_LEVEL": "WARNING",
+        "LLMHIVE_LOG_LEVEL": "WARNING",
+        "SECRET_KEY": "test-secret-key-for-servers-started-by-the-tests-0123456789",
         **extra,
     }
 

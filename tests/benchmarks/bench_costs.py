@@ -32,9 +32,9 @@ from django.utils import timezone
 from catalog.models import CatalogModel
 from costs.models import Budget, BudgetScope, DailyCost, UsageEvent
 from costs.rollups import rebuild_daily_costs
-from routing.models import ApiKey
 from tests.fake_openrouter import requires_recorded, snapshot_path
 from tests.servers import gunicorn, peak_rss_mb
+from core.models import ApiKey
 
 pytestmark = [pytest.mark.benchmark, pytest.mark.django_db(transaction=True), requires_recorded]
 

@@ -22,8 +22,8 @@ from django.db import connection, transaction
 
 from catalog.models import CatalogModel
 from costs.models import DailyCost, UsageEvent
-from routing.models import ApiKey
 from tests.servers import gunicorn
+from core.models import ApiKey
 
 pytestmark = [pytest.mark.benchmark, pytest.mark.django_db(transaction=True)]
 

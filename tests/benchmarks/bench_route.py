@@ -31,11 +31,12 @@ from django.test.utils import CaptureQueriesContext
 
 from catalog.models import CatalogModel
 from costs.models import UsageEvent
-from routing.models import ApiKey, Role
+from routing.models import Role
 from routing.selection import RouteRequest, decide
 from routing.snapshot import current_snapshot
 from tests.fake_openrouter import requires_recorded, snapshot_path
 from tests.servers import gunicorn
+from core.models import ApiKey
 
 pytestmark = [pytest.mark.benchmark, pytest.mark.django_db(transaction=True), requires_recorded]
 

@@ -20,10 +20,11 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from catalog.models import CatalogAlert, CatalogModel, Family, PriceChange, SyncRun, SyncStatus
+from catalog.models import CatalogModel, Family, PriceChange, SyncRun, SyncStatus
 from catalog.openrouter import OpenRouterClient
 from catalog.sync import model_values, sync_catalog
 from tests.fake_openrouter import load_snapshot, requires_recorded
+from core.models import Alert
 
 pytestmark = [pytest.mark.django_db(transaction=True), requires_recorded, pytest.mark.benchmark]
 
@@ -31,7 +32,7 @@ ROUNDS = int(os.environ.get("LLMHIVE_BENCH_ROUNDS", "5"))
 
 
 def empty_catalog() -> None:
-    CatalogAlert.objects.all().delete()
+    Alert.objects.all().delete()
     PriceChange.objects.all().delete()
     CatalogModel.objects.all().delete()
     SyncRun.objects.all().delete()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import User
 
-from catalog.models import AlertKind, CatalogAlert
+from catalog.models import AlertKind
 from routing.models import Role
 from tests.browser.conftest import PASSWORD, login
 from tests.factories import CatalogModelFactory
+from core.models import Alert
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -54,10 +55,10 @@ def test_disable_a_model_and_the_next_route_avoids_it(page, admin_user, api_clie
 
 
 def test_acknowledge_an_alert(page, admin_user):
-    alert = CatalogAlert.objects.create(kind=AlertKind.SYNC_FAILED, key="sync_failed:", message="OpenRouter unreachable")
+    alert = Alert.objects.create(kind=AlertKind.SYNC_FAILED, key="sync_failed:", message="OpenRouter unreachable")
 
     login(page, "admin")
-    page.goto("/admin/catalog/catalogalert/")
+    page.goto("/admin/core/alert/")
     page.check(f"input.action-select[value='{alert.pk}']")
     page.select_option("select[name=action]", "acknowledge")
     page.click("button[name=index]")

@@ -19,7 +19,6 @@ from django_q.models import OrmQ
 
 from catalog.models import (
     AlertKind,
-    CatalogAlert,
     CatalogModel,
     Category,
     CategoryRanking,
@@ -32,6 +31,7 @@ from catalog.models import (
     SyncStatus,
 )
 from tests.factories import CatalogModelFactory, CategoryFactory, FamilyFactory
+from core.models import Alert
 
 pytestmark = pytest.mark.django_db
 
@@ -531,9 +531,9 @@ def test_sync_runs_are_read_only(admin_client):
 # --- Alerts -------------------------------------------------------------------------------------
 
 
-def alert(key: str, *, age_hours: int = 0, acknowledged: bool = False, **kwargs) -> CatalogAlert:
+def alert(key: str, *, age_hours: int = 0, acknowledged: bool = False, **kwargs) -> Alert:
     created = timezone.now() - timedelta(hours=age_hours)
-    return CatalogAlert.objects.create(
+    return Alert.objects.create(
         kind=kwargs.pop("kind", AlertKind.NEW_MODEL),
         key=key,
         message=f"alert {key}",
@@ -550,7 +550,7 @@ def test_open_alerts_are_listed_first_then_the_latest_acknowledged(admin_client)
     acked_old = alert("acked-old", age_hours=72, acknowledged=True)
     open_new = alert("open-new", age_hours=2)
 
-    assert listed(admin_client, "admin:catalog_catalogalert_changelist") == [
+    assert listed(admin_client, "admin:core_alert_changelist") == [
         open_new.pk,
         open_old.pk,
         acked_new.pk,
@@ -561,7 +561,7 @@ def test_open_alerts_are_listed_first_then_the_latest_acknowledged(admin_client)
 def test_alerts_can_be_filtered_by_state_and_kind(admin_client):
     open_alert = alert("open", kind=AlertKind.SYNC_FAILED)
     acked = alert("acked", acknowledged=True)
-    url_name = "admin:catalog_catalogalert_changelist"
+    url_name = "admin:core_alert_changelist"
 
     assert listed(admin_client, url_name, state="open") == [open_alert.pk]
     assert listed(admin_client, url_name, state="acknowledged") == [acked.pk]
@@ -570,14 +570,14 @@ def test_alerts_can_be_filtered_by_state_and_kind(admin_client):
 
 def test_it_acknowledges_selected_alerts(admin_client, admin_user, django_user_model):
     model = CatalogModelFactory()
-    first = alert("first", model=model)
+    first = alert("first", model_id=model.id)
     second = alert("second")
     someone = django_user_model.objects.create_user(username="someone")
     earlier = alert("earlier", acknowledged=True, acknowledged_by=someone)
 
     with CaptureQueriesContext(connection) as captured:
         response = run_action(
-            admin_client, "admin:catalog_catalogalert_changelist", "acknowledge", [first.pk, second.pk, earlier.pk]
+            admin_client, "admin:core_alert_changelist", "acknowledge", [first.pk, second.pk, earlier.pk]
         )
 
     assert len(update_statements(captured, "catalog_catalogalert")) == 1
@@ -592,14 +592,14 @@ def test_it_acknowledges_selected_alerts(admin_client, admin_user, django_user_m
 
 def test_alerts_are_read_only_apart_from_acknowledging(admin_client):
     a = alert("one", details={"changes": [{"field": "prompt"}]})
-    change_url = reverse("admin:catalog_catalogalert_change", args=[a.pk])
+    change_url = reverse("admin:core_alert_change", args=[a.pk])
 
     response = admin_client.get(change_url)
     assert response.status_code == HTTPStatus.OK
     assert 'name="message"' not in response.content.decode()
     assert "&quot;changes&quot;" in response.content.decode()
     assert admin_client.post(change_url, {"message": "edited"}).status_code == HTTPStatus.FORBIDDEN
-    assert admin_client.get(reverse("admin:catalog_catalogalert_add")).status_code == HTTPStatus.FORBIDDEN
+    assert admin_client.get(reverse("admin:core_alert_add")).status_code == HTTPStatus.FORBIDDEN
 
 
 # --- Rankings -----------------------------------------------------------------------------------
@@ -625,8 +625,10 @@ def test_rankings_are_a_read_only_list_filtered_by_category(admin_client, django
 # --- The site -----------------------------------------------------------------------------------
 
 
-def test_the_admin_is_titled_llmhive(admin_client):
+def test_the_admin_is_titled_llmhive_and_its_index_is_the_dashboard(admin_client):
+    # The catalog admin used to overwrite the site's titles at import ("Control plane").
     response = admin_client.get(reverse("admin:index"))
 
-    assert "<title>Control plane | LLMHive</title>" in response.content.decode()
-    assert "LLMHive" in response.content.decode()
+    page = response.content.decode()
+    assert "<title>Dashboard | LLMHive admin</title>" in page
+    assert "Control plane" not in page

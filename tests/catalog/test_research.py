@@ -17,7 +17,6 @@ from django.urls import reverse
 from catalog import research
 from catalog.models import (
     AlertKind,
-    CatalogAlert,
     CatalogModel,
     Category,
     CategoryRanking,
@@ -29,6 +28,7 @@ from catalog.models import (
     SyncTrigger,
 )
 from catalog.openrouter import OpenRouterClient
+from catalog.signals import models_that_matter as models_that_matter_signal
 from catalog.research import (
     models_that_matter,
     record_rankings,
@@ -50,6 +50,7 @@ from tests.fake_openrouter import (
     truncated,
 )
 from tests.servers import free_port, project_env
+from core.models import Alert
 
 pytestmark = pytest.mark.django_db
 
@@ -199,17 +200,17 @@ def test_a_failing_category_is_reported_while_the_others_still_record(fake_openr
     assert current("programming") == [(1, "acme/model-3", first.pk), (2, "acme/model-1", first.pk)]
     assert second.details["rankings"] == 2
     # and an admin hears of it: an open alert that names the category and the run
-    alert = CatalogAlert.objects.open().get(kind=AlertKind.SYNC_FAILED)
+    alert = Alert.objects.open().get(kind=AlertKind.SYNC_FAILED)
     assert "programming" in alert.message and f"#{second.pk}" in alert.message
     # a plain sync in between does not answer it: it never asked for the category
     assert sync_catalog().status == SyncStatus.SUCCEEDED
-    assert CatalogAlert.objects.open().filter(pk=alert.pk).exists()
+    assert Alert.objects.open().filter(pk=alert.pk).exists()
 
     third = research_catalog()  # the category answers again
 
     assert third.details["errors"] == []
     assert current("programming") == [(1, "acme/model-5", third.pk), (2, "acme/model-6", third.pk)]
-    assert not CatalogAlert.objects.open().filter(kind=AlertKind.SYNC_FAILED).exists()
+    assert not Alert.objects.open().filter(kind=AlertKind.SYNC_FAILED).exists()
 
 
 def test_record_rankings_can_be_called_on_its_own(fake_openrouter):
@@ -258,13 +259,27 @@ def test_endpoints_are_fetched_only_for_enabled_ranked_active_models_up_to_the_l
     assert models_that_matter(limit=10) == expected + ["acme/model-9"]
 
 
-def test_models_that_matter_honours_the_hooks_of_other_apps(fake_openrouter, monkeypatch):
+def test_models_that_matter_honours_the_signal_receivers_of_other_apps_in_priority_order(fake_openrouter):
     fake_openrouter.set_models(entries(MODELS))
     sync_catalog()
     CatalogModel.objects.filter(id="acme/model-6").update(enabled=False)
-    monkeypatch.setattr(research, "MODELS_THAT_MATTER_HOOKS", [lambda: ["acme/model-4", "acme/model-6", "acme/unknown"]])
 
-    assert models_that_matter() == ["acme/model-4"]
+    def later(**kwargs):
+        return 99, ["acme/model-2", "acme/model-4"]
+
+    def first(**kwargs):
+        return 0, ["acme/model-4", "acme/model-6", "acme/unknown"]
+
+    models_that_matter_signal.connect(later, dispatch_uid="test.later")
+    models_that_matter_signal.connect(first, dispatch_uid="test.first")
+    try:
+        chosen = models_that_matter()
+    finally:
+        models_that_matter_signal.disconnect(dispatch_uid="test.later")
+        models_that_matter_signal.disconnect(dispatch_uid="test.first")
+
+    # Disabled and unknown ids are dropped; the lower priority's ids come first.
+    assert chosen[:2] == ["acme/model-4", "acme/model-2"]
 
 
 def test_endpoints_are_stored_in_the_published_shape(fake_openrouter):
@@ -401,7 +416,7 @@ def test_research_over_the_2026_06_29_snapshot_suggests_families_and_raises_one_
     assert not any(fnmatch.fnmatchcase("anthropic/claude-opus-4.8", p) for p in suggestions)
     assert suggest_families() == run.details["suggested_families"]
 
-    [digest] = CatalogAlert.objects.filter(kind=AlertKind.RESEARCH_DIGEST)
+    [digest] = Alert.objects.filter(kind=AlertKind.RESEARCH_DIGEST)
     assert digest.times == 1 and digest.details["run"] == run.pk
     # the week's counts include this run's own changes
     assert digest.details["week"]["added"] == 339 and digest.details["week"]["runs"] == 1
@@ -417,7 +432,7 @@ def test_the_digest_is_raised_once_per_run(fake_openrouter):
 
     second = research_catalog()
 
-    digests = CatalogAlert.objects.filter(kind=AlertKind.RESEARCH_DIGEST)
+    digests = Alert.objects.filter(kind=AlertKind.RESEARCH_DIGEST)
     # one alert a week, raised again (not repeated) by every run of that week
     assert sum(d.times for d in digests) == 2
     latest = digests.order_by("-last_raised_at").first()
@@ -473,7 +488,7 @@ def test_the_command_fails_when_openrouter_drops_every_connection(fake_openroute
     assert message.startswith("research failed: OpenRouter closed the connection")
     assert message.endswith(f"(run #{run.pk})")
     assert fake_openrouter.pending("/models") == 0
-    assert CatalogAlert.objects.open().filter(kind=AlertKind.SYNC_FAILED).count() == 1
+    assert Alert.objects.open().filter(kind=AlertKind.SYNC_FAILED).count() == 1
     assert not category_requests(fake_openrouter) and not CategoryRanking.objects.exists()
 
 
@@ -498,7 +513,7 @@ def test_manage_py_research_catalog_exits_non_zero_with_one_line_when_openrouter
     assert line.startswith(f"CommandError: research failed: cannot reach OpenRouter at GET {closed}/models")
     assert line.endswith(f"(after 2 attempts) (run #{run.pk})")
     assert (run.kind, run.trigger, run.status) == (SyncKind.RESEARCH, SyncTrigger.COMMAND, SyncStatus.FAILED)
-    alert = CatalogAlert.objects.open().get(kind=AlertKind.SYNC_FAILED)
+    alert = Alert.objects.open().get(kind=AlertKind.SYNC_FAILED)
     assert f"research #{run.pk} failed" in alert.message
 
 

@@ -14,7 +14,6 @@ from django.test.utils import CaptureQueriesContext
 
 from catalog.models import (
     AlertKind,
-    CatalogAlert,
     CatalogModel,
     ModelStatus,
     PriceChange,
@@ -25,6 +24,7 @@ from catalog.selectors import bootstrap_fallback_models
 from catalog.sync import sync_catalog
 from tests import fake_openrouter as fake_module
 from tests.fake_openrouter import load_snapshot, requires_recorded
+from core.models import Alert
 
 pytestmark = pytest.mark.django_db
 
@@ -73,7 +73,7 @@ def test_it_adds_every_model_of_the_first_sync(fake_openrouter):
     assert (run.seen, run.added, run.updated, run.missing) == (10, 10, 0, 0)
     assert CatalogModel.objects.filter(status=ModelStatus.ACTIVE).count() == 10
     # the first import is not ten "new model" alerts
-    assert not CatalogAlert.objects.filter(kind=AlertKind.NEW_MODEL).exists()
+    assert not Alert.objects.filter(kind=AlertKind.NEW_MODEL).exists()
 
 
 def test_it_records_a_price_change_with_history_and_one_alert(fake_openrouter):
@@ -96,7 +96,7 @@ def test_it_records_a_price_change_with_history_and_one_alert(fake_openrouter):
         Decimal("0.00000001703012"),
     )
     assert CatalogModel.objects.get(id="acme/model-3").price_prompt == Decimal("0.00000001703012")
-    alert = CatalogAlert.objects.get(kind=AlertKind.PRICE_CHANGE)
+    alert = Alert.objects.get(kind=AlertKind.PRICE_CHANGE)
     assert alert.model_id == "acme/model-3" and alert.times == 1
 
 
@@ -110,16 +110,16 @@ def test_it_marks_absent_models_missing_and_brings_them_back(fake_openrouter):
     missing = CatalogModel.objects.get(id="acme/model-0")
     assert gone.missing == 1
     assert missing.status == ModelStatus.MISSING and missing.missing_since is not None
-    assert CatalogAlert.objects.open().filter(kind=AlertKind.MODEL_MISSING, model_id="acme/model-0").exists()
+    assert Alert.objects.open().filter(kind=AlertKind.MODEL_MISSING, model_id="acme/model-0").exists()
 
     fake_openrouter.set_models(models)
     back = sync_catalog()
     returned = CatalogModel.objects.get(id="acme/model-0")
     assert back.reactivated == 1 and back.added == 0
     assert returned.status == ModelStatus.ACTIVE and returned.missing_since is None
-    assert CatalogAlert.objects.open().filter(kind=AlertKind.MODEL_RETURNED, model_id="acme/model-0").exists()
+    assert Alert.objects.open().filter(kind=AlertKind.MODEL_RETURNED, model_id="acme/model-0").exists()
     # the missing alert has nothing left to say once the model is back
-    assert not CatalogAlert.objects.open().filter(kind=AlertKind.MODEL_MISSING).exists()
+    assert not Alert.objects.open().filter(kind=AlertKind.MODEL_MISSING).exists()
     assert CatalogModel.objects.count() == 10  # never deleted
 
 
@@ -154,12 +154,12 @@ def test_it_refuses_a_list_ninety_percent_smaller_until_forced(fake_openrouter):
     assert refused.status == SyncStatus.FAILED
     assert "would mark 9 of 10 active models missing" in refused.error
     assert catalog_state() == before
-    assert CatalogAlert.objects.open().filter(kind=AlertKind.SYNC_FAILED).exists()
+    assert Alert.objects.open().filter(kind=AlertKind.SYNC_FAILED).exists()
 
     forced = sync_catalog(force=True)
     assert forced.status == SyncStatus.SUCCEEDED and forced.missing == 9
     # a successful run closes the failure alert
-    assert not CatalogAlert.objects.open().filter(kind=AlertKind.SYNC_FAILED).exists()
+    assert not Alert.objects.open().filter(kind=AlertKind.SYNC_FAILED).exists()
 
 
 def test_it_skips_malformed_entries_and_applies_the_rest(fake_openrouter):
@@ -214,7 +214,7 @@ def test_a_failed_run_leaves_the_catalog_unchanged_records_the_error_and_alerts(
     assert run.status == SyncStatus.FAILED
     assert run.error and "\n" not in run.error
     assert catalog_state() == before
-    alert = CatalogAlert.objects.open().get(kind=AlertKind.SYNC_FAILED)
+    alert = Alert.objects.open().get(kind=AlertKind.SYNC_FAILED)
     assert run.error in alert.message
 
 
@@ -234,7 +234,7 @@ def test_repeated_failures_raise_one_alert_that_counts_them(fake_openrouter):
     sync_catalog()
     sync_catalog()
 
-    alert = CatalogAlert.objects.open().get(kind=AlertKind.SYNC_FAILED)
+    alert = Alert.objects.open().get(kind=AlertKind.SYNC_FAILED)
     assert alert.times == 2
 
 

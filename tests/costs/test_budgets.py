@@ -9,11 +9,11 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from catalog.models import AlertKind, CatalogAlert
 from costs.budgets import BudgetBook, budget_statuses, check_budget_thresholds
 from costs.ingest import ingest_events
-from costs.models import Budget, BudgetPeriod, BudgetScope, BudgetState, window_end, window_start
+from costs.models import AlertKind as CostAlertKind, Budget, BudgetPeriod, BudgetScope, BudgetState, window_end, window_start
 from tests.factories import CatalogModelFactory
+from core.models import Alert
 
 pytestmark = pytest.mark.django_db
 
@@ -110,10 +110,10 @@ def test_threshold_alerts_are_raised_once_per_window_and_level():
     now = datetime.now(timezone.utc)
 
     spend("1", now, "4")
-    assert CatalogAlert.objects.filter(kind=AlertKind.BUDGET_THRESHOLD).count() == 0
+    assert Alert.objects.filter(kind=CostAlertKind.BUDGET_THRESHOLD).count() == 0
     spend("2", now, "2")  # 6 of 10: past the soft limit
     spend("3", now, "1")  # still soft: no second alert
-    soft = CatalogAlert.objects.get(kind=AlertKind.BUDGET_THRESHOLD)
+    soft = Alert.objects.get(kind=CostAlertKind.BUDGET_THRESHOLD)
     assert soft.details["level"] == "soft_limit" and "daily" in soft.message
     soft.acknowledged_at = now  # acknowledged alerts are not raised again in the same window
     soft.save()
@@ -121,7 +121,7 @@ def test_threshold_alerts_are_raised_once_per_window_and_level():
     spend("5", now, "1")
     check_budget_thresholds()
 
-    levels = sorted(CatalogAlert.objects.filter(kind=AlertKind.BUDGET_THRESHOLD).values_list("details__level", flat=True))
+    levels = sorted(Alert.objects.filter(kind=CostAlertKind.BUDGET_THRESHOLD).values_list("details__level", flat=True))
     assert levels == ["exhausted", "soft_limit"]
 
 
@@ -134,7 +134,7 @@ def test_a_new_window_raises_its_own_alerts():
     check_budget_thresholds(budget_statuses([budget], today=date(2026, 3, 10)))
     check_budget_thresholds(budget_statuses([budget], today=date(2026, 3, 10)))
 
-    windows = sorted(CatalogAlert.objects.filter(details__level="exhausted").values_list("details__window_start", flat=True))
+    windows = sorted(Alert.objects.filter(details__level="exhausted").values_list("details__window_start", flat=True))
     assert windows == ["2026-03-09", "2026-03-10"]
 
 

@@ -10,9 +10,10 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from catalog.models import AlertKind, CatalogAlert, PriceChange
-from costs.models import DailyCost, UsageEvent
+from catalog.models import PriceChange
+from costs.models import AlertKind as CostAlertKind, DailyCost, UsageEvent
 from tests.factories import CatalogModelFactory
+from core.models import Alert
 
 URL = "/api/v1/usage"
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)
@@ -137,7 +138,7 @@ def test_an_unknown_model_is_stored_with_its_string_and_alerted_once(writer, mod
     stored = UsageEvent.objects.get(request_id="req-1")
     assert stored.model_id is None and stored.model_ref == "mystery/model"
     assert stored.computed_cost_usd is None and stored.cost_usd == Decimal("0.002")
-    alert = CatalogAlert.objects.get(kind=AlertKind.UNKNOWN_MODEL_REPORTED)
+    alert = Alert.objects.get(kind=CostAlertKind.UNKNOWN_MODEL_REPORTED)
     assert "mystery/model" in alert.message and alert.times == 2
     row = DailyCost.objects.get(model="mystery/model")
     assert row.cost_usd == Decimal("0.002") and row.unpriced_requests == 1
@@ -149,7 +150,7 @@ def test_a_model_without_a_usable_price_is_unpriced_not_free(writer, db):
     body = writer.post_json(URL, {"events": [event(1, model="router/auto")]}).json()
 
     assert body["unpriced_models"] == ["router/auto"]
-    assert CatalogAlert.objects.filter(kind=AlertKind.UNPRICED_MODEL, model_id="router/auto").exists()
+    assert Alert.objects.filter(kind=CostAlertKind.UNPRICED_MODEL, model_id="router/auto").exists()
     row = DailyCost.objects.get()
     assert row.cost_usd == 0 and row.unpriced_requests == 1
 

@@ -270,6 +270,6 @@ def test_every_report_names_the_bad_parameter(reader, path, query, field):
     (("path", "model_id"), ("path", "model_id")),
 ])
 def test_a_validation_error_names_the_field_callers_sent(loc, expected):
-    from llmhive_site.errors import _field_path
+    from core.errors import _field_path
 
     assert _field_path(loc) == expected

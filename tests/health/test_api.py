@@ -119,7 +119,7 @@ def test_health_is_ok_with_a_live_worker_and_a_fresh_catalog(anon_client, privat
 
 def test_a_catalog_older_than_its_schedule_plus_the_grace_is_degraded(anon_client, private_cache, settings):
     settings.LLMHIVE_SYNC_INTERVAL_HOURS = 6
-    settings.LLMHIVE_HEALTH_CATALOG_GRACE_MINUTES = 60
+    settings.LLMHIVE_CATALOG_GRACE_MINUTES = 60
     a_worker_reports_in()
     fresh_catalog(age=timedelta(hours=6, minutes=50))
 

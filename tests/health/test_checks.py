@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from catalog.locks import hold_lock
+from core.locks import hold_lock
 from catalog.models import CategoryRanking, ModelStatus, SyncRun
 from costs.ingest import ingest_events
 from costs.models import UsageEvent

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from catalog.models import AlertKind, CatalogAlert
 from health.checks import run_health_checks
-from health.models import ModelReliability
+from health.models import HEALTH_VERSION, AlertKind as HealthAlertKind, ModelReliability
 from health.selectors import reliability_by_model, unhealthy_models
-from llmhive_site.models import DataVersion
+from core.models import Alert, DataVersion
 from tests.fake_openrouter import status
 from tests.health.conftest import DOWN, UP
 
@@ -85,16 +84,16 @@ def test_an_alert_after_n_failures_in_a_row_and_a_recovery_note(acme, fake_openr
 
     for _ in range(2):
         check(fake_openrouter, "acme/m3", [DOWN])
-    assert not CatalogAlert.objects.filter(kind=AlertKind.MODEL_UNHEALTHY).exists()
+    assert not Alert.objects.filter(kind=HealthAlertKind.MODEL_UNHEALTHY).exists()
 
     check(fake_openrouter, "acme/m3", [DOWN])
-    alert = CatalogAlert.objects.open().get(kind=AlertKind.MODEL_UNHEALTHY)
+    alert = Alert.objects.open().get(kind=HealthAlertKind.MODEL_UNHEALTHY)
     assert alert.model_id == "acme/m3" and "failed 3 health checks in a row" in alert.message
     assert "no_endpoint_up" in alert.message and alert.details["consecutive_failures"] == 3
 
     check(fake_openrouter, "acme/m3", [DOWN])  # still failing: the same alert, raised again
     alert.refresh_from_db()
-    assert CatalogAlert.objects.filter(kind=AlertKind.MODEL_UNHEALTHY).count() == 1 and alert.times == 2
+    assert Alert.objects.filter(kind=HealthAlertKind.MODEL_UNHEALTHY).count() == 1 and alert.times == 2
     row = ModelReliability.objects.get(model_id="acme/m3")
     assert [(m.model_id, m.consecutive_failures) for m in unhealthy_models()] == [("acme/m3", 4)]
     assert unhealthy_models()[0].last_error.startswith("no_endpoint_up")
@@ -111,7 +110,7 @@ def test_an_alert_after_n_failures_in_a_row_and_a_recovery_note(acme, fake_openr
     assert [(m.model_id, m.consecutive_failures) for m in unhealthy_models()] == [("acme/m3", 0)]
 
     check(fake_openrouter, "acme/m3", [DOWN])  # one failure after recovering: no new alert yet
-    assert not CatalogAlert.objects.open().filter(kind=AlertKind.MODEL_UNHEALTHY).exists()
+    assert not Alert.objects.open().filter(kind=HealthAlertKind.MODEL_UNHEALTHY).exists()
 
 
 def test_low_reliability_alone_lists_a_model_as_unhealthy(acme, fake_openrouter, no_key, settings):
@@ -123,9 +122,9 @@ def test_low_reliability_alone_lists_a_model_as_unhealthy(acme, fake_openrouter,
 
 
 def test_every_run_bumps_the_health_version(acme, fake_openrouter, no_key):
-    versions = [DataVersion.current().get(DataVersion.HEALTH)]
+    versions = [DataVersion.current().get(HEALTH_VERSION)]
     for _ in range(2):  # the second run changes nothing, and still tells routing
         run_health_checks(model_ids=["acme/m0"])
-        versions.append(DataVersion.current()[DataVersion.HEALTH])
+        versions.append(DataVersion.current()[HEALTH_VERSION])
 
     assert len(set(versions)) == 3

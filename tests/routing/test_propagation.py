@@ -11,9 +11,10 @@ import httpx
 import pytest
 from django.urls import reverse
 
-from routing.models import ApiKey, Role, RolePreference
+from routing.models import Role, RolePreference
 from tests.factories import CatalogModelFactory
 from tests.servers import gunicorn
+from core.models import ApiKey
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -19,7 +19,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from catalog.models import CAPABILITIES, CatalogModel, Family, ModelStatus
-from llmhive_site.models import DataVersion
+from core.models import DataVersion
 from routing.api import EscalateOut, RouteOut
 from routing.models import EscalationOverride, Role, RolePreference
 from routing.selection import EscalateRequest, RouteRequest, RoutingError, decide, escalate

@@ -13,6 +13,7 @@ from costs.models import Budget, BudgetAction, BudgetScope
 from routing.api import EscalateOut, RouteOut
 from routing.models import EscalationOverride, Role, RolePreference
 from tests.factories import CatalogModelFactory
+from health.models import HEALTH_VERSION
 
 pytestmark = pytest.mark.django_db
 
@@ -209,13 +210,13 @@ def test_a_client_can_check_its_key_without_a_query(make_api_key, django_assert_
 
 def test_a_model_failing_its_health_checks_is_not_chosen_until_it_recovers(api_client, coder, settings):
     from health.models import ModelReliability
-    from llmhive_site.models import DataVersion
+    from core.models import DataVersion
 
     settings.LLMHIVE_HEALTH_FAILURES_BEFORE_ALERT = 3
     chosen = route(api_client, accuracy="economy").json()["model"]
     row = ModelReliability.objects.create(model_id=chosen, reliability=0.4, consecutive_failures=3,
                                           checks_count=5, last_checked_at=datetime.now(timezone.utc))
-    DataVersion.bump(DataVersion.HEALTH)
+    DataVersion.bump(HEALTH_VERSION)
 
     answer = route(api_client, accuracy="economy", fallback_count=5).json()
     assert chosen not in [answer["model"], *answer["fallbacks"], *answer["escalation"]]
@@ -223,18 +224,18 @@ def test_a_model_failing_its_health_checks_is_not_chosen_until_it_recovers(api_c
 
     row.consecutive_failures = 0
     row.save()
-    DataVersion.bump(DataVersion.HEALTH)
+    DataVersion.bump(HEALTH_VERSION)
     assert route(api_client, accuracy="economy").json()["model"] == chosen
 
 
 def test_when_every_model_is_down_the_refusal_says_so(api_client, coder, settings):
     from health.models import ModelReliability
-    from llmhive_site.models import DataVersion
+    from core.models import DataVersion
 
     for model_id in ("acme/cheap", "acme/mid", "acme/pro-1", "acme/pro-2"):
         ModelReliability.objects.create(model_id=model_id, reliability=0.0, consecutive_failures=9,
                                         checks_count=9, last_checked_at=datetime.now(timezone.utc))
-    DataVersion.bump(DataVersion.HEALTH)
+    DataVersion.bump(HEALTH_VERSION)
 
     response = route(api_client)
     assert response.status_code == 422 and response.json()["rejected"]["unhealthy"] == 4

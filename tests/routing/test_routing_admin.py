@@ -9,8 +9,8 @@ import pytest
 from django.urls import reverse
 
 from catalog.models import Family
-from llmhive_site.models import DataVersion
-from routing.models import EscalationOverride, Role, RolePreference, Strategy, StrategyStat
+from core.models import DataVersion
+from routing.models import ROUTING_VERSION, EscalationOverride, Role, RolePreference, Strategy, StrategyStat
 from tests.factories import CatalogModelFactory
 
 pytestmark = pytest.mark.django_db
@@ -98,7 +98,7 @@ def test_reordering_preferences_moves_the_routing_version(admin_client, models):
     role = Role.objects.create(slug="coder", required_capabilities=["supports_tools"])
     first = RolePreference.objects.create(role=role, model_id="acme/tools", position=10)
     second = RolePreference.objects.create(role=role, model_id="acme/tools-2", position=20)
-    before = DataVersion.current().get(DataVersion.ROUTING)
+    before = DataVersion.current().get(ROUTING_VERSION)
     data = role_form(**{
         "preferences-TOTAL_FORMS": "2", "preferences-INITIAL_FORMS": "2",
         "preferences-0-id": str(first.pk), "preferences-0-role": str(role.pk),
@@ -111,7 +111,7 @@ def test_reordering_preferences_moves_the_routing_version(admin_client, models):
 
     assert response.status_code == 302
     assert list(role.preferences.order_by("position").values_list("model_id", flat=True)) == ["acme/tools-2", "acme/tools"]
-    assert DataVersion.current().get(DataVersion.ROUTING) != before
+    assert DataVersion.current().get(ROUTING_VERSION) != before
 
 
 def test_an_override_that_would_make_a_cycle_is_refused_with_the_path(admin_client, models):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -10,10 +11,11 @@ from django.contrib.auth.models import User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from catalog.models import AlertKind, CatalogAlert, Category, CategoryRanking, SyncRun
+from catalog.models import AlertKind, Category, CategoryRanking, SyncRun
 from costs.ingest import ingest_events
 from costs.models import Budget
 from tests.factories import CatalogModelFactory
+from core.models import Alert
 
 pytestmark = pytest.mark.django_db
 
@@ -29,7 +31,7 @@ def test_the_dashboard_shows_freshness_models_alerts_spend_and_schedules(admin_c
     SyncRun.objects.create(kind="sync", status="succeeded", finished_at=datetime.now(timezone.utc) - timedelta(hours=2))
     CatalogModelFactory(id="acme/a", supports_tools=True)
     CatalogModelFactory(id="acme/b", status="missing")
-    CatalogAlert.objects.create(kind=AlertKind.PRICE_CHANGE, key="price_change:acme/a", message="moved", model_id="acme/a")
+    Alert.objects.create(kind=AlertKind.PRICE_CHANGE, key="price_change:acme/a", message="moved", model_id="acme/a")
     Budget.objects.create(name="Monthly", limit_usd=Decimal("100"))
     ingest_events([{"request_id": "r1", "occurred_at": datetime.now(timezone.utc), "model": "acme/a", "success": True, "cost_usd": Decimal("12.5")}])
 
@@ -52,7 +54,7 @@ def test_the_dashboard_reads_in_a_fixed_number_of_queries(admin_client):
         admin_client.get("/admin/")
     for i in range(5, 60):
         CatalogModelFactory(id=f"acme/m{i}")
-        CatalogAlert.objects.create(kind=AlertKind.NEW_MODEL, key=f"new_model:acme/m{i}", message="new", model_id=f"acme/m{i}")
+        Alert.objects.create(kind=AlertKind.NEW_MODEL, key=f"new_model:acme/m{i}", message="new", model_id=f"acme/m{i}")
     with CaptureQueriesContext(connection) as many:
         admin_client.get("/admin/")
     assert len(many) == len(few)
@@ -84,3 +86,33 @@ def test_the_ranking_page_shows_a_categorys_current_ranking(admin_client):
 def test_the_pages_need_a_staff_login(client):
     assert client.get("/admin/capabilities/").status_code == 302
     assert client.get("/admin/rankings/").status_code == 302
+
+
+def test_each_alert_kind_on_the_dashboard_links_to_its_open_alerts(admin_client):
+    # The links used a filter parameter the alert list does not have (it redirected to ?e=1).
+    Alert.objects.create(kind=AlertKind.PRICE_CHANGE, key="price_change:acme/a", message="moved", model_id="acme/a")
+    Alert.objects.create(
+        kind=AlertKind.PRICE_CHANGE, key="price_change:acme/b", message="old news", acknowledged_at=datetime.now(timezone.utc)
+    )
+    Alert.objects.create(kind=AlertKind.NEW_MODEL, key="new_model:acme/c", message="new", model_id="acme/c")
+    page = admin_client.get("/admin/").content.decode()
+    link = re.search(r'<a href="([^"]+)">Price change</a>', page).group(1).replace("&amp;", "&")
+
+    response = admin_client.get(link)
+
+    assert response.status_code == 200
+    assert [a.key for a in response.context["cl"].result_list] == ["price_change:acme/a"]
+
+
+@pytest.mark.parametrize(("age", "stale"), [(timedelta(hours=6, minutes=50), False), (timedelta(hours=7, minutes=10), True)])
+def test_the_dashboard_and_health_judge_a_stale_catalog_alike(admin_client, anon_client, settings, age, stale):
+    # They used two settings (6 h of grace on the dashboard, 60 minutes on /health).
+    settings.LLMHIVE_SYNC_INTERVAL_HOURS = 6
+    settings.LLMHIVE_CATALOG_GRACE_MINUTES = 60
+    SyncRun.objects.create(kind="sync", status="succeeded", finished_at=datetime.now(timezone.utc) - age)
+
+    dashboard = admin_client.get("/admin/").context["dashboard"]
+    health = anon_client.get("/api/v1/health").json()["checks"]["catalog"]
+
+    assert dashboard.freshness.is_stale is stale
+    assert (health["status"] == "stale") is stale

@@ -12,11 +12,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from health.checks import HealthCheckError, run_health_checks
+from core.money import decimal_str
 from health.models import HealthCheckRun, ModelHealthCheck, Trigger
-
-
-def _usd(amount) -> str | None:
-    return None if amount is None else format(amount.normalize(), "f")
 
 
 class Command(BaseCommand):
@@ -47,8 +44,8 @@ class Command(BaseCommand):
     def table(self, run: HealthCheckRun, checks: list[ModelHealthCheck]) -> None:
         self.stdout.write(f"OpenRouter at {settings.OPENROUTER_BASE_URL}: reachable")
         if run.key_limit_usd is not None or run.key_usage_usd is not None:
-            limit = "none" if run.key_limit_usd is None else f"{_usd(run.key_limit_usd)} USD"
-            self.stdout.write(f"key: limit {limit}, usage {_usd(run.key_usage_usd)} USD")
+            limit = "none" if run.key_limit_usd is None else f"{decimal_str(run.key_limit_usd)} USD"
+            self.stdout.write(f"key: limit {limit}, usage {decimal_str(run.key_usage_usd)} USD")
         width = max([len(c.model_id) for c in checks] + [5])
         self.stdout.write(f"{'model':<{width}}  {'result':<6}  {'endpoints':>9}  {'uptime':>7}  {'ping':<5}  {'ms':>6}  error")
         for c in checks:
@@ -69,7 +66,7 @@ class Command(BaseCommand):
 def summary(run: HealthCheckRun) -> str:
     line = (
         f"{run.models_checked} checked, {run.models_failed} failed, {run.pinged} pinged "
-        f"for {_usd(run.ping_spend_usd)} USD ({run.status})"
+        f"for {decimal_str(run.ping_spend_usd)} USD ({run.status})"
     )
     return line + (f"; {run.note}" if run.note else "")
 
@@ -77,7 +74,7 @@ def summary(run: HealthCheckRun) -> str:
 def as_json(run: HealthCheckRun, checks: list[ModelHealthCheck]) -> str:
     key = None
     if run.key_limit_usd is not None or run.key_usage_usd is not None:
-        key = {"limit_usd": _usd(run.key_limit_usd), "usage_usd": _usd(run.key_usage_usd)}
+        key = {"limit_usd": decimal_str(run.key_limit_usd), "usage_usd": decimal_str(run.key_usage_usd)}
     return json.dumps({
         "run": run.pk,
         "status": run.status,
@@ -86,14 +83,14 @@ def as_json(run: HealthCheckRun, checks: list[ModelHealthCheck]) -> str:
         "checked": run.models_checked,
         "failed": run.models_failed,
         "pinged": run.pinged,
-        "ping_spend_usd": _usd(run.ping_spend_usd),
+        "ping_spend_usd": decimal_str(run.ping_spend_usd),
         "note": run.note,
         "models": [
             {
                 "model_id": c.model_id, "ok": c.ok, "endpoints_total": c.endpoints_total, "endpoints_up": c.endpoints_up,
                 "best_uptime": c.best_uptime, "pinged": c.pinged, "ping_ok": c.ping_ok, "latency_ms": c.latency_ms,
                 "http_status": c.http_status, "error_code": c.error_code, "error_message": c.error_message,
-                "ping_cost_usd": _usd(c.ping_cost_usd),
+                "ping_cost_usd": decimal_str(c.ping_cost_usd),
             }
             for c in checks
         ],

@@ -1,4 +1,4 @@
-"""Raising catalog alerts without duplicates: an open alert with the same key is bumped, not repeated."""
+"""Raising alerts without duplicates: an open alert with the same key is bumped, not repeated."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Iterable
 from django.db.models import F
 from django.utils import timezone
 
-from catalog.models import CatalogAlert
+from core.models import Alert
 
 
 @dataclass
@@ -41,12 +41,12 @@ def raise_alerts(alerts: Iterable[NewAlert]) -> dict[str, int]:
 
     keys = list(by_key)
     now = timezone.now()
-    open_alerts = {a.key: a for a in CatalogAlert.objects.open().filter(key__in=keys)}
+    open_alerts = {a.key: a for a in Alert.objects.open().filter(key__in=keys)}
     once_keys = [k for k, a in by_key.items() if a.once]
-    ever_raised = set(CatalogAlert.objects.filter(key__in=once_keys).values_list("key", flat=True)) if once_keys else set()
+    ever_raised = set(Alert.objects.filter(key__in=once_keys).values_list("key", flat=True)) if once_keys else set()
 
     to_create = [
-        CatalogAlert(
+        Alert(
             kind=a.kind,
             model_id=a.model_id,
             key=key,
@@ -59,7 +59,7 @@ def raise_alerts(alerts: Iterable[NewAlert]) -> dict[str, int]:
         if key not in open_alerts and key not in ever_raised
     ]
     # ignore_conflicts: if another process raised the same alert a moment ago, theirs stands.
-    CatalogAlert.objects.bulk_create(to_create, ignore_conflicts=True)
+    Alert.objects.bulk_create(to_create, ignore_conflicts=True)
 
     to_bump = []
     for key, existing in open_alerts.items():
@@ -70,8 +70,8 @@ def raise_alerts(alerts: Iterable[NewAlert]) -> dict[str, int]:
         existing.last_raised_at = now
         to_bump.append(existing)
     if to_bump:
-        CatalogAlert.objects.bulk_update(to_bump, ["message", "details", "last_raised_at"])
-        CatalogAlert.objects.filter(pk__in=[a.pk for a in to_bump]).update(times=F("times") + 1)
+        Alert.objects.bulk_update(to_bump, ["message", "details", "last_raised_at"])
+        Alert.objects.filter(pk__in=[a.pk for a in to_bump]).update(times=F("times") + 1)
     return {"created": len(to_create), "bumped": len(to_bump)}
 
 

@@ -1,8 +1,5 @@
 """Bearer API keys with scopes, for every app's router.
 
-It lives in the project package, not in an app, so that `catalog` can require a scope without
-importing `routing` (dependencies between apps point one way).
-
 Keys are looked up in a per-process cache of the live keys, rebuilt when the `api_keys` data
 version moves (a key made, changed or revoked anywhere): a request costs no query to
 authenticate, and a revoked key stops working everywhere within the version check interval.
@@ -15,10 +12,8 @@ import threading
 from django.http import HttpRequest
 from ninja.security import HttpBearer
 
-from llmhive_site.errors import ApiError
-from llmhive_site.models import DataVersion, version_watch
-
-API_KEYS = "api_keys"
+from core.errors import ApiError
+from core.models import API_KEYS_VERSION, KEY_PREFIX, ApiKey, DataVersion, hash_secret, version_watch
 
 
 class KeyCache:
@@ -28,11 +23,9 @@ class KeyCache:
         self._by_hash: dict = {}
 
     def lookup(self, raw_key: str):
-        from routing.models import KEY_PREFIX, ApiKey, hash_secret
-
         if not raw_key.startswith(KEY_PREFIX):
             return None
-        version = version_watch.versions().get(API_KEYS, 0)
+        version = version_watch.versions().get(API_KEYS_VERSION, 0)
         if version != self._version:
             with self._lock:
                 if version != self._version:
@@ -48,7 +41,7 @@ key_cache = KeyCache()
 
 
 def api_keys_changed(**kwargs) -> None:
-    DataVersion.bump(API_KEYS)
+    DataVersion.bump(API_KEYS_VERSION)
 
 
 class ApiKeyAuth(HttpBearer):

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from routing.models import ApiKey, Scope
+from core.models import ApiKey, Scope
 
 
 class Command(BaseCommand):

@@ -2,6 +2,19 @@
 
 from __future__ import annotations
 
+import json
+
+from django.utils.html import format_html
+
+
+def plural(count: int, noun: str, plural_noun: str | None = None) -> str:
+    return f"{count} {noun if count == 1 else (plural_noun or noun + 's')}"
+
+
+def pretty_json(value) -> str:
+    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+    return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', text)
+
 
 class ReadOnlyMixin:
     """Records written by jobs or the ledger: readable, never added, changed or deleted by hand.

@@ -9,7 +9,7 @@ from typing import Iterator
 from django.db import IntegrityError
 from django.utils import timezone
 
-from catalog.models import SyncLock
+from core.models import Lock
 
 
 class LockBusy(Exception):
@@ -26,18 +26,18 @@ def hold_lock(name: str, *, holder: str, ttl_seconds: int) -> Iterator[None]:
     It must be taken outside any transaction, so that other processes see the claim.
     """
     now = timezone.now()
-    if not SyncLock.objects.filter(name=name).exists():
+    if not Lock.objects.filter(name=name).exists():
         try:
-            SyncLock.objects.create(name=name, locked_until=now - timedelta(seconds=1))
+            Lock.objects.create(name=name, locked_until=now - timedelta(seconds=1))
         except IntegrityError:
             pass  # another process created it first; the UPDATE below decides who holds it
-    claimed = SyncLock.objects.filter(name=name, locked_until__lt=now).update(
+    claimed = Lock.objects.filter(name=name, locked_until__lt=now).update(
         locked_until=now + timedelta(seconds=ttl_seconds), holder=holder
     )
     if not claimed:
-        current = SyncLock.objects.filter(name=name).values_list("holder", flat=True).first() or ""
+        current = Lock.objects.filter(name=name).values_list("holder", flat=True).first() or ""
         raise LockBusy(name, current)
     try:
         yield
     finally:
-        SyncLock.objects.filter(name=name, holder=holder).update(locked_until=timezone.now(), holder="")
+        Lock.objects.filter(name=name, holder=holder).update(locked_until=timezone.now(), holder="")

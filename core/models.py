@@ -1,0 +1,201 @@
+"""What every app needs and no app owns: data versions, API keys, locks and alerts.
+
+Each model keeps the table it had before `core` existed (see `db_table`), so a database made by
+an earlier version moves here without copying a row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from core.kinds import alert_kind_label, alert_kinds
+from core.versions import VersionWatch
+
+
+class DataVersion(models.Model):
+    """A version per kind of data that in-process caches are built from.
+
+    Whatever changes such data bumps its version (on save and delete, at the end of a sync, after
+    an ingest). Each web worker compares the versions with those its caches were built from, at
+    most every few hundred milliseconds (`core.versions.version_watch`), and rebuilds when they
+    differ: between checks a request touches no database. Each app names its own versions.
+    """
+
+    name = models.CharField(max_length=32, primary_key=True)
+    version = models.BigIntegerField(default=0)
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "llmhive_site_dataversion"
+        verbose_name = "data version"
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+    @classmethod
+    def bump(cls, *names: str) -> None:
+        # A random value rather than a counter: a bump rolled back and made again (a failed
+        # transaction, a test) can never bring back a value a cache has already seen.
+        now = timezone.now()
+        for name in names:
+            value = secrets.randbits(62)
+            if not cls.objects.filter(name=name).update(version=value, changed_at=now):
+                cls.objects.get_or_create(name=name, defaults={"version": value, "changed_at": now})
+        version_watch.expire()  # this process sees its own change at once
+
+    @classmethod
+    def current(cls) -> dict[str, int]:
+        return dict(cls.objects.values_list("name", "version"))
+
+
+version_watch = VersionWatch(DataVersion.current)
+
+
+# --- API keys ------------------------------------------------------------------------------------
+
+KEY_PREFIX = "lh_"
+API_KEYS_VERSION = "api_keys"
+
+
+class Scope(models.TextChoices):
+    ROUTE = "route", "route: routing decisions and the catalog"
+    USAGE_WRITE = "usage:write", "usage:write: report usage events"
+    COSTS_READ = "costs:read", "costs:read: cost reports and budgets"
+    CATALOG_SYNC = "catalog:sync", "catalog:sync: start syncs, read runs"
+
+
+def hash_secret(raw_key: str) -> str:
+    # Keys are 190+ bits of randomness, so a fast hash is enough: a slow KDF would only add
+    # latency to every API call without making a random key harder to guess.
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+class ApiKeyQuerySet(models.QuerySet):
+    def live(self):
+        return self.filter(revoked_at__isnull=True)
+
+
+class ApiKey(models.Model):
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True, help_text="Shown in clear to tell keys apart.")
+    secret_hash = models.CharField(max_length=64, editable=False)
+    scopes = models.JSONField(default=list)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        db_table = "routing_apikey"
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @classmethod
+    def issue(cls, *, name: str, scopes: list[str], created_by=None) -> tuple[ApiKey, str]:
+        """Create a key; returns it with the secret, which is not stored and is shown once."""
+        unknown = set(scopes) - set(Scope.values)
+        if unknown:
+            raise ValueError(f"unknown scope(s): {', '.join(sorted(unknown))}; known: {', '.join(Scope.values)}")
+        if not scopes:
+            raise ValueError(f"give at least one scope: {', '.join(Scope.values)}")
+        prefix = secrets.token_hex(4)
+        raw_key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+        key = cls.objects.create(
+            name=name, prefix=prefix, secret_hash=hash_secret(raw_key), scopes=sorted(set(scopes)), created_by=created_by
+        )
+        return key, raw_key
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def touch(self, *, every: timedelta = timedelta(minutes=1)) -> None:
+        """Record use, at most once a minute: a write on every request would cost more than it tells."""
+        now = timezone.now()
+        if self.last_used_at is None or now - self.last_used_at >= every:
+            type(self).objects.filter(pk=self.pk).update(last_used_at=now)
+            self.last_used_at = now
+
+
+# --- Locks ---------------------------------------------------------------------------------------
+
+
+class Lock(models.Model):
+    """One row per lock name, claimed with a conditional UPDATE (works on PostgreSQL and SQLite);
+    `core.locks.hold_lock` takes and releases it."""
+
+    name = models.CharField(max_length=32, primary_key=True)
+    locked_until = models.DateTimeField()
+    holder = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        db_table = "catalog_synclock"
+
+    def __str__(self) -> str:
+        return f"{self.name} lock"
+
+
+# --- Alerts --------------------------------------------------------------------------------------
+
+
+class AlertQuerySet(models.QuerySet):
+    def open(self):
+        return self.filter(acknowledged_at__isnull=True)
+
+
+class Alert(models.Model):
+    """Something a person should look at, raised by any app (`core.alerts.raise_alerts`).
+
+    Each app registers the kinds it raises (`core.alerts.register_kinds`) in its AppConfig. An alert
+    about a catalog model names it by id in `model_id`: core sits below the catalog, so this is
+    the id as a string rather than a foreign key (models are never deleted, only marked missing).
+    """
+
+    kind = models.CharField(max_length=32, choices=alert_kinds)
+    model_id = models.CharField(max_length=200, null=True, blank=True, db_index=True, verbose_name="model")
+    # What makes two alerts "the same": kind plus the model or other subject. An open alert with
+    # a key is never raised twice; a repeat bumps `times` and `last_raised_at` instead.
+    key = models.CharField(max_length=300)
+    message = models.TextField()
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_raised_at = models.DateTimeField(default=timezone.now)
+    times = models.PositiveIntegerField(default=1)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    objects = AlertQuerySet.as_manager()
+
+    class Meta:
+        db_table = "catalog_catalogalert"
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["key"], condition=Q(acknowledged_at__isnull=True), name="alert_open_once"),
+        ]
+        indexes = [models.Index(fields=["kind", "-created_at"], name="alert_kind_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind_label}: {self.message[:80]}"
+
+    @property
+    def kind_label(self) -> str:
+        return alert_kind_label(self.kind)
