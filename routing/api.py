@@ -15,7 +15,7 @@ from catalog.api import decimal_str
 from catalog.models import CAPABILITIES
 from llmhive_site.auth import any_key, require
 from llmhive_site.errors import ApiError
-from routing.selection import EscalateRequest, RouteRequest, RoutingError, decide, escalate
+from routing.decision import EscalateRequest, RouteRequest, RoutingError, decide, escalate
 from routing.snapshot import current_snapshot
 
 router = Router(tags=["routing"])
@@ -214,7 +214,7 @@ class RankingsOut(Schema):
 
 @router.get("/rankings", response=RankingsOut, auth=ROUTE, summary="Internal rankings from outcomes, beside OpenRouter's")
 def rankings(request, filters: Query[RankingFilters]):
-    from routing.selection import PRIOR_STRENGTH
+    from routing.scoring import PRIOR_STRENGTH
 
     snap = current_snapshot()
     if filters.role and filters.role not in snap.roles:

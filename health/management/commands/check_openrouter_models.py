@@ -11,8 +11,9 @@ import json
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from health.checks import HealthCheckError, run_health_checks
+from health.checks import run_health_checks
 from health.models import HealthCheckRun, ModelHealthCheck, Trigger
+from health.probing import HealthCheckError
 
 
 def _usd(amount) -> str | None:

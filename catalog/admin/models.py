@@ -1,29 +1,22 @@
-"""The catalog admin: curators enable, disable and annotate models, edit families and categories,
-trigger syncs, and read what the sync and research jobs recorded."""
+"""The catalog models admin: curators enable, disable and annotate models, and trigger syncs,
+research and forced syncs from the change list."""
 
 from __future__ import annotations
 
-import json
-
-from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, F
-from django.forms.models import BaseInlineFormSet
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
-from django.utils.text import Truncator
 
+from catalog.admin.common import EMPTY, PRICE_HISTORY_LIMIT, NewestFirstFormSet, ReadOnlyInline, plural, pretty_json
 from catalog.models import (
     CAPABILITIES,
-    CatalogAlert,
     CatalogModel,
-    Category,
-    CategoryRanking,
     Family,
     ModelEndpoint,
     ModelStatus,
@@ -33,18 +26,8 @@ from catalog.models import (
     SyncStatus,
     SyncTrigger,
 )
-from catalog.selectors import current_rankings_queryset, families_with_counts
-from catalog.sync import reclassify_models
 from catalog.tasks import queue_catalog_job
-from llmhive_site.admin_mixins import ReadOnlyMixin
 from llmhive_site.models import DataVersion
-
-admin.site.site_header = "LLMHive"
-admin.site.site_title = "LLMHive"
-admin.site.index_title = "Control plane"
-
-EMPTY = "—"
-PRICE_HISTORY_LIMIT = 20
 
 # The compact capability column: one letter per capability, in CAPABILITIES order.
 CAPABILITY_LETTERS = {
@@ -56,18 +39,6 @@ CAPABILITY_LETTERS = {
     "supports_audio": ("A", "audio input"),
     "supports_video": ("V", "video input"),
 }
-
-
-def plural(count: int, noun: str, plural_noun: str | None = None) -> str:
-    return f"{count} {noun if count == 1 else (plural_noun or noun + 's')}"
-
-
-def pretty_json(value) -> str:
-    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
-    return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', text)
-
-
-# --- Models -----------------------------------------------------------------------------------
 
 
 class FamilyListFilter(admin.SimpleListFilter):
@@ -104,26 +75,6 @@ class AuthorListFilter(admin.SimpleListFilter):
         if self.value():
             return queryset.filter(author=self.value())
         return queryset
-
-
-class NewestFirstFormSet(BaseInlineFormSet):
-    """Shows the newest rows only: a model's price history grows with every sync."""
-
-    limit = PRICE_HISTORY_LIMIT
-
-    def get_queryset(self):
-        if not hasattr(self, "_queryset"):
-            self._queryset = super().get_queryset().order_by("-observed_at", "-id")[: self.limit]
-        return self._queryset
-
-
-class ReadOnlyInline(ReadOnlyMixin, admin.TabularInline):
-    extra = 0
-    can_delete = False
-    show_change_link = False
-
-    def get_readonly_fields(self, request, obj=None):
-        return self.fields
 
 
 class PriceChangeInline(ReadOnlyInline):
@@ -342,245 +293,3 @@ class CatalogModelAdmin(admin.ModelAdmin):
             "changelist_url": self._changelist_url(),
         }
         return TemplateResponse(request, "admin/catalog/catalogmodel/force_sync_confirmation.html", context)
-
-
-# --- Families and categories ------------------------------------------------------------------
-
-
-class FamilyForm(forms.ModelForm):
-    class Meta:
-        model = Family
-        fields = ("slug", "name", "pattern", "priority", "vendor")
-
-    def clean_pattern(self) -> str:
-        pattern = self.cleaned_data["pattern"].strip()
-        if "/" not in pattern and "*" not in pattern:
-            raise forms.ValidationError(
-                "The pattern is a glob on the model id and must contain “/” or “*”, "
-                "for example openai/gpt-5.2* or anthropic/claude-*-4.5*.",
-                code="not_a_glob",
-            )
-        return pattern
-
-
-@admin.register(Family)
-class FamilyAdmin(admin.ModelAdmin):
-    form = FamilyForm
-    list_display = ("slug", "name", "pattern", "priority", "vendor", "model_count", "active_count")
-    list_display_links = ("slug", "name")
-    search_fields = ("slug", "name", "pattern", "vendor")
-    readonly_fields = ("matching_models",)
-    fields = ("slug", "name", "pattern", "priority", "vendor", "matching_models")
-
-    def get_queryset(self, request):
-        return families_with_counts()
-
-    @admin.display(description="models", ordering="model_count")
-    def model_count(self, obj: Family) -> str:
-        url = reverse("admin:catalog_catalogmodel_changelist") + f"?family={obj.slug}"
-        return format_html('<a href="{}">{}</a>', url, obj.model_count)
-
-    @admin.display(description="active", ordering="active_count")
-    def active_count(self, obj: Family) -> int:
-        return obj.active_count
-
-    @admin.display(description="models in this family")
-    def matching_models(self, obj: Family) -> str:
-        if obj.pk is None:
-            return EMPTY
-        ids = list(obj.models.order_by("id").values_list("id", flat=True)[:51])
-        if not ids:
-            return EMPTY
-        text = ", ".join(ids[:50])
-        if len(ids) > 50:
-            text += ", …"
-        return text
-
-    def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        self._reclassify(request)
-
-    def delete_model(self, request, obj):
-        super().delete_model(request, obj)
-        self._reclassify(request)
-
-    def delete_queryset(self, request, queryset):
-        super().delete_queryset(request, queryset)
-        self._reclassify(request)
-
-    def _reclassify(self, request: HttpRequest) -> None:
-        moved = reclassify_models()
-        self.message_user(
-            request, f"Re-classified the catalog: {plural(moved, 'model')} changed family.", messages.INFO
-        )
-
-
-@admin.register(Category)
-class CategoryAdmin(admin.ModelAdmin):
-    list_display = ("slug", "name", "active")
-    list_editable = ("active",)
-    list_filter = ("active",)
-    search_fields = ("slug", "name")
-
-
-# --- Runs, alerts and rankings ------------------------------------------------------------------
-
-
-class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    """Records written by jobs: readable, never edited by hand."""
-
-
-STATUS_COLOURS = {
-    SyncStatus.SUCCEEDED: "#2e7d32",
-    SyncStatus.FAILED: "#c62828",
-    SyncStatus.RUNNING: "#1565c0",
-    SyncStatus.SKIPPED: "#757575",
-}
-
-
-@admin.register(SyncRun)
-class SyncRunAdmin(ReadOnlyAdmin):
-    list_display = (
-        "id",
-        "kind",
-        "trigger",
-        "source",
-        "coloured_status",
-        "started_at",
-        "duration_display",
-        "seen",
-        "added",
-        "updated",
-        "reactivated",
-        "missing",
-        "price_changes",
-        "short_error",
-    )
-    list_filter = ("kind", "status", "trigger")
-    fields = (
-        ("kind", "trigger", "forced"),
-        ("source", "source_detail"),
-        ("status", "started_at", "finished_at", "duration_display"),
-        ("seen", "added", "updated", "reactivated", "missing", "price_changes", "skipped_entries"),
-        "error",
-        "details_pretty",
-    )
-    readonly_fields = ("duration_display", "details_pretty")
-
-    @admin.display(description="status", ordering="status")
-    def coloured_status(self, obj: SyncRun) -> str:
-        colour = STATUS_COLOURS.get(obj.status, "inherit")
-        return format_html('<strong style="color: {}">{}</strong>', colour, obj.get_status_display())
-
-    @admin.display(description="duration")
-    def duration_display(self, obj: SyncRun) -> str:
-        if obj.duration is None:
-            return EMPTY
-        seconds = obj.duration.total_seconds()
-        if seconds < 60:
-            return f"{seconds:.1f} s"
-        minutes, seconds = divmod(round(seconds), 60)
-        return f"{minutes} min {seconds} s"
-
-    @admin.display(description="error")
-    def short_error(self, obj: SyncRun) -> str:
-        if not obj.error:
-            return ""
-        return format_html('<span title="{}">{}</span>', obj.error, Truncator(obj.error).chars(80))
-
-    @admin.display(description="details")
-    def details_pretty(self, obj: SyncRun) -> str:
-        return pretty_json(obj.details)
-
-
-class OpenListFilter(admin.SimpleListFilter):
-    title = "state"
-    parameter_name = "state"
-
-    def lookups(self, request, model_admin):
-        return (("open", "Open"), ("acknowledged", "Acknowledged"))
-
-    def queryset(self, request, queryset):
-        if self.value() == "open":
-            return queryset.filter(acknowledged_at__isnull=True)
-        if self.value() == "acknowledged":
-            return queryset.filter(acknowledged_at__isnull=False)
-        return queryset
-
-
-@admin.register(CatalogAlert)
-class CatalogAlertAdmin(admin.ModelAdmin):
-    list_display = (
-        "kind",
-        "model",
-        "short_message",
-        "times",
-        "created_at",
-        "last_raised_at",
-        "acknowledged",
-        "acknowledged_by",
-    )
-    list_select_related = ("model", "acknowledged_by")
-    list_filter = ("kind", OpenListFilter)
-    search_fields = ("message", "model__id")
-    # Open alerts first (newest first), then the acknowledged ones, the most recently handled first.
-    ordering = (F("acknowledged_at").desc(nulls_first=True), "-created_at")
-    actions = ("acknowledge",)
-    fields = (
-        ("kind", "model"),
-        "message",
-        ("times", "created_at", "last_raised_at"),
-        ("acknowledged_at", "acknowledged_by"),
-        "details_pretty",
-    )
-    readonly_fields = ("details_pretty",)
-
-    def has_add_permission(self, request):
-        return False  # alerts are raised by jobs
-
-    def has_change_permission(self, request, obj=None):
-        return False  # the change view is read-only; the action acknowledges
-
-    def has_acknowledge_permission(self, request) -> bool:
-        opts = self.opts
-        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
-
-    @admin.display(description="message")
-    def short_message(self, obj: CatalogAlert) -> str:
-        return Truncator(obj.message).chars(120)
-
-    @admin.display(description="acknowledged", boolean=True, ordering="acknowledged_at")
-    def acknowledged(self, obj: CatalogAlert) -> bool:
-        return obj.acknowledged_at is not None
-
-    @admin.display(description="details")
-    def details_pretty(self, obj: CatalogAlert) -> str:
-        return pretty_json(obj.details)
-
-    @admin.action(description="Acknowledge selected alerts", permissions=["acknowledge"])
-    def acknowledge(self, request: HttpRequest, queryset) -> None:
-        changed = queryset.filter(acknowledged_at__isnull=True).update(
-            acknowledged_at=timezone.now(), acknowledged_by=request.user
-        )
-        self.message_user(request, f"Acknowledged {plural(changed, 'alert')}.", messages.SUCCESS)
-
-
-class RankingSetListFilter(admin.SimpleListFilter):
-    title = "ranking set"
-    parameter_name = "set"
-
-    def lookups(self, request, model_admin):
-        return (("current", "Current"),)
-
-    def queryset(self, request, queryset):
-        if self.value() == "current":
-            return queryset.filter(pk__in=current_rankings_queryset().values("pk"))
-        return queryset
-
-
-@admin.register(CategoryRanking)
-class CategoryRankingAdmin(ReadOnlyAdmin):
-    list_display = ("category", "rank", "model", "observed_at")
-    list_select_related = ("category", "model")
-    list_filter = ("category", RankingSetListFilter)
-    search_fields = ("model__id",)
