@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from core.money import decimal_str
-from health.checks import HealthCheckError, run_health_checks
+from health.checks import run_health_checks
 from health.models import Trigger
+from health.probing import HealthCheckError
 
 
 def run_health_checks_task(trigger: str = Trigger.SCHEDULE, model_ids: list[str] | None = None) -> str:

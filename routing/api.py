@@ -15,7 +15,8 @@ from core.money import decimal_str
 from catalog.models import CAPABILITIES
 from core.auth import any_key, require
 from core.errors import ApiError
-from routing.selection import EscalateRequest, RouteRequest, RoutingError, decide, escalate
+from routing.decision import EscalateRequest, RouteRequest, RoutingError, decide, escalate
+from routing.scoring import internal_rankings
 from routing.snapshot import current_snapshot
 
 router = Router(tags=["routing"])
@@ -214,40 +215,10 @@ class RankingsOut(Schema):
 
 @router.get("/rankings", response=RankingsOut, auth=ROUTE, summary="Internal rankings from outcomes, beside OpenRouter's")
 def rankings(request, filters: Query[RankingFilters]):
-    from routing.selection import PRIOR_STRENGTH
-
     snap = current_snapshot()
     if filters.role and filters.role not in snap.roles:
         raise ApiError(404, "unknown_role", f"No active role '{filters.role}'.")
-    totals: dict[str, list] = {}
-    for (model, role, category), outcome in snap.outcomes.items():
-        if filters.role and role != filters.role:
-            continue
-        if filters.category and category != filters.category:
-            continue
-        t = totals.setdefault(model, [0, 0, 0.0])
-        t[0] += outcome.requests
-        t[1] += outcome.successes
-        t[2] += outcome.cost
-    openrouter = snap.rankings.get(filters.category or "", {})
-    rows = []
-    for model_id, (n, s, cost) in totals.items():
-        if n < filters.min_samples:
-            continue
-        info = snap.models.get(model_id)
-        prior = snap.prior_quality(info, filters.category)[0] if info else 0.5
-        rows.append(
-            {
-                "model": model_id,
-                "requests": n,
-                "successes": s,
-                "success_rate": round(s / n, 4) if n else None,
-                "learned_quality": round((s + PRIOR_STRENGTH * prior) / (n + PRIOR_STRENGTH), 4),
-                "openrouter_rank": openrouter.get(model_id),
-                "cost_per_success_usd": round(cost / s, 8) if s else None,
-            }
-        )
-    rows.sort(key=lambda r: (-r["learned_quality"], -r["requests"], r["model"]))
-    for i, row in enumerate(rows[: filters.limit], start=1):
-        row["rank"] = i
-    return {"role": filters.role, "category": filters.category, "items": rows[: filters.limit]}
+    rows = internal_rankings(
+        snap, role=filters.role, category=filters.category, min_samples=filters.min_samples, limit=filters.limit
+    )
+    return {"role": filters.role, "category": filters.category, "items": rows}

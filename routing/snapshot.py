@@ -117,7 +117,7 @@ class Snapshot:
     # Price scale of the catalog, for the catalog-signal prior (log of a typical prompt price).
     log_price_low: float = 0.0
     log_price_high: float = 1.0
-    # Memoised static rankings: see selection.ranked_for().
+    # Memoised static rankings: see scoring.ranked_for().
     cache: dict = field(default_factory=dict)
 
     @property

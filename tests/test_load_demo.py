@@ -7,7 +7,7 @@ from django.core.management import CommandError, call_command
 
 from costs.models import Budget, DailyCost, UsageEvent
 from routing.models import Role, RolePreference
-from routing.selection import RouteRequest, decide
+from routing.decision import RouteRequest, decide
 from tests.factories import CatalogModelFactory
 
 pytestmark = pytest.mark.django_db

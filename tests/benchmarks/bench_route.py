@@ -32,7 +32,7 @@ from django.test.utils import CaptureQueriesContext
 from catalog.models import CatalogModel
 from costs.models import UsageEvent
 from routing.models import Role
-from routing.selection import RouteRequest, decide
+from routing.decision import RouteRequest, decide
 from routing.snapshot import current_snapshot
 from tests.fake_openrouter import requires_recorded, snapshot_path
 from tests.servers import gunicorn

@@ -15,9 +15,10 @@ from core.locks import hold_lock
 from catalog.models import CategoryRanking, ModelStatus, SyncRun
 from costs.ingest import ingest_events
 from costs.models import UsageEvent
-from health.checks import PING_LOCK, HealthCheckError, models_to_check, run_async, run_health_checks
+from health.checks import models_to_check, run_health_checks
 from health.pings import spent_today
 from health.models import HealthCheckRun, ModelHealthCheck
+from health.probing import PING_LOCK, HealthCheckError, run_async
 from health.selectors import HEALTH_STRATEGY
 from routing.models import EscalationOverride, Role, RolePreference
 from tests.factories import CatalogModelFactory, CategoryFactory, FamilyFactory

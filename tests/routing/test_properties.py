@@ -22,7 +22,7 @@ from catalog.models import CAPABILITIES, CatalogModel, Family, ModelStatus
 from core.models import DataVersion
 from routing.api import EscalateOut, RouteOut
 from routing.models import EscalationOverride, Role, RolePreference
-from routing.selection import EscalateRequest, RouteRequest, RoutingError, decide, escalate
+from routing.decision import EscalateRequest, RouteRequest, RoutingError, decide, escalate
 from routing.snapshot import build_snapshot
 from tests.fake_openrouter import SNAPSHOT_DATES, load_snapshot, requires_recorded, snapshot_path
 

@@ -7,7 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from catalog.models import Category, CategoryRanking, Family, SyncRun
+from catalog.models import CATALOG_VERSION, Category, CategoryRanking, Family, SyncRun
+from catalog.sync import _fail
+from core.models import DataVersion
 from costs.ingest import ingest_events
 from costs.models import Budget, BudgetAction, BudgetScope
 from routing.api import EscalateOut, RouteOut
@@ -166,6 +168,26 @@ def test_an_empty_catalog_answers_with_the_bootstrap_models(api_client, settings
     body = route(api_client).json()
 
     assert body["source"] == "bootstrap" and body["model"] == "boot/a" and body["fallbacks"] == ["boot/b", "boot/c"]
+
+
+def test_a_catalog_of_disabled_models_after_a_good_sync_is_no_eligible_model_not_bootstrap(api_client, settings, db):
+    # The bootstrap rule (no routable model *and* the last sync failed) lived in a selector that
+    # routing never called: any catalog without routable models answered with the bootstrap list.
+    Role.objects.create(slug="coder")
+    settings.BOOTSTRAP_FALLBACK_MODELS = ["boot/a", "boot/b"]
+    CatalogModelFactory(id="acme/off", enabled=False)
+    SyncRun.objects.create(kind="sync", status="succeeded", finished_at=datetime.now(timezone.utc))
+    DataVersion.bump(CATALOG_VERSION)
+
+    response = route(api_client)
+    assert response.status_code == 422 and response.json()["code"] == "no_eligible_model"
+
+    failed = SyncRun.objects.create(kind="sync", status="running")
+    _fail(failed, "OpenRouter is unreachable")
+    failed.save()
+
+    body = route(api_client).json()
+    assert body["source"] == "bootstrap" and body["model"] == "boot/a"
 
 
 def test_escalate_uses_overrides_first_then_dynamic(api_client, coder, catalog):

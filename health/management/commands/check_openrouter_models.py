@@ -11,9 +11,10 @@ import json
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from health.checks import HealthCheckError, run_health_checks
+from health.checks import run_health_checks
 from core.money import decimal_str
 from health.models import HealthCheckRun, ModelHealthCheck, Trigger
+from health.probing import HealthCheckError
 
 
 class Command(BaseCommand):

@@ -1,28 +1,23 @@
-"""The catalog admin: curators enable, disable and annotate models, edit families and categories,
-trigger syncs, and read what the sync and research jobs recorded."""
+"""The catalog models admin: curators enable, disable and annotate models, and trigger syncs,
+research and forced syncs from the change list."""
 
 from __future__ import annotations
 
-import json
-
-from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, F
-from django.forms.models import BaseInlineFormSet
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
-from django.utils.text import Truncator
 
+from catalog.admin.common import EMPTY, PRICE_HISTORY_LIMIT, NewestFirstFormSet, ReadOnlyInline
+from core.admin_mixins import plural, pretty_json
 from catalog.models import (
     CAPABILITIES,
     CatalogModel,
-    Category,
-    CategoryRanking,
     Family,
     ModelEndpoint,
     ModelStatus,
@@ -32,15 +27,10 @@ from catalog.models import (
     SyncStatus,
     SyncTrigger,
     CATALOG_VERSION,
+    NO_FAMILY,
 )
-from catalog.selectors import current_rankings_queryset, families_with_counts
-from catalog.sync import reclassify_models
 from catalog.tasks import queue_catalog_job
-from core.admin_mixins import ReadOnlyMixin, plural, pretty_json
-from core.models import Alert, DataVersion
-
-EMPTY = "—"
-PRICE_HISTORY_LIMIT = 20
+from core.models import DataVersion
 
 # The compact capability column: one letter per capability, in CAPABILITIES order.
 CAPABILITY_LETTERS = {
@@ -54,9 +44,6 @@ CAPABILITY_LETTERS = {
 }
 
 
-# --- Models -----------------------------------------------------------------------------------
-
-
 class FamilyListFilter(admin.SimpleListFilter):
     title = "family"
     parameter_name = "family"
@@ -67,10 +54,8 @@ class FamilyListFilter(admin.SimpleListFilter):
         return [*families, (self.NONE, "No family")]
 
     def queryset(self, request, queryset):
-        if self.value() == self.NONE:
-            return queryset.filter(family__isnull=True)
         if self.value():
-            return queryset.filter(family__slug=self.value())
+            return queryset.in_family(NO_FAMILY if self.value() == self.NONE else self.value())
         return queryset
 
 
@@ -91,26 +76,6 @@ class AuthorListFilter(admin.SimpleListFilter):
         if self.value():
             return queryset.filter(author=self.value())
         return queryset
-
-
-class NewestFirstFormSet(BaseInlineFormSet):
-    """Shows the newest rows only: a model's price history grows with every sync."""
-
-    limit = PRICE_HISTORY_LIMIT
-
-    def get_queryset(self):
-        if not hasattr(self, "_queryset"):
-            self._queryset = super().get_queryset().order_by("-observed_at", "-id")[: self.limit]
-        return self._queryset
-
-
-class ReadOnlyInline(ReadOnlyMixin, admin.TabularInline):
-    extra = 0
-    can_delete = False
-    show_change_link = False
-
-    def get_readonly_fields(self, request, obj=None):
-        return self.fields
 
 
 class PriceChangeInline(ReadOnlyInline):
@@ -329,173 +294,3 @@ class CatalogModelAdmin(admin.ModelAdmin):
             "changelist_url": self._changelist_url(),
         }
         return TemplateResponse(request, "admin/catalog/catalogmodel/force_sync_confirmation.html", context)
-
-
-# --- Families and categories ------------------------------------------------------------------
-
-
-class FamilyForm(forms.ModelForm):
-    class Meta:
-        model = Family
-        fields = ("slug", "name", "pattern", "priority", "vendor")
-
-    def clean_pattern(self) -> str:
-        pattern = self.cleaned_data["pattern"].strip()
-        if "/" not in pattern and "*" not in pattern:
-            raise forms.ValidationError(
-                "The pattern is a glob on the model id and must contain “/” or “*”, "
-                "for example openai/gpt-5.2* or anthropic/claude-*-4.5*.",
-                code="not_a_glob",
-            )
-        return pattern
-
-
-@admin.register(Family)
-class FamilyAdmin(admin.ModelAdmin):
-    form = FamilyForm
-    list_display = ("slug", "name", "pattern", "priority", "vendor", "model_count", "active_count")
-    list_display_links = ("slug", "name")
-    search_fields = ("slug", "name", "pattern", "vendor")
-    readonly_fields = ("matching_models",)
-    fields = ("slug", "name", "pattern", "priority", "vendor", "matching_models")
-
-    def get_queryset(self, request):
-        return families_with_counts()
-
-    @admin.display(description="models", ordering="model_count")
-    def model_count(self, obj: Family) -> str:
-        url = reverse("admin:catalog_catalogmodel_changelist") + f"?family={obj.slug}"
-        return format_html('<a href="{}">{}</a>', url, obj.model_count)
-
-    @admin.display(description="active", ordering="active_count")
-    def active_count(self, obj: Family) -> int:
-        return obj.active_count
-
-    @admin.display(description="models in this family")
-    def matching_models(self, obj: Family) -> str:
-        if obj.pk is None:
-            return EMPTY
-        ids = list(obj.models.order_by("id").values_list("id", flat=True)[:51])
-        if not ids:
-            return EMPTY
-        text = ", ".join(ids[:50])
-        if len(ids) > 50:
-            text += ", …"
-        return text
-
-    def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        self._reclassify(request)
-
-    def delete_model(self, request, obj):
-        super().delete_model(request, obj)
-        self._reclassify(request)
-
-    def delete_queryset(self, request, queryset):
-        super().delete_queryset(request, queryset)
-        self._reclassify(request)
-
-    def _reclassify(self, request: HttpRequest) -> None:
-        moved = reclassify_models()
-        self.message_user(
-            request, f"Re-classified the catalog: {plural(moved, 'model')} changed family.", messages.INFO
-        )
-
-
-@admin.register(Category)
-class CategoryAdmin(admin.ModelAdmin):
-    list_display = ("slug", "name", "active")
-    list_editable = ("active",)
-    list_filter = ("active",)
-    search_fields = ("slug", "name")
-
-
-# --- Runs, alerts and rankings ------------------------------------------------------------------
-
-
-class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    """Records written by jobs: readable, never edited by hand."""
-
-
-STATUS_COLOURS = {
-    SyncStatus.SUCCEEDED: "#2e7d32",
-    SyncStatus.FAILED: "#c62828",
-    SyncStatus.RUNNING: "#1565c0",
-    SyncStatus.SKIPPED: "#757575",
-}
-
-
-@admin.register(SyncRun)
-class SyncRunAdmin(ReadOnlyAdmin):
-    list_display = (
-        "id",
-        "kind",
-        "trigger",
-        "source",
-        "coloured_status",
-        "started_at",
-        "duration_display",
-        "seen",
-        "added",
-        "updated",
-        "reactivated",
-        "missing",
-        "price_changes",
-        "short_error",
-    )
-    list_filter = ("kind", "status", "trigger")
-    fields = (
-        ("kind", "trigger", "forced"),
-        ("source", "source_detail"),
-        ("status", "started_at", "finished_at", "duration_display"),
-        ("seen", "added", "updated", "reactivated", "missing", "price_changes", "skipped_entries"),
-        "error",
-        "details_pretty",
-    )
-    readonly_fields = ("duration_display", "details_pretty")
-
-    @admin.display(description="status", ordering="status")
-    def coloured_status(self, obj: SyncRun) -> str:
-        colour = STATUS_COLOURS.get(obj.status, "inherit")
-        return format_html('<strong style="color: {}">{}</strong>', colour, obj.get_status_display())
-
-    @admin.display(description="duration")
-    def duration_display(self, obj: SyncRun) -> str:
-        if obj.duration is None:
-            return EMPTY
-        seconds = obj.duration.total_seconds()
-        if seconds < 60:
-            return f"{seconds:.1f} s"
-        minutes, seconds = divmod(round(seconds), 60)
-        return f"{minutes} min {seconds} s"
-
-    @admin.display(description="error")
-    def short_error(self, obj: SyncRun) -> str:
-        if not obj.error:
-            return ""
-        return format_html('<span title="{}">{}</span>', obj.error, Truncator(obj.error).chars(80))
-
-    @admin.display(description="details")
-    def details_pretty(self, obj: SyncRun) -> str:
-        return pretty_json(obj.details)
-
-
-class RankingSetListFilter(admin.SimpleListFilter):
-    title = "ranking set"
-    parameter_name = "set"
-
-    def lookups(self, request, model_admin):
-        return (("current", "Current"),)
-
-    def queryset(self, request, queryset):
-        if self.value() == "current":
-            return queryset.filter(pk__in=current_rankings_queryset().values("pk"))
-        return queryset
-
-
-@admin.register(CategoryRanking)
-class CategoryRankingAdmin(ReadOnlyAdmin):
-    list_display = ("category", "rank", "model", "observed_at")
-    list_select_related = ("category", "model")
-    list_filter = ("category", RankingSetListFilter)
-    search_fields = ("model__id",)
