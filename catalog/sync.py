@@ -20,6 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from catalog.alerts import NewAlert, raise_alerts
+from catalog.client import openrouter_client
 from catalog.locks import LockBusy, hold_lock
 from catalog.models import (
     CAPABILITIES,
@@ -38,10 +39,9 @@ from catalog.models import (
     classify_family,
     derive_capabilities,
 )
-from catalog.openrouter import (
+from openrouter import (
     ModelEntry,
     ModelList,
-    OpenRouterClient,
     OpenRouterError,
     parse_models_payload,
 )
@@ -360,7 +360,7 @@ def sync_catalog(
         )
 
     def fetch() -> ModelList:
-        with OpenRouterClient.from_settings() as client:
+        with openrouter_client() as client:
             return client.list_models()
 
     return run_catalog_job(

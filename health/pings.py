@@ -11,7 +11,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from catalog.models import CatalogModel
-from catalog.openrouter import EndpointEntry
+from openrouter import EndpointEntry
 from health.selectors import HEALTH_STRATEGY
 
 PING_MESSAGES = [{"role": "user", "content": "Reply with OK."}]

@@ -15,6 +15,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from catalog import research
+from catalog.client import openrouter_client
 from catalog.models import (
     AlertKind,
     CatalogAlert,
@@ -28,7 +29,6 @@ from catalog.models import (
     SyncStatus,
     SyncTrigger,
 )
-from catalog.openrouter import OpenRouterClient
 from catalog.research import (
     models_that_matter,
     record_rankings,
@@ -220,7 +220,7 @@ def test_record_rankings_can_be_called_on_its_own(fake_openrouter):
     run = SyncRun.objects.create(kind=SyncKind.RESEARCH)
     errors: list[str] = []
 
-    with OpenRouterClient.from_settings() as client:
+    with openrouter_client() as client:
         recorded = record_rankings(client, run=run, errors=errors)
 
     assert recorded == 2 and errors == []
