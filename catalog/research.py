@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from core.alerts import NewAlert, raise_alerts
+from catalog.client import openrouter_client
 from catalog.models import (
     CAPABILITIES,
     AlertKind,
@@ -31,7 +32,7 @@ from catalog.models import (
     SyncTrigger,
     CATALOG_VERSION,
 )
-from catalog.openrouter import (
+from openrouter import (
     AsyncOpenRouterClient,
     ModelList,
     OpenRouterClient,
@@ -50,7 +51,7 @@ ENDPOINT_CONCURRENCY = 8
 
 def research_catalog(*, trigger: str = SyncTrigger.COMMAND, progress: Progress | None = None) -> SyncRun:
     def fetch() -> ModelList:
-        with OpenRouterClient.from_settings() as client:
+        with openrouter_client() as client:
             return client.list_models()
 
     return run_catalog_job(
@@ -66,7 +67,7 @@ def research_catalog(*, trigger: str = SyncTrigger.COMMAND, progress: Progress |
 
 def _research_steps(run: SyncRun, progress: Progress | None) -> None:
     errors: list[str] = []
-    with OpenRouterClient.from_settings() as client:
+    with openrouter_client() as client:
         rankings = record_rankings(client, run=run, errors=errors, progress=progress)
     endpoints = refresh_endpoints(models_that_matter(), errors=errors, progress=progress)
     suggestions = suggest_families()
@@ -183,7 +184,7 @@ def refresh_endpoints(model_ids: list[str], *, errors: list[str], progress: Prog
 
 async def _fetch_endpoints(model_ids: list[str]) -> list:
     semaphore = asyncio.Semaphore(ENDPOINT_CONCURRENCY)
-    async with AsyncOpenRouterClient.from_settings() as client:
+    async with openrouter_client(AsyncOpenRouterClient) as client:
 
         async def one(model_id: str):
             async with semaphore:

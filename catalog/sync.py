@@ -22,6 +22,7 @@ from django.utils import timezone
 from core.alerts import NewAlert, raise_alerts
 from core.locks import LockBusy, hold_lock
 from core.money import decimal_str
+from catalog.client import openrouter_client
 from catalog.models import (
     CAPABILITIES,
     PRICE_KEYS,
@@ -39,10 +40,9 @@ from catalog.models import (
     derive_capabilities,
     CATALOG_VERSION,
 )
-from catalog.openrouter import (
+from openrouter import (
     ModelEntry,
     ModelList,
-    OpenRouterClient,
     OpenRouterError,
     parse_models_payload,
 )
@@ -361,7 +361,7 @@ def sync_catalog(
         )
 
     def fetch() -> ModelList:
-        with OpenRouterClient.from_settings() as client:
+        with openrouter_client() as client:
             return client.list_models()
 
     return run_catalog_job(

@@ -13,7 +13,7 @@ from django.utils import timezone
 from catalog.models import CatalogModel
 from core.money import decimal_str, money_field
 from costs.models import UsageEvent
-from catalog.openrouter import EndpointEntry
+from openrouter import EndpointEntry
 from health.selectors import HEALTH_STRATEGY
 
 PING_MESSAGES = [{"role": "user", "content": "Reply with OK."}]

@@ -22,7 +22,8 @@ from typing import Any, TypeVar
 from django.conf import settings
 
 from core.locks import LockBusy, hold_lock
-from catalog.openrouter import (
+from catalog.client import openrouter_client
+from openrouter import (
     AsyncOpenRouterClient,
     KeyInfo,
     ModelEndpoints,
@@ -121,7 +122,7 @@ async def check_models(
     """Check each model, at most `concurrency` at once, each within `timeout` seconds."""
     semaphore = asyncio.Semaphore(concurrency)
     # The per-check deadline is the timeout that counts; the client's own is a backstop.
-    async with AsyncOpenRouterClient.from_settings(timeout=timeout + 1, max_retries=0) as client:
+    async with openrouter_client(AsyncOpenRouterClient, timeout=timeout + 1, max_retries=0) as client:
 
         async def one(model_id: str) -> Result:
             result = Result(model_id)
@@ -198,7 +199,7 @@ def check_openrouter() -> tuple[KeyInfo | None, str]:
 
     Returns (key info or None, a note). Raises HealthCheckError when OpenRouter cannot be
     reached at all."""
-    with OpenRouterClient.from_settings(max_retries=1) as client:
+    with openrouter_client(max_retries=1) as client:
         try:
             client.list_models()
         except OpenRouterError as exc:

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from core.alerts import NewAlert, raise_alerts
 from costs.ingest import ingest_events
-from catalog.openrouter import KeyInfo
+from openrouter import KeyInfo
 from health.models import HEALTH_VERSION, AlertKind as HealthAlertKind, HealthCheckRun, ModelHealthCheck, ModelReliability
 from health.probing import Result
 from health.selectors import HEALTH_STRATEGY

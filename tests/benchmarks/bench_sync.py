@@ -20,8 +20,8 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
+from catalog.client import openrouter_client
 from catalog.models import CatalogModel, Family, PriceChange, SyncRun, SyncStatus
-from catalog.openrouter import OpenRouterClient
 from catalog.sync import model_values, sync_catalog
 from tests.fake_openrouter import load_snapshot, requires_recorded
 from core.models import Alert
@@ -61,7 +61,7 @@ def test_sync_speed_and_query_counts(fake_openrouter, capsys):
 
     # Baseline 1: fetch + parse only.
     def fetch_only():
-        with OpenRouterClient.from_settings() as client:
+        with openrouter_client() as client:
             client.list_models()
 
     fetch = [timed(fetch_only) for _ in range(ROUNDS)]
@@ -76,7 +76,7 @@ def test_sync_speed_and_query_counts(fake_openrouter, capsys):
     resync = [timed(lambda: _succeeded(sync_catalog())) for _ in range(ROUNDS)]
 
     # Baseline 2: a naive sync, one update_or_create per model.
-    with OpenRouterClient.from_settings() as client:
+    with openrouter_client() as client:
         entries = client.list_models().entries
     families = list(Family.objects.all())
 

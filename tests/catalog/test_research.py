@@ -15,6 +15,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from catalog import research
+from catalog.client import openrouter_client
 from catalog.models import (
     AlertKind,
     CatalogModel,
@@ -27,7 +28,6 @@ from catalog.models import (
     SyncStatus,
     SyncTrigger,
 )
-from catalog.openrouter import OpenRouterClient
 from catalog.signals import models_that_matter as models_that_matter_signal
 from catalog.research import (
     models_that_matter,
@@ -221,7 +221,7 @@ def test_record_rankings_can_be_called_on_its_own(fake_openrouter):
     run = SyncRun.objects.create(kind=SyncKind.RESEARCH)
     errors: list[str] = []
 
-    with OpenRouterClient.from_settings() as client:
+    with openrouter_client() as client:
         recorded = record_rankings(client, run=run, errors=errors)
 
     assert recorded == 2 and errors == []

@@ -15,7 +15,8 @@ from email.utils import format_datetime
 
 import pytest
 
-from catalog.openrouter import (
+from catalog.client import openrouter_client
+from openrouter import (
     PRICE_KEYS,
     AsyncOpenRouterClient,
     ChatCompletion,
@@ -327,12 +328,12 @@ def test_it_sends_the_app_headers_and_the_key_only_when_one_is_set(fake_openrout
     assert without.headers["X-Title"] == "LLMHive" and without.headers["HTTP-Referer"]
 
 
-def test_from_settings_reads_the_django_settings(fake_openrouter, settings):
+def test_openrouter_client_reads_the_django_settings(fake_openrouter, settings):
     settings.OPENROUTER_API_KEY = "sk-or-from-settings"
     settings.LLMHIVE_OPENROUTER_TIMEOUT = 3.5
     settings.LLMHIVE_OPENROUTER_MAX_RETRIES = 1
 
-    with OpenRouterClient.from_settings(backoff=0.01) as client:
+    with openrouter_client(backoff=0.01) as client:
         client.list_models()
 
     assert (client.base_url, client.api_key, client.timeout, client.max_retries) == (
@@ -841,13 +842,13 @@ def test_the_async_client_retries_and_maps_failures_like_the_blocking_one(fake_o
     assert [r.path for r in fake_openrouter.requests] == ["/models/acme/model/endpoints"] * 3 + ["/key", "/chat/completions"]
 
 
-def test_the_async_client_from_settings_times_out_as_unreachable(fake_openrouter, settings):
+def test_the_async_client_from_the_settings_times_out_as_unreachable(fake_openrouter, settings):
     settings.LLMHIVE_OPENROUTER_TIMEOUT = 0.2
     settings.LLMHIVE_OPENROUTER_MAX_RETRIES = 0
     fake_openrouter.script("/models/acme/model/endpoints", timeout(2))
 
     async def run():
-        async with AsyncOpenRouterClient.from_settings() as client:
+        async with openrouter_client(AsyncOpenRouterClient) as client:
             await client.list_endpoints("acme/model")
 
     with pytest.raises(OpenRouterUnreachable):

@@ -1,0 +1,238 @@
+"""One call to OpenRouter, sans I/O: what a request is, what an answer or a failure comes to,
+and the one retry loop both clients run.
+
+`exchange()` is that loop, written once as a generator. It yields steps and never does I/O:
+
+    Send(call)      send the request; the driver sends back the `httpx.Response`, or the
+                    `httpx.RequestError` it raised
+    Sleep(seconds)  wait, then resume it
+
+It returns the decoded JSON payload (`StopIteration.value`) or raises the `OpenRouterError` the
+attempts came to. `RetryPolicy` decides whether a failed attempt is tried again and how long to
+wait first; `judge()` turns what an attempt got into a `Verdict`. The blocking and the asyncio
+client each drive the generator in a few lines (`time.sleep` / `asyncio.sleep`, `httpx.Client`
+/ `httpx.AsyncClient`); nothing else differs between them.
+
+A limit on a whole call (a deadline across the retries) belongs in `exchange()` alone: it sees
+every attempt and every pause, so it can note the start, shorten or refuse a pause that would
+end past the deadline, and give up there.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from decimal import Decimal
+from http import HTTPStatus
+from typing import Any
+
+import httpx
+
+from openrouter.errors import (
+    OpenRouterBadResponse,
+    OpenRouterError,
+    OpenRouterRateLimited,
+    OpenRouterServerError,
+    OpenRouterUnreachable,
+    error_class,
+)
+from openrouter.parsing import parse_retry_after
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request: method, path under the base URL, query, JSON body."""
+
+    method: str
+    path: str
+    params: dict[str, str] | None = None
+    body: dict[str, Any] | None = None
+    # Parse JSON numbers with a fraction as Decimal (bodies that carry money as numbers).
+    exact: bool = False
+
+    def describe(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one attempt came to: a payload, or an error and whether to try again."""
+
+    payload: Any = None
+    error: OpenRouterError | None = None
+    retry: bool = False
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True)
+class Send:
+    """Step: send `call`, and resume the loop with what came of it (an `Outcome`)."""
+
+    call: Call
+
+
+@dataclass(frozen=True)
+class Sleep:
+    """Step: wait `seconds`, then resume the loop (with None)."""
+
+    seconds: float
+
+
+# What a driver sends back after a `Send`: the answer, or the failure that stood for one.
+Outcome = httpx.Response | httpx.RequestError
+Steps = Generator[Send | Sleep, Outcome | None, Any]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """The one place that decides whether a failed attempt is tried again, and after how long."""
+
+    max_retries: int = 3
+    backoff: float = 0.5
+    max_retry_after: float = 60.0
+
+    def pause(self, attempt: int, verdict: Verdict) -> float | None:
+        """Seconds to wait before retrying after failed attempt number `attempt` (0 for the
+        first), or None to give up: the failure is final or the retries are spent."""
+        if not verdict.retry or attempt >= self.max_retries:
+            return None
+        if verdict.retry_after is not None:
+            return min(verdict.retry_after, self.max_retry_after)
+        base = self.backoff * (2**attempt)
+        return base + random.uniform(0, base * 0.1)
+
+
+def exchange(call: Call, policy: RetryPolicy, verdict_on: Callable[[Call, Outcome], Verdict]) -> Steps:
+    """The retry loop shared by both clients (see the module docstring for how to drive it)."""
+    attempt = 0
+    while True:
+        outcome = yield Send(call)
+        assert outcome is not None, "a Send step is answered with the response or the RequestError"
+        verdict = verdict_on(call, outcome)
+        if verdict.error is None:
+            return verdict.payload
+        pause = policy.pause(attempt, verdict)
+        if pause is None:
+            raise give_up(verdict, attempt + 1)
+        yield Sleep(pause)
+        attempt += 1
+
+
+def give_up(verdict: Verdict, attempts: int) -> OpenRouterError:
+    assert verdict.error is not None
+    if verdict.retry and attempts > 1:
+        verdict.error._append(f"(after {attempts} attempts)")
+    return verdict.error
+
+
+# --- Verdicts ---------------------------------------------------------------------------------
+
+
+def judge(call: Call, outcome: Outcome, *, base_url: str, timeout: float) -> Verdict:
+    """The verdict on one attempt. `base_url` and `timeout` only word the failure messages."""
+    if isinstance(outcome, httpx.RequestError):
+        return judge_failure(call, outcome, base_url + call.path, timeout)
+    return judge_response(call, outcome)
+
+
+def judge_failure(call: Call, exc: httpx.RequestError, url: str, timeout: float) -> Verdict:
+    if isinstance(exc, httpx.TimeoutException):
+        error = OpenRouterUnreachable(f"OpenRouter did not answer {call.method} {url} within {timeout:g} s ({type(exc).__name__})")
+    elif isinstance(exc, httpx.RemoteProtocolError):
+        error = OpenRouterUnreachable(f"OpenRouter closed the connection without a complete answer to {call.method} {url}")
+    elif isinstance(exc, httpx.TransportError):
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        error = OpenRouterUnreachable(f"cannot reach OpenRouter at {call.method} {url}: {detail}")
+    else:  # a body we could not decode (bad gzip), too many redirects...
+        return Verdict(error=OpenRouterBadResponse(f"OpenRouter's answer to {call.describe()} is unusable: {type(exc).__name__}: {exc}"))
+    return Verdict(error=error, retry=True)
+
+
+def judge_response(call: Call, response: httpx.Response) -> Verdict:
+    status = response.status_code
+    if 200 <= status < 300:
+        try:
+            payload = decode(response, call)
+        except OpenRouterBadResponse as exc:
+            return Verdict(error=exc)
+        message, code = _error_details(payload)
+        if message is None and code is None:
+            return Verdict(payload=payload)
+        # OpenRouter sometimes answers 200 and puts the failure in the body (the status
+        # line went out before the provider failed). Not retried: a completion may already
+        # have been paid for.
+        cls = error_class(code if isinstance(code, int) else None)
+        text = f"OpenRouter answered {call.describe()} with 200 but an error in the body"
+        text += f" (code {code})" if code is not None else ""
+        text += f": {message}" if message else ""
+        return Verdict(error=cls(text, status_code=status, error_code=code))
+
+    try:
+        body = decode(response, call)
+    except OpenRouterBadResponse:
+        body = None
+    message, code = _error_details(body)
+    if body is None and _looks_like_html(response):
+        message = "an HTML page, not JSON"
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = "error"
+    text = f"OpenRouter answered {call.describe()} with {status} {reason}"
+    text += f": {message}" if message and message != reason else ""
+    cls = error_class(status)
+    retry_after = parse_retry_after(response.headers.get("retry-after"))
+    if cls is OpenRouterRateLimited:
+        error: OpenRouterError = OpenRouterRateLimited(text, status_code=status, error_code=code, retry_after=retry_after)
+    else:
+        error = cls(text, status_code=status, error_code=code)
+    retry = cls in (OpenRouterRateLimited, OpenRouterServerError)
+    return Verdict(error=error, retry=retry, retry_after=retry_after)
+
+
+# --- Bodies -----------------------------------------------------------------------------------
+
+
+def _error_details(body: Any) -> tuple[str | None, int | str | None]:
+    """(message, code) of OpenRouter's error body `{"error": {"code", "message", "metadata"}}`."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, str):
+        return error, None
+    if not isinstance(error, dict):
+        return None, None
+    message = error.get("message") if isinstance(error.get("message"), str) else None
+    metadata = error.get("metadata") if isinstance(error.get("metadata"), dict) else {}
+    provider = metadata.get("provider_name")
+    if message and isinstance(provider, str) and provider:
+        message = f"{message} (provider: {provider})"
+    code = error.get("code")
+    code = code if isinstance(code, (int, str)) and not isinstance(code, bool) else None
+    return message, code
+
+
+def _looks_like_html(response: httpx.Response) -> bool:
+    return "html" in response.headers.get("content-type", "") or response.content.lstrip()[:1] == b"<"
+
+
+def decode(response: httpx.Response, call: Call) -> Any:
+    """The JSON body, or OpenRouterBadResponse saying what is wrong with it."""
+    text = response.content.decode("utf-8-sig", errors="replace")
+    if not text.strip():
+        raise OpenRouterBadResponse(f"OpenRouter answered {call.describe()} with an empty body", status_code=response.status_code)
+    if _looks_like_html(response):
+        raise OpenRouterBadResponse(
+            f"OpenRouter answered {call.describe()} with an HTML page ({response.status_code}), not JSON",
+            status_code=response.status_code,
+        )
+    # Non-streamed completions arrive with whitespace before the JSON (OpenRouter sends it to
+    # keep the connection alive while the model works); json.loads skips leading whitespace.
+    try:
+        return json.loads(text, parse_float=Decimal) if call.exact else json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise OpenRouterBadResponse(
+            f"OpenRouter answered {call.describe()} with invalid or truncated JSON "
+            f"({exc.msg} at line {exc.lineno} column {exc.colno}; {len(response.content)} bytes)",
+            status_code=response.status_code,
+        ) from None
