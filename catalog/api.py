@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Literal
 
-from django.db.models import Q
 from django.shortcuts import get_object_or_404
 from ninja import Field, Query, Router, Schema, Status
 
@@ -39,7 +37,9 @@ class ModelOut(Schema):
     family: str | None
     context_length: int | None
     max_completion_tokens: int | None
-    pricing: dict[str, str | None] = Field(description="USD per token as decimal strings; null when absent or zero (optional keys)")
+    pricing: dict[str, str | None] = Field(
+        description="USD per token as decimal strings; null when absent or zero (optional keys)"
+    )
     variable_pricing: bool
     capabilities: dict[str, bool]
     input_modalities: list[str]
@@ -205,17 +205,22 @@ class CategoryRankingOut(Schema):
     items: list[RankedModelOut]
 
 
-@router.get("/categories/{path:slug}/rankings", response=CategoryRankingOut, auth=ROUTE, summary="A category's current ranking")
+@router.get(
+    "/categories/{path:slug}/rankings", response=CategoryRankingOut, auth=ROUTE, summary="A category's current ranking"
+)
 def category_rankings(request, slug: str):
     category = get_object_or_404(Category, slug=slug)
-    rows = list(
-        current_rankings_queryset().filter(category=category).select_related("model__family").order_by("rank")
-    )
+    rows = list(current_rankings_queryset().filter(category=category).select_related("model__family").order_by("rank"))
     return {
         "category": category.slug,
         "observed_at": rows[0].observed_at if rows else None,
         "items": [
-            {"rank": r.rank, "model": r.model_id, "name": r.model.name, "family": r.model.family.slug if r.model.family_id else None}
+            {
+                "rank": r.rank,
+                "model": r.model_id,
+                "name": r.model.name,
+                "family": r.model.family.slug if r.model.family_id else None,
+            }
             for r in rows
         ],
     }
@@ -271,4 +276,3 @@ def list_runs(request, filters: Query[RunFilters]):
         {**{f: getattr(run, f) for f in RunOut.model_fields if f != "summary"}, "summary": run.summary()}
         for run in runs[: filters.limit]
     ]
-

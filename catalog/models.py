@@ -6,7 +6,6 @@ import fnmatch
 from datetime import timedelta
 from decimal import Decimal
 
-from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
@@ -57,15 +56,15 @@ def derive_capabilities(supported_parameters, input_modalities) -> dict[str, boo
 # Family slugs carry versions ("gpt-5.2") and OpenRouter's category slugs nest ("marketing/seo"),
 # which Django's SlugField would refuse.
 family_slug_validator = RegexValidator(r"^[a-z0-9][a-z0-9.\-]*$", "Lowercase letters, digits, dots and hyphens.")
-category_slug_validator = RegexValidator(r"^[a-z0-9][a-z0-9\-]*(/[a-z0-9\-]+)*$", "Lowercase words with hyphens, nested with '/'.")
+category_slug_validator = RegexValidator(
+    r"^[a-z0-9][a-z0-9\-]*(/[a-z0-9\-]+)*$", "Lowercase words with hyphens, nested with '/'."
+)
 
 
 class Family(models.Model):
     slug = models.CharField(max_length=64, unique=True, validators=[family_slug_validator])
     name = models.CharField(max_length=100)
-    pattern = models.CharField(
-        max_length=200, help_text="A glob on the model id (fnmatch), e.g. openai/gpt-5.2*"
-    )
+    pattern = models.CharField(max_length=200, help_text="A glob on the model id (fnmatch), e.g. openai/gpt-5.2*")
     priority = models.PositiveIntegerField(
         default=100, help_text="Lower is tried first: give the more specific pattern the lower number."
     )
@@ -93,7 +92,10 @@ def classify_family(model_id: str, families) -> Family | None:
 
 class Category(models.Model):
     slug = models.CharField(
-        max_length=64, unique=True, validators=[category_slug_validator], help_text="As OpenRouter spells it, e.g. marketing/seo"
+        max_length=64,
+        unique=True,
+        validators=[category_slug_validator],
+        help_text="As OpenRouter spells it, e.g. marketing/seo",
     )
     name = models.CharField(max_length=100)
     active = models.BooleanField(default=True, help_text="Retired categories are not researched.")
@@ -310,10 +312,7 @@ class SyncRun(models.Model):
         if self.skipped_entries:
             text += f", {self.skipped_entries} malformed entries skipped"
         if self.kind == SyncKind.RESEARCH and self.details:
-            text += (
-                f"; {self.details.get('rankings', 0)} ranking rows, "
-                f"{self.details.get('endpoints', 0)} endpoints"
-            )
+            text += f"; {self.details.get('rankings', 0)} ranking rows, {self.details.get('endpoints', 0)} endpoints"
         return text
 
 

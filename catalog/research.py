@@ -15,10 +15,11 @@ from django.db.models import Count, Min, Q, Sum
 from django.utils import timezone
 from django.utils.text import slugify
 
-from core.alerts import NewAlert, raise_alerts
+from catalog import signals
 from catalog.client import openrouter_client
 from catalog.models import (
     CAPABILITIES,
+    CATALOG_VERSION,
     AlertKind,
     CatalogModel,
     Category,
@@ -30,18 +31,17 @@ from catalog.models import (
     SyncSource,
     SyncStatus,
     SyncTrigger,
-    CATALOG_VERSION,
 )
+from catalog.selectors import current_rankings_queryset
+from catalog.sync import Progress, run_catalog_job
+from core.alerts import NewAlert, raise_alerts
+from core.models import Alert, DataVersion
 from openrouter import (
     AsyncOpenRouterClient,
     ModelList,
     OpenRouterClient,
     OpenRouterError,
 )
-from catalog.selectors import current_rankings_queryset
-from catalog import signals
-from catalog.sync import Progress, run_catalog_job
-from core.models import Alert, DataVersion
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,9 @@ def _research_steps(run: SyncRun, progress: Progress | None) -> None:
     raise_alerts([digest_alert(run, suggestions)])
 
 
-def record_rankings(client: OpenRouterClient, *, run: SyncRun, errors: list[str], progress: Progress | None = None) -> int:
+def record_rankings(
+    client: OpenRouterClient, *, run: SyncRun, errors: list[str], progress: Progress | None = None
+) -> int:
     """Rank = position in `GET /models?category=X`, among the models the catalog knows."""
     now = timezone.now()
     categories = list(Category.objects.filter(active=True))
@@ -126,7 +128,9 @@ def models_that_matter(limit: int | None = None) -> list[str]:
     named: list[str] = []
     # Other apps name the ids they care about (role preferences, escalation overrides, most used)
     # through the signal; catalog imports none of them.
-    for _receiver, (_priority, ids) in sorted(signals.models_that_matter.send(sender=CatalogModel), key=lambda r: r[1][0]):
+    for _receiver, (_priority, ids) in sorted(
+        signals.models_that_matter.send(sender=CatalogModel), key=lambda r: r[1][0]
+    ):
         named.extend(ids)
     ranked = (
         current_rankings_queryset()
@@ -137,7 +141,9 @@ def models_that_matter(limit: int | None = None) -> list[str]:
     )
     ordered = list(dict.fromkeys(named + [row["model_id"] for row in ranked]))
     usable = set(
-        CatalogModel.objects.filter(id__in=ordered, enabled=True, status=ModelStatus.ACTIVE).values_list("id", flat=True)
+        CatalogModel.objects.filter(id__in=ordered, enabled=True, status=ModelStatus.ACTIVE).values_list(
+            "id", flat=True
+        )
     )
     return [model_id for model_id in ordered if model_id in usable][:limit]
 
@@ -150,7 +156,7 @@ def refresh_endpoints(model_ids: list[str], *, errors: list[str], progress: Prog
     now = timezone.now()
     rows: list[ModelEndpoint] = []
     refreshed: list[str] = []
-    for model_id, result in zip(model_ids, results):
+    for model_id, result in zip(model_ids, results, strict=True):
         if isinstance(result, OpenRouterError):
             errors.append(f"endpoints of {model_id}: {result}")
             continue
@@ -216,7 +222,12 @@ def suggest_families() -> list[dict]:
     for pattern, ids in sorted(groups.items(), key=lambda item: (-len(item[1]), item[0])):
         stem = pattern.rstrip("*").split("/", 1)[-1]
         suggestions.append(
-            {"pattern": pattern, "slug": slugify(stem.replace(".", "-"))[:64], "count": len(ids), "models": sorted(ids)[:20]}
+            {
+                "pattern": pattern,
+                "slug": slugify(stem.replace(".", "-"))[:64],
+                "count": len(ids),
+                "models": sorted(ids)[:20],
+            }
         )
     return suggestions
 

@@ -15,9 +15,7 @@ from catalog.models import CatalogModel, CategoryRanking, Family, ModelStatus, S
 def current_rankings_queryset() -> QuerySet[CategoryRanking]:
     """The newest ranking set of every category."""
     newest = (
-        CategoryRanking.objects.filter(category=OuterRef("category"))
-        .order_by("-observed_at")
-        .values("observed_at")[:1]
+        CategoryRanking.objects.filter(category=OuterRef("category")).order_by("-observed_at").values("observed_at")[:1]
     )
     return CategoryRanking.objects.filter(observed_at=Subquery(newest))
 
@@ -80,7 +78,10 @@ class Freshness:
 
 def catalog_freshness() -> Freshness:
     last_success = (
-        SyncRun.objects.filter(status=SyncStatus.SUCCEEDED).order_by("-finished_at").values_list("finished_at", flat=True).first()
+        SyncRun.objects.filter(status=SyncStatus.SUCCEEDED)
+        .order_by("-finished_at")
+        .values_list("finished_at", flat=True)
+        .first()
     )
     last_run = SyncRun.objects.exclude(status=SyncStatus.SKIPPED).order_by("-started_at", "-id").first()
     stale_after = timedelta(hours=settings.LLMHIVE_SYNC_INTERVAL_HOURS, minutes=settings.LLMHIVE_CATALOG_GRACE_MINUTES)
@@ -95,7 +96,11 @@ def bootstrap_fallback_models() -> list[str]:
     reads this whenever the catalog's data version moves (a failed sync bumps it too)."""
     if CatalogModel.objects.routable().exists():
         return []
-    last = SyncRun.objects.exclude(status__in=[SyncStatus.SKIPPED, SyncStatus.RUNNING]).order_by("-started_at", "-id").first()
+    last = (
+        SyncRun.objects.exclude(status__in=[SyncStatus.SKIPPED, SyncStatus.RUNNING])
+        .order_by("-started_at", "-id")
+        .first()
+    )
     if last is not None and last.status == SyncStatus.SUCCEEDED:
         return []
     return list(settings.BOOTSTRAP_FALLBACK_MODELS)

@@ -10,21 +10,19 @@ import json
 import logging
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Callable
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from core.alerts import NewAlert, raise_alerts
-from core.locks import LockBusy, hold_lock
-from core.money import decimal_str
 from catalog.client import openrouter_client
 from catalog.models import (
     CAPABILITIES,
+    CATALOG_VERSION,
     PRICE_KEYS,
     AlertKind,
     CatalogModel,
@@ -38,15 +36,17 @@ from catalog.models import (
     SyncTrigger,
     classify_family,
     derive_capabilities,
-    CATALOG_VERSION,
 )
+from core.alerts import NewAlert, raise_alerts
+from core.locks import LockBusy, hold_lock
+from core.models import Alert, DataVersion
+from core.money import decimal_str
 from openrouter import (
     ModelEntry,
     ModelList,
     OpenRouterError,
     parse_models_payload,
 )
-from core.models import Alert, DataVersion
 
 logger = logging.getLogger(__name__)
 
@@ -130,12 +130,18 @@ def _changed_fields(model: CatalogModel, values: dict) -> list[str]:
     return [name for name, value in values.items() if getattr(model, name) != value]
 
 
-def apply_model_list(model_list: ModelList, *, run: SyncRun, force: bool = False, progress: Progress | None = None) -> Outcome:
+def apply_model_list(
+    model_list: ModelList, *, run: SyncRun, force: bool = False, progress: Progress | None = None
+) -> Outcome:
     """Apply a fetched list to the catalog in one transaction. Raises SyncRefused when unsafe."""
     now = timezone.now()
     entries = [e for e in model_list.entries if len(e.id) <= 200]
     skipped = [{"index": s.index, "id": s.id, "reason": s.reason} for s in model_list.skipped]
-    skipped += [{"index": None, "id": e.id[:80], "reason": "id longer than 200 characters"} for e in model_list.entries if len(e.id) > 200]
+    skipped += [
+        {"index": None, "id": e.id[:80], "reason": "id longer than 200 characters"}
+        for e in model_list.entries
+        if len(e.id) > 200
+    ]
     outcome = Outcome(seen=len(entries), skipped=skipped)
 
     existing = {m.id: m for m in CatalogModel.objects.all()}
@@ -175,7 +181,9 @@ def apply_model_list(model_list: ModelList, *, run: SyncRun, force: bool = False
                 alerts.append(NewAlert(AlertKind.NEW_MODEL, f"New model {entry.id} ({entry.name}).", model_id=entry.id))
                 if values["family_id"] is None:
                     alerts.append(
-                        NewAlert(AlertKind.UNCLASSIFIED_MODEL, f"{entry.id} matches no family pattern.", model_id=entry.id)
+                        NewAlert(
+                            AlertKind.UNCLASSIFIED_MODEL, f"{entry.id} matches no family pattern.", model_id=entry.id
+                        )
                     )
         else:
             changed = _changed_fields(model, values)
@@ -184,7 +192,9 @@ def apply_model_list(model_list: ModelList, *, run: SyncRun, force: bool = False
                 model.missing_since = None
                 changed += ["status", "missing_since"]
                 outcome.reactivated.append(entry.id)
-                alerts.append(NewAlert(AlertKind.MODEL_RETURNED, f"{entry.id} is back in OpenRouter's list.", model_id=entry.id))
+                alerts.append(
+                    NewAlert(AlertKind.MODEL_RETURNED, f"{entry.id} is back in OpenRouter's list.", model_id=entry.id)
+                )
             elif changed:
                 outcome.updated.append(entry.id)
             price_moves = []
@@ -192,14 +202,25 @@ def apply_model_list(model_list: ModelList, *, run: SyncRun, force: bool = False
                 old, new = model.price(key), values[f"price_{key}"]
                 if old != new:
                     price_moves.append({"field": key, "old": decimal_str(old), "new": decimal_str(new)})
-                    price_changes.append(PriceChange(model_id=entry.id, field=key, old=old, new=new, observed_at=now, run=run))
+                    price_changes.append(
+                        PriceChange(model_id=entry.id, field=key, old=old, new=new, observed_at=now, run=run)
+                    )
             if price_moves:
                 text = ", ".join(f"{m['field']} {m['old']} → {m['new']}" for m in price_moves)
-                alerts.append(NewAlert(AlertKind.PRICE_CHANGE, f"{entry.id}: {text}", model_id=entry.id, details={"changes": price_moves}))
+                alerts.append(
+                    NewAlert(
+                        AlertKind.PRICE_CHANGE,
+                        f"{entry.id}: {text}",
+                        model_id=entry.id,
+                        details={"changes": price_moves},
+                    )
+                )
             cap_moves = {c: values[c] for c in CAPABILITIES if getattr(model, c) != values[c]}
             if cap_moves:
                 text = ", ".join(f"{'+' if on else '-'}{c}" for c, on in cap_moves.items())
-                alerts.append(NewAlert(AlertKind.CAPABILITY_CHANGE, f"{entry.id}: {text}", model_id=entry.id, details=cap_moves))
+                alerts.append(
+                    NewAlert(AlertKind.CAPABILITY_CHANGE, f"{entry.id}: {text}", model_id=entry.id, details=cap_moves)
+                )
             if changed:
                 for name, value in values.items():
                     setattr(model, name, value)
@@ -221,7 +242,9 @@ def apply_model_list(model_list: ModelList, *, run: SyncRun, force: bool = False
             progress("apply", done, len(entries))
 
     for model_id in newly_missing:
-        alerts.append(NewAlert(AlertKind.MODEL_MISSING, f"{model_id} is no longer in OpenRouter's list.", model_id=model_id))
+        alerts.append(
+            NewAlert(AlertKind.MODEL_MISSING, f"{model_id} is no longer in OpenRouter's list.", model_id=model_id)
+        )
     outcome.missing = newly_missing
     outcome.price_changes = len(price_changes)
     if outcome.initial:
@@ -253,8 +276,6 @@ def apply_model_list(model_list: ModelList, *, run: SyncRun, force: bool = False
         if to_create or to_update or newly_missing:
             DataVersion.bump(CATALOG_VERSION)  # routing snapshots rebuild
     return outcome
-
-
 
 
 def read_saved_response(path: str | os.PathLike) -> ModelList:
@@ -322,9 +343,9 @@ def run_catalog_job(
         # The list was fetched and applied: the alerts of runs that could not do that are
         # answered. Only those (`_fail`'s keys): an alert about a later step of a job (a research
         # category that failed) stays open until that step succeeds.
-        Alert.objects.open().filter(kind=AlertKind.SYNC_FAILED, key__in=[_failure_key(k) for k in SyncKind.values]).update(
-            acknowledged_at=run.finished_at
-        )
+        Alert.objects.open().filter(
+            kind=AlertKind.SYNC_FAILED, key__in=[_failure_key(k) for k in SyncKind.values]
+        ).update(acknowledged_at=run.finished_at)
     return run
 
 

@@ -99,7 +99,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         self.message_user(
             request,
             format_html(
-                "The secret of API key “{}” is <code style=\"user-select: all\">{}</code> — copy it now: "
+                'The secret of API key “{}” is <code style="user-select: all">{}</code> — copy it now: '
                 "it is not stored and will not be shown again.",
                 key.name,
                 raw_key,

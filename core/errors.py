@@ -38,7 +38,9 @@ def _field_path(loc: list | tuple) -> tuple[str, str]:
     # schema (`filters: Query[ReportFilters]` gives ('query', 'filters', 'start')); callers never
     # see those names. A plain query parameter is ('query', 'start'), or ('query', 'capability', 0)
     # for an item of a list: a name followed by a name is a schema's parameter and its field.
-    if (source == "body" and rest[:1] == ["payload"]) or (source == "query" and len(rest) >= 2 and isinstance(rest[1], str)):
+    if (source == "body" and rest[:1] == ["payload"]) or (
+        source == "query" and len(rest) >= 2 and isinstance(rest[1], str)
+    ):
         rest = rest[1:]
     return source, ".".join(str(part) for part in rest)
 
@@ -59,7 +61,9 @@ def install_error_handlers(api: NinjaAPI) -> None:
         errors = []
         for error in exc.errors:
             source, field = _field_path(error.get("loc", ()))
-            errors.append({"in": source, "field": field, "message": error.get("msg", "invalid"), "type": error.get("type", "")})
+            errors.append(
+                {"in": source, "field": field, "message": error.get("msg", "invalid"), "type": error.get("type", "")}
+            )
         first = errors[0] if errors else {"field": "", "message": "invalid input"}
         detail = f"{first['field'] or first.get('in', 'input')}: {first['message']}"
         if len(errors) > 1:

@@ -115,7 +115,11 @@ class ApiKey(models.Model):
         prefix = secrets.token_hex(4)
         raw_key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
         key = cls.objects.create(
-            name=name, prefix=prefix, secret_hash=hash_secret(raw_key), scopes=sorted(set(scopes)), created_by=created_by
+            name=name,
+            prefix=prefix,
+            secret_hash=hash_secret(raw_key),
+            scopes=sorted(set(scopes)),
+            created_by=created_by,
         )
         return key, raw_key
 

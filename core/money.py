@@ -17,7 +17,9 @@ DECIMAL_PLACES = 14
 
 def money_field(*, total: bool = False, **kwargs) -> models.DecimalField:
     """A price (or, with `total=True`, a sum of many costs) in USD."""
-    return models.DecimalField(max_digits=TOTAL_DIGITS if total else PRICE_DIGITS, decimal_places=DECIMAL_PLACES, **kwargs)
+    return models.DecimalField(
+        max_digits=TOTAL_DIGITS if total else PRICE_DIGITS, decimal_places=DECIMAL_PLACES, **kwargs
+    )
 
 
 def decimal_str(value: Decimal | None) -> str | None:

@@ -8,7 +8,7 @@ the same rows take their locks in the same order and cannot deadlock.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from django.db import connection, models
 from django.utils import timezone
@@ -58,7 +58,10 @@ def add_to_rows(
     names = (*key_fields, *sum_fields) + ((touch_field,) if touch_field else ())
     fields = [meta.get_field(name) for name in names]
     columns = ", ".join(ops.quote_name(f.column) for f in fields)
-    updates = [f"{ops.quote_name(f.column)} = {table}.{ops.quote_name(f.column)} + EXCLUDED.{ops.quote_name(f.column)}" for f in fields[len(key_fields) : len(key_fields) + len(sum_fields)]]
+    updates = [
+        f"{ops.quote_name(f.column)} = {table}.{ops.quote_name(f.column)} + EXCLUDED.{ops.quote_name(f.column)}"
+        for f in fields[len(key_fields) : len(key_fields) + len(sum_fields)]
+    ]
     if touch_field:
         column = ops.quote_name(meta.get_field(touch_field).column)
         updates.append(f"{column} = EXCLUDED.{column}")
@@ -79,5 +82,7 @@ def add_to_rows(
             params: list = []
             for key, sums in chunk:
                 row = [*key, *(sums[name] for name in sum_fields)] + ([now] if touch_field else [])
-                params += [field.get_db_prep_save(value, connection) for field, value in zip(fields, row)]
-            cursor.execute(f"INSERT INTO {table} ({columns}) VALUES {values_clause(len(fields), len(chunk))} {upsert}", params)
+                params += [field.get_db_prep_save(value, connection) for field, value in zip(fields, row, strict=True)]
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}) VALUES {values_clause(len(fields), len(chunk))} {upsert}", params
+            )

@@ -11,12 +11,12 @@ from import_export import fields, resources
 from import_export.admin import ExportMixin
 from import_export.formats.base_formats import CSV
 
+from core.admin_mixins import ReadOnlyMixin
+from core.money import decimal_str
 from costs.budgets import budget_statuses
 from costs.charts import cost_chart_svg
 from costs.csvsafe import escape_cell
 from costs.models import Budget, DailyCost, UsageEvent
-from core.money import decimal_str
-from core.admin_mixins import ReadOnlyMixin
 
 
 class EstimatedCountPaginator(Paginator):
@@ -30,7 +30,9 @@ class EstimatedCountPaginator(Paginator):
         query = self.object_list.query
         if connection.vendor == "postgresql" and not query.where:
             with connection.cursor() as cursor:
-                cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE relname = %s", [self.object_list.model._meta.db_table])
+                cursor.execute(
+                    "SELECT reltuples::bigint FROM pg_class WHERE relname = %s", [self.object_list.model._meta.db_table]
+                )
                 row = cursor.fetchone()
             if row and row[0] >= self.EXACT_BELOW:
                 return int(row[0])
@@ -65,8 +67,18 @@ class UsageEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
     stays quick: no COUNT(*) when unfiltered, filter choices and the date hierarchy from the
     daily rollup."""
 
-    list_display = ("occurred_at", "model_ref", "role", "strategy", "prompt_tokens", "completion_tokens",
-                    "cost_usd", "computed_cost_usd", "success", "latency_ms")
+    list_display = (
+        "occurred_at",
+        "model_ref",
+        "role",
+        "strategy",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost_usd",
+        "computed_cost_usd",
+        "success",
+        "latency_ms",
+    )
     list_filter = ("success", StrategyFilter, RoleFilter)
     change_list_template = "admin/costs/usageevent/change_list.html"
     search_fields = ("=request_id", "=model_ref", "=decision_id")
@@ -108,7 +120,18 @@ class DailyCostResource(resources.ModelResource):
 class DailyCostAdmin(ReadOnlyMixin, ExportMixin, admin.ModelAdmin):
     resource_classes = [DailyCostResource]
     formats = [CSV]
-    list_display = ("day", "model", "strategy", "role", "requests", "successes", "tokens", "cost_usd", "per_success", "drift")
+    list_display = (
+        "day",
+        "model",
+        "strategy",
+        "role",
+        "requests",
+        "successes",
+        "tokens",
+        "cost_usd",
+        "per_success",
+        "drift",
+    )
     list_filter = ("strategy", "role")
     search_fields = ("model",)
     date_hierarchy = "day"
@@ -135,7 +158,18 @@ class DailyCostAdmin(ReadOnlyMixin, ExportMixin, admin.ModelAdmin):
 
 @admin.register(Budget)
 class BudgetAdmin(admin.ModelAdmin):
-    list_display = ("name", "scope", "scope_value", "period", "limit_usd", "spent", "remaining", "state", "action", "active")
+    list_display = (
+        "name",
+        "scope",
+        "scope_value",
+        "period",
+        "limit_usd",
+        "spent",
+        "remaining",
+        "state",
+        "action",
+        "active",
+    )
     list_filter = ("scope", "period", "action", "active")
     search_fields = ("name", "scope_value")
     fields = ("name", "scope", "scope_value", "period", "limit_usd", "soft_limit_percent", "action", "active")

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
-
 from typing import Literal
 
 from django.http import StreamingHttpResponse
@@ -13,13 +11,13 @@ from django.utils import timezone
 from ninja import Field, Query, Router, Schema
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationInfo, field_validator
 
+from core.auth import require
+from core.errors import ApiError
 from core.money import decimal_str
 from costs import reports
 from costs.budgets import budget_statuses
 from costs.ingest import ingest_events
 from costs.reports import Window
-from core.auth import require
-from core.errors import ApiError
 
 router = Router(tags=["usage and costs"])
 USAGE_WRITE = require("usage:write")
@@ -36,15 +34,21 @@ COST_QUANTUM = Decimal("1e-14")
 class UsageEventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    request_id: str = Field(min_length=1, max_length=200, description="idempotency key: a repeat is counted, not stored")
+    request_id: str = Field(
+        min_length=1, max_length=200, description="idempotency key: a repeat is counted, not stored"
+    )
     occurred_at: AwareDatetime = Field(description="ISO 8601 with a timezone")
-    model: str = Field(min_length=1, max_length=200, description="a catalog id or the canonical slug OpenRouter answered with")
+    model: str = Field(
+        min_length=1, max_length=200, description="a catalog id or the canonical slug OpenRouter answered with"
+    )
     role: str = Field("", max_length=100)
     strategy: str = Field("", max_length=100)
     category: str = Field("", max_length=100)
     decision_id: str = Field("", max_length=100)
     prompt_tokens: int = Field(0, ge=0, le=2_000_000_000)
-    completion_tokens: int = Field(0, ge=0, le=2_000_000_000, description="reasoning tokens included, as OpenRouter counts them")
+    completion_tokens: int = Field(
+        0, ge=0, le=2_000_000_000, description="reasoning tokens included, as OpenRouter counts them"
+    )
     reasoning_tokens: int = Field(0, ge=0, le=2_000_000_000)
     cached_tokens: int = Field(0, ge=0, le=2_000_000_000, description="prompt tokens read from the cache")
     cache_write_tokens: int = Field(0, ge=0, le=2_000_000_000, description="prompt tokens written to the cache")
@@ -59,7 +63,7 @@ class UsageEventIn(BaseModel):
     @field_validator("occurred_at")
     @classmethod
     def not_in_the_future(cls, value: datetime) -> datetime:
-        if value > datetime.now(dt_timezone.utc) + MAX_CLOCK_SKEW:
+        if value > datetime.now(UTC) + MAX_CLOCK_SKEW:
             raise ValueError("is in the future")
         return value
 
@@ -74,7 +78,9 @@ class UsageEventIn(BaseModel):
     def reasoning_within_completion(cls, value: int, info: ValidationInfo) -> int:
         completion = info.data.get("completion_tokens")
         if completion is not None and value > completion:
-            raise ValueError(f"must not exceed completion_tokens ({completion}): reasoning tokens are counted inside them")
+            raise ValueError(
+                f"must not exceed completion_tokens ({completion}): reasoning tokens are counted inside them"
+            )
         return value
 
     @field_validator("cache_write_tokens")
@@ -129,7 +135,9 @@ class BudgetOut(Schema):
     action: str
 
 
-@router.get("/budgets", response=list[BudgetOut], auth=COSTS_READ, summary="Budgets with spend and state in the current window")
+@router.get(
+    "/budgets", response=list[BudgetOut], auth=COSTS_READ, summary="Budgets with spend and state in the current window"
+)
 def list_budgets(request):
     rows = []
     for status in budget_statuses():
@@ -159,11 +167,26 @@ class ReportFilters(BaseModel):
         end = self.end or timezone.now().date()
         start = self.start or end - timedelta(days=29)
         if start > end:
-            raise ApiError(422, "invalid", "start: must not be after end", errors=[
-                {"in": "query", "field": "start", "message": "must not be after end", "type": "value_error"}])
+            raise ApiError(
+                422,
+                "invalid",
+                "start: must not be after end",
+                errors=[{"in": "query", "field": "start", "message": "must not be after end", "type": "value_error"}],
+            )
         if (end - start).days + 1 > MAX_REPORT_DAYS:
-            raise ApiError(422, "invalid", f"end: a window holds at most {MAX_REPORT_DAYS} days", errors=[
-                {"in": "query", "field": "end", "message": f"a window holds at most {MAX_REPORT_DAYS} days", "type": "value_error"}])
+            raise ApiError(
+                422,
+                "invalid",
+                f"end: a window holds at most {MAX_REPORT_DAYS} days",
+                errors=[
+                    {
+                        "in": "query",
+                        "field": "end",
+                        "message": f"a window holds at most {MAX_REPORT_DAYS} days",
+                        "type": "value_error",
+                    }
+                ],
+            )
         return Window(start, end)
 
     def keys(self) -> dict[str, str | None]:
@@ -171,7 +194,9 @@ class ReportFilters(BaseModel):
 
 
 class GroupedFilters(ReportFilters):
-    group_by: GroupBy | None = Field(None, description="one row per day and model, strategy or role; per day when absent or `day`")
+    group_by: GroupBy | None = Field(
+        None, description="one row per day and model, strategy or role; per day when absent or `day`"
+    )
 
 
 class SummaryFilters(ReportFilters):
@@ -246,14 +271,24 @@ def _money_fields(row: dict) -> dict:
     return row
 
 
-@router.get("/costs/daily", response=list[DailyRow], auth=COSTS_READ, summary="Cost per UTC day, optionally per model, strategy or role")
+@router.get(
+    "/costs/daily",
+    response=list[DailyRow],
+    auth=COSTS_READ,
+    summary="Cost per UTC day, optionally per model, strategy or role",
+)
 def costs_daily(request, filters: Query[GroupedFilters]):
     """From the DailyCost rollup (kept current on ingest): reported cost where OpenRouter gave
     one, computed from the prices in force otherwise; `drift_usd` shows how far they differ."""
     return [_money_fields(row) for row in reports.daily(filters.window(), filters.group_by, filters.keys())]
 
 
-@router.get("/costs/summary", response=SummaryOut, auth=COSTS_READ, summary="Totals per model, strategy or role, with success rate and cost per success")
+@router.get(
+    "/costs/summary",
+    response=SummaryOut,
+    auth=COSTS_READ,
+    summary="Totals per model, strategy or role, with success rate and cost per success",
+)
 def costs_summary(request, filters: Query[SummaryFilters]):
     result = reports.summary(filters.window(), filters.group_by, filters.keys())
     result["total"] = _money_fields(result["total"])
@@ -262,8 +297,12 @@ def costs_summary(request, filters: Query[SummaryFilters]):
     return result
 
 
-@router.get("/costs/export.csv", auth=COSTS_READ, summary="The daily cost rows (or every event) as streamed CSV",
-            response={200: None})
+@router.get(
+    "/costs/export.csv",
+    auth=COSTS_READ,
+    summary="The daily cost rows (or every event) as streamed CSV",
+    response={200: None},
+)
 def costs_export(request, filters: Query[ExportFilters]):
     """Streamed from a server-side cursor: memory does not grow with the window. Cells that a
     spreadsheet would run as a formula (= + - @ tab CR) are escaped with a leading quote."""
@@ -278,7 +317,12 @@ def costs_export(request, filters: Query[ExportFilters]):
     return response
 
 
-@router.get("/telemetry/summary", response=TelemetryOut, auth=COSTS_READ, summary="Per strategy, model or tool: requests, success rate, cost, latency p50/p95")
+@router.get(
+    "/telemetry/summary",
+    response=TelemetryOut,
+    auth=COSTS_READ,
+    summary="Per strategy, model or tool: requests, success rate, cost, latency p50/p95",
+)
 def telemetry_summary(request, filters: Query[TelemetryFilters]):
     """From the ledger (percentiles need every latency in the window), with the same window and
     filters as the cost reports; an event counts once for each tool it used."""

@@ -6,10 +6,10 @@ class CostsConfig(AppConfig):
     verbose_name = "Costs and budgets"
 
     def ready(self) -> None:
+        from core.kinds import register_kinds
         from costs import budgets
         from costs.models import AlertKind
         from costs.signals import usage_ingested
-        from core.kinds import register_kinds
 
         register_kinds(AlertKind)
         # Budgets move with the ledger (and the budget book listens to Budget saves).

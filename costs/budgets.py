@@ -21,9 +21,10 @@ from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
 from core.alerts import NewAlert, raise_alerts
-from core.money import decimal_str
-from costs.models import BUDGETS_VERSION, SPEND_VERSION, AlertKind as CostAlertKind, Budget, BudgetScope, BudgetState, DailyCost
 from core.models import DataVersion, version_watch
+from core.money import decimal_str
+from costs.models import BUDGETS_VERSION, SPEND_VERSION, Budget, BudgetScope, BudgetState, DailyCost
+from costs.models import AlertKind as CostAlertKind
 
 SEVERITY = {BudgetState.OK: 0, BudgetState.SOFT_LIMIT: 1, BudgetState.EXHAUSTED: 2}
 
@@ -176,7 +177,9 @@ class BudgetBook:
                 self._versions = versions
         return statuses
 
-    def state_for(self, *, role: str | None = None, strategy: str | None = None, model: str | None = None) -> BudgetStatus | None:
+    def state_for(
+        self, *, role: str | None = None, strategy: str | None = None, model: str | None = None
+    ) -> BudgetStatus | None:
         """The tightest budget that applies (the most severe state, then the least remaining)."""
         applicable = [s for s in self.statuses() if s.applies_to(role, strategy, model)]
         if not applicable:

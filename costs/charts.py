@@ -36,12 +36,16 @@ def cost_chart_svg(days: int = 30) -> SafeString:
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="cost-chart" viewBox="0 0 {WIDTH} {HEIGHT}" '
         f'width="100%" role="img" aria-label="Cost per day, last {days} days, by model">',
-        f'<title>Cost per day (USD), last {days} days, by model</title>',
+        f"<title>Cost per day (USD), last {days} days, by model</title>",
     ]
     for fraction in (0, 0.5, 1):
         y = TOP + plot_h * (1 - fraction)
-        parts.append(f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ccc" stroke-width="0.5"/>')
-        parts.append(f'<text x="{LEFT - 4}" y="{y + 4:.1f}" text-anchor="end" font-size="10" fill="currentColor">${top * fraction:,.2f}</text>')
+        parts.append(
+            f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ccc" stroke-width="0.5"/>'
+        )
+        parts.append(
+            f'<text x="{LEFT - 4}" y="{y + 4:.1f}" text-anchor="end" font-size="10" fill="currentColor">${top * fraction:,.2f}</text>'
+        )
     for i, day in enumerate(day_list):
         base = 0.0
         x = LEFT + i * bar_w
@@ -57,14 +61,22 @@ def cost_chart_svg(days: int = 30) -> SafeString:
             )
             base += h
         if i % 7 == 0 or i == len(day_list) - 1:
-            parts.append(f'<text x="{x + bar_w / 2:.1f}" y="{HEIGHT - 10}" text-anchor="middle" font-size="10" fill="currentColor">{day:%m-%d}</text>')
+            parts.append(
+                f'<text x="{x + bar_w / 2:.1f}" y="{HEIGHT - 10}" text-anchor="middle" font-size="10" fill="currentColor">{day:%m-%d}</text>'
+            )
     for index, (name, values) in enumerate(series):
         y = TOP + 14 * index + 8
         total = sum(values, Decimal(0))
-        parts.append(f'<rect x="{WIDTH - RIGHT + 12}" y="{y - 8}" width="10" height="10" fill="{COLOURS[index % len(COLOURS)]}"/>')
+        parts.append(
+            f'<rect x="{WIDTH - RIGHT + 12}" y="{y - 8}" width="10" height="10" fill="{COLOURS[index % len(COLOURS)]}"/>'
+        )
         label = name if len(name) <= 24 else name[:23] + "…"
-        parts.append(f'<text x="{WIDTH - RIGHT + 26}" y="{y + 1}" font-size="10" fill="currentColor">{escape(label)} ${total:,.2f}</text>')
+        parts.append(
+            f'<text x="{WIDTH - RIGHT + 26}" y="{y + 1}" font-size="10" fill="currentColor">{escape(label)} ${total:,.2f}</text>'
+        )
     if not series:
-        parts.append(f'<text x="{LEFT + plot_w / 2}" y="{TOP + plot_h / 2}" text-anchor="middle" font-size="12" fill="currentColor">No usage in the last {days} days</text>')
+        parts.append(
+            f'<text x="{LEFT + plot_w / 2}" y="{TOP + plot_h / 2}" text-anchor="middle" font-size="12" fill="currentColor">No usage in the last {days} days</text>'
+        )
     parts.append("</svg>")
     return mark_safe("".join(parts))

@@ -11,21 +11,22 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timezone as dt_timezone
+from datetime import UTC
 from decimal import Decimal
-from typing import Iterable, Sequence
 
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from core.alerts import NewAlert, raise_alerts
 from catalog.models import CatalogModel
-from costs.models import AlertKind as CostAlertKind, DailyCost, UsageEvent
+from core.alerts import NewAlert, raise_alerts
+from core.upsert import add_to_rows, chunks, values_clause
+from costs.models import AlertKind as CostAlertKind
+from costs.models import DailyCost, UsageEvent
 from costs.pricing import PriceBook, Usage
 from costs.signals import usage_ingested, usage_stored
-from core.upsert import add_to_rows, chunks, values_clause
 
 EVENT_COLUMNS = (
     "request_id",
@@ -87,7 +88,9 @@ def resolve_models(refs: Iterable[str]) -> dict[str, str]:
     refs = set(refs)
     if not refs:
         return {}
-    rows = list(CatalogModel.objects.filter(Q(id__in=refs) | Q(canonical_slug__in=refs)).values_list("id", "canonical_slug"))
+    rows = list(
+        CatalogModel.objects.filter(Q(id__in=refs) | Q(canonical_slug__in=refs)).values_list("id", "canonical_slug")
+    )
     resolved = {model_id: model_id for model_id, _ in rows if model_id in refs}
     by_slug: dict[str, list[str]] = defaultdict(list)
     for model_id, slug in rows:
@@ -169,7 +172,11 @@ def ingest_events(events: Sequence[dict]) -> IngestResult:
     if stored:
         result.unknown_models = sorted({r["model_ref"] for r in stored if r["model_id"] is None})
         result.unpriced_models = sorted(
-            {r["model_id"] for r in stored if r["model_id"] and r["computed_cost_usd"] is None and r["cost_usd"] is None}
+            {
+                r["model_id"]
+                for r in stored
+                if r["model_id"] and r["computed_cost_usd"] is None and r["cost_usd"] is None
+            }
         )
         _raise_model_alerts(result)
         usage_ingested.send(sender=UsageEvent, rows=stored)
@@ -241,14 +248,14 @@ def rollup_deltas(rows: Iterable[dict]) -> dict[tuple, dict]:
     deltas: dict[tuple, dict] = {}
     for row in rows:
         key = (
-            row["occurred_at"].astimezone(dt_timezone.utc).date(),
+            row["occurred_at"].astimezone(UTC).date(),
             row["model_id"] or row["model_ref"],
             row["strategy"],
             row["role"],
         )
         d = deltas.get(key)
         if d is None:
-            d = deltas[key] = {name: 0 for name in ROLLUP_SUMS}
+            d = deltas[key] = dict.fromkeys(ROLLUP_SUMS, 0)
             for name in ("cost_usd", "reported_cost_usd", "computed_cost_of_reported_usd"):
                 d[name] = Decimal(0)
         reported, computed = row["cost_usd"], row["computed_cost_usd"]

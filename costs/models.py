@@ -6,8 +6,7 @@ a budget's spend in a window is the sum of the rollup rows in that window.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -53,7 +52,9 @@ class UsageEvent(models.Model):
     cached_tokens = models.PositiveIntegerField(default=0, help_text="Prompt tokens read from the cache.")
     cache_write_tokens = models.PositiveIntegerField(default=0, help_text="Prompt tokens written to the cache.")
     cost_usd = money_field(null=True, blank=True, help_text="What OpenRouter reported (usage.cost).")
-    computed_cost_usd = money_field(null=True, blank=True, help_text="From the catalog's prices in force at occurred_at.")
+    computed_cost_usd = money_field(
+        null=True, blank=True, help_text="From the catalog's prices in force at occurred_at."
+    )
     success = models.BooleanField()
     quality_score = models.FloatField(
         null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
@@ -187,7 +188,7 @@ def window_end(period: str, start: date) -> date:
 
 
 def utc_midnight(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=dt_timezone.utc)
+    return datetime.combine(day, time.min, tzinfo=UTC)
 
 
 class Budget(models.Model):
@@ -199,7 +200,8 @@ class Budget(models.Model):
     period = models.CharField(max_length=8, choices=BudgetPeriod.choices, default=BudgetPeriod.MONTH)
     limit_usd = money_field(total=True, validators=[MinValueValidator(Decimal("0.01"))])
     soft_limit_percent = models.PositiveSmallIntegerField(
-        default=80, validators=[MinValueValidator(1), MaxValueValidator(100)],
+        default=80,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
         help_text="Past this share of the limit, routing leans toward cheaper models and an alert is raised.",
     )
     action = models.CharField(max_length=16, choices=BudgetAction.choices, default=BudgetAction.DOWNGRADE)
@@ -212,7 +214,8 @@ class Budget(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["scope", "scope_value", "period"], name="budget_one_per_scope_period"),
             models.CheckConstraint(
-                condition=models.Q(scope=BudgetScope.GLOBAL, scope_value="") | ~models.Q(scope=BudgetScope.GLOBAL) & ~models.Q(scope_value=""),
+                condition=models.Q(scope=BudgetScope.GLOBAL, scope_value="")
+                | ~models.Q(scope=BudgetScope.GLOBAL) & ~models.Q(scope_value=""),
                 name="budget_scope_value_matches_scope",
             ),
         ]

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Iterable
 
 from catalog.models import PRICE_FIELDS, PRICE_KEYS, CatalogModel, PriceChange
 
@@ -72,7 +72,7 @@ class PriceBook:
             self._changes[key] = ([r[0] for r in rows], [r[1] for r in rows])
 
     @classmethod
-    def load(cls, model_ids: Iterable[str], since: datetime) -> "PriceBook":
+    def load(cls, model_ids: Iterable[str], since: datetime) -> PriceBook:
         ids = list(set(model_ids))
         if not ids:
             return cls({}, set(), [])

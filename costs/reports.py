@@ -7,10 +7,10 @@ Windows are whole UTC days, `start` and `end` both included.
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Iterator
 
 from django.db import connection
 from django.db.models import Q, Sum
@@ -21,11 +21,37 @@ from costs.models import DailyCost, UsageEvent, utc_midnight
 
 GROUPS = ("model", "strategy", "role")
 TELEMETRY_GROUPS = ("strategy", "model", "tool")
-DAILY_COLUMNS = ["day", "model", "strategy", "role", "requests", "successes", "tokens", "cost_usd", "cost_per_success_usd"]
+DAILY_COLUMNS = [
+    "day",
+    "model",
+    "strategy",
+    "role",
+    "requests",
+    "successes",
+    "tokens",
+    "cost_usd",
+    "cost_per_success_usd",
+]
 EVENT_COLUMNS = [
-    "request_id", "occurred_at", "model", "role", "strategy", "category", "prompt_tokens", "completion_tokens",
-    "reasoning_tokens", "cached_tokens", "cache_write_tokens", "cost_usd", "computed_cost_usd", "success",
-    "quality_score", "latency_ms", "escalation_depth", "tools", "generation_id",
+    "request_id",
+    "occurred_at",
+    "model",
+    "role",
+    "strategy",
+    "category",
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "cost_usd",
+    "computed_cost_usd",
+    "success",
+    "quality_score",
+    "latency_ms",
+    "escalation_depth",
+    "tools",
+    "generation_id",
 ]
 SUMS = {
     "requests": Sum("requests"),
@@ -120,6 +146,7 @@ def summary(window: Window, group_by: str, filters: dict[str, str | None]) -> di
 
 # --- CSV -----------------------------------------------------------------------------------------
 
+
 class _Echo:
     """A file-like object whose write returns the line, for csv.writer inside a generator."""
 
@@ -133,12 +160,34 @@ def _money(value: Decimal | None) -> str:
 
 
 def daily_csv_rows(window: Window, filters: dict[str, str | None]) -> Iterator[list]:
-    qs = daily_queryset(window, filters).order_by("day", "model", "strategy", "role").values_list(
-        "day", "model", "strategy", "role", "requests", "successes", "prompt_tokens", "completion_tokens", "cost_usd",
+    qs = (
+        daily_queryset(window, filters)
+        .order_by("day", "model", "strategy", "role")
+        .values_list(
+            "day",
+            "model",
+            "strategy",
+            "role",
+            "requests",
+            "successes",
+            "prompt_tokens",
+            "completion_tokens",
+            "cost_usd",
+        )
     )
     for day, model, strategy, role, requests, successes, prompt, completion, cost in qs.iterator(chunk_size=2000):
         per_success = cost / successes if successes else None
-        yield [day.isoformat(), model, strategy, role, requests, successes, prompt + completion, _money(cost), _money(per_success)]
+        yield [
+            day.isoformat(),
+            model,
+            strategy,
+            role,
+            requests,
+            successes,
+            prompt + completion,
+            _money(cost),
+            _money(per_success),
+        ]
 
 
 def filter_events(qs, filters: dict[str, str | None]):
@@ -189,6 +238,7 @@ def csv_lines(header: list[str], rows: Iterator[list]) -> Iterator[str]:
 
 
 # --- Telemetry -----------------------------------------------------------------------------------
+
 
 def _percentile(sorted_values: list[int], q: float) -> float | None:
     """Linear interpolation between closest ranks (PostgreSQL's percentile_cont)."""
@@ -249,7 +299,9 @@ def _telemetry_python(events, by: str) -> list[dict]:
     for strategy, model_id, model_ref, tools, success, cost, computed, latency in qs.iterator(chunk_size=2000):
         keys = {"strategy": [strategy], "model": [model_id or model_ref], "tool": list(tools or [])}[by]
         for key in keys:
-            g = groups.setdefault(key, {"requests": 0, "successes": 0, "cost": Decimal(0), "unpriced": 0, "latencies": []})
+            g = groups.setdefault(
+                key, {"requests": 0, "successes": 0, "cost": Decimal(0), "unpriced": 0, "latencies": []}
+            )
             g["requests"] += 1
             g["successes"] += bool(success)
             value = cost if cost is not None else computed
@@ -262,8 +314,17 @@ def _telemetry_python(events, by: str) -> list[dict]:
     rows = []
     for key, g in groups.items():
         latencies = sorted(g["latencies"])
-        rows.append(_telemetry_row(key, g["requests"], g["successes"], g["cost"], g["unpriced"],
-                                   _percentile(latencies, 0.5), _percentile(latencies, 0.95)))
+        rows.append(
+            _telemetry_row(
+                key,
+                g["requests"],
+                g["successes"],
+                g["cost"],
+                g["unpriced"],
+                _percentile(latencies, 0.5),
+                _percentile(latencies, 0.95),
+            )
+        )
     rows.sort(key=lambda r: (-r["requests"], r["key"]))
     return rows
 
@@ -291,7 +352,9 @@ def spend_by_day_and_model(days: int, top: int = 6) -> tuple[list[date], list[tu
     first = today - timedelta(days=days - 1)
     rows = (
         DailyCost.objects.filter(day__gte=first, day__lte=today)
-        .values("day", "model").annotate(cost=Sum("cost_usd")).order_by()
+        .values("day", "model")
+        .annotate(cost=Sum("cost_usd"))
+        .order_by()
     )
     per_model: dict[str, dict[date, Decimal]] = {}
     for r in rows:
@@ -305,5 +368,18 @@ def spend_by_day_and_model(days: int, top: int = 6) -> tuple[list[date], list[tu
     return day_list, series
 
 
-__all__ = ["Window", "daily", "summary", "telemetry", "csv_lines", "daily_csv_rows", "event_csv_rows", "filter_events",
-           "DAILY_COLUMNS", "EVENT_COLUMNS", "GROUPS", "TELEMETRY_GROUPS", "spend_by_day_and_model"]
+__all__ = [
+    "Window",
+    "daily",
+    "summary",
+    "telemetry",
+    "csv_lines",
+    "daily_csv_rows",
+    "event_csv_rows",
+    "filter_events",
+    "DAILY_COLUMNS",
+    "EVENT_COLUMNS",
+    "GROUPS",
+    "TELEMETRY_GROUPS",
+    "spend_by_day_and_model",
+]

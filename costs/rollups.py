@@ -13,8 +13,8 @@ from datetime import date, timedelta
 from django.db import connection, transaction
 from django.utils import timezone
 
-from costs.models import SPEND_VERSION, DailyCost, UsageEvent, utc_midnight
 from core.models import DataVersion
+from costs.models import SPEND_VERSION, DailyCost, UsageEvent, utc_midnight
 
 SUMS = {
     "requests": "COUNT(*)",
@@ -52,7 +52,9 @@ def rebuild_daily_costs(start: date | None = None, end: date | None = None) -> d
     if end is not None:
         rollups = rollups.filter(day__lte=end)
 
-    where_sql, params = events.query.get_compiler(connection=connection).compile(events.query.where) if events.query.where else ("", [])
+    where_sql, params = (
+        events.query.get_compiler(connection=connection).compile(events.query.where) if events.query.where else ("", [])
+    )
     table, rollup_table = UsageEvent._meta.db_table, DailyCost._meta.db_table
     columns = ", ".join(["day", "model", "strategy", "role", *SUMS, "updated_at"])
     selects = ", ".join(SUMS.values())

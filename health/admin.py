@@ -11,8 +11,8 @@ from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from health.models import HealthCheckRun, ModelHealthCheck, ModelReliability, RunStatus, Trigger
 from core.admin_mixins import ReadOnlyMixin
+from health.models import HealthCheckRun, ModelHealthCheck, ModelReliability, RunStatus, Trigger
 
 RUN_PERMISSION = "health.run_healthcheckrun"
 STATUS_COLOURS = {
@@ -36,8 +36,20 @@ def queue_health_checks(model_ids: list[str] | None = None) -> str:
 
 class CheckInline(ReadOnlyMixin, admin.TabularInline):
     model = ModelHealthCheck
-    fields = ("model", "ok", "endpoints_up", "endpoints_total", "best_uptime", "pinged", "ping_ok", "latency_ms",
-              "http_status", "error_code", "error_message", "ping_cost_usd")
+    fields = (
+        "model",
+        "ok",
+        "endpoints_up",
+        "endpoints_total",
+        "best_uptime",
+        "pinged",
+        "ping_ok",
+        "latency_ms",
+        "http_status",
+        "error_code",
+        "error_message",
+        "ping_cost_usd",
+    )
     readonly_fields = fields
     extra = 0
     show_change_link = True
@@ -48,8 +60,17 @@ class CheckInline(ReadOnlyMixin, admin.TabularInline):
 
 @admin.register(HealthCheckRun)
 class HealthCheckRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ("started_at", "trigger", "coloured_status", "models_checked", "models_failed", "pinged",
-                    "ping_spend_usd", "note", "error")
+    list_display = (
+        "started_at",
+        "trigger",
+        "coloured_status",
+        "models_checked",
+        "models_failed",
+        "pinged",
+        "ping_spend_usd",
+        "note",
+        "error",
+    )
     list_filter = ("status", "trigger")
     date_hierarchy = "started_at"
     inlines = (CheckInline,)
@@ -76,7 +97,8 @@ class HealthCheckRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
             return HttpResponseNotAllowed(["POST"])
         task_id = queue_health_checks()
         self.message_user(
-            request, f"Health checks queued (task {task_id}); the run appears here once a worker picks it up.",
+            request,
+            f"Health checks queued (task {task_id}); the run appears here once a worker picks it up.",
             messages.SUCCESS,
         )
         return redirect("admin:health_healthcheckrun_changelist")
@@ -100,8 +122,21 @@ class CheckedModelFilter(admin.SimpleListFilter):
 class ModelHealthCheckAdmin(ReadOnlyMixin, admin.ModelAdmin):
     """Per-model history: filter by model, result and date."""
 
-    list_display = ("checked_at", "model", "ok", "endpoints_up", "endpoints_total", "best_uptime", "pinged",
-                    "ping_ok", "latency_ms", "http_status", "error_code", "ping_cost_usd", "run")
+    list_display = (
+        "checked_at",
+        "model",
+        "ok",
+        "endpoints_up",
+        "endpoints_total",
+        "best_uptime",
+        "pinged",
+        "ping_ok",
+        "latency_ms",
+        "http_status",
+        "error_code",
+        "ping_cost_usd",
+        "run",
+    )
     list_filter = (CheckedModelFilter, "ok", "pinged", "error_code")
     search_fields = ("=model__id",)
     date_hierarchy = "checked_at"
@@ -111,8 +146,16 @@ class ModelHealthCheckAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 @admin.register(ModelReliability)
 class ModelReliabilityAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ("model", "reliability_percent", "consecutive_failures", "checks_count", "last_checked_at",
-                    "last_ok_at", "last_error", "history")
+    list_display = (
+        "model",
+        "reliability_percent",
+        "consecutive_failures",
+        "checks_count",
+        "last_checked_at",
+        "last_ok_at",
+        "last_error",
+        "history",
+    )
     list_filter = ("consecutive_failures",)
     search_fields = ("model__id",)
     list_select_related = ("model",)

@@ -3,9 +3,8 @@ orchestrator."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from django.conf import settings
 from django.db import connection
 from django.db.utils import DatabaseError
 from django.utils import timezone
@@ -31,8 +30,13 @@ def task_queue_status() -> dict:
         queued = broker.queue_size()
     except Exception as exc:  # the broker itself is down: say so, do not fail the health check
         return {
-            "status": "down", "error": " ".join(str(exc).split())[:200] or type(exc).__name__, "clusters": 0,
-            "workers": 0, "queued": None, "oldest_queued_seconds": None, "broker": "redis" if Conf.REDIS else "orm",
+            "status": "down",
+            "error": " ".join(str(exc).split())[:200] or type(exc).__name__,
+            "clusters": 0,
+            "workers": 0,
+            "queued": None,
+            "oldest_queued_seconds": None,
+            "broker": "redis" if Conf.REDIS else "orm",
         }
     oldest = None
     if Conf.ORM:
@@ -41,7 +45,12 @@ def task_queue_status() -> dict:
         # The ORM broker stamps `lock` with the enqueue time and moves it into the future when a
         # worker takes the task: the waiting ones are those whose lock is not in the future.
         now = timezone.now()
-        first = OrmQ.objects.filter(key=Conf.CLUSTER_NAME, lock__lte=now).order_by("lock").values_list("lock", flat=True).first()
+        first = (
+            OrmQ.objects.filter(key=Conf.CLUSTER_NAME, lock__lte=now)
+            .order_by("lock")
+            .values_list("lock", flat=True)
+            .first()
+        )
         oldest = None if first is None else max(0, int((now - first).total_seconds()))
     workers = sum(len(s.workers) for s in clusters)
     return {
@@ -65,7 +74,9 @@ def catalog_status() -> dict:
         "last_success_at": freshness.last_success,
         "age_seconds": None if age is None else int(age.total_seconds()),
         "stale_after_seconds": int(freshness.stale_after.total_seconds()),
-        "last_run": None if last is None else {"id": last.pk, "kind": last.kind, "status": last.status, "error": last.error},
+        "last_run": None
+        if last is None
+        else {"id": last.pk, "kind": last.kind, "status": last.status, "error": last.error},
     }
 
 
@@ -106,27 +117,33 @@ class ModelHealthOut(Schema):
     last_error: str = Field(description="the error of the latest failed check while failures continue")
 
 
-@router.get("/health/models", response=list[ModelHealthOut], auth=require("route"),
-            summary="The latest health and reliability of each checked model")
+@router.get(
+    "/health/models",
+    response=list[ModelHealthOut],
+    auth=require("route"),
+    summary="The latest health and reliability of each checked model",
+)
 def model_health(request):
     out = []
     for r, check in latest_health():
-        out.append({
-            "model_id": r.model_id,
-            "reliability": round(r.reliability, 4),
-            "consecutive_failures": r.consecutive_failures,
-            "checks_count": r.checks_count,
-            "last_checked_at": r.last_checked_at,
-            "last_ok_at": r.last_ok_at,
-            "ok": check.ok if check else None,
-            "endpoints_total": check.endpoints_total if check else None,
-            "endpoints_up": check.endpoints_up if check else None,
-            "best_uptime": check.best_uptime if check else None,
-            "pinged": check.pinged if check else None,
-            "ping_ok": check.ping_ok if check else None,
-            "latency_ms": check.latency_ms if check else None,
-            "ping_cost_usd": decimal_str(check.ping_cost_usd) if check else None,
-            "error_code": check.error_code if check else "",
-            "last_error": r.last_error,
-        })
+        out.append(
+            {
+                "model_id": r.model_id,
+                "reliability": round(r.reliability, 4),
+                "consecutive_failures": r.consecutive_failures,
+                "checks_count": r.checks_count,
+                "last_checked_at": r.last_checked_at,
+                "last_ok_at": r.last_ok_at,
+                "ok": check.ok if check else None,
+                "endpoints_total": check.endpoints_total if check else None,
+                "endpoints_up": check.endpoints_up if check else None,
+                "best_uptime": check.best_uptime if check else None,
+                "pinged": check.pinged if check else None,
+                "ping_ok": check.ping_ok if check else None,
+                "latency_ms": check.latency_ms if check else None,
+                "ping_cost_usd": decimal_str(check.ping_cost_usd) if check else None,
+                "error_code": check.error_code if check else "",
+                "last_error": r.last_error,
+            }
+        )
     return out

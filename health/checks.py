@@ -19,8 +19,8 @@ from django.utils import timezone
 
 from catalog.models import CatalogModel
 from catalog.research import models_that_matter
-from health.models import HealthCheckRun, RunStatus, Trigger
 from core.money import decimal_str
+from health.models import HealthCheckRun, RunStatus, Trigger
 from health.pings import plan_ping
 from health.probing import (
     SKIP_CAP,
@@ -64,12 +64,23 @@ def run_health_checks(
         if not targets:
             notes.append("no models to check: none enabled and active that matter")
         with ExitStack() as stack:
-            allowance, spent = _ping_allowance(stack, run, ping=ping, key_note=key_note, checks=len(targets), notes=notes)
-            plans = {m.id: plan_ping(m) for m in CatalogModel.objects.filter(id__in=targets)} if allowance is not None else {}
-            results = run_async(check_models(
-                targets, plans, allowance,
-                concurrency=max(1, settings.LLMHIVE_HEALTH_CONCURRENCY), timeout=settings.LLMHIVE_HEALTH_TIMEOUT_SECONDS,
-            ))
+            allowance, spent = _ping_allowance(
+                stack, run, ping=ping, key_note=key_note, checks=len(targets), notes=notes
+            )
+            plans = (
+                {m.id: plan_ping(m) for m in CatalogModel.objects.filter(id__in=targets)}
+                if allowance is not None
+                else {}
+            )
+            results = run_async(
+                check_models(
+                    targets,
+                    plans,
+                    allowance,
+                    concurrency=max(1, settings.LLMHIVE_HEALTH_CONCURRENCY),
+                    timeout=settings.LLMHIVE_HEALTH_TIMEOUT_SECONDS,
+                )
+            )
             for reason in (SKIP_CAP, SKIP_NO_PRICE):
                 skipped = sum(1 for r in results if r.skipped_ping == reason)
                 if skipped:
@@ -81,7 +92,11 @@ def run_health_checks(
     except Exception as exc:
         if not isinstance(exc, HealthCheckError):
             logger.exception("health run #%s crashed", run.pk)
-        run.status, run.error, run.finished_at = RunStatus.ERROR, _one_line(str(exc)) or type(exc).__name__, timezone.now()
+        run.status, run.error, run.finished_at = (
+            RunStatus.ERROR,
+            _one_line(str(exc)) or type(exc).__name__,
+            timezone.now(),
+        )
         run.save(update_fields=["status", "error", "finished_at"])
         raise
     return run

@@ -78,7 +78,9 @@ class ModelHealthCheck(models.Model):
     ok = models.BooleanField()
     endpoints_total = models.PositiveIntegerField(default=0)
     endpoints_up = models.PositiveIntegerField(default=0)
-    best_uptime = models.FloatField(null=True, blank=True, help_text="Best endpoint uptime over the last 30 minutes, %.")
+    best_uptime = models.FloatField(
+        null=True, blank=True, help_text="Best endpoint uptime over the last 30 minutes, %."
+    )
     pinged = models.BooleanField(default=False)
     ping_ok = models.BooleanField(null=True, blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)

@@ -11,10 +11,10 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from catalog.models import CatalogModel
-from core.money import decimal_str, money_field
+from core.money import money_field
 from costs.models import UsageEvent
-from openrouter import EndpointEntry
 from health.selectors import HEALTH_STRATEGY
+from openrouter import EndpointEntry
 
 PING_MESSAGES = [{"role": "user", "content": "Reply with OK."}]
 PING_MAX_TOKENS = 5
@@ -108,4 +108,3 @@ def spent_today() -> Decimal:
         total=Sum(Coalesce("cost_usd", "computed_cost_usd", Value(Decimal(0)), output_field=money))
     )["total"]
     return Decimal(total or 0)
-

@@ -21,19 +21,18 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 
-from core.locks import LockBusy, hold_lock
 from catalog.client import openrouter_client
+from core.locks import LockBusy, hold_lock
+from core.money import decimal_str
+from health.models import HealthCheckRun
+from health.pings import PING_MESSAGES, Allowance, PingPlan, ping_max_tokens, spent_today
 from openrouter import (
     AsyncOpenRouterClient,
     KeyInfo,
     ModelEndpoints,
     OpenRouterAuthError,
-    OpenRouterClient,
     OpenRouterError,
 )
-from health.models import HealthCheckRun
-from core.money import decimal_str
-from health.pings import PING_MESSAGES, Allowance, PingPlan, ping_max_tokens, spent_today
 
 T = TypeVar("T")
 
@@ -117,7 +116,12 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 async def check_models(
-    model_ids: list[str], plans: dict[str, PingPlan | None], allowance: Allowance | None, *, concurrency: int, timeout: float
+    model_ids: list[str],
+    plans: dict[str, PingPlan | None],
+    allowance: Allowance | None,
+    *,
+    concurrency: int,
+    timeout: float,
 ) -> list[Result]:
     """Check each model, at most `concurrency` at once, each within `timeout` seconds."""
     semaphore = asyncio.Semaphore(concurrency)
@@ -143,7 +147,9 @@ async def check_models(
         return list(await asyncio.gather(*(one(m) for m in model_ids)))
 
 
-async def _check(client: AsyncOpenRouterClient, result: Result, plan: PingPlan | None, allowance: Allowance | None) -> None:
+async def _check(
+    client: AsyncOpenRouterClient, result: Result, plan: PingPlan | None, allowance: Allowance | None
+) -> None:
     listing = await client.list_endpoints(result.model_id)
     result.read_endpoints(listing)
     if result.error_code or allowance is None:
@@ -164,7 +170,9 @@ async def _check(client: AsyncOpenRouterClient, result: Result, plan: PingPlan |
     result.pinged = True
     started = time.perf_counter()
     try:
-        reply = await client.chat_completion(result.model_id, PING_MESSAGES, max_tokens=max_tokens, reasoning=plan.reasoning)
+        reply = await client.chat_completion(
+            result.model_id, PING_MESSAGES, max_tokens=max_tokens, reasoning=plan.reasoning
+        )
     finally:
         result.latency_ms = int((time.perf_counter() - started) * 1000)
     usage = reply.usage
@@ -203,7 +211,9 @@ def check_openrouter() -> tuple[KeyInfo | None, str]:
         try:
             client.list_models()
         except OpenRouterError as exc:
-            raise HealthCheckError(_one_line(f"OpenRouter is unreachable at {settings.OPENROUTER_BASE_URL}: {exc}")) from None
+            raise HealthCheckError(
+                _one_line(f"OpenRouter is unreachable at {settings.OPENROUTER_BASE_URL}: {exc}")
+            ) from None
         if not settings.OPENROUTER_API_KEY:
             return None, ""
         try:

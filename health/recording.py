@@ -11,27 +11,40 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.alerts import NewAlert, raise_alerts
+from core.models import Alert, DataVersion
 from costs.ingest import ingest_events
-from openrouter import KeyInfo
-from health.models import HEALTH_VERSION, AlertKind as HealthAlertKind, HealthCheckRun, ModelHealthCheck, ModelReliability
+from health.models import HEALTH_VERSION, HealthCheckRun, ModelHealthCheck, ModelReliability
+from health.models import AlertKind as HealthAlertKind
 from health.probing import Result
 from health.selectors import HEALTH_STRATEGY
-from core.models import Alert, DataVersion
+from openrouter import KeyInfo
 
 
 def record(run: HealthCheckRun, results: list[Result], key: KeyInfo | None, notes: list[str]) -> None:
     """Write everything in one transaction, then tell routing (the HEALTH data version)."""
     now = timezone.now()
     with transaction.atomic():
-        ModelHealthCheck.objects.bulk_create([
-            ModelHealthCheck(
-                run=run, model_id=r.model_id, checked_at=now, ok=r.ok, endpoints_total=r.endpoints_total,
-                endpoints_up=r.endpoints_up, best_uptime=r.best_uptime, pinged=r.pinged, ping_ok=r.ping_ok,
-                latency_ms=r.latency_ms, http_status=r.http_status, error_code=r.error_code,
-                error_message=r.error_message, ping_cost_usd=r.ping_cost_usd,
-            )
-            for r in results
-        ])
+        ModelHealthCheck.objects.bulk_create(
+            [
+                ModelHealthCheck(
+                    run=run,
+                    model_id=r.model_id,
+                    checked_at=now,
+                    ok=r.ok,
+                    endpoints_total=r.endpoints_total,
+                    endpoints_up=r.endpoints_up,
+                    best_uptime=r.best_uptime,
+                    pinged=r.pinged,
+                    ping_ok=r.ping_ok,
+                    latency_ms=r.latency_ms,
+                    http_status=r.http_status,
+                    error_code=r.error_code,
+                    error_message=r.error_message,
+                    ping_cost_usd=r.ping_cost_usd,
+                )
+                for r in results
+            ]
+        )
         _record_ping_costs(run, results, now)
         alerts = _update_reliability(results, now)
         raise_alerts(alerts)
@@ -94,24 +107,34 @@ def _update_reliability(results: list[Result], now) -> list[NewAlert]:
         row.consecutive_failures += 1
         row.last_error = f"{result.error_code}: {result.error_message}"[:2000]
         if row.consecutive_failures >= threshold:
-            alerts.append(NewAlert(
-                kind=HealthAlertKind.MODEL_UNHEALTHY,
-                model_id=result.model_id,
-                message=(
-                    f"{result.model_id} failed {row.consecutive_failures} health checks in a row "
-                    f"(last: {row.last_error}). Its reliability is {row.reliability:.2f}; routing weighs it down."
-                ),
-                details={
-                    "consecutive_failures": row.consecutive_failures,
-                    "error_code": result.error_code,
-                    "reliability": round(row.reliability, 4),
-                },
-            ))
+            alerts.append(
+                NewAlert(
+                    kind=HealthAlertKind.MODEL_UNHEALTHY,
+                    model_id=result.model_id,
+                    message=(
+                        f"{result.model_id} failed {row.consecutive_failures} health checks in a row "
+                        f"(last: {row.last_error}). Its reliability is {row.reliability:.2f}; routing weighs it down."
+                    ),
+                    details={
+                        "consecutive_failures": row.consecutive_failures,
+                        "error_code": result.error_code,
+                        "reliability": round(row.reliability, 4),
+                    },
+                )
+            )
     ModelReliability.objects.bulk_create(new)
     # bulk_update skips auto_now, hence updated_at set above.
     ModelReliability.objects.bulk_update(
         changed,
-        ["reliability", "checks_count", "consecutive_failures", "last_checked_at", "last_ok_at", "last_error", "updated_at"],
+        [
+            "reliability",
+            "checks_count",
+            "consecutive_failures",
+            "last_checked_at",
+            "last_ok_at",
+            "last_error",
+            "updated_at",
+        ],
     )
     if recovered:
         _close_recovered(recovered, now)

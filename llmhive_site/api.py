@@ -3,10 +3,10 @@
 from ninja import NinjaAPI
 
 from catalog.api import router as catalog_router
-from costs.api import router as costs_router
-from routing.api import router as routing_router
-from health.api import router as health_router
 from core.errors import install_error_handlers
+from costs.api import router as costs_router
+from health.api import router as health_router
+from routing.api import router as routing_router
 
 api = NinjaAPI(
     title="LLMHive",

@@ -8,7 +8,6 @@ from decimal import Decimal
 
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
-
 from django_q.models import Schedule
 
 from catalog.models import CAPABILITIES, CatalogModel, ModelStatus, SyncKind, SyncRun, SyncStatus
@@ -49,7 +48,9 @@ def model_counts() -> dict:
         missing=Count("id", filter=Q(status=ModelStatus.MISSING)),
         new_this_week=Count("id", filter=Q(first_seen_at__gte=week_ago)),
         disabled=Count("id", filter=Q(enabled=False)),
-        unclassified=Count("id", filter=Q(family__isnull=True, status=ModelStatus.ACTIVE)),  # CatalogModel.unclassified()
+        unclassified=Count(
+            "id", filter=Q(family__isnull=True, status=ModelStatus.ACTIVE)
+        ),  # CatalogModel.unclassified()
     )
 
 

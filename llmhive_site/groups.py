@@ -23,23 +23,39 @@ GROUPS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
         # Not CatalogModel: its page is the curators' workbench (and carries their actions);
         # finance reads models through the cost reports. Not ApiKey: secrets are admins' business.
         "catalog": {
-            "family": (VIEW,), "category": (VIEW,), "pricechange": (VIEW,), "categoryranking": (VIEW,),
-            "modelendpoint": (VIEW,), "syncrun": (VIEW,),
+            "family": (VIEW,),
+            "category": (VIEW,),
+            "pricechange": (VIEW,),
+            "categoryranking": (VIEW,),
+            "modelendpoint": (VIEW,),
+            "syncrun": (VIEW,),
         },
         "core": {"alert": (VIEW,)},
         "routing": {
-            "role": (VIEW,), "rolepreference": (VIEW,), "escalationoverride": (VIEW,), "strategy": (VIEW,),
+            "role": (VIEW,),
+            "rolepreference": (VIEW,),
+            "escalationoverride": (VIEW,),
+            "strategy": (VIEW,),
             "strategystat": (VIEW,),
         },
     },
     CURATORS: {
         "catalog": {
-            "catalogmodel": (VIEW, CHANGE), "family": EDIT, "category": EDIT, "pricechange": (VIEW,),
-            "categoryranking": (VIEW,), "modelendpoint": (VIEW,), "syncrun": (VIEW,),
+            "catalogmodel": (VIEW, CHANGE),
+            "family": EDIT,
+            "category": EDIT,
+            "pricechange": (VIEW,),
+            "categoryranking": (VIEW,),
+            "modelendpoint": (VIEW,),
+            "syncrun": (VIEW,),
         },
         "core": {"alert": (VIEW, CHANGE)},
         "routing": {
-            "role": EDIT, "rolepreference": EDIT, "escalationoverride": EDIT, "strategy": EDIT, "strategystat": (VIEW,),
+            "role": EDIT,
+            "rolepreference": EDIT,
+            "escalationoverride": EDIT,
+            "strategy": EDIT,
+            "strategystat": (VIEW,),
         },
         "costs": {"budget": EDIT, "dailycost": (VIEW,), "usageevent": (VIEW,)},
         "health": {"healthcheckrun": (VIEW, "run"), "modelhealthcheck": (VIEW,), "modelreliability": (VIEW,)},
@@ -48,7 +64,12 @@ GROUPS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
 
 
 def codenames(spec: dict[str, dict[str, tuple[str, ...]]]) -> set[tuple[str, str]]:
-    return {(app, f"{action}_{model}") for app, models in spec.items() for model, actions in models.items() for action in actions}
+    return {
+        (app, f"{action}_{model}")
+        for app, models in spec.items()
+        for model, actions in models.items()
+        for action in actions
+    }
 
 
 def sync_groups(apps=None) -> dict[str, int]:
@@ -66,7 +87,10 @@ def sync_groups(apps=None) -> dict[str, int]:
         wanted = codenames(spec)
         group, _ = Group.objects.get_or_create(name=name)
         permissions = [
-            p for p in Permission.objects.filter(content_type__app_label__in={a for a, _ in wanted}).select_related("content_type")
+            p
+            for p in Permission.objects.filter(content_type__app_label__in={a for a, _ in wanted}).select_related(
+                "content_type"
+            )
             if (p.content_type.app_label, p.codename) in wanted
         ]
         group.permissions.set(permissions)

@@ -56,7 +56,9 @@ def setup_schedules() -> dict[str, list[str]]:
                 Schedule.objects.create(name=name, next_run=now + first_run_in, repeats=-1, **spec)
                 result["created"].append(name)
                 continue
-            changed = [f for f, v in spec.items() if getattr(existing, f) != v] + (["repeats"] if existing.repeats != -1 else [])
+            changed = [f for f, v in spec.items() if getattr(existing, f) != v] + (
+                ["repeats"] if existing.repeats != -1 else []
+            )
             if changed:
                 for f, v in spec.items():
                     setattr(existing, f, v)

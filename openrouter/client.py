@@ -108,7 +108,9 @@ class _ClientBase:
 
     def _require_key(self, path: str) -> None:
         if not self.api_key:
-            raise OpenRouterAuthError(f"OpenRouter's {path} needs an API key and none is configured (OPENROUTER_API_KEY)")
+            raise OpenRouterAuthError(
+                f"OpenRouter's {path} needs an API key and none is configured (OPENROUTER_API_KEY)"
+            )
 
 
 class OpenRouterClient(_ClientBase):

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -125,7 +125,7 @@ def _timestamp(value: Any) -> datetime | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     try:
-        return datetime.fromtimestamp(value, tz=timezone.utc)
+        return datetime.fromtimestamp(value, tz=UTC)
     except (OverflowError, OSError, ValueError):
         return None
 
@@ -146,7 +146,7 @@ def _datetime(value: Any) -> datetime | None:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _author(model_id: str) -> str:
@@ -221,7 +221,9 @@ def parse_models_payload(payload: Any) -> ModelList:
             skipped.append(SkippedEntry(index=index, id=raw_id, reason=str(exc)))
             continue
         if entry.id in first_seen:
-            skipped.append(SkippedEntry(index=index, id=entry.id, reason=f"duplicate id (first at index {first_seen[entry.id]})"))
+            skipped.append(
+                SkippedEntry(index=index, id=entry.id, reason=f"duplicate id (first at index {first_seen[entry.id]})")
+            )
             continue
         first_seen[entry.id] = index
         entries.append(entry)
@@ -233,7 +235,11 @@ def _endpoint_pricing(raw: Any) -> dict[str, Decimal | None]:
     # only scalar values are read, the rest stays in raw.
     if not isinstance(raw, dict):
         return {}
-    return {key: _money(value) for key, value in raw.items() if isinstance(value, (str, int, float)) and not isinstance(value, bool)}
+    return {
+        key: _money(value)
+        for key, value in raw.items()
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool)
+    }
 
 
 def parse_endpoint(raw: Any) -> EndpointEntry:
@@ -305,7 +311,9 @@ def _content_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):  # content parts: [{"type": "text", "text": ...}, ...]
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict) and isinstance(part.get("text"), str))
+        return "".join(
+            part.get("text", "") for part in content if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
     return ""
 
 
@@ -318,7 +326,9 @@ def parse_chat_completion(payload: Any) -> ChatCompletion:
     choice = choices[0]
     message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
     usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
-    completion_details = usage.get("completion_tokens_details") if isinstance(usage.get("completion_tokens_details"), dict) else {}
+    completion_details = (
+        usage.get("completion_tokens_details") if isinstance(usage.get("completion_tokens_details"), dict) else {}
+    )
     prompt_details = usage.get("prompt_tokens_details") if isinstance(usage.get("prompt_tokens_details"), dict) else {}
     return ChatCompletion(
         id=_str(payload.get("id")) or "",
@@ -374,8 +384,8 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
         except (TypeError, ValueError, IndexError):
             return None
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
     if math.isnan(seconds):
         return None
     return max(0.0, seconds)

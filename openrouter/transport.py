@@ -139,14 +139,22 @@ def judge(call: Call, outcome: Outcome, *, base_url: str, timeout: float) -> Ver
 
 def judge_failure(call: Call, exc: httpx.RequestError, url: str, timeout: float) -> Verdict:
     if isinstance(exc, httpx.TimeoutException):
-        error = OpenRouterUnreachable(f"OpenRouter did not answer {call.method} {url} within {timeout:g} s ({type(exc).__name__})")
+        error = OpenRouterUnreachable(
+            f"OpenRouter did not answer {call.method} {url} within {timeout:g} s ({type(exc).__name__})"
+        )
     elif isinstance(exc, httpx.RemoteProtocolError):
-        error = OpenRouterUnreachable(f"OpenRouter closed the connection without a complete answer to {call.method} {url}")
+        error = OpenRouterUnreachable(
+            f"OpenRouter closed the connection without a complete answer to {call.method} {url}"
+        )
     elif isinstance(exc, httpx.TransportError):
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         error = OpenRouterUnreachable(f"cannot reach OpenRouter at {call.method} {url}: {detail}")
     else:  # a body we could not decode (bad gzip), too many redirects...
-        return Verdict(error=OpenRouterBadResponse(f"OpenRouter's answer to {call.describe()} is unusable: {type(exc).__name__}: {exc}"))
+        return Verdict(
+            error=OpenRouterBadResponse(
+                f"OpenRouter's answer to {call.describe()} is unusable: {type(exc).__name__}: {exc}"
+            )
+        )
     return Verdict(error=error, retry=True)
 
 
@@ -185,7 +193,9 @@ def judge_response(call: Call, response: httpx.Response) -> Verdict:
     cls = error_class(status)
     retry_after = parse_retry_after(response.headers.get("retry-after"))
     if cls is OpenRouterRateLimited:
-        error: OpenRouterError = OpenRouterRateLimited(text, status_code=status, error_code=code, retry_after=retry_after)
+        error: OpenRouterError = OpenRouterRateLimited(
+            text, status_code=status, error_code=code, retry_after=retry_after
+        )
     else:
         error = cls(text, status_code=status, error_code=code)
     retry = cls in (OpenRouterRateLimited, OpenRouterServerError)
@@ -220,7 +230,9 @@ def decode(response: httpx.Response, call: Call) -> Any:
     """The JSON body, or OpenRouterBadResponse saying what is wrong with it."""
     text = response.content.decode("utf-8-sig", errors="replace")
     if not text.strip():
-        raise OpenRouterBadResponse(f"OpenRouter answered {call.describe()} with an empty body", status_code=response.status_code)
+        raise OpenRouterBadResponse(
+            f"OpenRouter answered {call.describe()} with an empty body", status_code=response.status_code
+        )
     if _looks_like_html(response):
         raise OpenRouterBadResponse(
             f"OpenRouter answered {call.describe()} with an HTML page ({response.status_code}), not JSON",

@@ -30,6 +30,7 @@ PRICE_DECIMAL_PLACES = 14
 # the model the router picks", not a negative price.
 VARIABLE_PRICE = Decimal(-1)
 
+
 @dataclass(frozen=True)
 class ModelEntry:
     """One model of `GET /models`. Prices are USD per token (per request/image/search for those
@@ -149,4 +150,3 @@ class ChatCompletion:
     finish_reason: str | None
     usage: Usage
     raw: dict[str, Any] = field(repr=False, compare=False)
-

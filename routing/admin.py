@@ -7,18 +7,15 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import OuterRef, Prefetch, Subquery, Sum
 from django.http import HttpRequest
-from django.utils import timezone
-from django.utils.html import format_html
 
 from catalog.models import CAPABILITIES
 from core.admin_mixins import ReadOnlyMixin
-from core.auth import api_keys_changed
-from core.models import ApiKey, DataVersion, Scope
+from core.models import DataVersion
 from routing.memory import rebuild_strategy_memory
 from routing.models import ROUTING_VERSION, EscalationOverride, Role, RolePreference, Strategy, StrategyStat
 
-
 # --- Admin-curated routing data ------------------------------------------------------------------
+
 
 class RoleForm(forms.ModelForm):
     required_capabilities = forms.MultipleChoiceField(
@@ -30,8 +27,16 @@ class RoleForm(forms.ModelForm):
 
     class Meta:
         model = Role
-        fields = ("slug", "name", "description", "required_capabilities", "min_context_length",
-                  "default_category", "default_accuracy", "active")
+        fields = (
+            "slug",
+            "name",
+            "description",
+            "required_capabilities",
+            "min_context_length",
+            "default_category",
+            "default_accuracy",
+            "active",
+        )
 
     def clean_required_capabilities(self) -> list[str]:
         return [c for c in CAPABILITIES if c in set(self.cleaned_data["required_capabilities"])]
@@ -84,8 +89,16 @@ class OverrideInline(admin.TabularInline):
 class RoleAdmin(admin.ModelAdmin):
     form = RoleForm
     inlines = (RolePreferenceInline, OverrideInline)
-    list_display = ("slug", "name", "capability_list", "min_context_length", "default_category",
-                    "default_accuracy", "preference_list", "active")
+    list_display = (
+        "slug",
+        "name",
+        "capability_list",
+        "min_context_length",
+        "default_category",
+        "default_accuracy",
+        "preference_list",
+        "active",
+    )
     list_filter = ("active", "default_accuracy", "default_category")
     list_select_related = ("default_category",)
     search_fields = ("slug", "name")
@@ -101,8 +114,14 @@ class RoleAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         # One extra query for every role's preferences, not one per row.
-        return super().get_queryset(request).prefetch_related(
-            Prefetch("preferences", queryset=RolePreference.objects.order_by("position", "id").select_related("family"))
+        return (
+            super()
+            .get_queryset(request)
+            .prefetch_related(
+                Prefetch(
+                    "preferences", queryset=RolePreference.objects.order_by("position", "id").select_related("family")
+                )
+            )
         )
 
     @admin.display(description="needs")
@@ -156,10 +175,14 @@ class StrategyAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         totals = StrategyStat.objects.filter(strategy=OuterRef("slug")).values("strategy")
-        return super().get_queryset(request).annotate(
-            total_requests=Subquery(totals.annotate(n=Sum("requests")).values("n")),
-            total_successes=Subquery(totals.annotate(n=Sum("successes")).values("n")),
-            total_cost=Subquery(totals.annotate(n=Sum("cost_usd")).values("n")),
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                total_requests=Subquery(totals.annotate(n=Sum("requests")).values("n")),
+                total_successes=Subquery(totals.annotate(n=Sum("successes")).values("n")),
+                total_cost=Subquery(totals.annotate(n=Sum("cost_usd")).values("n")),
+            )
         )
 
     @admin.display(description="requests", ordering="total_requests")

@@ -11,10 +11,10 @@ from django.http import HttpResponse
 from ninja import Field, Query, Router, Schema
 from pydantic import BaseModel, ConfigDict
 
-from core.money import decimal_str
 from catalog.models import CAPABILITIES
 from core.auth import any_key, require
 from core.errors import ApiError
+from core.money import decimal_str
 from routing.decision import EscalateRequest, RouteRequest, RoutingError, decide, escalate
 from routing.scoring import internal_rankings
 from routing.snapshot import current_snapshot
@@ -213,7 +213,9 @@ class RankingsOut(Schema):
     items: list[InternalRankingOut]
 
 
-@router.get("/rankings", response=RankingsOut, auth=ROUTE, summary="Internal rankings from outcomes, beside OpenRouter's")
+@router.get(
+    "/rankings", response=RankingsOut, auth=ROUTE, summary="Internal rankings from outcomes, beside OpenRouter's"
+)
 def rankings(request, filters: Query[RankingFilters]):
     snap = current_snapshot()
     if filters.role and filters.role not in snap.roles:

@@ -14,8 +14,12 @@ class RoutingConfig(AppConfig):
         from routing.models import EscalationOverride, Role, RolePreference, Strategy
 
         for model in (Role, RolePreference, EscalationOverride, Strategy):
-            post_save.connect(receivers.routing_changed, sender=model, dispatch_uid=f"routing.version.save.{model.__name__}")
-            post_delete.connect(receivers.routing_changed, sender=model, dispatch_uid=f"routing.version.delete.{model.__name__}")
+            post_save.connect(
+                receivers.routing_changed, sender=model, dispatch_uid=f"routing.version.save.{model.__name__}"
+            )
+            post_delete.connect(
+                receivers.routing_changed, sender=model, dispatch_uid=f"routing.version.delete.{model.__name__}"
+            )
         usage_stored.connect(memory.remember_outcomes, dispatch_uid="routing.memory.remember_outcomes")
         usage_ingested.connect(memory.stats_changed, dispatch_uid="routing.memory.stats_changed")
         models_that_matter.connect(receivers.curated_models, dispatch_uid="routing.models_that_matter")

@@ -83,7 +83,12 @@ def _budget_out(status: BudgetStatus | None) -> dict | None:
 def bootstrap_answer(req: RouteRequest, bootstrap: tuple[str, ...]) -> dict:
     models = [m for m in bootstrap if m not in set(req.exclude)]
     if not models:
-        raise RoutingError(422, "no_eligible_model", "The catalog is empty and every bootstrap model is excluded.", rejected={"excluded": len(bootstrap)})
+        raise RoutingError(
+            422,
+            "no_eligible_model",
+            "The catalog is empty and every bootstrap model is excluded.",
+            rejected={"excluded": len(bootstrap)},
+        )
     return {
         "model": models[0],
         "fallbacks": models[1 : 1 + req.fallback_count],
@@ -115,7 +120,8 @@ def decide(req: RouteRequest, *, snap: Snapshot | None = None, book: BudgetBook 
     if budget is not None and budget.state == BudgetState.EXHAUSTED:
         if budget.budget.action == BudgetAction.BLOCK:
             raise RoutingError(
-                402, "budget_exhausted",
+                402,
+                "budget_exhausted",
                 f"Budget '{budget.budget.name}' is exhausted ({decimal_str(budget.spent_usd)} of {decimal_str(budget.budget.limit_usd)} USD this {budget.budget.period}).",
                 budget=_budget_out(budget),
             )
@@ -155,7 +161,8 @@ def decide(req: RouteRequest, *, snap: Snapshot | None = None, book: BudgetBook 
             break  # (the whole ranking is walked only when nothing is eligible, to count why)
     if not chosen:
         raise RoutingError(
-            422, "no_eligible_model",
+            422,
+            "no_eligible_model",
             f"No model can serve role '{role.slug}' with these requirements ({sum(rejected.values())} rejected).",
             rejected=dict(sorted(rejected.items())),
         )
@@ -222,12 +229,20 @@ def escalate(req: EscalateRequest, *, snap: Snapshot | None = None, book: Budget
         raise RoutingError(404, "unknown_role", f"No active role '{req.role}'. Roles are made in the admin.")
     category = req.category or role.default_category
     ranking = ranked_for(
-        snap, role, category, Accuracy.HIGH, role.required, role.min_context,
-        req.estimated_input_tokens or DEFAULT_INPUT_TOKENS, req.estimated_output_tokens or DEFAULT_OUTPUT_TOKENS,
+        snap,
+        role,
+        category,
+        Accuracy.HIGH,
+        role.required,
+        role.min_context,
+        req.estimated_input_tokens or DEFAULT_INPUT_TOKENS,
+        req.estimated_output_tokens or DEFAULT_OUTPUT_TOKENS,
     )
     budget = book.state_for(role=role.slug, strategy=req.strategy)
     if budget is not None and budget.state == BudgetState.EXHAUSTED and budget.budget.action == BudgetAction.BLOCK:
-        raise RoutingError(402, "budget_exhausted", f"Budget '{budget.budget.name}' is exhausted.", budget=_budget_out(budget))
+        raise RoutingError(
+            402, "budget_exhausted", f"Budget '{budget.budget.name}' is exhausted.", budget=_budget_out(budget)
+        )
     model_budgets = _model_budgets(book, role.slug, req.strategy)
     chain = escalation_chain(snap, role, req.failed_model, ranking, set(req.exclude), model_budgets)
     return {

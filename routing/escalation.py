@@ -28,9 +28,15 @@ def _override_targets(snap: Snapshot, role: RoleInfo, model_id: str) -> list[str
 
 
 def escalation_step(
-    snap: Snapshot, role: RoleInfo, current: str, ranking: Ranking, blocked: set[str], model_budgets: dict[str, BudgetStatus]
+    snap: Snapshot,
+    role: RoleInfo,
+    current: str,
+    ranking: Ranking,
+    blocked: set[str],
+    model_budgets: dict[str, BudgetStatus],
 ) -> tuple[str, str] | None:
     """The model to try after `current` fails: (model id, 'override' or 'dynamic'), or None."""
+
     def usable(model_id: str) -> bool:
         if model_id in blocked or model_id not in ranking.by_id:
             return False
@@ -50,7 +56,12 @@ def escalation_step(
 
 
 def escalation_chain(
-    snap: Snapshot, role: RoleInfo, start: str, ranking: Ranking, blocked: set[str], model_budgets: dict[str, BudgetStatus],
+    snap: Snapshot,
+    role: RoleInfo,
+    start: str,
+    ranking: Ranking,
+    blocked: set[str],
+    model_budgets: dict[str, BudgetStatus],
     depth: int = ESCALATION_DEPTH,
 ) -> list[dict]:
     """Escalation steps from `start`: no repeats, no cycles (every model visited is blocked)."""

@@ -11,9 +11,9 @@ from decimal import Decimal
 from django.db import transaction
 from django.db.models import Count, Q, Sum
 
-from costs.models import UsageEvent
 from core.models import DataVersion
 from core.upsert import add_to_rows
+from costs.models import UsageEvent
 from routing.models import STATS_VERSION, Strategy, StrategyStat
 
 KEY = ("model", "role", "category", "strategy")
@@ -30,7 +30,7 @@ def memory_deltas(rows: list[dict]) -> dict[tuple, dict]:
         key = (row["model_id"] or row["model_ref"], row["role"], row["category"], row["strategy"])
         d = deltas.get(key)
         if d is None:
-            d = deltas[key] = {name: 0 for name in SUMS}
+            d = deltas[key] = dict.fromkeys(SUMS, 0)
             d["quality_sum"], d["cost_usd"] = 0.0, Decimal(0)
         d["requests"] += 1
         d["successes"] += 1 if row["success"] else 0
@@ -61,7 +61,9 @@ def stats_changed(rows: list[dict], **kwargs) -> None:
 
 def rebuild_strategy_memory() -> int:
     """Recompute the whole memory from the ledger (after a restore, or to check it). Returns rows."""
-    cost = Sum("cost_usd", default=Decimal(0)) + Sum("computed_cost_usd", filter=Q(cost_usd__isnull=True), default=Decimal(0))
+    cost = Sum("cost_usd", default=Decimal(0)) + Sum(
+        "computed_cost_usd", filter=Q(cost_usd__isnull=True), default=Decimal(0)
+    )
     grouped = (
         UsageEvent.objects.exclude(strategy__in=IGNORED_STRATEGIES)
         .values("model_id", "model_ref", "role", "category", "strategy")
@@ -79,7 +81,7 @@ def rebuild_strategy_memory() -> int:
     deltas: dict[tuple, dict] = {}
     for g in grouped.iterator(chunk_size=5000):
         key = (g["model_id"] or g["model_ref"], g["role"], g["category"], g["strategy"])
-        d = deltas.setdefault(key, {name: 0 for name in SUMS} | {"quality_sum": 0.0, "cost_usd": Decimal(0)})
+        d = deltas.setdefault(key, dict.fromkeys(SUMS, 0) | {"quality_sum": 0.0, "cost_usd": Decimal(0)})
         for name in SUMS:
             d[name] += g["cost"] if name == "cost_usd" else g[name]
     with transaction.atomic():

@@ -19,6 +19,7 @@ STATS_VERSION = "stats"
 
 # --- Admin-curated routing data ------------------------------------------------------------------
 
+
 class Accuracy(models.TextChoices):
     HIGH = "high", "High: reasoning-capable first, quality weighs most"
     BALANCED = "balanced", "Balanced"
@@ -34,10 +35,16 @@ class Role(models.Model):
     slug = models.CharField(max_length=64, unique=True, validators=[role_slug_validator])
     name = models.CharField(max_length=100, blank=True)
     description = models.TextField(blank=True)
-    required_capabilities = models.JSONField(default=list, blank=True, help_text="Capabilities every candidate must have.")
+    required_capabilities = models.JSONField(
+        default=list, blank=True, help_text="Capabilities every candidate must have."
+    )
     min_context_length = models.PositiveIntegerField(null=True, blank=True)
     default_category = models.ForeignKey(
-        "catalog.Category", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        "catalog.Category",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
         help_text="The ranking used for quality when a request names no category.",
     )
     default_accuracy = models.CharField(max_length=16, choices=Accuracy.choices, default=Accuracy.BALANCED)
@@ -52,7 +59,11 @@ class Role(models.Model):
     def clean(self) -> None:
         unknown = sorted(set(self.required_capabilities or []) - set(CAPABILITIES))
         if unknown:
-            raise ValidationError({"required_capabilities": f"Unknown capabilities: {', '.join(unknown)}. Known: {', '.join(CAPABILITIES)}."})
+            raise ValidationError(
+                {
+                    "required_capabilities": f"Unknown capabilities: {', '.join(unknown)}. Known: {', '.join(CAPABILITIES)}."
+                }
+            )
 
     def missing_for(self, model: CatalogModel) -> list[str]:
         """Why `model` cannot serve this role (empty when it can)."""
@@ -74,7 +85,8 @@ class RolePreference(models.Model):
         ordering = ["role", "position", "id"]
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(model__isnull=False, family__isnull=True) | models.Q(model__isnull=True, family__isnull=False),
+                condition=models.Q(model__isnull=False, family__isnull=True)
+                | models.Q(model__isnull=True, family__isnull=False),
                 name="preference_model_xor_family",
             ),
         ]
@@ -88,7 +100,9 @@ class RolePreference(models.Model):
         if self.model_id and self.role_id:
             reasons = self.role.missing_for(self.model)
             if reasons:
-                raise ValidationError({"model": f"{self.model_id} cannot serve the role {self.role.slug}: {'; '.join(reasons)}."})
+                raise ValidationError(
+                    {"model": f"{self.model_id} cannot serve the role {self.role.slug}: {'; '.join(reasons)}."}
+                )
 
 
 class EscalationOverride(models.Model):
@@ -97,8 +111,14 @@ class EscalationOverride(models.Model):
     from_model = models.ForeignKey(CatalogModel, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     from_family = models.ForeignKey("catalog.Family", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     to_model = models.ForeignKey(CatalogModel, on_delete=models.CASCADE, related_name="+")
-    role = models.ForeignKey(Role, null=True, blank=True, on_delete=models.CASCADE, related_name="escalation_overrides",
-                             help_text="Only for this role; empty for every role.")
+    role = models.ForeignKey(
+        Role,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="escalation_overrides",
+        help_text="Only for this role; empty for every role.",
+    )
     position = models.PositiveIntegerField(default=0, db_index=True)
 
     class Meta:
@@ -122,7 +142,9 @@ class EscalationOverride(models.Model):
         if self.from_model_id and self.from_model_id == self.to_model_id:
             raise ValidationError({"to_model": "A model cannot escalate to itself."})
         if self.to_model_id and self.from_family_id and self.from_family.matches(self.to_model_id):
-            raise ValidationError({"to_model": f"{self.to_model_id} is itself in the family {self.from_family}: that would loop."})
+            raise ValidationError(
+                {"to_model": f"{self.to_model_id} is itself in the family {self.from_family}: that would loop."}
+            )
         cycle = self.cycle_through()
         if cycle:
             raise ValidationError({"to_model": f"This override would make a cycle: {' → '.join(cycle)}."})

@@ -22,7 +22,9 @@ def curated_models(**kwargs) -> tuple[int, list[str]]:
         .order_by("role__slug", "position")
         .values_list("model_id", flat=True)
     )
-    families = RolePreference.objects.filter(family__isnull=False, role__active=True).values_list("family_id", flat=True)
+    families = RolePreference.objects.filter(family__isnull=False, role__active=True).values_list(
+        "family_id", flat=True
+    )
     named += list(CatalogModel.objects.filter(family_id__in=families).order_by("id").values_list("id", flat=True))
     for override in EscalationOverride.objects.order_by("position", "id").values_list("to_model_id", "from_model_id"):
         named += [m for m in override if m]

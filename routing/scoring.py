@@ -141,15 +141,23 @@ def _bucket(tokens: int) -> int:
 
 
 def ranked_for(
-    snap: Snapshot, role: RoleInfo, category: str | None, accuracy: str, required: frozenset[str], min_context: int,
-    input_tokens: int, output_tokens: int,
+    snap: Snapshot,
+    role: RoleInfo,
+    category: str | None,
+    accuracy: str,
+    required: frozenset[str],
+    min_context: int,
+    input_tokens: int,
+    output_tokens: int,
 ) -> Ranking:
     key = (role.slug, category, accuracy, required, min_context, _bucket(input_tokens), _bucket(output_tokens))
     ranking = snap.cache.get(key)
     if ranking is None:
         if len(snap.cache) >= RANKING_CACHE_SIZE:
             snap.cache.clear()  # many distinct request shapes: start over rather than grow
-        ranking = snap.cache[key] = _rank(snap, role, category, accuracy, required, min_context, input_tokens, output_tokens)
+        ranking = snap.cache[key] = _rank(
+            snap, role, category, accuracy, required, min_context, input_tokens, output_tokens
+        )
     return ranking
 
 

@@ -20,9 +20,9 @@ from django.utils import timezone
 from catalog.models import CAPABILITIES, CATALOG_VERSION, PRICE_KEYS, CatalogModel, Category, Family, ModelStatus
 from catalog.selectors import bootstrap_fallback_models, current_rankings_queryset
 from core.models import version_watch
-from routing.models import ROUTING_VERSION, STATS_VERSION, EscalationOverride, Role, RolePreference, StrategyStat
 from health.models import HEALTH_VERSION
 from health.selectors import down_models, reliability_by_model
+from routing.models import ROUTING_VERSION, STATS_VERSION, EscalationOverride, Role, RolePreference, StrategyStat
 
 RECENT = timedelta(days=180)
 # The data a decision depends on (API keys have their own cache).
@@ -148,7 +148,19 @@ def _models() -> tuple[dict[str, ModelInfo], dict[int, str]]:
     today = timezone.now().date()
     recent = timezone.now() - RECENT
     families = dict(Family.objects.values_list("id", "slug"))
-    fields = ["id", "name", "author", "family_id", "context_length", "variable_pricing", "status", "enabled", "expiration_date", "created", *CAPABILITIES]
+    fields = [
+        "id",
+        "name",
+        "author",
+        "family_id",
+        "context_length",
+        "variable_pricing",
+        "status",
+        "enabled",
+        "expiration_date",
+        "created",
+        *CAPABILITIES,
+    ]
     fields += [f"price_{k}" for k in PRICE_KEYS]
     models: dict[str, ModelInfo] = {}
     for row in CatalogModel.objects.values(*fields):
@@ -176,7 +188,9 @@ def _models() -> tuple[dict[str, ModelInfo], dict[int, str]]:
 
 def _rankings() -> dict[str, dict[str, int]]:
     rankings: dict[str, dict[str, int]] = {}
-    for slug, model_id, rank in current_rankings_queryset().filter(category__active=True).values_list("category__slug", "model_id", "rank"):
+    for slug, model_id, rank in (
+        current_rankings_queryset().filter(category__active=True).values_list("category__slug", "model_id", "rank")
+    ):
         rankings.setdefault(slug, {})[model_id] = rank
     return rankings
 
@@ -196,7 +210,9 @@ def _roles() -> tuple[dict[str, RoleInfo], list[OverrideInfo]]:
             preferences=[],
         )
         roles[role.slug] = by_id[role.pk] = info
-    for pref in RolePreference.objects.order_by("role_id", "position", "id").values_list("role_id", "model_id", "family_id"):
+    for pref in RolePreference.objects.order_by("role_id", "position", "id").values_list(
+        "role_id", "model_id", "family_id"
+    ):
         if pref[0] in by_id:
             by_id[pref[0]].preferences.append((pref[1], pref[2]))
     overrides = [
@@ -230,6 +246,7 @@ def _reliability() -> tuple[dict[str, float], frozenset[str]]:
 
 def build_snapshot(versions: dict[str, int], previous: Snapshot | None = None) -> Snapshot:
     """Rebuild what changed since `previous` (everything when there is none)."""
+
     def changed(*names: str) -> bool:
         return previous is None or any(previous.versions.get(n) != versions.get(n) for n in names)
 
@@ -238,7 +255,12 @@ def build_snapshot(versions: dict[str, int], previous: Snapshot | None = None) -
         rankings = _rankings()
         bootstrap = tuple(bootstrap_fallback_models())
     else:
-        models, families, rankings, bootstrap = previous.models, previous.families, previous.rankings, previous.bootstrap
+        models, families, rankings, bootstrap = (
+            previous.models,
+            previous.families,
+            previous.rankings,
+            previous.bootstrap,
+        )
     if changed(ROUTING_VERSION, CATALOG_VERSION):
         roles, overrides = _roles()
     else:

@@ -26,12 +26,13 @@ import struct
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import httpx
@@ -57,7 +58,7 @@ requires_recorded = pytest.mark.skipif(
 )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _read_text(path: Path) -> str:
     return path.read_text(encoding="utf-8-sig")
 
@@ -155,7 +156,11 @@ class _Truncated(Reply):
     """The path's default answer (or `json`), cut in half."""
 
     def render(self, fake: FakeOpenRouter, request: RecordedRequest) -> Rendered | None:
-        whole = Reply(json=self.json).render(fake, request) if self.json is not None else fake.default_reply(request).render(fake, request)
+        whole = (
+            Reply(json=self.json).render(fake, request)
+            if self.json is not None
+            else fake.default_reply(request).render(fake, request)
+        )
         assert whole is not None
         return Rendered(200, {"Content-Type": "application/json"}, whole.body[: max(1, len(whole.body) // 2)])
 

@@ -8,9 +8,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 from django.db import connection
@@ -71,9 +71,20 @@ def gunicorn(workers: int = 2, threads: int = 1, **env: str) -> Iterator[Served]
     port = free_port()
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "gunicorn", "llmhive_site.wsgi",
-            "-w", str(workers), "--threads", str(threads), "-b", f"127.0.0.1:{port}",
-            "--log-level", "warning", "--timeout", "120",
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "llmhive_site.wsgi",
+            "-w",
+            str(workers),
+            "--threads",
+            str(threads),
+            "-b",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+            "--timeout",
+            "120",
         ],
         cwd=ROOT,
         env=project_env(**env),

@@ -6,8 +6,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from costs.models import Budget, DailyCost, UsageEvent
-from routing.models import Role, RolePreference
 from routing.decision import RouteRequest, decide
+from routing.models import Role, RolePreference
 from tests.factories import CatalogModelFactory
 
 pytestmark = pytest.mark.django_db
@@ -20,8 +20,13 @@ def test_it_refuses_an_empty_catalog_with_one_line():
 
 def test_it_loads_roles_budgets_and_usage_idempotently():
     for i in range(12):
-        CatalogModelFactory(id=f"demo/m{i}", supports_tools=i % 2 == 0, supports_reasoning=i % 3 == 0,
-                            supports_structured_outputs=True, supports_multimodal_image=i % 4 == 0)
+        CatalogModelFactory(
+            id=f"demo/m{i}",
+            supports_tools=i % 2 == 0,
+            supports_reasoning=i % 3 == 0,
+            supports_structured_outputs=True,
+            supports_multimodal_image=i % 4 == 0,
+        )
 
     summary = call_command("load_demo", days=2, events_per_day=300)
     events = UsageEvent.objects.count()

@@ -33,12 +33,17 @@ def redis_url():
 
 
 def test_a_task_queued_on_redis_is_run_by_a_qcluster(fake_openrouter, redis_url):
-    fake_openrouter.set_models([{
-        "id": "acme/via-redis", "name": "Via Redis",
-        "pricing": {"prompt": "0.000001", "completion": "0.000002"},
-        "architecture": {"input_modalities": ["text"], "output_modalities": ["text"]},
-        "supported_parameters": [],
-    }])
+    fake_openrouter.set_models(
+        [
+            {
+                "id": "acme/via-redis",
+                "name": "Via Redis",
+                "pricing": {"prompt": "0.000001", "completion": "0.000002"},
+                "architecture": {"input_modalities": ["text"], "output_modalities": ["text"]},
+                "supported_parameters": [],
+            }
+        ]
+    )
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "llmhive_site.settings",
@@ -49,18 +54,34 @@ def test_a_task_queued_on_redis_is_run_by_a_qcluster(fake_openrouter, redis_url)
         "LLMHIVE_Q_WORKERS": "1",
     }
     broker = subprocess.run(
-        [sys.executable, "manage.py", "shell", "--no-imports", "-c",
-         "from django.conf import settings; from django_q.brokers import get_broker; "
-         "from catalog.tasks import queue_catalog_job; "
-         "print(type(get_broker()).__name__, queue_catalog_job('sync', trigger='api'))"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "--no-imports",
+            "-c",
+            "from django.conf import settings; from django_q.brokers import get_broker; "
+            "from catalog.tasks import queue_catalog_job; "
+            "print(type(get_broker()).__name__, queue_catalog_job('sync', trigger='api'))",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert broker.returncode == 0, broker.stderr
     assert broker.stdout.split()[0] == "Redis"
     assert not SyncRun.objects.exists()  # queued, not run: nothing consumes that queue yet
 
-    cluster = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    cluster = subprocess.Popen(
+        [sys.executable, "manage.py", "qcluster"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 90
         run = None

@@ -25,7 +25,9 @@ from tests.servers import free_port
 ROOT = Path(__file__).resolve().parent.parent
 PROC = Path("/proc")
 
-pytestmark = pytest.mark.skipif(not (PROC / "self" / "stat").exists(), reason="reads the process table from /proc (Linux)")
+pytestmark = pytest.mark.skipif(
+    not (PROC / "self" / "stat").exists(), reason="reads the process table from /proc (Linux)"
+)
 
 LOGIN = re.compile(r"\((admin login(?: created)?): user (\S+), password ([\w-]+)\)")
 WORKER = re.compile(r"django-q2 qcluster \(pid (\d+), log (.+)\)")
@@ -146,7 +148,9 @@ def start_and_check(env: dict[str, str]) -> tuple[str, str, str]:
         assert login_page.status_code == 200
         assert 'name="username"' in login_page.text
         signed_in = log_in(base_url, username, password)
-        assert signed_in.status_code == 302 and signed_in.headers["location"] == "/admin/", "the printed login does not work"
+        assert signed_in.status_code == 302 and signed_in.headers["location"] == "/admin/", (
+            "the printed login does not work"
+        )
 
         health = httpx.get(f"{base_url}/api/v1/health", timeout=10)
         assert health.headers["content-type"].startswith("application/json")

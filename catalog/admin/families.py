@@ -9,10 +9,10 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from catalog.admin.common import EMPTY
-from core.admin_mixins import plural
 from catalog.models import Category, Family
 from catalog.selectors import families_with_counts
 from catalog.sync import reclassify_models
+from core.admin_mixins import plural
 
 
 class FamilyForm(forms.ModelForm):

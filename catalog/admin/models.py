@@ -14,9 +14,10 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from catalog.admin.common import EMPTY, PRICE_HISTORY_LIMIT, NewestFirstFormSet, ReadOnlyInline
-from core.admin_mixins import plural, pretty_json
 from catalog.models import (
     CAPABILITIES,
+    CATALOG_VERSION,
+    NO_FAMILY,
     CatalogModel,
     Family,
     ModelEndpoint,
@@ -26,10 +27,9 @@ from catalog.models import (
     SyncRun,
     SyncStatus,
     SyncTrigger,
-    CATALOG_VERSION,
-    NO_FAMILY,
 )
 from catalog.tasks import queue_catalog_job
+from core.admin_mixins import plural, pretty_json
 from core.models import DataVersion
 
 # The compact capability column: one letter per capability, in CAPABILITIES order.
@@ -65,10 +65,7 @@ class AuthorListFilter(admin.SimpleListFilter):
 
     def lookups(self, request, model_admin):
         authors = (
-            CatalogModel.objects.exclude(author="")
-            .values_list("author")
-            .annotate(n=Count("id"))
-            .order_by("author")
+            CatalogModel.objects.exclude(author="").values_list("author").annotate(n=Count("id")).order_by("author")
         )
         return [(author, f"{author} ({n})") for author, n in authors]
 
@@ -249,7 +246,9 @@ class CatalogModelAdmin(admin.ModelAdmin):
         return super().changelist_view(request, extra_context=extra_context)
 
     def _changelist_url(self) -> str:
-        return reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist", current_app=self.admin_site.name)
+        return reverse(
+            f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist", current_app=self.admin_site.name
+        )
 
     def _queue(self, request: HttpRequest, kind: str, *, force: bool = False) -> HttpResponseRedirect:
         task_id = queue_catalog_job(kind, trigger=SyncTrigger.ADMIN, force=force)

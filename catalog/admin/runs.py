@@ -7,9 +7,9 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from catalog.admin.common import EMPTY, ReadOnlyAdmin
-from core.admin_mixins import pretty_json
 from catalog.models import CategoryRanking, SyncRun, SyncStatus
 from catalog.selectors import current_rankings_queryset
+from core.admin_mixins import pretty_json
 
 STATUS_COLOURS = {
     SyncStatus.SUCCEEDED: "#2e7d32",

@@ -8,7 +8,7 @@ a few thousand rows. Links and filtering are Django's: only where the dates come
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from django import template
 from django.contrib.admin.templatetags.admin_list import date_hierarchy
@@ -36,7 +36,7 @@ class RollupDates:
 
     @staticmethod
     def _midnight(day):
-        return None if day is None else datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+        return None if day is None else datetime(day.year, day.month, day.day, tzinfo=UTC)
 
     def aggregate(self, **kwargs):
         bounds = self.days.aggregate(first=Min("day"), last=Max("day"))

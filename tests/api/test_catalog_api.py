@@ -9,21 +9,26 @@ import re
 from decimal import Decimal
 
 import pytest
-from django.utils import timezone
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from catalog.models import CatalogModel
+from core.models import ApiKey
 from tests.conftest import ApiClient
 from tests.fake_openrouter import load_snapshot, requires_recorded, snapshot_path
-from core.models import ApiKey
 
 pytestmark = [pytest.mark.django_db, requires_recorded]
 
 DATE = "2025-12-18"
-CATALOG_ENDPOINTS = ["/api/v1/models", "/api/v1/models/openai/gpt-4o", "/api/v1/families", "/api/v1/categories",
-                     "/api/v1/categories/programming/rankings"]
+CATALOG_ENDPOINTS = [
+    "/api/v1/models",
+    "/api/v1/models/openai/gpt-4o",
+    "/api/v1/families",
+    "/api/v1/categories",
+    "/api/v1/categories/programming/rankings",
+]
 
 
 @pytest.fixture
@@ -61,19 +66,22 @@ def inputs(entry) -> set[str]:
     return set((entry.get("architecture") or {}).get("input_modalities") or [])
 
 
-@pytest.mark.parametrize(("query", "expected"), [
-    ("", lambda e: True),
-    ("capability=supports_tools", lambda e: "tools" in params(e)),
-    ("capability=supports_tools&capability=supports_reasoning", lambda e: {"tools", "reasoning"} <= params(e)),
-    ("capability=supports_multimodal_image", lambda e: "image" in inputs(e)),
-    ("capability=supports_file_pdf", lambda e: "file" in inputs(e)),
-    ("author=anthropic", lambda e: e["id"].split("/")[0] == "anthropic"),
-    ("min_context=1000000", lambda e: (e.get("context_length") or 0) >= 1_000_000),
-    ("q=flash", lambda e: "flash" in e["id"].lower() or "flash" in (e.get("name") or "").lower()),
-    ("family=claude-4.5", lambda e: re.fullmatch(r"anthropic/claude-.*-4\.5.*", e["id"]) is not None),
-    ("status=active&enabled=true", lambda e: True),
-    ("status=missing", lambda e: False),
-])
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("", lambda e: True),
+        ("capability=supports_tools", lambda e: "tools" in params(e)),
+        ("capability=supports_tools&capability=supports_reasoning", lambda e: {"tools", "reasoning"} <= params(e)),
+        ("capability=supports_multimodal_image", lambda e: "image" in inputs(e)),
+        ("capability=supports_file_pdf", lambda e: "file" in inputs(e)),
+        ("author=anthropic", lambda e: e["id"].split("/")[0] == "anthropic"),
+        ("min_context=1000000", lambda e: (e.get("context_length") or 0) >= 1_000_000),
+        ("q=flash", lambda e: "flash" in e["id"].lower() or "flash" in (e.get("name") or "").lower()),
+        ("family=claude-4.5", lambda e: re.fullmatch(r"anthropic/claude-.*-4\.5.*", e["id"]) is not None),
+        ("status=active&enabled=true", lambda e: True),
+        ("status=missing", lambda e: False),
+    ],
+)
 def test_each_filter_returns_exactly_the_models_that_satisfy_it(client, synced, query, expected):
     got = {item["id"] for item in every(client, query)}
     assert got == {model_id for model_id, entry in synced.items() if expected(entry)}
@@ -117,10 +125,18 @@ def test_families_and_categories(client, synced):
     assert client.get("/api/v1/categories/no-such-thing/rankings").status_code == 404
 
 
-@pytest.mark.parametrize(("query", "field"), [
-    ("limit=-1", "limit"), ("limit=abc", "limit"), ("limit=501", "limit"), ("offset=-3", "offset"),
-    ("capability=supports_teleport", "capability"), ("status=gone", "status"), ("min_context=big", "min_context"),
-])
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("limit=-1", "limit"),
+        ("limit=abc", "limit"),
+        ("limit=501", "limit"),
+        ("offset=-3", "offset"),
+        ("capability=supports_teleport", "capability"),
+        ("status=gone", "status"),
+        ("min_context=big", "min_context"),
+    ],
+)
 def test_bad_filters_are_a_422_naming_the_parameter(client, db, query, field):
     response = client.get(f"/api/v1/models?{query}")
     assert response.status_code == 422
@@ -189,11 +205,26 @@ def test_the_openapi_document_declares_bearer_security_on_every_operation_but_he
                 assert not operation.get("security")
             else:
                 assert operation.get("security"), f"{method.upper()} {path} declares no security"
-    for path in ["/api/v1/models", "/api/v1/models/{model_id}", "/api/v1/families", "/api/v1/categories",
-                 "/api/v1/categories/{slug}/rankings", "/api/v1/catalog/sync", "/api/v1/catalog/runs", "/api/v1/route",
-                 "/api/v1/escalate", "/api/v1/usage", "/api/v1/costs/daily", "/api/v1/costs/summary",
-                 "/api/v1/costs/export.csv", "/api/v1/budgets", "/api/v1/telemetry/summary", "/api/v1/rankings",
-                 "/api/v1/health/models", "/api/v1/health"]:
+    for path in [
+        "/api/v1/models",
+        "/api/v1/models/{model_id}",
+        "/api/v1/families",
+        "/api/v1/categories",
+        "/api/v1/categories/{slug}/rankings",
+        "/api/v1/catalog/sync",
+        "/api/v1/catalog/runs",
+        "/api/v1/route",
+        "/api/v1/escalate",
+        "/api/v1/usage",
+        "/api/v1/costs/daily",
+        "/api/v1/costs/summary",
+        "/api/v1/costs/export.csv",
+        "/api/v1/budgets",
+        "/api/v1/telemetry/summary",
+        "/api/v1/rankings",
+        "/api/v1/health/models",
+        "/api/v1/health",
+    ]:
         assert path in schema["paths"], path
 
 

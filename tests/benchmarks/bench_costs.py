@@ -30,11 +30,11 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from catalog.models import CatalogModel
+from core.models import ApiKey
 from costs.models import Budget, BudgetScope, DailyCost, UsageEvent
 from costs.rollups import rebuild_daily_costs
 from tests.fake_openrouter import requires_recorded, snapshot_path
 from tests.servers import gunicorn, peak_rss_mb
-from core.models import ApiKey
 
 pytestmark = [pytest.mark.benchmark, pytest.mark.django_db(transaction=True), requires_recorded]
 
@@ -81,9 +81,14 @@ def ledger_report(start, end):
     """The baseline: the 30-day report aggregated from the ledger itself, no rollup."""
     return list(
         UsageEvent.objects.filter(occurred_at__date__gte=start, occurred_at__date__lte=end)
-        .annotate(day=TruncDate("occurred_at")).values("day", "model_ref")
-        .annotate(requests=Count("id"), successes=Count("id", filter=Q(success=True)),
-                  cost=Sum("cost_usd"), computed=Sum("computed_cost_usd"))
+        .annotate(day=TruncDate("occurred_at"))
+        .values("day", "model_ref")
+        .annotate(
+            requests=Count("id"),
+            successes=Count("id", filter=Q(success=True)),
+            cost=Sum("cost_usd"),
+            computed=Sum("computed_cost_usd"),
+        )
         .order_by("day", "model_ref")
     )
 
@@ -117,9 +122,11 @@ def test_cost_reports_and_admin_pages_at_volume(capsys):
             before = {pid: peak_rss_mb(pid) for pid in base.worker_pids()}
             t0 = time.perf_counter()
             lines = 0
-            with client.stream("GET", f"/api/v1/costs/export.csv?start={end - timedelta(days=DAYS)}&end={end}&level=events") as response:
+            with client.stream(
+                "GET", f"/api/v1/costs/export.csv?start={end - timedelta(days=DAYS)}&end={end}&level=events"
+            ) as response:
                 assert response.status_code == 200
-                for chunk in response.iter_lines():
+                for _line in response.iter_lines():
                     lines += 1
             export_seconds = time.perf_counter() - t0
             after = {pid: peak_rss_mb(pid) for pid in base.worker_pids()}
@@ -133,7 +140,10 @@ def test_cost_reports_and_admin_pages_at_volume(capsys):
         ("dashboard", "/admin/"),
         ("catalog models", "/admin/catalog/catalogmodel/"),
         ("usage events", "/admin/costs/usageevent/"),
-        ("usage events, one day", f"/admin/costs/usageevent/?occurred_at__day={end.day}&occurred_at__month={end.month}&occurred_at__year={end.year}"),
+        (
+            "usage events, one day",
+            f"/admin/costs/usageevent/?occurred_at__day={end.day}&occurred_at__month={end.month}&occurred_at__year={end.year}",
+        ),
         ("daily costs", "/admin/costs/dailycost/"),
         ("budgets", "/admin/costs/budget/"),
         ("capability matrix", "/admin/capabilities/"),
@@ -148,14 +158,20 @@ def test_cost_reports_and_admin_pages_at_volume(capsys):
 
     export_worker_peak = max(after.values())
     with capsys.disabled():
-        print(f"\n--- cost reports: PostgreSQL, {EVENTS:,} events over {DAYS} days (loaded in {load_seconds:.1f} s), "
-              f"{DailyCost.objects.count():,} rollup rows (rebuilt in {rebuild_seconds:.1f} s, {rebuilt['written']:,} rows)")
-        print(f"/costs/daily, 30 days by model ({rows} rows): p50 {statistics.median(daily):.1f} ms, "
-              f"p95 {daily[int(len(daily) * 0.95) - 1]:.1f} ms (target <= 200 ms); "
-              f"the same report from the ledger itself: {baseline_ms:.0f} ms ({len(baseline_rows)} rows)")
+        print(
+            f"\n--- cost reports: PostgreSQL, {EVENTS:,} events over {DAYS} days (loaded in {load_seconds:.1f} s), "
+            f"{DailyCost.objects.count():,} rollup rows (rebuilt in {rebuild_seconds:.1f} s, {rebuilt['written']:,} rows)"
+        )
+        print(
+            f"/costs/daily, 30 days by model ({rows} rows): p50 {statistics.median(daily):.1f} ms, "
+            f"p95 {daily[int(len(daily) * 0.95) - 1]:.1f} ms (target <= 200 ms); "
+            f"the same report from the ledger itself: {baseline_ms:.0f} ms ({len(baseline_rows)} rows)"
+        )
         print(f"/costs/summary, 30 days: p50 {statistics.median(summary):.1f} ms")
-        print(f"CSV export, every event: {lines - 1:,} rows in {export_seconds:.1f} s ({(lines - 1) / export_seconds:,.0f} rows/s); "
-              f"worker peak memory {export_worker_peak:.0f} MB (before the export: {max(before.values()):.0f} MB) (target <= 200 MB)")
+        print(
+            f"CSV export, every event: {lines - 1:,} rows in {export_seconds:.1f} s ({(lines - 1) / export_seconds:,.0f} rows/s); "
+            f"worker peak memory {export_worker_peak:.0f} MB (before the export: {max(before.values()):.0f} MB) (target <= 200 MB)"
+        )
         for name, (elapsed, queries) in pages.items():
             print(f"admin {name:<24} {elapsed:7.1f} ms, {queries:3d} queries")
 

@@ -13,7 +13,7 @@ import statistics
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import httpx
@@ -21,9 +21,9 @@ import pytest
 from django.db import connection, transaction
 
 from catalog.models import CatalogModel
+from core.models import ApiKey
 from costs.models import DailyCost, UsageEvent
 from tests.servers import gunicorn
-from core.models import ApiKey
 
 pytestmark = [pytest.mark.benchmark, pytest.mark.django_db(transaction=True)]
 
@@ -35,7 +35,7 @@ STRATEGIES = ["single", "refine_on_failure", "ensemble"]
 
 
 def make_batch(run: str, b: int) -> list[dict]:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return [
         {
             "request_id": f"{run}-{b}-{i}",
@@ -64,15 +64,24 @@ def naive_ingest(events: list[dict]) -> None:
             cost = model.price_prompt * e["prompt_tokens"] + model.price_completion * e["completion_tokens"]
             _, created = UsageEvent.objects.get_or_create(
                 request_id=e["request_id"],
-                defaults=dict(
-                    occurred_at=datetime.fromisoformat(e["occurred_at"]), model=model, model_ref=e["model"],
-                    role=e["role"], strategy=e["strategy"], prompt_tokens=e["prompt_tokens"],
-                    completion_tokens=e["completion_tokens"], computed_cost_usd=cost, success=e["success"],
-                ),
+                defaults={
+                    "occurred_at": datetime.fromisoformat(e["occurred_at"]),
+                    "model": model,
+                    "model_ref": e["model"],
+                    "role": e["role"],
+                    "strategy": e["strategy"],
+                    "prompt_tokens": e["prompt_tokens"],
+                    "completion_tokens": e["completion_tokens"],
+                    "computed_cost_usd": cost,
+                    "success": e["success"],
+                },
             )
             if created:
                 row, _ = DailyCost.objects.select_for_update().get_or_create(
-                    day=datetime.fromisoformat(e["occurred_at"]).date(), model=e["model"], strategy=e["strategy"], role=e["role"]
+                    day=datetime.fromisoformat(e["occurred_at"]).date(),
+                    model=e["model"],
+                    strategy=e["strategy"],
+                    role=e["role"],
                 )
                 row.requests += 1
                 row.cost_usd += cost
@@ -83,7 +92,9 @@ def test_ingest_throughput_over_http():
     if connection.vendor != "postgresql":
         pytest.skip("the ingest target is for PostgreSQL (set DATABASE_URL)")
     for model_id in MODELS:
-        CatalogModel.objects.create(id=model_id, name=model_id, price_prompt=Decimal("0.0000011"), price_completion=Decimal("0.0000044"))
+        CatalogModel.objects.create(
+            id=model_id, name=model_id, price_prompt=Decimal("0.0000011"), price_completion=Decimal("0.0000044")
+        )
     _, key = ApiKey.issue(name="bench", scopes=["usage:write"])
     run = uuid.uuid4().hex[:8]
     batches = [make_batch(run, b) for b in range(BATCHES)]
@@ -97,6 +108,7 @@ def test_ingest_throughput_over_http():
 
     latencies: list[float] = []
     with gunicorn(workers=2) as base_url:
+
         def send(batch):
             with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=120) as client:
                 t = time.perf_counter()

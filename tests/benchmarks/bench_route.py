@@ -30,13 +30,13 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from catalog.models import CatalogModel
+from core.models import ApiKey
 from costs.models import UsageEvent
-from routing.models import Role
 from routing.decision import RouteRequest, decide
+from routing.models import Role
 from routing.snapshot import current_snapshot
 from tests.fake_openrouter import requires_recorded, snapshot_path
 from tests.servers import gunicorn
-from core.models import ApiKey
 
 pytestmark = [pytest.mark.benchmark, pytest.mark.django_db(transaction=True), requires_recorded]
 
@@ -129,20 +129,34 @@ def test_route_speed(tmp_path, capsys):
     ratio = route_max["rate_rps"] / floor_max["rate_rps"]
 
     with capsys.disabled():
-        print(f"\n--- /route speed: {os.cpu_count()} cores, PostgreSQL, {models} models, {len(roles)} roles, {events:,} usage events")
-        print(f"decision in process:   median {decision_us:.1f} µs (best of 5 rounds: "
-              f"{', '.join(f'{m:.0f}' for m in round_medians)}), p99 {p99_us:.1f} µs over {len(samples):,} decisions "
-              f"(target median <= {TARGETS['decision_us']:.0f} µs)")
-        print(f"queries per decision:  {queries_per_decision:.5f} ({poll_queries} version polls in {elapsed:.2f} s of "
-              f"back-to-back decisions; {len(burst)} in a burst of {len(requests)} between polls) (target 0 per decision)")
-        print(f"/route at 300 rps:     p50 {steady['p50_ms']:.2f} ms, p90 {steady['p90_ms']:.2f} ms, p99 {steady['p99_ms']:.2f} ms, "
-              f"{steady['rate_rps']:.0f} rps achieved, {steady['errors']} errors, {steady['late_starts']} late starts "
-              f"(target p50 <= 2 ms, p99 <= 6 ms)")
-        print(f"max throughput:        /route {route_max['rate_rps']:.0f} rps, GET /key (floor) {floor_max['rate_rps']:.0f} rps: "
-              f"{ratio:.0%} of the floor (target >= 70%), 4 connections, gunicorn -w 2, best of 3 interleaved rounds "
-              f"(/route {', '.join(str(round(r['rate_rps'])) for r in route_rounds)}; "
-              f"/key {', '.join(str(round(r['rate_rps'])) for r in floor_rounds)})")
+        print(
+            f"\n--- /route speed: {os.cpu_count()} cores, PostgreSQL, {models} models, {len(roles)} roles, {events:,} usage events"
+        )
+        print(
+            f"decision in process:   median {decision_us:.1f} µs (best of 5 rounds: "
+            f"{', '.join(f'{m:.0f}' for m in round_medians)}), p99 {p99_us:.1f} µs over {len(samples):,} decisions "
+            f"(target median <= {TARGETS['decision_us']:.0f} µs)"
+        )
+        print(
+            f"queries per decision:  {queries_per_decision:.5f} ({poll_queries} version polls in {elapsed:.2f} s of "
+            f"back-to-back decisions; {len(burst)} in a burst of {len(requests)} between polls) (target 0 per decision)"
+        )
+        print(
+            f"/route at 300 rps:     p50 {steady['p50_ms']:.2f} ms, p90 {steady['p90_ms']:.2f} ms, p99 {steady['p99_ms']:.2f} ms, "
+            f"{steady['rate_rps']:.0f} rps achieved, {steady['errors']} errors, {steady['late_starts']} late starts "
+            f"(target p50 <= 2 ms, p99 <= 6 ms)"
+        )
+        print(
+            f"max throughput:        /route {route_max['rate_rps']:.0f} rps, GET /key (floor) {floor_max['rate_rps']:.0f} rps: "
+            f"{ratio:.0%} of the floor (target >= 70%), 4 connections, gunicorn -w 2, best of 3 interleaved rounds "
+            f"(/route {', '.join(str(round(r['rate_rps'])) for r in route_rounds)}; "
+            f"/key {', '.join(str(round(r['rate_rps'])) for r in floor_rounds)})"
+        )
 
-    assert steady["errors"] == 0 and all(r["errors"] == 0 for r in route_rounds + floor_rounds), (steady, route_rounds, floor_rounds)
+    assert steady["errors"] == 0 and all(r["errors"] == 0 for r in route_rounds + floor_rounds), (
+        steady,
+        route_rounds,
+        floor_rounds,
+    )
     assert steady["statuses"] == {"200": steady["requests"]}
     assert len(burst) == 0

@@ -23,8 +23,8 @@ from django.test.utils import CaptureQueriesContext
 from catalog.client import openrouter_client
 from catalog.models import CatalogModel, Family, PriceChange, SyncRun, SyncStatus
 from catalog.sync import model_values, sync_catalog
-from tests.fake_openrouter import load_snapshot, requires_recorded
 from core.models import Alert
+from tests.fake_openrouter import load_snapshot, requires_recorded
 
 pytestmark = [pytest.mark.django_db(transaction=True), requires_recorded, pytest.mark.benchmark]
 

@@ -33,7 +33,8 @@ def prepared(url: str, key: str, bodies: list) -> tuple[tuple[str, int], list[by
     for body in bodies:
         data = json.dumps(body).encode()
         requests.append(
-            f"POST {parts.path} HTTP/1.1\r\n{head}Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data
+            f"POST {parts.path} HTTP/1.1\r\n{head}Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+            + data
         )
     return (host, port), requests
 

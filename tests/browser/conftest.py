@@ -16,7 +16,6 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 PASSWORD = "a-long-browser-password-1"
 
 
-
 def chromium_path() -> str | None:
     if os.path.exists(CHROMIUM):
         return CHROMIUM

@@ -6,10 +6,10 @@ import pytest
 from django.contrib.auth.models import User
 
 from catalog.models import AlertKind
+from core.models import Alert
 from routing.models import Role
 from tests.browser.conftest import PASSWORD, login
 from tests.factories import CatalogModelFactory
-from core.models import Alert
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -31,7 +31,10 @@ def test_log_in_and_see_the_dashboard_with_its_figures(page, admin_user):
 
     login(page, "admin")
 
-    assert page.locator("#dash-models").inner_text().startswith("Models\n3 active") or "3 active" in page.locator("#dash-models").inner_text()
+    assert (
+        page.locator("#dash-models").inner_text().startswith("Models\n3 active")
+        or "3 active" in page.locator("#dash-models").inner_text()
+    )
     assert "never synced" in page.locator("#dash-freshness").inner_text()
     page.click("text=Capability matrix")
     assert page.locator("#capability-matrix tbody tr").count() == 3

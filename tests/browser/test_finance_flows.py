@@ -4,7 +4,7 @@ change page."""
 from __future__ import annotations
 
 import csv
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -27,12 +27,23 @@ def finance_user(db):
 
 def test_finance_downloads_the_daily_cost_csv_and_is_refused_a_model_page(page, finance_user, tmp_path):
     CatalogModelFactory(id="acme/a")
-    at = datetime.now(timezone.utc) - timedelta(hours=2)
-    ingest_events([
-        {"request_id": f"r{i}", "occurred_at": at, "model": "acme/a", "role": role, "strategy": "single",
-         "prompt_tokens": 1000, "completion_tokens": 100, "cost_usd": Decimal("0.125"), "success": True}
-        for i, role in enumerate(["coder", "=cmd|' /C calc'!A0", "writer"])
-    ])
+    at = datetime.now(UTC) - timedelta(hours=2)
+    ingest_events(
+        [
+            {
+                "request_id": f"r{i}",
+                "occurred_at": at,
+                "model": "acme/a",
+                "role": role,
+                "strategy": "single",
+                "prompt_tokens": 1000,
+                "completion_tokens": 100,
+                "cost_usd": Decimal("0.125"),
+                "success": True,
+            }
+            for i, role in enumerate(["coder", "=cmd|' /C calc'!A0", "writer"])
+        ]
+    )
 
     login(page, "fiona")
     page.goto("/admin/costs/dailycost/")

@@ -30,8 +30,8 @@ from catalog.models import (
     SyncRun,
     SyncStatus,
 )
-from tests.factories import CatalogModelFactory, CategoryFactory, FamilyFactory
 from core.models import Alert
+from tests.factories import CatalogModelFactory, CategoryFactory, FamilyFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -59,9 +59,7 @@ def management_data(response) -> dict:
 
 
 def run_action(client, url_name: str, action: str, pks) -> object:
-    return client.post(
-        reverse(url_name), {"action": action, "_selected_action": [str(pk) for pk in pks]}, follow=True
-    )
+    return client.post(reverse(url_name), {"action": action, "_selected_action": [str(pk) for pk in pks]}, follow=True)
 
 
 def update_statements(captured, table: str) -> list[str]:
@@ -225,7 +223,9 @@ def test_it_enables_selected_models_in_one_update(admin_client):
 
 
 def test_it_shows_the_raw_payload_pretty_printed_and_read_only(admin_client):
-    model = CatalogModelFactory(id="acme/widget", name="Widget", raw={"id": "acme/widget", "pricing": {"prompt": "0.1"}})
+    model = CatalogModelFactory(
+        id="acme/widget", name="Widget", raw={"id": "acme/widget", "pricing": {"prompt": "0.1"}}
+    )
     url = reverse("admin:catalog_catalogmodel_change", args=[model.pk])
 
     response = admin_client.get(url)
@@ -258,7 +258,11 @@ def test_it_shows_price_history_newest_first_and_endpoints(admin_client):
     now = timezone.now()
     for days in range(25):
         PriceChange.objects.create(
-            model=model, field="prompt", old=Decimal(days), new=Decimal(days + 1), observed_at=now - timedelta(days=days)
+            model=model,
+            field="prompt",
+            old=Decimal(days),
+            new=Decimal(days + 1),
+            observed_at=now - timedelta(days=days),
         )
     ModelEndpoint.objects.create(model=model, provider_name="Acme Cloud", quantization="fp8")
 
@@ -343,7 +347,9 @@ def test_force_sync_asks_for_confirmation_first(admin_client):
 
 def test_force_sync_says_when_the_last_sync_did_not_fail(admin_client):
     earlier = timezone.now() - timedelta(hours=6)
-    SyncRun.objects.create(kind=SyncKind.SYNC, status=SyncStatus.FAILED, error="an empty model list", started_at=earlier)
+    SyncRun.objects.create(
+        kind=SyncKind.SYNC, status=SyncStatus.FAILED, error="an empty model list", started_at=earlier
+    )
     SyncRun.objects.create(kind=SyncKind.SYNC, status=SyncStatus.SUCCEEDED)
 
     content = admin_client.get(reverse("admin:catalog_catalogmodel_force_sync")).content.decode()
@@ -401,7 +407,14 @@ def test_an_anonymous_visitor_is_sent_to_the_login_page(client):
 
 
 def family_data(**overrides) -> dict:
-    return {"slug": "acme-widget", "name": "Acme Widget", "pattern": "acme/widget-*", "priority": "10", "vendor": "Acme", **overrides}
+    return {
+        "slug": "acme-widget",
+        "name": "Acme Widget",
+        "pattern": "acme/widget-*",
+        "priority": "10",
+        "vendor": "Acme",
+        **overrides,
+    }
 
 
 def test_saving_a_family_reclassifies_the_models(admin_client):
@@ -489,7 +502,9 @@ def test_categories_can_be_retired_from_the_list(admin_client):
 
 def test_sync_runs_are_listed_with_a_coloured_status(admin_client):
     started = timezone.now() - timedelta(seconds=90)
-    SyncRun.objects.create(status=SyncStatus.SUCCEEDED, started_at=started, finished_at=started + timedelta(seconds=4), seen=300)
+    SyncRun.objects.create(
+        status=SyncStatus.SUCCEEDED, started_at=started, finished_at=started + timedelta(seconds=4), seen=300
+    )
     SyncRun.objects.create(status=SyncStatus.FAILED, error="OpenRouter answered 503 " + "x" * 200)
 
     content = admin_client.get(reverse("admin:catalog_syncrun_changelist")).content.decode()
@@ -500,7 +515,9 @@ def test_sync_runs_are_listed_with_a_coloured_status(admin_client):
     assert "OpenRouter answered 503 xxx" in content
 
 
-@pytest.mark.parametrize("params, expected", [({"status__exact": "failed"}, "failed"), ({"kind__exact": "research"}, "research")])
+@pytest.mark.parametrize(
+    "params, expected", [({"status__exact": "failed"}, "failed"), ({"kind__exact": "research"}, "research")]
+)
 def test_sync_runs_can_be_filtered(admin_client, params, expected):
     failed = SyncRun.objects.create(status=SyncStatus.FAILED)
     research = SyncRun.objects.create(kind=SyncKind.RESEARCH, status=SyncStatus.SUCCEEDED, trigger="admin")

@@ -72,7 +72,12 @@ def test_replaying_the_snapshots_matches_the_id_differences_families_and_capabil
             run = sync_catalog(force=True)
 
         assert run.status == SyncStatus.SUCCEEDED, (date, run.error)
-        assert (run.seen, run.added, run.reactivated, run.missing) == (len(ids), len(added), len(returned), len(missing)), date
+        assert (run.seen, run.added, run.reactivated, run.missing) == (
+            len(ids),
+            len(added),
+            len(returned),
+            len(missing),
+        ), date
         assert set(CatalogModel.objects.filter(status=ModelStatus.ACTIVE).values_list("id", flat=True)) == ids
         ever_seen |= ids
         active = ids
@@ -99,7 +104,9 @@ def test_qwen_models_that_leave_and_return_are_reactivated_not_duplicated(fake_o
         fake_openrouter.set_models(load_snapshot(date))
         assert sync_catalog().status == SyncStatus.SUCCEEDED
 
-    left = {m["id"] for m in load_snapshot("2025-12-18")["data"]} - {m["id"] for m in load_snapshot("2026-01-15")["data"]}
+    left = {m["id"] for m in load_snapshot("2025-12-18")["data"]} - {
+        m["id"] for m in load_snapshot("2026-01-15")["data"]
+    }
     back = left & {m["id"] for m in load_snapshot("2026-01-29")["data"]}
     qwen_back = {model_id for model_id in back if model_id.startswith("qwen/")}
     assert len(qwen_back) == 11

@@ -28,7 +28,6 @@ from catalog.models import (
     SyncStatus,
     SyncTrigger,
 )
-from catalog.signals import models_that_matter as models_that_matter_signal
 from catalog.research import (
     models_that_matter,
     record_rankings,
@@ -38,8 +37,10 @@ from catalog.research import (
     suggest_pattern,
 )
 from catalog.selectors import current_rankings_queryset
+from catalog.signals import models_that_matter as models_that_matter_signal
 from catalog.sync import sync_catalog
 from catalog.tasks import research_catalog_task
+from core.models import Alert
 from tests.fake_openrouter import (
     drop,
     html_error,
@@ -50,7 +51,6 @@ from tests.fake_openrouter import (
     truncated,
 )
 from tests.servers import free_port, project_env
-from core.models import Alert
 
 pytestmark = pytest.mark.django_db
 
@@ -67,7 +67,12 @@ def entry(model_id: str) -> dict:
         "created": 1760000000,
         "description": "",
         "context_length": 128000,
-        "architecture": {"modality": "text->text", "input_modalities": ["text"], "output_modalities": ["text"], "tokenizer": "Other"},
+        "architecture": {
+            "modality": "text->text",
+            "input_modalities": ["text"],
+            "output_modalities": ["text"],
+            "tokenizer": "Other",
+        },
         "pricing": {"prompt": "0.000001", "completion": "0.000002"},
         "top_provider": {"context_length": 128000, "max_completion_tokens": None, "is_moderated": False},
         "supported_parameters": ["max_tokens"],
@@ -133,7 +138,11 @@ def test_each_active_categorys_order_is_recorded_as_rank_with_the_run(fake_openr
     assert run.kind == SyncKind.RESEARCH
     assert run.details["errors"] == []
     # rank is the position among the models the catalog knows: 1..n without holes
-    assert current("programming") == [(1, "acme/model-3", run.pk), (2, "acme/model-1", run.pk), (3, "acme/model-7", run.pk)]
+    assert current("programming") == [
+        (1, "acme/model-3", run.pk),
+        (2, "acme/model-1", run.pk),
+        (3, "acme/model-7", run.pk),
+    ]
     assert current("roleplay") == [(1, "acme/model-2", run.pk), (2, "acme/model-0", run.pk)]
     assert CategoryRanking.objects.count() == 5 == run.details["rankings"]
     # one request per active category, each asking for that category
@@ -151,7 +160,11 @@ def test_a_second_research_makes_the_newest_set_current_and_keeps_the_old_one(fa
     second = research_catalog()
 
     assert second.status == SyncStatus.SUCCEEDED, second.error
-    assert current("programming") == [(1, "acme/model-1", second.pk), (2, "acme/model-5", second.pk), (3, "acme/model-3", second.pk)]
+    assert current("programming") == [
+        (1, "acme/model-1", second.pk),
+        (2, "acme/model-5", second.pk),
+        (3, "acme/model-3", second.pk),
+    ]
     history = CategoryRanking.objects.filter(category__slug="programming", run=first).order_by("rank")
     assert [(r.rank, r.model_id) for r in history] == [(1, "acme/model-3"), (2, "acme/model-1")]
     assert CategoryRanking.objects.filter(category__slug="programming").count() == 5
@@ -293,8 +306,17 @@ def test_endpoints_are_stored_in_the_published_shape(fake_openrouter):
                 "name": "Model 0",
                 "created": 1692901234,
                 "description": "",
-                "architecture": {"modality": "text->text", "input_modalities": ["text"], "output_modalities": ["text"], "tokenizer": "GPT", "instruct_type": "chatml"},
-                "endpoints": [endpoint("OpenAI"), endpoint("Azure", status=-2, quantization=None, uptime_last_30m=None, latency_last_30m=None)],
+                "architecture": {
+                    "modality": "text->text",
+                    "input_modalities": ["text"],
+                    "output_modalities": ["text"],
+                    "tokenizer": "GPT",
+                    "instruct_type": "chatml",
+                },
+                "endpoints": [
+                    endpoint("OpenAI"),
+                    endpoint("Azure", status=-2, quantization=None, uptime_last_30m=None, latency_last_30m=None),
+                ],
             }
         },
     )
@@ -305,7 +327,13 @@ def test_endpoints_are_stored_in_the_published_shape(fake_openrouter):
     openai = ModelEndpoint.objects.get(model_id="acme/model-0", provider_name="OpenAI")
     assert (openai.name, openai.tag, openai.quantization, openai.status) == ("OpenAI: Model", "openai", "fp16", 0)
     assert (openai.context_length, openai.max_completion_tokens) == (8192, 4096)
-    assert openai.pricing == {"completion": "0.00006", "image": "0", "prompt": "0.00003", "request": "0", "discount": "0"}
+    assert openai.pricing == {
+        "completion": "0.00006",
+        "image": "0",
+        "prompt": "0.00003",
+        "request": "0",
+        "discount": "0",
+    }
     assert (openai.uptime_last_30m, openai.latency_last_30m, openai.throughput_last_30m) == (99.5, 0.25, 45.2)
     azure = ModelEndpoint.objects.get(model_id="acme/model-0", provider_name="Azure")
     assert (azure.status, azure.quantization, azure.uptime_last_30m, azure.latency_last_30m) == (-2, "", None, None)
@@ -330,7 +358,9 @@ def test_endpoints_replace_a_models_previous_set_and_survive_a_failed_fetch(fake
     assert providers("acme/model-0") == ["Together"]  # replaced, not added to
     assert providers("acme/model-1") == ["Groq"]  # kept: its fetch failed
     [error] = errors
-    assert error.startswith("endpoints of acme/model-1: OpenRouter answered GET /models/acme/model-1/endpoints with 500")
+    assert error.startswith(
+        "endpoints of acme/model-1: OpenRouter answered GET /models/acme/model-1/endpoints with 500"
+    )
 
 
 def test_endpoints_are_fetched_concurrently_within_the_bound(fake_openrouter):
@@ -403,7 +433,12 @@ def test_research_over_the_2026_06_29_snapshot_suggests_families_and_raises_one_
     assert gpt_55 == ["openai/gpt-5.5", "openai/gpt-5.5-pro"]
 
     suggestions = {s["pattern"]: s for s in run.details["suggested_families"]}
-    assert suggestions["openai/gpt-5.5*"] == {"pattern": "openai/gpt-5.5*", "slug": "gpt-5-5", "count": 2, "models": gpt_55}
+    assert suggestions["openai/gpt-5.5*"] == {
+        "pattern": "openai/gpt-5.5*",
+        "slug": "gpt-5-5",
+        "count": 2,
+        "models": gpt_55,
+    }
     # every unclassified model is suggested once, under a pattern that matches it
     assert sum(s["count"] for s in suggestions.values()) == len(unclassified)
     for suggestion in suggestions.values():

@@ -22,9 +22,9 @@ from catalog.models import (
 )
 from catalog.selectors import bootstrap_fallback_models
 from catalog.sync import sync_catalog
+from core.models import Alert
 from tests import fake_openrouter as fake_module
 from tests.fake_openrouter import load_snapshot, requires_recorded
-from core.models import Alert
 
 pytestmark = pytest.mark.django_db
 
@@ -38,7 +38,12 @@ def entry(model_id: str, prompt: str = "0.000001", completion: str = "0.000002",
         "created": 1760000000,
         "description": "",
         "context_length": 128000,
-        "architecture": {"modality": "text->text", "input_modalities": ["text"], "output_modalities": ["text"], "tokenizer": "Other"},
+        "architecture": {
+            "modality": "text->text",
+            "input_modalities": ["text"],
+            "output_modalities": ["text"],
+            "tokenizer": "Other",
+        },
         "pricing": {"prompt": prompt, "completion": completion},
         "top_provider": {"context_length": 128000, "max_completion_tokens": None, "is_moderated": False},
         "supported_parameters": ["max_tokens"],
@@ -60,7 +65,9 @@ def fast_client(settings):
 
 def catalog_state() -> list[tuple]:
     return list(
-        CatalogModel.objects.order_by("id").values_list("id", "status", "price_prompt", "price_completion", "enabled", "updated_at")
+        CatalogModel.objects.order_by("id").values_list(
+            "id", "status", "price_prompt", "price_completion", "enabled", "updated_at"
+        )
     )
 
 
@@ -136,7 +143,9 @@ def test_an_unchanged_resync_changes_no_model_data(fake_openrouter):
     assert (run.added, run.updated, run.reactivated, run.missing, run.price_changes) == (0, 0, 0, 0, 0)
     assert catalog_state() == before
     catalog_writes = [
-        q["sql"] for q in queries.captured_queries if "model_catalog" in q["sql"] and not q["sql"].lstrip().upper().startswith("SELECT")
+        q["sql"]
+        for q in queries.captured_queries
+        if "model_catalog" in q["sql"] and not q["sql"].lstrip().upper().startswith("SELECT")
     ]
     assert len(catalog_writes) == 1 and "last_seen_at" in catalog_writes[0]
     assert all(seen > seen_before[i] for i, seen in CatalogModel.objects.values_list("id", "last_seen_at"))

@@ -6,9 +6,9 @@ import re
 from http import HTTPStatus
 
 import pytest
-from django.utils import timezone
 from django.contrib.messages import get_messages
 from django.urls import reverse
+from django.utils import timezone
 
 from core.auth import key_cache
 from core.models import ApiKey, Scope

@@ -13,7 +13,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from core.auth import key_cache
-from core.models import Alert, ApiKey, DataVersion, Lock, hash_secret
+from core.models import Alert, DataVersion, Lock, hash_secret
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -61,10 +61,18 @@ def test_a_database_from_before_core_migrates_with_nothing_lost(old_layout):
     # person allowed to see alerts and keys, with an admin log entry about a key.
     CatalogModel.objects.create(id="acme/one", name="One", canonical_slug="acme/one", author="acme")
     alert = apps.get_model("catalog", "CatalogAlert").objects.create(
-        kind="new_model", model_id="acme/one", key="new_model:acme/one", message="New model acme/one.",
-        details={"n": 1}, created_at=now, last_raised_at=now, times=3,
+        kind="new_model",
+        model_id="acme/one",
+        key="new_model:acme/one",
+        message="New model acme/one.",
+        details={"n": 1},
+        created_at=now,
+        last_raised_at=now,
+        times=3,
     )
-    apps.get_model("catalog", "SyncLock").objects.create(name="catalog sync", locked_until=now + timedelta(minutes=5), holder="run #7")
+    apps.get_model("catalog", "SyncLock").objects.create(
+        name="catalog sync", locked_until=now + timedelta(minutes=5), holder="run #7"
+    )
     apps.get_model("llmhive_site", "DataVersion").objects.create(name="catalog", version=123456789)
     raw_key = "lh_abcd1234_secret-of-the-orchestrator"
     key = apps.get_model("routing", "ApiKey").objects.create(
@@ -80,12 +88,25 @@ def test_a_database_from_before_core_migrates_with_nothing_lost(old_layout):
     team = Group.objects.create(name="alert readers")
     team.permissions.add(Permission.objects.get(content_type=alert_type, codename="view_catalogalert"))
     person.groups.add(team)
-    LogEntry.objects.create(user=person, content_type=key_type, object_id=str(key.pk), object_repr="orchestrator", action_flag=1, action_time=now)
+    LogEntry.objects.create(
+        user=person,
+        content_type=key_type,
+        object_id=str(key.pk),
+        object_repr="orchestrator",
+        action_flag=1,
+        action_time=now,
+    )
 
     call_command("migrate", verbosity=0)
 
     moved = Alert.objects.get(pk=alert.pk)
-    assert (moved.kind, moved.model_id, moved.key, moved.details, moved.times) == ("new_model", "acme/one", "new_model:acme/one", {"n": 1}, 3)
+    assert (moved.kind, moved.model_id, moved.key, moved.details, moved.times) == (
+        "new_model",
+        "acme/one",
+        "new_model:acme/one",
+        {"n": 1},
+        3,
+    )
     assert moved.kind_label == "New model"
     assert Lock.objects.get(name="catalog sync").holder == "run #7"
     assert DataVersion.objects.get(name="catalog").version == 123456789
@@ -96,7 +117,11 @@ def test_a_database_from_before_core_migrates_with_nothing_lost(old_layout):
     from django.contrib.auth.models import User as LiveUser
 
     person = LiveUser.objects.get(username="curator")
-    assert person.has_perm("core.change_alert") and person.has_perm("core.view_alert") and person.has_perm("core.view_apikey")
+    assert (
+        person.has_perm("core.change_alert")
+        and person.has_perm("core.view_alert")
+        and person.has_perm("core.view_apikey")
+    )
     assert not person.has_perm("catalog.change_catalogalert")
     assert LiveLogEntry.objects.get(object_id=str(key.pk)).get_edited_object().name == "orchestrator"
     # Alerts keep their models after the foreign key became an id: a model is never deleted.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -25,19 +25,47 @@ from tests.factories import CatalogModelFactory
 pytestmark = pytest.mark.django_db
 
 EXPORT_FIELDS = ["day", "model", "strategy", "role", "requests", "successes", "tokens", "cost", "cost_per_success"]
-EXPORT_HEADER = ["day", "model", "strategy", "role", "requests", "successes", "tokens", "cost_usd", "cost_per_success_usd"]
-FORMULA_STARTS = ["=HYPERLINK(\"http://x\")", "+1", "-2", "@SUM(A1)", "\tcmd", "\rcmd"]
+EXPORT_HEADER = [
+    "day",
+    "model",
+    "strategy",
+    "role",
+    "requests",
+    "successes",
+    "tokens",
+    "cost_usd",
+    "cost_per_success_usd",
+]
+FORMULA_STARTS = ['=HYPERLINK("http://x")', "+1", "-2", "@SUM(A1)", "\tcmd", "\rcmd"]
 
 
-def events(n: int, *, start: int = 0, role: str = "coder", day: datetime | None = None, model: str = "acme/a",
-           cost: str = "0.01") -> None:
-    day = day or datetime.now(timezone.utc) - timedelta(hours=1)
-    ingest_events([
-        {"request_id": f"r{start + i}", "occurred_at": day - timedelta(days=i % 3), "model": model, "role": role,
-         "strategy": f"s{(start + i) % 7}", "prompt_tokens": 100, "completion_tokens": 10, "cost_usd": Decimal(cost),
-         "success": i % 4 != 0, "latency_ms": 100 + i}
-        for i in range(n)
-    ])
+def events(
+    n: int,
+    *,
+    start: int = 0,
+    role: str = "coder",
+    day: datetime | None = None,
+    model: str = "acme/a",
+    cost: str = "0.01",
+) -> None:
+    day = day or datetime.now(UTC) - timedelta(hours=1)
+    ingest_events(
+        [
+            {
+                "request_id": f"r{start + i}",
+                "occurred_at": day - timedelta(days=i % 3),
+                "model": model,
+                "role": role,
+                "strategy": f"s{(start + i) % 7}",
+                "prompt_tokens": 100,
+                "completion_tokens": 10,
+                "cost_usd": Decimal(cost),
+                "success": i % 4 != 0,
+                "latency_ms": 100 + i,
+            }
+            for i in range(n)
+        ]
+    )
 
 
 @pytest.fixture
@@ -65,8 +93,13 @@ def test_the_ledger_is_read_only(admin_client, model):
     assert admin_client.get(reverse("admin:costs_usageevent_add")).status_code == 403
     page = admin_client.get(reverse("admin:costs_usageevent_change", args=[event.pk]))
     assert page.status_code == 200 and b'name="prompt_tokens"' not in page.content
-    assert admin_client.post(reverse("admin:costs_usageevent_delete", args=[event.pk]), {"post": "yes"}).status_code == 403
-    assert admin_client.post(reverse("admin:costs_usageevent_change", args=[event.pk]), {"prompt_tokens": "9"}).status_code == 403
+    assert (
+        admin_client.post(reverse("admin:costs_usageevent_delete", args=[event.pk]), {"post": "yes"}).status_code == 403
+    )
+    assert (
+        admin_client.post(reverse("admin:costs_usageevent_change", args=[event.pk]), {"prompt_tokens": "9"}).status_code
+        == 403
+    )
     assert UsageEvent.objects.get().prompt_tokens == 100
 
 
@@ -106,8 +139,8 @@ def test_cost_list_pages_take_a_fixed_number_of_queries(admin_client, model, nam
 
 
 def test_the_ledger_page_draws_filters_and_dates_from_the_rollup(admin_client, model):
-    events(2, day=datetime(2026, 3, 31, 12, tzinfo=timezone.utc), role="writer")
-    events(2, start=10, day=datetime(2026, 4, 2, 12, tzinfo=timezone.utc), role="coder")
+    events(2, day=datetime(2026, 3, 31, 12, tzinfo=UTC), role="writer")
+    events(2, start=10, day=datetime(2026, 4, 2, 12, tzinfo=UTC), role="coder")
 
     with CaptureQueriesContext(connection) as ctx:
         page = admin_client.get(reverse("admin:costs_usageevent_changelist")).content.decode()
@@ -115,9 +148,14 @@ def test_the_ledger_page_draws_filters_and_dates_from_the_rollup(admin_client, m
     assert "?role=writer" in page and "?role=coder" in page
     assert not any("DISTINCT" in q["sql"] and "costs_usageevent" in q["sql"] for q in ctx.captured_queries)
 
-    april = admin_client.get(reverse("admin:costs_usageevent_changelist") + "?occurred_at__year=2026&occurred_at__month=4").content.decode()
+    april = admin_client.get(
+        reverse("admin:costs_usageevent_changelist") + "?occurred_at__year=2026&occurred_at__month=4"
+    ).content.decode()
     assert "occurred_at__day=2" in april and "occurred_at__day=1&" in april  # March 31's spill: April 1 and 2
-    day = admin_client.get(reverse("admin:costs_usageevent_changelist") + "?occurred_at__year=2026&occurred_at__month=3&occurred_at__day=30")
+    day = admin_client.get(
+        reverse("admin:costs_usageevent_changelist")
+        + "?occurred_at__year=2026&occurred_at__month=3&occurred_at__day=30"
+    )
     assert day.context["cl"].result_count == 1  # events() spreads over three days back
 
 
@@ -159,8 +197,11 @@ def test_budgets_show_spend_remaining_and_state(admin_client, model):
 
     rows = {b.name: b for b in response.context["cl"].result_list}
     admin = response.context["cl"].model_admin
-    assert (admin.spent(rows["coder month"]), admin.remaining(rows["coder month"]), admin.state(rows["coder month"])) == (
-        "0.04", "0.01", "soft_limit")
+    assert (
+        admin.spent(rows["coder month"]),
+        admin.remaining(rows["coder month"]),
+        admin.state(rows["coder month"]),
+    ) == ("0.04", "0.01", "soft_limit")
     assert (admin.spent(rows["writer month"]), admin.state(rows["writer month"])) == ("0.03", "exhausted")
     assert admin.state(rows["old"]) == "inactive"
     assert "soft_limit" in response.content.decode() and "exhausted" in response.content.decode()
@@ -173,7 +214,7 @@ def test_the_daily_cost_page_draws_the_chart_inline(admin_client, model):
     events(3)
     page = admin_client.get(reverse("admin:costs_dailycost_changelist")).content.decode()
     start = page.index('<svg xmlns="http://www.w3.org/2000/svg" class="cost-chart"')
-    svg = page[start:page.index("</svg>", start)]
+    svg = page[start : page.index("</svg>", start)]
     assert "acme/a" in svg and "<rect" in svg
     assert "http" not in svg.replace('xmlns="http://www.w3.org/2000/svg"', "")  # nothing fetched from a network
     assert "<script" not in svg
@@ -181,7 +222,7 @@ def test_the_daily_cost_page_draws_the_chart_inline(admin_client, model):
 
 def test_the_chart_stacks_the_top_six_models_and_other_in_one_query(db):
     # Eight models today, each dearer than the next; the dearest has a name that is markup.
-    today = datetime.now(timezone.utc).replace(hour=0, minute=30)
+    today = datetime.now(UTC).replace(hour=0, minute=30)
     names = ["<b>x&y</b>"] + [f"acme/m{i}" for i in range(7)]
     for i, name in enumerate(names):
         events(1, start=100 * i, model=name, day=today, cost=str(8 - i))

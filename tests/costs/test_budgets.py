@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from core.models import Alert
 from costs.budgets import BudgetBook, budget_statuses, check_budget_thresholds
 from costs.ingest import ingest_events
-from costs.models import AlertKind as CostAlertKind, Budget, BudgetPeriod, BudgetScope, BudgetState, window_end, window_start
+from costs.models import AlertKind as CostAlertKind
+from costs.models import Budget, BudgetPeriod, BudgetScope, BudgetState, window_end, window_start
 from tests.factories import CatalogModelFactory
-from core.models import Alert
 
 pytestmark = pytest.mark.django_db
 
@@ -57,9 +58,9 @@ def test_windows_are_utc_days_iso_weeks_and_calendar_months(period, day, start, 
 
 def test_spend_counts_the_events_of_the_window_only_at_the_month_edge():
     budget = Budget.objects.create(name="all", period=BudgetPeriod.MONTH, limit_usd=Decimal("10"))
-    spend("jan-last", datetime(2026, 1, 31, 23, 59, 59, 999999, tzinfo=timezone.utc), "1.25")
-    spend("feb-first", datetime(2026, 2, 1, 0, 0, tzinfo=timezone.utc), "2.5")
-    spend("feb-late", datetime(2026, 2, 28, 23, 0, tzinfo=timezone.utc), "0.00000001")
+    spend("jan-last", datetime(2026, 1, 31, 23, 59, 59, 999999, tzinfo=UTC), "1.25")
+    spend("feb-first", datetime(2026, 2, 1, 0, 0, tzinfo=UTC), "2.5")
+    spend("feb-late", datetime(2026, 2, 28, 23, 0, tzinfo=UTC), "0.00000001")
 
     january = budget_statuses([budget], today=date(2026, 1, 31))[0]
     february = budget_statuses([budget], today=date(2026, 2, 15))[0]
@@ -72,7 +73,7 @@ def test_spend_counts_the_events_of_the_window_only_at_the_month_edge():
 
 def test_a_day_budget_starts_again_at_utc_midnight_without_forgetting_history():
     budget = Budget.objects.create(name="daily", period=BudgetPeriod.DAY, limit_usd=Decimal("1"))
-    spend("late", datetime(2026, 3, 9, 23, 30, tzinfo=timezone.utc), "1")
+    spend("late", datetime(2026, 3, 9, 23, 30, tzinfo=UTC), "1")
 
     assert budget_statuses([budget], today=date(2026, 3, 9))[0].state == BudgetState.EXHAUSTED
     assert budget_statuses([budget], today=date(2026, 3, 10))[0].spent_usd == 0
@@ -82,7 +83,7 @@ def test_a_day_budget_starts_again_at_utc_midnight_without_forgetting_history():
 
 def test_scoped_budgets_count_only_their_role_strategy_or_model():
     CatalogModelFactory(id="acme/other")
-    at = datetime.now(timezone.utc)
+    at = datetime.now(UTC)
     spend("a", at, "1", role="coder", strategy="single")
     spend("b", at, "2", role="writer", strategy="ensemble")
     spend("c", at, "4", role="writer", strategy="single", model="acme/other")
@@ -107,7 +108,7 @@ def test_states_follow_the_soft_and_hard_limits():
 
 def test_threshold_alerts_are_raised_once_per_window_and_level():
     Budget.objects.create(name="daily", period=BudgetPeriod.DAY, limit_usd=Decimal("10"), soft_limit_percent=50)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
 
     spend("1", now, "4")
     assert Alert.objects.filter(kind=CostAlertKind.BUDGET_THRESHOLD).count() == 0
@@ -127,8 +128,8 @@ def test_threshold_alerts_are_raised_once_per_window_and_level():
 
 def test_a_new_window_raises_its_own_alerts():
     budget = Budget.objects.create(name="daily", period=BudgetPeriod.DAY, limit_usd=Decimal("1"))
-    spend("mon", datetime(2026, 3, 9, 12, tzinfo=timezone.utc), "1")
-    spend("tue", datetime(2026, 3, 10, 12, tzinfo=timezone.utc), "1")
+    spend("mon", datetime(2026, 3, 9, 12, tzinfo=UTC), "1")
+    spend("tue", datetime(2026, 3, 10, 12, tzinfo=UTC), "1")
 
     check_budget_thresholds(budget_statuses([budget], today=date(2026, 3, 9)))
     check_budget_thresholds(budget_statuses([budget], today=date(2026, 3, 10)))
@@ -141,7 +142,7 @@ def test_a_new_window_raises_its_own_alerts():
 def test_the_budget_book_answers_without_queries_in_steady_state():
     Budget.objects.create(name="g", limit_usd=Decimal("5"))
     Budget.objects.create(name="r", scope=BudgetScope.ROLE, scope_value="coder", limit_usd=Decimal("1"))
-    spend("1", datetime.now(timezone.utc), "1")
+    spend("1", datetime.now(UTC), "1")
     book = BudgetBook(ttl=3600)
     book.statuses()
 
@@ -158,7 +159,7 @@ def test_the_budget_book_sees_a_changed_budget_at_once_and_new_spend_after_its_t
     budget = Budget.objects.create(name="g", limit_usd=Decimal("5"))
     book = BudgetBook(ttl=0.0)
     assert book.state_for().state == BudgetState.OK
-    spend("1", datetime.now(timezone.utc), "5")
+    spend("1", datetime.now(UTC), "5")
     assert book.state_for().state == BudgetState.EXHAUSTED
 
     cached = BudgetBook(ttl=3600)
@@ -175,14 +176,21 @@ def test_the_budget_book_sees_a_changed_budget_at_once_and_new_spend_after_its_t
 
 def test_budget_api_lists_spend_remaining_and_state(api_client):
     Budget.objects.create(name="monthly", limit_usd=Decimal("10.5"), soft_limit_percent=50)
-    spend("1", datetime.now(timezone.utc), "6.25")
+    spend("1", datetime.now(UTC), "6.25")
 
     rows = api_client.get("/api/v1/budgets").json()
 
     assert len(rows) == 1
     row = rows[0]
-    assert (row["limit_usd"], row["spent_usd"], row["remaining_usd"], row["state"]) == ("10.5", "6.25", "4.25", "soft_limit")
-    assert row["soft_limit_usd"] == "5.25" and row["window_start"] == datetime.now(timezone.utc).date().replace(day=1).isoformat()
+    assert (row["limit_usd"], row["spent_usd"], row["remaining_usd"], row["state"]) == (
+        "10.5",
+        "6.25",
+        "4.25",
+        "soft_limit",
+    )
+    assert (
+        row["soft_limit_usd"] == "5.25" and row["window_start"] == datetime.now(UTC).date().replace(day=1).isoformat()
+    )
 
 
 def test_a_global_budget_with_a_scope_value_is_refused():
@@ -201,7 +209,7 @@ def test_every_budget_book_sees_new_spend_and_edited_budgets_through_the_data_ve
     other_worker = BudgetBook(ttl=3600)
     assert other_worker.state_for().state == BudgetState.OK
 
-    spend("1", datetime.now(timezone.utc), "5")
+    spend("1", datetime.now(UTC), "5")
     assert other_worker.state_for().state == BudgetState.EXHAUSTED
 
     Budget.objects.filter(pk=budget.pk).update(limit_usd=Decimal("50"))  # no signal: still exhausted

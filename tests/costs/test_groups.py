@@ -85,10 +85,14 @@ def test_curators_edit_catalog_routing_and_budgets_but_export_nothing():
         assert {f"view_{model}", f"add_{model}", f"change_{model}", f"delete_{model}"} <= codes, model
     assert {"view_catalogmodel", "change_catalogmodel", "view_dailycost", "view_usageevent"} <= codes
     # What jobs write stays theirs.
-    assert not ({"change_syncrun", "delete_syncrun", "change_pricechange", "add_catalogmodel", "delete_catalogmodel"} & codes)
+    assert not (
+        {"change_syncrun", "delete_syncrun", "change_pricechange", "add_catalogmodel", "delete_catalogmodel"} & codes
+    )
     assert not any(code.startswith("export_") for code in codes)
-    assert not any(app == "costs" and code.startswith(("add_", "change_", "delete_")) and not code.endswith("_budget")
-                   for app, code in perms)
+    assert not any(
+        app == "costs" and code.startswith(("add_", "change_", "delete_")) and not code.endswith("_budget")
+        for app, code in perms
+    )
 
 
 def test_finance_sees_costs_and_exports_but_changes_nothing(catalog_model):
@@ -103,12 +107,22 @@ def test_finance_sees_costs_and_exports_but_changes_nothing(catalog_model):
     assert status == 200 and len(rows) > 1
     assert finance.get(reverse("admin:catalog_catalogmodel_change", args=[catalog_model.pk])).status_code == 403
     assert finance.get(reverse("admin:catalog_catalogmodel_changelist")).status_code == 403
-    assert finance.post(reverse("admin:catalog_catalogmodel_changelist"),
-                        {"action": "disable_models", "_selected_action": [catalog_model.pk]}).status_code == 403
+    assert (
+        finance.post(
+            reverse("admin:catalog_catalogmodel_changelist"),
+            {"action": "disable_models", "_selected_action": [catalog_model.pk]},
+        ).status_code
+        == 403
+    )
     assert CatalogModel.objects.get().enabled is True
     budget_page = finance.get(reverse("admin:costs_budget_change", args=[budget.pk]))
     assert budget_page.status_code == 200 and b'name="limit_usd"' not in budget_page.content  # view only
-    assert finance.post(reverse("admin:costs_budget_change", args=[budget.pk]), {"name": "g", "limit_usd": "1"}).status_code == 403
+    assert (
+        finance.post(
+            reverse("admin:costs_budget_change", args=[budget.pk]), {"name": "g", "limit_usd": "1"}
+        ).status_code
+        == 403
+    )
     budget.refresh_from_db()
     assert budget.limit_usd == Decimal("10")
     assert finance.get(reverse("admin:costs_budget_add")).status_code == 403
@@ -121,25 +135,46 @@ def test_curators_change_a_model_and_a_budget_but_cannot_export(catalog_model):
     url = reverse("admin:catalog_catalogmodel_change", args=[catalog_model.pk])
     page = curator.get(url)
     assert page.status_code == 200
-    response = curator.post(url, {**inline_management_data(page), "notes": "Slow on long prompts."})  # `enabled` unticked
+    response = curator.post(
+        url, {**inline_management_data(page), "notes": "Slow on long prompts."}
+    )  # `enabled` unticked
     assert response.status_code == 302
     catalog_model.refresh_from_db()
     assert (catalog_model.enabled, catalog_model.notes) == (False, "Slow on long prompts.")
 
-    response = curator.post(reverse("admin:costs_budget_change", args=[budget.pk]), {
-        "name": "g", "scope": "global", "scope_value": "", "period": "month", "limit_usd": "20",
-        "soft_limit_percent": "80", "action": "downgrade", "active": "on",
-    })
+    response = curator.post(
+        reverse("admin:costs_budget_change", args=[budget.pk]),
+        {
+            "name": "g",
+            "scope": "global",
+            "scope_value": "",
+            "period": "month",
+            "limit_usd": "20",
+            "soft_limit_percent": "80",
+            "action": "downgrade",
+            "active": "on",
+        },
+    )
     assert response.status_code == 302, response.content[:2000]
     budget.refresh_from_db()
     assert budget.limit_usd == Decimal("20")
 
-    response = curator.post(reverse("admin:routing_role_add"), {
-        "slug": "summarizer", "name": "Summarizer", "description": "", "active": "on", "min_context_length": "",
-        "default_category": "", "default_accuracy": "balanced",
-        "preferences-TOTAL_FORMS": "0", "preferences-INITIAL_FORMS": "0",
-        "escalation_overrides-TOTAL_FORMS": "0", "escalation_overrides-INITIAL_FORMS": "0",
-    })
+    response = curator.post(
+        reverse("admin:routing_role_add"),
+        {
+            "slug": "summarizer",
+            "name": "Summarizer",
+            "description": "",
+            "active": "on",
+            "min_context_length": "",
+            "default_category": "",
+            "default_accuracy": "balanced",
+            "preferences-TOTAL_FORMS": "0",
+            "preferences-INITIAL_FORMS": "0",
+            "escalation_overrides-TOTAL_FORMS": "0",
+            "escalation_overrides-INITIAL_FORMS": "0",
+        },
+    )
     assert response.status_code == 302, response.content[:2000]
     assert Role.objects.filter(slug="summarizer").exists()
     assert curator.get(reverse("admin:catalog_catalogmodel_add")).status_code == 403

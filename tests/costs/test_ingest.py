@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import httpx
 import pytest
 
 from catalog.models import PriceChange
-from costs.models import AlertKind as CostAlertKind, DailyCost, UsageEvent
-from tests.factories import CatalogModelFactory
 from core.models import Alert
+from costs.models import AlertKind as CostAlertKind
+from costs.models import DailyCost, UsageEvent
+from tests.factories import CatalogModelFactory
 
 URL = "/api/v1/usage"
-T0 = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
 
 def event(n: int | str, **overrides) -> dict:
@@ -84,7 +85,7 @@ def test_one_bad_event_rejects_the_whole_batch_naming_its_index_and_field(writer
     ("overrides", "field"),
     [
         ({"occurred_at": "2026-03-10T12:00:00"}, "occurred_at"),  # no timezone
-        ({"occurred_at": (datetime.now(timezone.utc) + timedelta(days=1)).isoformat()}, "occurred_at"),
+        ({"occurred_at": (datetime.now(UTC) + timedelta(days=1)).isoformat()}, "occurred_at"),
         ({"reasoning_tokens": 500}, "reasoning_tokens"),  # more than completion_tokens
         ({"cached_tokens": 900, "cache_write_tokens": 200}, "cache_write_tokens"),
         ({"quality_score": 1.5}, "quality_score"),
@@ -158,7 +159,11 @@ def test_a_model_without_a_usable_price_is_unpriced_not_free(writer, db):
 def test_the_price_in_force_when_the_call_happened_is_used(writer, model):
     # The prompt price was 0.000002 until T0 + 1h, when it dropped to the current 0.00000125.
     PriceChange.objects.create(
-        model=model, field="prompt", old=Decimal("0.000002"), new=Decimal("0.00000125"), observed_at=T0 + timedelta(hours=1)
+        model=model,
+        field="prompt",
+        old=Decimal("0.000002"),
+        new=Decimal("0.00000125"),
+        observed_at=T0 + timedelta(hours=1),
     )
     before = event(1, occurred_at=T0.isoformat(), completion_tokens=0)
     after = event(2, occurred_at=(T0 + timedelta(hours=2)).isoformat(), completion_tokens=0)
@@ -184,7 +189,10 @@ def test_events_fall_into_their_utc_day(writer, model):
     early_elsewhere = "2026-04-01T01:30:00+02:00"  # still March 31st in UTC
     next_day = "2026-04-01T00:00:00+00:00"
 
-    writer.post_json(URL, {"events": [event(1, occurred_at=late), event(2, occurred_at=early_elsewhere), event(3, occurred_at=next_day)]})
+    writer.post_json(
+        URL,
+        {"events": [event(1, occurred_at=late), event(2, occurred_at=early_elsewhere), event(3, occurred_at=next_day)]},
+    )
 
     days = dict(DailyCost.objects.values_list("day", "requests"))
     assert days == {datetime(2026, 3, 31).date(): 2, datetime(2026, 4, 1).date(): 1}
@@ -197,7 +205,10 @@ def test_decimal_sums_stay_exact_over_many_events(writer, model, connection_vend
     price = Decimal("0.00000001703012")
     model.price_prompt, model.price_completion = price, price
     model.save()
-    batches = [[event(f"{b}-{i}", prompt_tokens=7, completion_tokens=3, cost_usd="0.00000000000001") for i in range(1000)] for b in range(5)]
+    batches = [
+        [event(f"{b}-{i}", prompt_tokens=7, completion_tokens=3, cost_usd="0.00000000000001") for i in range(1000)]
+        for b in range(5)
+    ]
     for batch in batches:
         assert writer.post_json(URL, {"events": batch}).status_code == 200
 
@@ -218,7 +229,10 @@ def connection_vendor():
 def test_eight_concurrent_clients_with_overlapping_batches_store_each_event_once(live_server, make_api_key, model):
     key = make_api_key("usage:write")
     # Client c sends ids [c*100, c*100 + 300): every id is sent by up to three clients at once.
-    batches = [[event(i, occurred_at=(T0 + timedelta(minutes=i % 7)).isoformat()) for i in range(c * 100, c * 100 + 300)] for c in range(8)]
+    batches = [
+        [event(i, occurred_at=(T0 + timedelta(minutes=i % 7)).isoformat()) for i in range(c * 100, c * 100 + 300)]
+        for c in range(8)
+    ]
     barrier = threading.Barrier(8)
 
     def send(batch):

@@ -9,7 +9,7 @@ before the call, synced through the real client from the fake OpenRouter server.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -65,7 +65,7 @@ def test_computed_cost_equals_openrouters_reported_cost(name, call, fake_openrou
     usage = call["usage"]
     event = {
         "request_id": name,
-        "occurred_at": datetime.fromisoformat(call["day"]).replace(hour=12, tzinfo=timezone.utc).isoformat(),
+        "occurred_at": datetime.fromisoformat(call["day"]).replace(hour=12, tzinfo=UTC).isoformat(),
         "model": call["model"],
         "prompt_tokens": usage["prompt_tokens"],
         "completion_tokens": usage["completion_tokens"],
@@ -81,7 +81,9 @@ def test_computed_cost_equals_openrouters_reported_cost(name, call, fake_openrou
     stored = UsageEvent.objects.get(request_id=name)
     assert stored.model_id is not None
     assert stored.cost_usd == Decimal(repr(usage["cost"]))
-    assert stored.computed_cost_usd == stored.cost_usd, f"{stored.model_id}: computed {stored.computed_cost_usd}, reported {stored.cost_usd}"
+    assert stored.computed_cost_usd == stored.cost_usd, (
+        f"{stored.model_id}: computed {stored.computed_cost_usd}, reported {stored.cost_usd}"
+    )
     assert DailyCost.objects.get().drift_usd == 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -15,15 +15,35 @@ from tests.factories import CatalogModelFactory
 
 pytestmark = pytest.mark.django_db
 
-UTC = timezone.utc
+UTC = UTC
 
 
-def event(request_id: str, at: datetime, *, model="acme/a", cost=None, success=True, role="coder",
-          strategy="single", latency=None, tools=(), prompt=100, completion=10) -> dict:
+def event(
+    request_id: str,
+    at: datetime,
+    *,
+    model="acme/a",
+    cost=None,
+    success=True,
+    role="coder",
+    strategy="single",
+    latency=None,
+    tools=(),
+    prompt=100,
+    completion=10,
+) -> dict:
     return {
-        "request_id": request_id, "occurred_at": at, "model": model, "role": role, "strategy": strategy,
-        "prompt_tokens": prompt, "completion_tokens": completion, "cost_usd": None if cost is None else Decimal(cost),
-        "success": success, "latency_ms": latency, "tools": list(tools),
+        "request_id": request_id,
+        "occurred_at": at,
+        "model": model,
+        "role": role,
+        "strategy": strategy,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "cost_usd": None if cost is None else Decimal(cost),
+        "success": success,
+        "latency_ms": latency,
+        "tools": list(tools),
     }
 
 
@@ -32,16 +52,36 @@ def ledger(db):
     # acme/a: 0.000001 per prompt token, 0.000002 per completion token -> 100/10 tokens = 0.00012
     CatalogModelFactory(id="acme/a", price_prompt=Decimal("0.000001"), price_completion=Decimal("0.000002"))
     CatalogModelFactory(id="acme/b", price_prompt=Decimal("0.00001"), price_completion=Decimal("0.00002"))
-    ingest_events([
-        # The last microsecond of March 31 and the first of April 1, UTC: two days, two months.
-        event("e1", datetime(2026, 3, 31, 23, 59, 59, 999999, tzinfo=UTC), cost="0.5", latency=100, tools=["search"]),
-        event("e2", datetime(2026, 4, 1, 0, 0, tzinfo=UTC), cost="0.25", success=False, latency=300),
-        event("e3", datetime(2026, 4, 1, 12, 0, tzinfo=UTC), latency=200, tools=["search", "code"]),  # computed: 0.00012
-        event("e4", datetime(2026, 4, 1, 13, 0, tzinfo=UTC), model="acme/b", strategy="ensemble", cost="0.003", latency=1000),
-        # acme/b at our prices: 100 x 0.00001 + 10 x 0.00002 = 0.0012. Reported 0.003 and 0.0013:
-    # 0.0018 + 0.0001 of drift.
-        event("e5", datetime(2026, 4, 1, 14, 0, tzinfo=UTC), model="acme/b", strategy="ensemble", cost="0.0013", latency=400),
-    ])
+    ingest_events(
+        [
+            # The last microsecond of March 31 and the first of April 1, UTC: two days, two months.
+            event(
+                "e1", datetime(2026, 3, 31, 23, 59, 59, 999999, tzinfo=UTC), cost="0.5", latency=100, tools=["search"]
+            ),
+            event("e2", datetime(2026, 4, 1, 0, 0, tzinfo=UTC), cost="0.25", success=False, latency=300),
+            event(
+                "e3", datetime(2026, 4, 1, 12, 0, tzinfo=UTC), latency=200, tools=["search", "code"]
+            ),  # computed: 0.00012
+            event(
+                "e4",
+                datetime(2026, 4, 1, 13, 0, tzinfo=UTC),
+                model="acme/b",
+                strategy="ensemble",
+                cost="0.003",
+                latency=1000,
+            ),
+            # acme/b at our prices: 100 x 0.00001 + 10 x 0.00002 = 0.0012. Reported 0.003 and 0.0013:
+            # 0.0018 + 0.0001 of drift.
+            event(
+                "e5",
+                datetime(2026, 4, 1, 14, 0, tzinfo=UTC),
+                model="acme/b",
+                strategy="ensemble",
+                cost="0.0013",
+                latency=400,
+            ),
+        ]
+    )
 
 
 @pytest.fixture
@@ -54,7 +94,12 @@ def test_daily_costs_split_at_utc_midnight_with_cost_per_success(reader, ledger)
 
     by_key = {(r["day"], r["key"]): r for r in rows}
     march = by_key[("2026-03-31", "acme/a")]
-    assert (march["requests"], march["successes"], march["cost_usd"], march["cost_per_success_usd"]) == (1, 1, "0.5", "0.5")
+    assert (march["requests"], march["successes"], march["cost_usd"], march["cost_per_success_usd"]) == (
+        1,
+        1,
+        "0.5",
+        "0.5",
+    )
     april_a = by_key[("2026-04-01", "acme/a")]
     assert april_a["requests"] == 2 and april_a["successes"] == 1
     assert april_a["cost_usd"] == "0.25012"  # reported 0.25 + computed 0.00012
@@ -90,7 +135,7 @@ def test_summary_has_success_rate_and_cost_per_success_per_key_and_in_total(read
 def test_the_csv_export_streams_the_daily_rows_with_formulas_escaped(reader, db):
     CatalogModelFactory(id="acme/a", price_prompt=Decimal("0.000001"), price_completion=Decimal("0.000002"))
     day = datetime(2026, 4, 2, 8, 0, tzinfo=UTC)
-    nasty = ["=HYPERLINK(\"http://x\")", "+1", "-2", "@SUM(A1)", "\tcmd", "\rcmd"]
+    nasty = ['=HYPERLINK("http://x")', "+1", "-2", "@SUM(A1)", "\tcmd", "\rcmd"]
     ingest_events([event(f"n{i}", day, role=value, cost="1") for i, value in enumerate(nasty)])
 
     response = reader.get("/api/v1/costs/export.csv?start=2026-04-02&end=2026-04-02")
@@ -98,7 +143,17 @@ def test_the_csv_export_streams_the_daily_rows_with_formulas_escaped(reader, db)
     assert response.status_code == 200 and response.streaming
     assert response["Content-Disposition"] == 'attachment; filename="llmhive-daily-costs-2026-04-02-2026-04-02.csv"'
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
-    assert rows[0] == ["day", "model", "strategy", "role", "requests", "successes", "tokens", "cost_usd", "cost_per_success_usd"]
+    assert rows[0] == [
+        "day",
+        "model",
+        "strategy",
+        "role",
+        "requests",
+        "successes",
+        "tokens",
+        "cost_usd",
+        "cost_per_success_usd",
+    ]
     roles = sorted(r[3] for r in rows[1:])
     assert roles == sorted("'" + value for value in nasty)
     assert all(r[7] == "1" and r[4] == "1" for r in rows[1:])
@@ -132,13 +187,16 @@ def test_telemetry_has_latency_percentiles_per_strategy_model_and_tool(reader, l
     assert {r["key"]: r["requests"] for r in by_model["rows"]} == {"acme/a": 2, "acme/b": 2}
 
 
-@pytest.mark.parametrize(("query", "field"), [
-    ("start=2026-13-01", "start"),
-    ("end=yesterday", "end"),
-    ("group_by=colour", "group_by"),
-    ("start=2026-04-02&end=2026-04-01", "start"),
-    ("start=2020-01-01&end=2026-01-01", "end"),
-])
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("start=2026-13-01", "start"),
+        ("end=yesterday", "end"),
+        ("group_by=colour", "group_by"),
+        ("start=2026-04-02&end=2026-04-01", "start"),
+        ("start=2020-01-01&end=2026-01-01", "end"),
+    ],
+)
 def test_bad_report_parameters_are_a_422_naming_the_parameter(reader, query, field):
     response = reader.get(f"/api/v1/costs/daily?{query}")
     assert response.status_code == 422
@@ -146,8 +204,16 @@ def test_bad_report_parameters_are_a_422_naming_the_parameter(reader, query, fie
     assert body["code"] == "invalid" and body["errors"][0]["field"] == field and body["errors"][0]["in"] == "query"
 
 
-@pytest.mark.parametrize("path", ["/api/v1/costs/daily", "/api/v1/costs/summary", "/api/v1/costs/export.csv",
-                                  "/api/v1/telemetry/summary", "/api/v1/budgets"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/costs/daily",
+        "/api/v1/costs/summary",
+        "/api/v1/costs/export.csv",
+        "/api/v1/telemetry/summary",
+        "/api/v1/budgets",
+    ],
+)
 def test_reports_need_the_costs_read_scope(make_api_key, path):
     assert ApiClient().get(path).status_code == 401
     assert ApiClient(make_api_key("route", "usage:write")).get(path).status_code == 403
@@ -165,11 +231,15 @@ def test_a_default_window_is_the_last_thirty_days(reader, db):
 def test_grouping_by_day_gives_one_row_per_day(reader, ledger):
     daily = reader.get("/api/v1/costs/daily?start=2026-03-31&end=2026-04-01&group_by=day").json()
     assert [(r["day"], r["key"], r["requests"], r["cost_usd"]) for r in daily] == [
-        ("2026-03-31", None, 1, "0.5"), ("2026-04-01", None, 4, "0.25442")]
+        ("2026-03-31", None, 1, "0.5"),
+        ("2026-04-01", None, 4, "0.25442"),
+    ]
 
     summary = reader.get("/api/v1/costs/summary?start=2026-03-31&end=2026-04-01&group_by=day").json()
     assert [(r["key"], r["requests"], r["successes"], r["cost_per_success_usd"]) for r in summary["rows"]] == [
-        ("2026-03-31", 1, 1, "0.5"), ("2026-04-01", 4, 3, "0.08480666666667")]  # 0.25442 / 3, 14 decimals, half even
+        ("2026-03-31", 1, 1, "0.5"),
+        ("2026-04-01", 4, 3, "0.08480666666667"),
+    ]  # 0.25442 / 3, 14 decimals, half even
 
 
 def test_a_month_is_its_utc_days_only(reader, ledger):
@@ -184,7 +254,10 @@ def test_the_summary_breaks_down_per_model_and_per_strategy_with_drift(reader, l
 
     assert [(r["key"], r["requests"]) for r in body["rows"]] == [("coder", 5)]
     models = {r["key"]: r for r in body["by_model"]}
-    assert (models["acme/a"]["cost_usd"], models["acme/a"]["success_rate"]) == ("0.75012", pytest.approx(2 / 3, abs=1e-6))
+    assert (models["acme/a"]["cost_usd"], models["acme/a"]["success_rate"]) == (
+        "0.75012",
+        pytest.approx(2 / 3, abs=1e-6),
+    )
     assert (models["acme/b"]["drift_usd"], models["acme/b"]["reported_requests"]) == ("0.0019", 2)
     # acme/a: 0.5 and 0.25 reported; the computed cost of those two is 2 x 0.00012.
     assert models["acme/a"]["drift_usd"] == "0.74976"
@@ -197,15 +270,21 @@ def test_telemetry_takes_the_report_filters(reader, ledger):
     body = reader.get("/api/v1/telemetry/summary?start=2026-03-31&end=2026-04-01&by=strategy&model=acme/b").json()
     assert [(r["key"], r["requests"], r["latency_ms_p50"]) for r in body["rows"]] == [("ensemble", 2, 700.0)]
 
-    coders = reader.get("/api/v1/telemetry/summary?start=2026-03-31&end=2026-04-01&by=tool&role=coder&strategy=single").json()
+    coders = reader.get(
+        "/api/v1/telemetry/summary?start=2026-03-31&end=2026-04-01&by=tool&role=coder&strategy=single"
+    ).json()
     assert {r["key"]: r["requests"] for r in coders["rows"]} == {"search": 2, "code": 1}
     nobody = reader.get("/api/v1/telemetry/summary?start=2026-03-31&end=2026-04-01&role=nobody").json()
     assert nobody["rows"] == []
 
 
 def test_a_model_reported_by_its_canonical_slug_is_reported_under_its_catalog_id(reader, db):
-    CatalogModelFactory(id="acme/c", canonical_slug="acme/c-20260301", price_prompt=Decimal("0.000001"),
-                        price_completion=Decimal("0.000002"))
+    CatalogModelFactory(
+        id="acme/c",
+        canonical_slug="acme/c-20260301",
+        price_prompt=Decimal("0.000001"),
+        price_completion=Decimal("0.000002"),
+    )
     at = datetime(2026, 4, 3, 9, 0, tzinfo=UTC)
     ingest_events([event("s1", at, model="acme/c-20260301", latency=10), event("s2", at, model="acme/c", latency=30)])
 
@@ -223,9 +302,10 @@ def test_a_model_reported_by_its_canonical_slug_is_reported_under_its_catalog_id
 def test_the_event_export_escapes_formulas_and_streams_every_row_in_chunks(reader, db):
     CatalogModelFactory(id="acme/a", price_prompt=Decimal("0.000001"), price_completion=Decimal("0.000002"))
     day = datetime(2026, 4, 2, 8, 0, tzinfo=UTC)
-    nasty = ["=HYPERLINK(\"http://x\")", "+1", "-2", "@SUM(A1)", "\tcmd", "\rcmd"]
-    ingest_events([event(f"n{i}", day, model=value, role=value, strategy=value, cost="1")
-                   for i, value in enumerate(nasty)])
+    nasty = ['=HYPERLINK("http://x")', "+1", "-2", "@SUM(A1)", "\tcmd", "\rcmd"]
+    ingest_events(
+        [event(f"n{i}", day, model=value, role=value, strategy=value, cost="1") for i, value in enumerate(nasty)]
+    )
     for batch in range(3):  # past one chunk of the stream
         ingest_events([event(f"b{batch}-{i}", day + timedelta(seconds=i), cost="0.001") for i in range(900)])
 
@@ -244,14 +324,17 @@ def test_the_event_export_escapes_formulas_and_streams_every_row_in_chunks(reade
         assert row["model"] == row["role"] == row["strategy"] == "'" + value
 
 
-@pytest.mark.parametrize(("path", "query", "field"), [
-    ("/api/v1/costs/summary", "group_by=colour", "group_by"),
-    ("/api/v1/costs/summary", "end=2026-02-30", "end"),
-    ("/api/v1/costs/export.csv", "level=everything", "level"),
-    ("/api/v1/costs/export.csv", "start=01/04/2026", "start"),
-    ("/api/v1/telemetry/summary", "by=colour", "by"),
-    ("/api/v1/telemetry/summary", "start=2026-04-02&end=2026-04-01", "start"),
-])
+@pytest.mark.parametrize(
+    ("path", "query", "field"),
+    [
+        ("/api/v1/costs/summary", "group_by=colour", "group_by"),
+        ("/api/v1/costs/summary", "end=2026-02-30", "end"),
+        ("/api/v1/costs/export.csv", "level=everything", "level"),
+        ("/api/v1/costs/export.csv", "start=01/04/2026", "start"),
+        ("/api/v1/telemetry/summary", "by=colour", "by"),
+        ("/api/v1/telemetry/summary", "start=2026-04-02&end=2026-04-01", "start"),
+    ],
+)
 def test_every_report_names_the_bad_parameter(reader, path, query, field):
     response = reader.get(f"{path}?{query}")
     assert response.status_code == 422
@@ -260,15 +343,18 @@ def test_every_report_names_the_bad_parameter(reader, path, query, field):
     assert body["detail"].startswith(f"{field}: ")
 
 
-@pytest.mark.parametrize(("loc", "expected"), [
-    (("query", "filters", "start"), ("query", "start")),  # a field of a Query[...] schema
-    (("query", "params", "group_by"), ("query", "group_by")),  # whatever the view calls the schema
-    (("query", "filters", "capability", 0), ("query", "capability.0")),
-    (("query", "start"), ("query", "start")),  # a plain query parameter
-    (("query", "capability", 0), ("query", "capability.0")),  # an item of a plain list parameter
-    (("body", "payload", "events", 3, "model"), ("body", "events.3.model")),
-    (("path", "model_id"), ("path", "model_id")),
-])
+@pytest.mark.parametrize(
+    ("loc", "expected"),
+    [
+        (("query", "filters", "start"), ("query", "start")),  # a field of a Query[...] schema
+        (("query", "params", "group_by"), ("query", "group_by")),  # whatever the view calls the schema
+        (("query", "filters", "capability", 0), ("query", "capability.0")),
+        (("query", "start"), ("query", "start")),  # a plain query parameter
+        (("query", "capability", 0), ("query", "capability.0")),  # an item of a plain list parameter
+        (("body", "payload", "events", 3, "model"), ("body", "events.3.model")),
+        (("path", "model_id"), ("path", "model_id")),
+    ],
+)
 def test_a_validation_error_names_the_field_callers_sent(loc, expected):
     from core.errors import _field_path
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -18,9 +18,25 @@ from tests.factories import CatalogModelFactory
 
 pytestmark = pytest.mark.django_db
 
-FIELDS = ["day", "model", "strategy", "role", "requests", "successes", "prompt_tokens", "completion_tokens",
-          "reasoning_tokens", "cached_tokens", "cost_usd", "reported_cost_usd", "computed_cost_of_reported_usd",
-          "reported_requests", "unpriced_requests", "latency_ms_sum", "latency_count"]
+FIELDS = [
+    "day",
+    "model",
+    "strategy",
+    "role",
+    "requests",
+    "successes",
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "cached_tokens",
+    "cost_usd",
+    "reported_cost_usd",
+    "computed_cost_of_reported_usd",
+    "reported_requests",
+    "unpriced_requests",
+    "latency_ms_sum",
+    "latency_count",
+]
 
 
 def snapshot() -> list[tuple]:
@@ -29,23 +45,31 @@ def snapshot() -> list[tuple]:
 
 @pytest.fixture
 def ledger(db):
-    CatalogModelFactory(id="acme/priced", price_prompt=Decimal("0.00000123456789"), price_completion=Decimal("0.0000045"))
+    CatalogModelFactory(
+        id="acme/priced", price_prompt=Decimal("0.00000123456789"), price_completion=Decimal("0.0000045")
+    )
     CatalogModelFactory(id="acme/unpriced", price_prompt=None, price_completion=None)
     rng = random.Random(3)
-    start = datetime(2026, 3, 30, 22, tzinfo=timezone.utc)
+    start = datetime(2026, 3, 30, 22, tzinfo=UTC)
     events = []
     for i in range(600):
         reported = rng.random() < 0.5
-        events.append({
-            "request_id": f"e{i}", "occurred_at": start + timedelta(minutes=7 * i),
-            "model": rng.choice(["acme/priced", "acme/unpriced", "someone/unknown"]),
-            "role": rng.choice(["coder", "writer", ""]), "strategy": rng.choice(["single", "ensemble"]),
-            "prompt_tokens": rng.randint(0, 5000), "completion_tokens": rng.randint(0, 900),
-            "cost_usd": Decimal(rng.randint(1, 10**9)) / Decimal(10**12) if reported else None,
-            "success": rng.random() < 0.8, "latency_ms": rng.choice([None, rng.randint(50, 5000)]),
-        })
+        events.append(
+            {
+                "request_id": f"e{i}",
+                "occurred_at": start + timedelta(minutes=7 * i),
+                "model": rng.choice(["acme/priced", "acme/unpriced", "someone/unknown"]),
+                "role": rng.choice(["coder", "writer", ""]),
+                "strategy": rng.choice(["single", "ensemble"]),
+                "prompt_tokens": rng.randint(0, 5000),
+                "completion_tokens": rng.randint(0, 900),
+                "cost_usd": Decimal(rng.randint(1, 10**9)) / Decimal(10**12) if reported else None,
+                "success": rng.random() < 0.8,
+                "latency_ms": rng.choice([None, rng.randint(50, 5000)]),
+            }
+        )
     for chunk in range(0, len(events), 100):
-        ingest_events(events[chunk:chunk + 100])
+        ingest_events(events[chunk : chunk + 100])
 
 
 def test_a_rebuild_gives_what_ingest_kept(ledger):
@@ -105,9 +129,15 @@ def test_a_rebuild_waits_for_an_ingest_in_flight_and_counts_it_once():
     from django.db import transaction
 
     CatalogModelFactory(id="acme/priced", price_prompt=Decimal("0.000001"), price_completion=Decimal("0.000002"))
-    at = datetime(2026, 4, 1, 10, tzinfo=timezone.utc)
-    base = {"occurred_at": at, "model": "acme/priced", "role": "coder", "prompt_tokens": 10, "completion_tokens": 1,
-            "success": True}
+    at = datetime(2026, 4, 1, 10, tzinfo=UTC)
+    base = {
+        "occurred_at": at,
+        "model": "acme/priced",
+        "role": "coder",
+        "prompt_tokens": 10,
+        "completion_tokens": 1,
+        "success": True,
+    }
     ingest_events([{**base, "request_id": f"old{i}", "strategy": "single"} for i in range(5)])
     stored, outcome = threading.Event(), {}
 
@@ -118,8 +148,10 @@ def test_a_rebuild_waits_for_an_ingest_in_flight_and_counts_it_once():
         # then collides with it.
         try:
             with transaction.atomic():
-                ingest_events([{**base, "request_id": "new-single", "strategy": "single"}]
-                              + [{**base, "request_id": f"new{i}", "strategy": "ensemble"} for i in range(3)])
+                ingest_events(
+                    [{**base, "request_id": "new-single", "strategy": "single"}]
+                    + [{**base, "request_id": f"new{i}", "strategy": "ensemble"} for i in range(3)]
+                )
                 stored.set()
                 time.sleep(0.5)
         finally:
@@ -128,7 +160,7 @@ def test_a_rebuild_waits_for_an_ingest_in_flight_and_counts_it_once():
     def rebuild() -> None:
         try:
             outcome["counts"] = rebuild_daily_costs()
-        except Exception as error:  # noqa: BLE001 - reported by the assertion below
+        except Exception as error:
             outcome["error"] = error
         finally:
             connection.close()

@@ -25,14 +25,22 @@ DOWN = endpoint("Slowco", status=-2, uptime_last_30m=40.0)
 
 def completion(model: str, cost: str | None = "0.0000125", prompt_tokens: int = 10, completion_tokens: int = 2) -> dict:
     """A small chat completion body as OpenRouter answers it (the fields of the recorded ones)."""
-    usage: dict = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                   "total_tokens": prompt_tokens + completion_tokens,
-                   "completion_tokens_details": {"reasoning_tokens": 0}, "prompt_tokens_details": {"cached_tokens": 0}}
+    usage: dict = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "completion_tokens_details": {"reasoning_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": 0},
+    }
     if cost is not None:
         usage["cost"] = float(cost)
     return {
-        "id": f"gen-{model.replace('/', '-')}", "object": "chat.completion", "created": 1777319808, "model": model,
-        "provider": "Acme", "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "OK"}}],
+        "id": f"gen-{model.replace('/', '-')}",
+        "object": "chat.completion",
+        "created": 1777319808,
+        "model": model,
+        "provider": "Acme",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "OK"}}],
         "usage": usage,
     }
 
@@ -72,7 +80,10 @@ def keyed(settings):
 def acme(db, fake_openrouter, fast):
     """Four enabled, active models, each with one endpoint up and one degraded, answering pings
     for 0.0000125 USD; a key with a limit of 25 USD and 3.5 used."""
-    made = [CatalogModelFactory(id=f"acme/m{i}", price_prompt=PROMPT_PRICE, price_completion=COMPLETION_PRICE) for i in range(4)]
+    made = [
+        CatalogModelFactory(id=f"acme/m{i}", price_prompt=PROMPT_PRICE, price_completion=COMPLETION_PRICE)
+        for i in range(4)
+    ]
     for m in made:
         fake_openrouter.set_endpoints(m.id, [UP, DOWN])
         fake_openrouter.set_chat(m.id, completion(m.id))

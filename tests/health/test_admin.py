@@ -22,8 +22,12 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def many(db, fake_openrouter, fast, no_key):
     """A run of 30 checks (a few failing), so that a query per row would show."""
-    made = [CatalogModelFactory(id=f"acme/many-{i:02}", price_prompt=Decimal("0.000001"), price_completion=Decimal("0.000002"))
-            for i in range(30)]
+    made = [
+        CatalogModelFactory(
+            id=f"acme/many-{i:02}", price_prompt=Decimal("0.000001"), price_completion=Decimal("0.000002")
+        )
+        for i in range(30)
+    ]
     for i, m in enumerate(made):
         fake_openrouter.set_endpoints(m.id, [DOWN] if i % 7 == 0 else [UP, DOWN])
         fake_openrouter.set_chat(m.id, completion(m.id))
@@ -36,12 +40,15 @@ def queued_tasks() -> list[dict]:
     return [q.task for q in OrmQ.objects.order_by("id")]
 
 
-@pytest.mark.parametrize("page", [
-    "admin:health_healthcheckrun_changelist",
-    "admin:health_healthcheckrun_change",
-    "admin:health_modelhealthcheck_changelist",
-    "admin:health_modelreliability_changelist",
-])
+@pytest.mark.parametrize(
+    "page",
+    [
+        "admin:health_healthcheckrun_changelist",
+        "admin:health_healthcheckrun_change",
+        "admin:health_modelhealthcheck_changelist",
+        "admin:health_modelreliability_changelist",
+    ],
+)
 def test_the_pages_render_without_a_query_per_row(admin_client, many, page, django_assert_max_num_queries):
     url = reverse(page, args=[many.pk]) if page.endswith("_change") else reverse(page)
 
@@ -96,7 +103,10 @@ def test_the_action_queues_checks_of_the_selected_models_and_the_task_runs_them(
     assert "Health checks of 2 models queued" in response.content.decode()
     [task] = queued_tasks()
     assert task["func"] == "health.tasks.run_health_checks_task"
-    assert task["kwargs"]["trigger"] == "admin" and sorted(task["kwargs"]["model_ids"]) == ["acme/many-03", "acme/many-07"]
+    assert task["kwargs"]["trigger"] == "admin" and sorted(task["kwargs"]["model_ids"]) == [
+        "acme/many-03",
+        "acme/many-07",
+    ]
 
     from health.tasks import run_health_checks_task
 
@@ -104,7 +114,10 @@ def test_the_action_queues_checks_of_the_selected_models_and_the_task_runs_them(
 
     run = HealthCheckRun.objects.first()
     assert summary.startswith(f"health run #{run.pk} degraded: 2 checked, 1 failed")
-    assert (run.trigger, sorted(run.checks.values_list("model_id", flat=True))) == ("admin", ["acme/many-03", "acme/many-07"])
+    assert (run.trigger, sorted(run.checks.values_list("model_id", flat=True))) == (
+        "admin",
+        ["acme/many-03", "acme/many-07"],
+    )
 
 
 def member(group: str, username: str) -> User:

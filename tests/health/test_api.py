@@ -39,7 +39,9 @@ def test_health_models_gives_the_latest_check_and_reliability_of_each_model(acme
     assert [r["model_id"] for r in rows] == ["acme/m0", "acme/m1"]
     m0, m1 = rows
     assert (m0["ok"], m0["pinged"], m0["ping_ok"], m0["error_code"]) == (False, True, False, "servererror:503")
-    assert m0["consecutive_failures"] == 1 and m0["checks_count"] == 2 and m0["last_error"].startswith("servererror:503")
+    assert (
+        m0["consecutive_failures"] == 1 and m0["checks_count"] == 2 and m0["last_error"].startswith("servererror:503")
+    )
     assert m0["ping_cost_usd"] is None and m0["last_ok_at"] is not None
     assert (m1["ok"], m1["endpoints_up"], m1["endpoints_total"], m1["best_uptime"]) == (False, 0, 1, 40.0)
     assert m1["pinged"] is False and m1["error_code"] == "no_endpoint_up"
@@ -63,8 +65,12 @@ def test_health_models_gives_money_as_strings(acme, fake_openrouter, keyed, make
 def private_cache(settings, tmp_path):
     """A cache of this test's own: django-q2 keeps its cluster statistics in the cache, and a
     qcluster that a colleague's test runs must not count as our worker."""
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-                                   "LOCATION": str(tmp_path / "cache")}}
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(tmp_path / "cache"),
+        }
+    }
 
 
 def fresh_catalog(age: timedelta = timedelta(minutes=5)) -> None:

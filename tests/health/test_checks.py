@@ -11,13 +11,13 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from core.locks import hold_lock
 from catalog.models import CategoryRanking, ModelStatus, SyncRun
+from core.locks import hold_lock
 from costs.ingest import ingest_events
 from costs.models import UsageEvent
 from health.checks import models_to_check, run_health_checks
-from health.pings import spent_today
 from health.models import HealthCheckRun, ModelHealthCheck
+from health.pings import spent_today
 from health.probing import PING_LOCK, HealthCheckError, run_async
 from health.selectors import HEALTH_STRATEGY
 from routing.models import EscalationOverride, Role, RolePreference
@@ -37,7 +37,13 @@ def test_without_a_key_only_the_free_checks_run(acme, fake_openrouter, no_key):
     assert (run.status, run.models_checked, run.models_failed, run.pinged) == ("ok", 4, 0, 0)
     assert "no OPENROUTER_API_KEY" in run.note
     check = run.checks.get(model_id="acme/m0")
-    assert (check.endpoints_total, check.endpoints_up, check.best_uptime, check.pinged, check.ping_ok) == (2, 1, 99.5, False, None)
+    assert (check.endpoints_total, check.endpoints_up, check.best_uptime, check.pinged, check.ping_ok) == (
+        2,
+        1,
+        99.5,
+        False,
+        None,
+    )
     assert not fake_openrouter.requests_to("/chat/completions")
     assert not fake_openrouter.requests_to("/key")
     assert len(fake_openrouter.requests_to("/models")) == 1  # connectivity
@@ -88,12 +94,17 @@ def test_a_ping_without_a_reported_cost_is_booked_at_catalog_prices(acme, fake_o
     assert spent_today() == Decimal("0.000014")
 
 
-@pytest.mark.parametrize(("reasoning", "expected"), [
-    ({"mandatory": False, "supported_efforts": ["high", "medium", "low", "minimal"]}, {"enabled": False}),
-    ({"mandatory": True, "supported_efforts": ["high", "medium", "low"]}, {"effort": "low", "exclude": True}),
-    (None, {"effort": "minimal", "exclude": True}),  # not known: the lowest effort works everywhere
-])
-def test_reasoning_is_off_when_it_can_be_and_minimal_when_it_must_run(db, fake_openrouter, fast, keyed, reasoning, expected):
+@pytest.mark.parametrize(
+    ("reasoning", "expected"),
+    [
+        ({"mandatory": False, "supported_efforts": ["high", "medium", "low", "minimal"]}, {"enabled": False}),
+        ({"mandatory": True, "supported_efforts": ["high", "medium", "low"]}, {"effort": "low", "exclude": True}),
+        (None, {"effort": "minimal", "exclude": True}),  # not known: the lowest effort works everywhere
+    ],
+)
+def test_reasoning_is_off_when_it_can_be_and_minimal_when_it_must_run(
+    db, fake_openrouter, fast, keyed, reasoning, expected
+):
     raw = {"reasoning": reasoning} if reasoning else {}
     model = CatalogModelFactory(id="acme/thinker", supports_reasoning=True, raw=raw)
     fake_openrouter.set_endpoints(model.id, [UP])
@@ -165,8 +176,18 @@ def test_todays_ping_spend_counts_and_once_the_cap_is_reached_nothing_is_pinged(
     settings.LLMHIVE_HEALTH_PING_DAILY_CAP_USD = Decimal("0.0001")
     slow_pings(fake_openrouter, acme)
     # Yesterday's pings do not count against today.
-    ingest_events([{"request_id": "health:0:acme/m0", "occurred_at": timezone.now() - timedelta(days=1), "model": "acme/m0",
-                    "strategy": HEALTH_STRATEGY, "success": True, "cost_usd": Decimal("1")}])
+    ingest_events(
+        [
+            {
+                "request_id": "health:0:acme/m0",
+                "occurred_at": timezone.now() - timedelta(days=1),
+                "model": "acme/m0",
+                "strategy": HEALTH_STRATEGY,
+                "success": True,
+                "cost_usd": Decimal("1"),
+            }
+        ]
+    )
 
     pinged = [run_health_checks(model_ids=ids(acme)).pinged for _ in range(5)]
 
@@ -177,7 +198,9 @@ def test_todays_ping_spend_counts_and_once_the_cap_is_reached_nothing_is_pinged(
     assert spent_today() <= settings.LLMHIVE_HEALTH_PING_DAILY_CAP_USD
 
 
-def test_nothing_is_spent_over_the_cap_when_pings_cost_what_they_were_estimated_at(acme, fake_openrouter, keyed, settings):
+def test_nothing_is_spent_over_the_cap_when_pings_cost_what_they_were_estimated_at(
+    acme, fake_openrouter, keyed, settings
+):
     settings.LLMHIVE_HEALTH_PING_DAILY_CAP_USD = Decimal("0.0002")
     slow_pings(fake_openrouter, acme, cost="0.000042")
 
@@ -200,17 +223,24 @@ def test_a_second_run_while_one_is_pinging_does_only_the_free_checks(acme, fake_
 # --- Faults ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("reply", "code", "http_status"), [
-    (status(402, error_json(402, "Insufficient credits. Add more using https://openrouter.ai/credits")), "paymentrequired:402", 402),
-    (status(429, error_json(429, "Rate limit exceeded: free-models-per-min.")), "ratelimited:429", 429),
-    (status(502, error_json(502, "Provider returned error", {"provider_name": "Acme"})), "servererror:502", 502),
-    (status(503, error_json(503, "No instances available")), "servererror:503", 503),
-    (timeout(3), "timeout", None),
-    (drop(), "unreachable", None),
-    # The status line went out before the provider failed: a 200 whose body is an error.
-    (error_body(502, "Provider returned error", {"provider_name": "Acme"}), "servererror:502", 200),
-    (error_body(402, "Insufficient credits"), "paymentrequired:402", 200),
-])
+@pytest.mark.parametrize(
+    ("reply", "code", "http_status"),
+    [
+        (
+            status(402, error_json(402, "Insufficient credits. Add more using https://openrouter.ai/credits")),
+            "paymentrequired:402",
+            402,
+        ),
+        (status(429, error_json(429, "Rate limit exceeded: free-models-per-min.")), "ratelimited:429", 429),
+        (status(502, error_json(502, "Provider returned error", {"provider_name": "Acme"})), "servererror:502", 502),
+        (status(503, error_json(503, "No instances available")), "servererror:503", 503),
+        (timeout(3), "timeout", None),
+        (drop(), "unreachable", None),
+        # The status line went out before the provider failed: a 200 whose body is an error.
+        (error_body(502, "Provider returned error", {"provider_name": "Acme"}), "servererror:502", 200),
+        (error_body(402, "Insufficient credits"), "paymentrequired:402", 200),
+    ],
+)
 def test_a_failing_ping_fails_the_check_with_its_reason(acme, fake_openrouter, keyed, reply, code, http_status):
     fake_openrouter.script("/chat/completions", reply)
 
@@ -233,11 +263,14 @@ def test_the_ping_is_sent_once_never_retried(acme, fake_openrouter, keyed):
     assert len(fake_openrouter.requests_to("/chat/completions")) == 1
 
 
-@pytest.mark.parametrize(("reply", "code"), [
-    (status(404, error_json(404, "Model not found")), "badresponse:404"),
-    (status(503), "servererror:503"),
-    (timeout(3), "timeout"),
-])
+@pytest.mark.parametrize(
+    ("reply", "code"),
+    [
+        (status(404, error_json(404, "Model not found")), "badresponse:404"),
+        (status(503), "servererror:503"),
+        (timeout(3), "timeout"),
+    ],
+)
 def test_a_failing_endpoint_list_fails_the_check_without_a_ping(acme, fake_openrouter, keyed, reply, code):
     fake_openrouter.script("/models/acme/m2/endpoints", reply)
 
@@ -254,7 +287,11 @@ def test_no_endpoint_up_fails_without_a_ping(acme, fake_openrouter, keyed):
     run = run_health_checks(model_ids=["acme/m2", "acme/m3"])
 
     checks = {c.model_id: c for c in run.checks.all()}
-    assert (checks["acme/m2"].ok, checks["acme/m2"].pinged, checks["acme/m2"].error_code) == (False, False, "no_endpoint_up")
+    assert (checks["acme/m2"].ok, checks["acme/m2"].pinged, checks["acme/m2"].error_code) == (
+        False,
+        False,
+        "no_endpoint_up",
+    )
     assert checks["acme/m2"].best_uptime == 40.0
     assert (checks["acme/m3"].ok, checks["acme/m3"].error_code) == (False, "no_endpoints")
     assert run.status == "failed" and not fake_openrouter.requests_to("/chat/completions")
@@ -286,8 +323,10 @@ def test_unreachable_openrouter_is_a_recorded_error_run(db, settings, fast):
 def test_twenty_checks_with_a_concurrency_of_ten_keep_exactly_ten_in_flight(db, fake_openrouter, keyed, settings):
     settings.LLMHIVE_HEALTH_CONCURRENCY = 10
     settings.LLMHIVE_HEALTH_TIMEOUT_SECONDS = 5.0
-    made = [CatalogModelFactory(id=f"acme/c{i:02}", price_prompt=Decimal("0.000001"), price_completion=Decimal("0.000002"))
-            for i in range(20)]
+    made = [
+        CatalogModelFactory(id=f"acme/c{i:02}", price_prompt=Decimal("0.000001"), price_completion=Decimal("0.000002"))
+        for i in range(20)
+    ]
     for m in made:
         fake_openrouter.set_endpoints(m.id, [UP])
         fake_openrouter.set_chat(m.id, completion(m.id))
@@ -326,10 +365,21 @@ def test_the_async_part_runs_from_inside_a_running_event_loop():
 
 
 def test_by_default_the_models_that_matter_are_checked(db, no_key):
-    made = {name: CatalogModelFactory(id=f"acme/{name}") for name in (
-        "preferred", "in-family", "override-from", "override-to", "ranked", "used", "pinged-only", "disabled", "missing",
-        "unrelated",
-    )}
+    made = {
+        name: CatalogModelFactory(id=f"acme/{name}")
+        for name in (
+            "preferred",
+            "in-family",
+            "override-from",
+            "override-to",
+            "ranked",
+            "used",
+            "pinged-only",
+            "disabled",
+            "missing",
+            "unrelated",
+        )
+    }
     family = FamilyFactory(slug="acme-fam", pattern="acme/in-family*")
     made["in-family"].family = family
     made["in-family"].save()
@@ -346,14 +396,33 @@ def test_by_default_the_models_that_matter_are_checked(db, no_key):
     CategoryRanking.objects.create(category=CategoryFactory(slug="programming"), model=made["ranked"], rank=1, run=run)
     CategoryRanking.objects.create(category=CategoryFactory(slug="legal"), model=made["missing"], rank=1, run=run)
     now = timezone.now()
-    ingest_events([
-        {"request_id": "u1", "occurred_at": now, "model": "acme/used", "strategy": "single", "success": True},
-        {"request_id": "u2", "occurred_at": now - timedelta(days=8), "model": "acme/unrelated", "strategy": "single", "success": True},
-        {"request_id": "u3", "occurred_at": now, "model": "acme/pinged-only", "strategy": HEALTH_STRATEGY, "success": True},
-    ])
+    ingest_events(
+        [
+            {"request_id": "u1", "occurred_at": now, "model": "acme/used", "strategy": "single", "success": True},
+            {
+                "request_id": "u2",
+                "occurred_at": now - timedelta(days=8),
+                "model": "acme/unrelated",
+                "strategy": "single",
+                "success": True,
+            },
+            {
+                "request_id": "u3",
+                "occurred_at": now,
+                "model": "acme/pinged-only",
+                "strategy": HEALTH_STRATEGY,
+                "success": True,
+            },
+        ]
+    )
 
     assert set(models_to_check()) == {
-        "acme/preferred", "acme/in-family", "acme/override-from", "acme/override-to", "acme/ranked", "acme/used",
+        "acme/preferred",
+        "acme/in-family",
+        "acme/override-from",
+        "acme/override-to",
+        "acme/ranked",
+        "acme/used",
     }
     assert len(models_to_check(top=2)) == 2
 

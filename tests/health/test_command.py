@@ -110,12 +110,20 @@ def test_manage_py_exits_non_zero_with_one_line_on_stderr_when_unreachable(tmp_p
     }
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=120)
 
-    done = subprocess.run([sys.executable, "manage.py", "check_openrouter_models"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "manage.py", "check_openrouter_models"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
     assert done.returncode == 1
     assert done.stdout == ""
-    assert done.stderr.count("\n") == 1 and done.stderr.startswith("CommandError: OpenRouter is unreachable"), done.stderr
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("CommandError: OpenRouter is unreachable"), (
+        done.stderr
+    )
 
 
 def test_every_model_is_checked_by_the_command_and_recorded_once(acme, fake_openrouter, no_key):

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from health.checks import run_health_checks
-from health.models import HEALTH_VERSION, AlertKind as HealthAlertKind, ModelReliability
-from health.selectors import reliability_by_model, unhealthy_models
 from core.models import Alert, DataVersion
+from health.checks import run_health_checks
+from health.models import HEALTH_VERSION, ModelReliability
+from health.models import AlertKind as HealthAlertKind
+from health.selectors import reliability_by_model, unhealthy_models
 from tests.fake_openrouter import status
 from tests.health.conftest import DOWN, UP
 
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.django_db
 def weighted_mean(scores: list[float], half_life: float) -> float:
     """The definition: each check weighs 0.5 ** (its age in checks / half_life)."""
     weights = [0.5 ** ((len(scores) - 1 - i) / half_life) for i in range(len(scores))]
-    return sum(w * s for w, s in zip(weights, scores)) / sum(weights)
+    return sum(w * s for w, s in zip(weights, scores, strict=True)) / sum(weights)
 
 
 def check(fake, model_id: str, endpoints: list[dict]) -> None:

@@ -9,7 +9,7 @@ import asyncio
 import dataclasses
 import json
 import socket
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from email.utils import format_datetime
 
@@ -64,7 +64,12 @@ def entry(model_id: str = "acme/model", prompt="0.000001", completion="0.000002"
         "created": 1760000000,
         "description": "",
         "context_length": 128000,
-        "architecture": {"modality": "text->text", "input_modalities": ["text"], "output_modalities": ["text"], "tokenizer": "Other"},
+        "architecture": {
+            "modality": "text->text",
+            "input_modalities": ["text"],
+            "output_modalities": ["text"],
+            "tokenizer": "Other",
+        },
         "pricing": {"prompt": prompt, "completion": completion},
         "top_provider": {"context_length": 128000, "max_completion_tokens": 4096, "is_moderated": False},
         "supported_parameters": ["max_tokens", "tools"],
@@ -85,7 +90,10 @@ def floats_in(value) -> list:
         return [value]
     if dataclasses.is_dataclass(value):
         return [
-            f for fld in dataclasses.fields(value) if fld.name not in ("raw", "default_parameters") for f in floats_in(getattr(value, fld.name))
+            f
+            for fld in dataclasses.fields(value)
+            if fld.name not in ("raw", "default_parameters")
+            for f in floats_in(getattr(value, fld.name))
         ]
     if isinstance(value, dict):
         return [f for item in value.values() for f in floats_in(item)]
@@ -117,7 +125,7 @@ def test_every_recorded_snapshot_parses_every_entry_with_exact_prices(date_str):
 
     assert models.skipped == []
     assert models.ids == [raw["id"] for raw in payload["data"]]
-    for model, raw in zip(models.entries, payload["data"]):
+    for model, raw in zip(models.entries, payload["data"], strict=True):
         assert tuple(model.pricing) == PRICE_KEYS
         assert all(price is None or isinstance(price, Decimal) for price in model.pricing.values())
         assert floats_in(model) == [], model.id
@@ -153,7 +161,9 @@ def test_a_14_decimal_price_round_trips_exactly():
 
 @requires_recorded
 def test_a_price_with_float_noise_past_14_decimals_is_rounded_to_what_the_catalog_stores():
-    flash = next(m for m in parse_models_payload(load_snapshot("2026-01-29")).entries if m.id == "google/gemini-2.5-flash")
+    flash = next(
+        m for m in parse_models_payload(load_snapshot("2026-01-29")).entries if m.id == "google/gemini-2.5-flash"
+    )
 
     assert flash.raw["pricing"]["input_cache_write"] == "0.00000008333333333333334"
     assert flash.pricing["input_cache_write"] == Decimal("0.00000008333333")
@@ -215,7 +225,9 @@ def test_free_models_keep_a_zero_prompt_and_completion_price():
 
 
 def test_an_optional_price_of_zero_and_an_absent_one_both_become_none():
-    with_zeros = parse_model(entry(pricing={"prompt": "0.000001", "completion": "0.000002", "request": "0", "image": "0"}))
+    with_zeros = parse_model(
+        entry(pricing={"prompt": "0.000001", "completion": "0.000002", "request": "0", "image": "0"})
+    )
     without = parse_model(entry(pricing={"prompt": "0.000001", "completion": "0.000002"}))
 
     assert with_zeros.pricing == without.pricing
@@ -226,14 +238,19 @@ def test_it_reads_the_typed_fields_of_an_entry():
     model = parse_model(
         entry(
             "~acme/model-latest:free",
-            architecture={"modality": "text+image->text", "input_modalities": ["text", "image"], "output_modalities": ["text"], "tokenizer": "GPT"},
+            architecture={
+                "modality": "text+image->text",
+                "input_modalities": ["text", "image"],
+                "output_modalities": ["text"],
+                "tokenizer": "GPT",
+            },
             expiration_date="2026-03-02",
             unknown_field={"anything": [1, 2]},
         )
     )
 
     assert model.author == "acme"
-    assert model.created == datetime(2025, 10, 9, 8, 53, 20, tzinfo=timezone.utc)
+    assert model.created == datetime(2025, 10, 9, 8, 53, 20, tzinfo=UTC)
     assert model.expiration_date == date(2026, 3, 2)
     assert model.input_modalities == ("text", "image")
     assert model.max_completion_tokens == 4096
@@ -291,7 +308,7 @@ def test_a_payload_without_a_data_list_is_a_bad_response(payload):
 
 
 def test_retry_after_reads_seconds_and_http_dates():
-    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
     assert parse_retry_after("120", now) == 120.0
     assert parse_retry_after("1.5", now) == 1.5
@@ -414,7 +431,10 @@ def test_a_429_after_the_retries_is_rate_limited_with_openrouters_message(fake_o
 def test_a_slow_answer_times_out_as_unreachable(fake_openrouter):
     fake_openrouter.script("/models", timeout(2))
 
-    with client_for(fake_openrouter, timeout=0.2, max_retries=0) as client, pytest.raises(OpenRouterUnreachable) as failure:
+    with (
+        client_for(fake_openrouter, timeout=0.2, max_retries=0) as client,
+        pytest.raises(OpenRouterUnreachable) as failure,
+    ):
         client.list_models()
 
     assert failure.value.status_code is None
@@ -474,7 +494,9 @@ def test_an_html_502_page_is_retried_then_raised_as_a_server_error(fake_openrout
 
 
 def test_an_html_page_served_as_200_is_a_bad_response(fake_openrouter):
-    fake_openrouter.script("/models", Reply(body="<html><body>Maintenance</body></html>", headers={"Content-Type": "text/html"}))
+    fake_openrouter.script(
+        "/models", Reply(body="<html><body>Maintenance</body></html>", headers={"Content-Type": "text/html"})
+    )
 
     with client_for(fake_openrouter) as client, pytest.raises(OpenRouterBadResponse) as failure:
         client.list_models()
@@ -554,7 +576,9 @@ def test_a_200_with_an_error_body_raises_by_the_error_code(fake_openrouter, code
 
 
 def test_error_messages_are_one_line_even_when_openrouters_are_not(fake_openrouter):
-    fake_openrouter.script("/models", status(400, {"error": {"code": 400, "message": "bad\nrequest:\n  model is required"}}))
+    fake_openrouter.script(
+        "/models", status(400, {"error": {"code": 400, "message": "bad\nrequest:\n  model is required"}})
+    )
 
     with client_for(fake_openrouter) as client, pytest.raises(OpenRouterError) as failure:
         client.list_models()
@@ -614,10 +638,20 @@ def test_it_parses_a_models_endpoints(fake_openrouter):
     assert result.id == "openai/gpt-4o"
     assert (openai.provider_name, openai.tag, openai.quantization, openai.status) == ("OpenAI", "openai", None, 0)
     assert (openai.context_length, openai.max_completion_tokens, openai.max_prompt_tokens) == (128000, 16384, None)
-    assert openai.pricing == {"prompt": Decimal("0.0000025"), "completion": Decimal("0.00001"), "request": Decimal("0"), "discount": Decimal("0")}
+    assert openai.pricing == {
+        "prompt": Decimal("0.0000025"),
+        "completion": Decimal("0.00001"),
+        "request": Decimal("0"),
+        "discount": Decimal("0"),
+    }
     assert (openai.uptime_last_30m, openai.latency_last_30m, openai.throughput_last_30m) == (99.5, 410.5, 45.2)
     assert openai.supported_parameters == ("tools", "max_tokens")
-    assert (azure.status, azure.uptime_last_30m, azure.latency_last_30m, azure.max_completion_tokens) == (-2, None, None, None)
+    assert (azure.status, azure.uptime_last_30m, azure.latency_last_30m, azure.max_completion_tokens) == (
+        -2,
+        None,
+        None,
+        None,
+    )
 
 
 def test_it_asks_for_the_endpoints_of_a_variant_id_with_a_colon(fake_openrouter):
@@ -667,7 +701,7 @@ def test_the_key_reads_money_as_exact_decimals(fake_openrouter):
     assert key.label == "sk-or-v1-au7...890"
     assert (key.limit, key.limit_remaining, key.usage) == (Decimal("100"), Decimal("74.5"), Decimal("25.5"))
     assert key.usage_daily == Decimal("0.1") and key.usage_weekly == Decimal("1.23456789012345")
-    assert key.expires_at == datetime(2027, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
+    assert key.expires_at == datetime(2027, 12, 31, 23, 59, 59, tzinfo=UTC)
     assert key.is_free_tier is False and key.limit_reset == "monthly"
     assert floats_in(key) == []
     assert key.raw["usage"] == 25.5  # raw is plain JSON, ready for a JSONField
@@ -701,7 +735,12 @@ def test_the_recorded_gpt_5_completion_parses_with_its_exact_cost(fake_openroute
     assert isinstance(completion, ChatCompletion)
     assert (completion.model, completion.provider, completion.content) == ("openai/gpt-5", "OpenAI", "Oi! (or Olá!)")
     usage = completion.usage
-    assert (usage.prompt_tokens, usage.completion_tokens, usage.reasoning_tokens, usage.cached_tokens) == (19, 77, 64, 0)
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.reasoning_tokens, usage.cached_tokens) == (
+        19,
+        77,
+        64,
+        0,
+    )
     # gpt-5 at $1.25 / $10 per million tokens; reasoning tokens are billed inside completion_tokens.
     assert usage.cost == Decimal("0.00079375") == 19 * Decimal("0.00000125") + 77 * Decimal("0.00001")
     assert floats_in(completion) == []
@@ -722,7 +761,10 @@ def test_the_streamed_gpt_5_recording_served_whole_costs_0_00074375(fake_openrou
             {
                 "index": 0,
                 "finish_reason": "stop",
-                "message": {"role": "assistant", "content": "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)},
+                "message": {
+                    "role": "assistant",
+                    "content": "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks),
+                },
             }
         ],
         "usage": next(c["usage"] for c in chunks if c.get("usage")),
@@ -743,7 +785,9 @@ def test_gpt_5_4_nano_answers_with_its_canonical_slug_and_an_exponent_cost(fake_
     fake_openrouter.set_chat("openai/gpt-5.4-nano", PADDING + json.dumps(recorded["response"]["body"]))
 
     with client_for(fake_openrouter, api_key="sk-or-test") as client:
-        completion = client.chat_completion("openai/gpt-5.4-nano", [{"role": "user", "content": "Say hi in Portuguese"}])
+        completion = client.chat_completion(
+            "openai/gpt-5.4-nano", [{"role": "user", "content": "Say hi in Portuguese"}]
+        )
 
     assert completion.model == "openai/gpt-5.4-nano-20260317"
     # recorded as the JSON number 1.255e-05
@@ -781,9 +825,14 @@ def test_a_chat_completion_sends_reasoning_and_extra_fields(fake_openrouter):
 
 
 def test_a_completion_out_of_credits_in_a_200_body_is_payment_required(fake_openrouter):
-    fake_openrouter.set_chat(None, error_body(402, "Insufficient credits. Add more using https://openrouter.ai/credits"))
+    fake_openrouter.set_chat(
+        None, error_body(402, "Insufficient credits. Add more using https://openrouter.ai/credits")
+    )
 
-    with client_for(fake_openrouter, api_key="sk-or-test") as client, pytest.raises(OpenRouterPaymentRequired) as failure:
+    with (
+        client_for(fake_openrouter, api_key="sk-or-test") as client,
+        pytest.raises(OpenRouterPaymentRequired) as failure,
+    ):
         client.chat_completion("acme/model", [{"role": "user", "content": "ping"}])
 
     assert "Insufficient credits" in str(failure.value)
@@ -839,7 +888,10 @@ def test_the_async_client_retries_and_maps_failures_like_the_blocking_one(fake_o
 
     assert endpoints.endpoints[0].provider_name == "OpenAI"
     assert key.usage == Decimal("0")
-    assert [r.path for r in fake_openrouter.requests] == ["/models/acme/model/endpoints"] * 3 + ["/key", "/chat/completions"]
+    assert [r.path for r in fake_openrouter.requests] == ["/models/acme/model/endpoints"] * 3 + [
+        "/key",
+        "/chat/completions",
+    ]
 
 
 def test_the_async_client_from_the_settings_times_out_as_unreachable(fake_openrouter, settings):

@@ -24,14 +24,20 @@ print(json.dumps({"file": openrouter.__file__, "submodules": names, "modules": s
 
 
 def test_openrouter_and_every_submodule_import_nothing_from_django_or_the_project():
-    done = subprocess.run([sys.executable, "-c", PROBE, str(ROOT)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, str(ROOT)], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
 
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout)
     assert Path(found["file"]).resolve() == ROOT / "openrouter" / "__init__.py"
-    assert {"openrouter.client", "openrouter.errors", "openrouter.parsing", "openrouter.transport", "openrouter.types"} <= set(
-        found["submodules"]
-    )
+    assert {
+        "openrouter.client",
+        "openrouter.errors",
+        "openrouter.parsing",
+        "openrouter.transport",
+        "openrouter.types",
+    } <= set(found["submodules"])
     leaked = [name for name in found["modules"] if name.split(".")[0] in FORBIDDEN]
     assert leaked == []
 

@@ -30,7 +30,9 @@ def error(code: int, **headers: str) -> httpx.Response:
 
 def drive(policy: RetryPolicy, outcomes: list) -> tuple[list, object]:
     """Run the loop by hand, answering each Send with the next outcome: (steps, payload or error)."""
-    steps = exchange(CALL, policy, lambda call, outcome: judge(call, outcome, base_url="https://or.test/api/v1", timeout=5))
+    steps = exchange(
+        CALL, policy, lambda call, outcome: judge(call, outcome, base_url="https://or.test/api/v1", timeout=5)
+    )
     seen: list = []
     answers = iter(outcomes)
     reply = None
@@ -85,7 +87,10 @@ def test_a_failed_request_is_judged_unreachable_and_retried():
 
     assert [type(step) for step in seen] == [Send, Sleep, Send]
     assert isinstance(result, OpenRouterUnreachable)
-    assert str(result) == "cannot reach OpenRouter at GET https://or.test/api/v1/models: [Errno 111] Connection refused (after 2 attempts)"
+    assert (
+        str(result)
+        == "cannot reach OpenRouter at GET https://or.test/api/v1/models: [Errno 111] Connection refused (after 2 attempts)"
+    )
 
 
 # --- Both clients through the shared loop ----------------------------------------------------

@@ -11,10 +11,10 @@ import httpx
 import pytest
 from django.urls import reverse
 
+from core.models import ApiKey
 from routing.models import Role, RolePreference
 from tests.factories import CatalogModelFactory
 from tests.servers import gunicorn
-from core.models import ApiKey
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -60,19 +60,37 @@ def test_a_disabled_model_and_a_moved_preference_reach_every_worker_within_a_sec
 
         # Move the second preference up, in the admin.
         changed_at = time.monotonic()
-        response = admin_client.post(reverse("admin:routing_role_change", args=[role.pk]), {
-            "slug": "coder", "name": "", "description": "", "active": "on",
-            "required_capabilities": ["supports_tools"], "min_context_length": "", "default_category": "",
-            "default_accuracy": "balanced",
-            "preferences-TOTAL_FORMS": "2", "preferences-INITIAL_FORMS": "2",
-            "preferences-MIN_NUM_FORMS": "0", "preferences-MAX_NUM_FORMS": "1000",
-            "preferences-0-id": str(pref_first.pk), "preferences-0-role": str(role.pk),
-            "preferences-0-model": "acme/first", "preferences-0-family": "", "preferences-0-position": "30",
-            "preferences-1-id": str(pref_second.pk), "preferences-1-role": str(role.pk),
-            "preferences-1-model": "acme/second", "preferences-1-family": "", "preferences-1-position": "10",
-            "escalation_overrides-TOTAL_FORMS": "0", "escalation_overrides-INITIAL_FORMS": "0",
-            "escalation_overrides-MIN_NUM_FORMS": "0", "escalation_overrides-MAX_NUM_FORMS": "1000",
-        })
+        response = admin_client.post(
+            reverse("admin:routing_role_change", args=[role.pk]),
+            {
+                "slug": "coder",
+                "name": "",
+                "description": "",
+                "active": "on",
+                "required_capabilities": ["supports_tools"],
+                "min_context_length": "",
+                "default_category": "",
+                "default_accuracy": "balanced",
+                "preferences-TOTAL_FORMS": "2",
+                "preferences-INITIAL_FORMS": "2",
+                "preferences-MIN_NUM_FORMS": "0",
+                "preferences-MAX_NUM_FORMS": "1000",
+                "preferences-0-id": str(pref_first.pk),
+                "preferences-0-role": str(role.pk),
+                "preferences-0-model": "acme/first",
+                "preferences-0-family": "",
+                "preferences-0-position": "30",
+                "preferences-1-id": str(pref_second.pk),
+                "preferences-1-role": str(role.pk),
+                "preferences-1-model": "acme/second",
+                "preferences-1-family": "",
+                "preferences-1-position": "10",
+                "escalation_overrides-TOTAL_FORMS": "0",
+                "escalation_overrides-INITIAL_FORMS": "0",
+                "escalation_overrides-MIN_NUM_FORMS": "0",
+                "escalation_overrides-MAX_NUM_FORMS": "1000",
+            },
+        )
         assert response.status_code == 302
         answers = poll(url, key, {"role": "coder"}, WITHIN + 0.5)
         late = [model for sent, model in answers if sent - changed_at >= WITHIN]
@@ -80,10 +98,14 @@ def test_a_disabled_model_and_a_moved_preference_reach_every_worker_within_a_sec
 
         # Disable it, in the admin.
         changed_at = time.monotonic()
-        admin_client.post(reverse("admin:catalog_catalogmodel_changelist"),
-                          {"action": "disable_models", "_selected_action": ["acme/second"]})
+        admin_client.post(
+            reverse("admin:catalog_catalogmodel_changelist"),
+            {"action": "disable_models", "_selected_action": ["acme/second"]},
+        )
         answers = poll(url, key, {"role": "coder"}, WITHIN + 0.5)
         late = [model for sent, model in answers if sent - changed_at >= WITHIN]
         assert late and set(late) == {"acme/first"}, f"{late.count('acme/second')} stale answers after {WITHIN} s"
         stale = max((sent - changed_at for sent, model in answers if model == "acme/second"), default=0.0)
-        print(f"\nthe last stale answer was sent {stale * 1000:.0f} ms after the change; {len(answers)} answers from {POLLERS} clients")
+        print(
+            f"\nthe last stale answer was sent {stale * 1000:.0f} ms after the change; {len(answers)} answers from {POLLERS} clients"
+        )

@@ -16,13 +16,15 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from catalog.models import CAPABILITIES, CatalogModel, Family, ModelStatus
 from core.models import DataVersion
 from routing.api import EscalateOut, RouteOut
-from routing.models import EscalationOverride, Role, RolePreference
 from routing.decision import EscalateRequest, RouteRequest, RoutingError, decide, escalate
+from routing.models import EscalationOverride, Role, RolePreference
 from routing.snapshot import build_snapshot
 from tests.fake_openrouter import SNAPSHOT_DATES, load_snapshot, requires_recorded, snapshot_path
 
@@ -30,15 +32,21 @@ pytestmark = [pytest.mark.django_db, requires_recorded]
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = hsettings(
-    max_examples=300, deadline=None, derandomize=True, database=None,
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 ROLES = {
     "anything": {"required_capabilities": [], "min_context_length": None},
     "coder": {"required_capabilities": ["supports_tools"], "min_context_length": 64_000},
     "vision": {"required_capabilities": ["supports_multimodal_image"], "min_context_length": None},
-    "thinker": {"required_capabilities": ["supports_reasoning", "supports_structured_outputs"],
-                "min_context_length": 100_000, "default_accuracy": "high"},
+    "thinker": {
+        "required_capabilities": ["supports_reasoning", "supports_structured_outputs"],
+        "min_context_length": 100_000,
+        "default_accuracy": "high",
+    },
 }
 
 
@@ -55,7 +63,11 @@ def world(db):
     CatalogModel.objects.filter(id__in=ids[9::29]).update(status=ModelStatus.MISSING)
     roles = {slug: Role.objects.create(slug=slug, **spec) for slug, spec in ROLES.items()}
 
-    tools = list(CatalogModel.objects.filter(supports_tools=True, context_length__gte=64_000).order_by("id").values_list("id", flat=True))
+    tools = list(
+        CatalogModel.objects.filter(supports_tools=True, context_length__gte=64_000)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
     disabled_tool_model = CatalogModel.objects.filter(supports_tools=True, enabled=False).order_by("id").first()
     for position, model_id in enumerate([disabled_tool_model.id, tools[40], tools[3]]):
         RolePreference.objects.create(role=roles["coder"], model_id=model_id, position=position)
@@ -76,7 +88,8 @@ def statically_eligible(row: dict, required: set[str], min_context: int) -> bool
         and row["enabled"]
         and (row["expiration_date"] is None or row["expiration_date"] > today)
         and not row["variable_pricing"]
-        and row["price_prompt"] is not None and row["price_completion"] is not None
+        and row["price_prompt"] is not None
+        and row["price_completion"] is not None
         and (row["context_length"] or 0) >= min_context
         and all(row[c] for c in required)
     )
@@ -86,17 +99,19 @@ def cost_of(row: dict, input_tokens: int, output_tokens: int) -> Decimal:
     return row["price_prompt"] * input_tokens + row["price_completion"] * output_tokens + (row["price_request"] or 0)
 
 
-requests = st.fixed_dictionaries({
-    "role": st.sampled_from(sorted(ROLES)),
-    "required_capabilities": st.lists(st.sampled_from(CAPABILITIES), max_size=3, unique=True),
-    "min_context_length": st.sampled_from([None, 8_000, 32_000, 128_000, 200_000, 1_000_000, 3_000_000]),
-    "accuracy": st.sampled_from([None, "high", "balanced", "economy"]),
-    "max_cost_usd": st.one_of(st.none(), st.decimals(min_value=0, max_value=2, places=6)),
-    "estimated_input_tokens": st.integers(0, 400_000),
-    "estimated_output_tokens": st.integers(0, 40_000),
-    "fallback_count": st.integers(0, 5),
-    "exclude_picks": st.lists(st.integers(0, 10_000), max_size=40),
-})
+requests = st.fixed_dictionaries(
+    {
+        "role": st.sampled_from(sorted(ROLES)),
+        "required_capabilities": st.lists(st.sampled_from(CAPABILITIES), max_size=3, unique=True),
+        "min_context_length": st.sampled_from([None, 8_000, 32_000, 128_000, 200_000, 1_000_000, 3_000_000]),
+        "accuracy": st.sampled_from([None, "high", "balanced", "economy"]),
+        "max_cost_usd": st.one_of(st.none(), st.decimals(min_value=0, max_value=2, places=6)),
+        "estimated_input_tokens": st.integers(0, 400_000),
+        "estimated_output_tokens": st.integers(0, 40_000),
+        "fallback_count": st.integers(0, 5),
+        "exclude_picks": st.lists(st.integers(0, 10_000), max_size=40),
+    }
+)
 
 
 def test_every_decision_meets_the_request_and_every_chain_is_clean(world):
@@ -173,7 +188,9 @@ def test_escalation_never_repeats_never_cycles_and_skips_the_failed_and_excluded
         assert len(set(chain)) == len(chain)
         assert failed_model not in chain and not set(chain) & set(exclude)
         for model_id in chain:
-            assert statically_eligible(rows[model_id], set(spec["required_capabilities"]), spec["min_context_length"] or 0)
+            assert statically_eligible(
+                rows[model_id], set(spec["required_capabilities"]), spec["min_context_length"] or 0
+            )
         assert answer["model"] == (chain[0] if chain else None)
 
     check()
@@ -210,6 +227,7 @@ def test_a_model_disabled_in_the_admin_disappears_from_the_next_decisions(world,
 
 
 # --- No model id in routing code -----------------------------------------------------------------
+
 
 def recorded_ids() -> set[str]:
     ids: set[str] = set()

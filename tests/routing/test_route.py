@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -12,10 +12,10 @@ from catalog.sync import _fail
 from core.models import DataVersion
 from costs.ingest import ingest_events
 from costs.models import Budget, BudgetAction, BudgetScope
-from routing.api import EscalateOut, RouteOut
+from health.models import HEALTH_VERSION
+from routing.api import RouteOut
 from routing.models import EscalationOverride, Role, RolePreference
 from tests.factories import CatalogModelFactory
-from health.models import HEALTH_VERSION
 
 pytestmark = pytest.mark.django_db
 
@@ -26,12 +26,42 @@ REASONING = ["tools", "reasoning", "max_tokens"]
 def catalog(db):
     fam = Family.objects.create(slug="acme-pro", name="Acme Pro", pattern="acme/pro-*", priority=5)
     models = {
-        "cheap": CatalogModelFactory(id="acme/cheap", price_prompt=Decimal("0.0000001"), price_completion=Decimal("0.0000004"), supported_parameters=["tools"], supports_tools=True),
-        "mid": CatalogModelFactory(id="acme/mid", price_prompt=Decimal("0.000001"), price_completion=Decimal("0.000004"), supported_parameters=["tools"], supports_tools=True),
-        "pro": CatalogModelFactory(id="acme/pro-1", family=fam, price_prompt=Decimal("0.00001"), price_completion=Decimal("0.00004"), supports_tools=True, supports_reasoning=True),
-        "pro2": CatalogModelFactory(id="acme/pro-2", family=fam, price_prompt=Decimal("0.000012"), price_completion=Decimal("0.00005"), supports_tools=True, supports_reasoning=True),
-        "notools": CatalogModelFactory(id="acme/no-tools", price_prompt=Decimal("0.00000005"), price_completion=Decimal("0.0000001")),
-        "router": CatalogModelFactory(id="acme/router", variable_pricing=True, price_prompt=None, price_completion=None, supports_tools=True),
+        "cheap": CatalogModelFactory(
+            id="acme/cheap",
+            price_prompt=Decimal("0.0000001"),
+            price_completion=Decimal("0.0000004"),
+            supported_parameters=["tools"],
+            supports_tools=True,
+        ),
+        "mid": CatalogModelFactory(
+            id="acme/mid",
+            price_prompt=Decimal("0.000001"),
+            price_completion=Decimal("0.000004"),
+            supported_parameters=["tools"],
+            supports_tools=True,
+        ),
+        "pro": CatalogModelFactory(
+            id="acme/pro-1",
+            family=fam,
+            price_prompt=Decimal("0.00001"),
+            price_completion=Decimal("0.00004"),
+            supports_tools=True,
+            supports_reasoning=True,
+        ),
+        "pro2": CatalogModelFactory(
+            id="acme/pro-2",
+            family=fam,
+            price_prompt=Decimal("0.000012"),
+            price_completion=Decimal("0.00005"),
+            supports_tools=True,
+            supports_reasoning=True,
+        ),
+        "notools": CatalogModelFactory(
+            id="acme/no-tools", price_prompt=Decimal("0.00000005"), price_completion=Decimal("0.0000001")
+        ),
+        "router": CatalogModelFactory(
+            id="acme/router", variable_pricing=True, price_prompt=None, price_completion=None, supports_tools=True
+        ),
         "gone": CatalogModelFactory(id="acme/gone", status="missing", supports_tools=True),
         "off": CatalogModelFactory(id="acme/off", enabled=False, supports_tools=True),
         "small": CatalogModelFactory(id="acme/small-ctx", context_length=4096, supports_tools=True),
@@ -90,10 +120,18 @@ def test_no_eligible_model_counts_rejections_per_reason(api_client, coder):
 
 
 def test_exclusions_and_max_cost_are_honoured(api_client, coder):
-    body = route(api_client, exclude=["acme/cheap"], accuracy="economy", estimated_input_tokens=1000, estimated_output_tokens=1000).json()
+    body = route(
+        api_client,
+        exclude=["acme/cheap"],
+        accuracy="economy",
+        estimated_input_tokens=1000,
+        estimated_output_tokens=1000,
+    ).json()
     assert body["model"] == "acme/mid" and "acme/cheap" not in body["fallbacks"]
 
-    capped = route(api_client, accuracy="high", max_cost_usd="0.01", estimated_input_tokens=1000, estimated_output_tokens=1000).json()
+    capped = route(
+        api_client, accuracy="high", max_cost_usd="0.01", estimated_input_tokens=1000, estimated_output_tokens=1000
+    ).json()
     # pro models cost 0.05 and 0.062 for this request: over the cap
     assert capped["model"] in {"acme/cheap", "acme/mid"}
     assert Decimal(capped["estimated_cost_usd"]) <= Decimal("0.01")
@@ -120,8 +158,16 @@ def test_a_disabled_model_disappears_from_the_next_decision(api_client, coder, c
 
 def test_outcomes_move_the_learned_quality(api_client, coder):
     events = [
-        {"request_id": f"e{i}", "occurred_at": datetime.now(timezone.utc), "model": "acme/cheap", "role": "coder",
-         "strategy": "single", "success": i % 10 == 0, "prompt_tokens": 10, "completion_tokens": 10}
+        {
+            "request_id": f"e{i}",
+            "occurred_at": datetime.now(UTC),
+            "model": "acme/cheap",
+            "role": "coder",
+            "strategy": "single",
+            "success": i % 10 == 0,
+            "prompt_tokens": 10,
+            "completion_tokens": 10,
+        }
         for i in range(200)
     ]
     ingest_events(events)
@@ -135,8 +181,21 @@ def test_outcomes_move_the_learned_quality(api_client, coder):
 
 
 def test_a_blocking_budget_answers_402_and_a_downgrading_one_goes_economy(api_client, coder):
-    budget = Budget.objects.create(name="coder", scope=BudgetScope.ROLE, scope_value="coder", limit_usd=Decimal("1"), action=BudgetAction.BLOCK)
-    ingest_events([{"request_id": "x", "occurred_at": datetime.now(timezone.utc), "model": "acme/mid", "role": "coder", "success": True, "cost_usd": Decimal("1")}])
+    budget = Budget.objects.create(
+        name="coder", scope=BudgetScope.ROLE, scope_value="coder", limit_usd=Decimal("1"), action=BudgetAction.BLOCK
+    )
+    ingest_events(
+        [
+            {
+                "request_id": "x",
+                "occurred_at": datetime.now(UTC),
+                "model": "acme/mid",
+                "role": "coder",
+                "success": True,
+                "cost_usd": Decimal("1"),
+            }
+        ]
+    )
 
     blocked = route(api_client, accuracy="high")
     assert blocked.status_code == 402 and blocked.json()["code"] == "budget_exhausted"
@@ -154,7 +213,9 @@ def test_the_category_ranking_drives_quality(api_client, coder, catalog):
     category = Category.objects.get(slug="programming")
     run = SyncRun.objects.create(kind="research")
     for rank, key in enumerate(["mid", "cheap", "pro"], start=1):
-        CategoryRanking.objects.create(category=category, model=catalog[key], rank=rank, run=run, observed_at=run.started_at)
+        CategoryRanking.objects.create(
+            category=category, model=catalog[key], rank=rank, run=run, observed_at=run.started_at
+        )
 
     body = route(api_client, category="programming").json()
     mid = next(c for c in body["candidates"] if c["model"] == "acme/mid")
@@ -176,7 +237,7 @@ def test_a_catalog_of_disabled_models_after_a_good_sync_is_no_eligible_model_not
     Role.objects.create(slug="coder")
     settings.BOOTSTRAP_FALLBACK_MODELS = ["boot/a", "boot/b"]
     CatalogModelFactory(id="acme/off", enabled=False)
-    SyncRun.objects.create(kind="sync", status="succeeded", finished_at=datetime.now(timezone.utc))
+    SyncRun.objects.create(kind="sync", status="succeeded", finished_at=datetime.now(UTC))
     DataVersion.bump(CATALOG_VERSION)
 
     response = route(api_client)
@@ -193,7 +254,9 @@ def test_a_catalog_of_disabled_models_after_a_good_sync_is_no_eligible_model_not
 def test_escalate_uses_overrides_first_then_dynamic(api_client, coder, catalog):
     EscalationOverride.objects.create(from_model=catalog["cheap"], to_model=catalog["pro2"], position=0)
 
-    first = api_client.post_json("/api/v1/escalate", {"role": "coder", "failed_model": "acme/cheap", "reason": "timeout"}).json()
+    first = api_client.post_json(
+        "/api/v1/escalate", {"role": "coder", "failed_model": "acme/cheap", "reason": "timeout"}
+    ).json()
     assert first["model"] == "acme/pro-2" and first["source"] == "override"
     assert "acme/cheap" not in first["chain"] and len(first["chain"]) == len(set(first["chain"]))
 
@@ -205,7 +268,8 @@ def test_escalate_uses_overrides_first_then_dynamic(api_client, coder, catalog):
 
 def test_escalating_from_the_best_model_leaves_nothing(api_client, coder, catalog):
     body = api_client.post_json(
-        "/api/v1/escalate", {"role": "coder", "failed_model": "acme/pro-2", "exclude": ["acme/pro-1", "acme/mid", "acme/cheap"]}
+        "/api/v1/escalate",
+        {"role": "coder", "failed_model": "acme/pro-2", "exclude": ["acme/pro-1", "acme/mid", "acme/cheap"]},
     ).json()
     assert body == {"model": None, "chain": [], "steps": [], "source": None, "catalog_version": body["catalog_version"]}
 
@@ -231,18 +295,22 @@ def test_a_client_can_check_its_key_without_a_query(make_api_key, django_assert_
 
 
 def test_a_model_failing_its_health_checks_is_not_chosen_until_it_recovers(api_client, coder, settings):
-    from health.models import ModelReliability
     from core.models import DataVersion
+    from health.models import ModelReliability
 
     settings.LLMHIVE_HEALTH_FAILURES_BEFORE_ALERT = 3
     chosen = route(api_client, accuracy="economy").json()["model"]
-    row = ModelReliability.objects.create(model_id=chosen, reliability=0.4, consecutive_failures=3,
-                                          checks_count=5, last_checked_at=datetime.now(timezone.utc))
+    row = ModelReliability.objects.create(
+        model_id=chosen, reliability=0.4, consecutive_failures=3, checks_count=5, last_checked_at=datetime.now(UTC)
+    )
     DataVersion.bump(HEALTH_VERSION)
 
     answer = route(api_client, accuracy="economy", fallback_count=5).json()
     assert chosen not in [answer["model"], *answer["fallbacks"], *answer["escalation"]]
-    assert api_client.post_json("/api/v1/escalate", {"role": "coder", "failed_model": "acme/pro-2"}).json()["model"] != chosen
+    assert (
+        api_client.post_json("/api/v1/escalate", {"role": "coder", "failed_model": "acme/pro-2"}).json()["model"]
+        != chosen
+    )
 
     row.consecutive_failures = 0
     row.save()
@@ -251,12 +319,17 @@ def test_a_model_failing_its_health_checks_is_not_chosen_until_it_recovers(api_c
 
 
 def test_when_every_model_is_down_the_refusal_says_so(api_client, coder, settings):
-    from health.models import ModelReliability
     from core.models import DataVersion
+    from health.models import ModelReliability
 
     for model_id in ("acme/cheap", "acme/mid", "acme/pro-1", "acme/pro-2"):
-        ModelReliability.objects.create(model_id=model_id, reliability=0.0, consecutive_failures=9,
-                                        checks_count=9, last_checked_at=datetime.now(timezone.utc))
+        ModelReliability.objects.create(
+            model_id=model_id,
+            reliability=0.0,
+            consecutive_failures=9,
+            checks_count=9,
+            last_checked_at=datetime.now(UTC),
+        )
     DataVersion.bump(HEALTH_VERSION)
 
     response = route(api_client)

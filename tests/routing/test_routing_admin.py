@@ -27,13 +27,22 @@ def models(db):
 
 def role_form(**overrides) -> dict:
     data = {
-        "slug": "coder", "name": "Coder", "description": "", "active": "on",
-        "required_capabilities": ["supports_tools"], "min_context_length": "", "default_category": "",
+        "slug": "coder",
+        "name": "Coder",
+        "description": "",
+        "active": "on",
+        "required_capabilities": ["supports_tools"],
+        "min_context_length": "",
+        "default_category": "",
         "default_accuracy": "balanced",
-        "preferences-TOTAL_FORMS": "0", "preferences-INITIAL_FORMS": "0",
-        "preferences-MIN_NUM_FORMS": "0", "preferences-MAX_NUM_FORMS": "1000",
-        "escalation_overrides-TOTAL_FORMS": "0", "escalation_overrides-INITIAL_FORMS": "0",
-        "escalation_overrides-MIN_NUM_FORMS": "0", "escalation_overrides-MAX_NUM_FORMS": "1000",
+        "preferences-TOTAL_FORMS": "0",
+        "preferences-INITIAL_FORMS": "0",
+        "preferences-MIN_NUM_FORMS": "0",
+        "preferences-MAX_NUM_FORMS": "1000",
+        "escalation_overrides-TOTAL_FORMS": "0",
+        "escalation_overrides-INITIAL_FORMS": "0",
+        "escalation_overrides-MIN_NUM_FORMS": "0",
+        "escalation_overrides-MAX_NUM_FORMS": "1000",
     }
     data.update(overrides)
     return data
@@ -80,11 +89,17 @@ def test_a_preference_for_a_model_lacking_a_required_capability_is_refused(admin
 def test_ticking_a_capability_checks_the_existing_preferences_in_the_same_submit(admin_client, models):
     role = Role.objects.create(slug="coder", required_capabilities=[])
     pref = RolePreference.objects.create(role=role, model_id="acme/plain", position=10)
-    data = role_form(**{
-        "preferences-TOTAL_FORMS": "1", "preferences-INITIAL_FORMS": "1",
-        "preferences-0-id": str(pref.pk), "preferences-0-role": str(role.pk),
-        "preferences-0-model": "acme/plain", "preferences-0-family": "", "preferences-0-position": "10",
-    })
+    data = role_form(
+        **{
+            "preferences-TOTAL_FORMS": "1",
+            "preferences-INITIAL_FORMS": "1",
+            "preferences-0-id": str(pref.pk),
+            "preferences-0-role": str(role.pk),
+            "preferences-0-model": "acme/plain",
+            "preferences-0-family": "",
+            "preferences-0-position": "10",
+        }
+    )
 
     response = admin_client.post(reverse("admin:routing_role_change", args=[role.pk]), data)
 
@@ -99,18 +114,30 @@ def test_reordering_preferences_moves_the_routing_version(admin_client, models):
     first = RolePreference.objects.create(role=role, model_id="acme/tools", position=10)
     second = RolePreference.objects.create(role=role, model_id="acme/tools-2", position=20)
     before = DataVersion.current().get(ROUTING_VERSION)
-    data = role_form(**{
-        "preferences-TOTAL_FORMS": "2", "preferences-INITIAL_FORMS": "2",
-        "preferences-0-id": str(first.pk), "preferences-0-role": str(role.pk),
-        "preferences-0-model": "acme/tools", "preferences-0-family": "", "preferences-0-position": "20",
-        "preferences-1-id": str(second.pk), "preferences-1-role": str(role.pk),
-        "preferences-1-model": "acme/tools-2", "preferences-1-family": "", "preferences-1-position": "10",
-    })
+    data = role_form(
+        **{
+            "preferences-TOTAL_FORMS": "2",
+            "preferences-INITIAL_FORMS": "2",
+            "preferences-0-id": str(first.pk),
+            "preferences-0-role": str(role.pk),
+            "preferences-0-model": "acme/tools",
+            "preferences-0-family": "",
+            "preferences-0-position": "20",
+            "preferences-1-id": str(second.pk),
+            "preferences-1-role": str(role.pk),
+            "preferences-1-model": "acme/tools-2",
+            "preferences-1-family": "",
+            "preferences-1-position": "10",
+        }
+    )
 
     response = admin_client.post(reverse("admin:routing_role_change", args=[role.pk]), data)
 
     assert response.status_code == 302
-    assert list(role.preferences.order_by("position").values_list("model_id", flat=True)) == ["acme/tools-2", "acme/tools"]
+    assert list(role.preferences.order_by("position").values_list("model_id", flat=True)) == [
+        "acme/tools-2",
+        "acme/tools",
+    ]
     assert DataVersion.current().get(ROUTING_VERSION) != before
 
 
@@ -132,7 +159,13 @@ def test_an_override_needs_a_model_or_a_family_not_both(admin_client, models):
 
     both = admin_client.post(
         reverse("admin:routing_escalationoverride_add"),
-        {"from_model": "acme/tools", "from_family": str(family.pk), "to_model": "acme/plain", "role": "", "position": "0"},
+        {
+            "from_model": "acme/tools",
+            "from_family": str(family.pk),
+            "to_model": "acme/plain",
+            "role": "",
+            "position": "0",
+        },
     )
 
     assert both.status_code == 200
@@ -141,7 +174,7 @@ def test_an_override_needs_a_model_or_a_family_not_both(admin_client, models):
 
 def test_model_pickers_are_autocompletes(admin_client, models):
     page = admin_client.get(reverse("admin:routing_escalationoverride_add")).content.decode()
-    assert 'data-autocomplete-light-url' not in page  # django's own select2, not a third party
+    assert "data-autocomplete-light-url" not in page  # django's own select2, not a third party
     assert page.count("admin-autocomplete") >= 3
 
     found = admin_client.get(
@@ -156,9 +189,13 @@ def test_list_pages_take_a_fixed_number_of_queries(admin_client, models, django_
         for i in range(start, start + n):
             role = Role.objects.create(slug=f"role-{i}", required_capabilities=["supports_tools"])
             RolePreference.objects.create(role=role, model_id="acme/tools", position=10)
-            EscalationOverride.objects.create(from_model_id="acme/tools", to_model_id="acme/tools-2", role=role, position=i)
+            EscalationOverride.objects.create(
+                from_model_id="acme/tools", to_model_id="acme/tools-2", role=role, position=i
+            )
             Strategy.objects.create(slug=f"strategy-{i}")
-            StrategyStat.objects.create(model="acme/tools", strategy=f"strategy-{i}", requests=4, successes=3, cost_usd=Decimal("0.25"))
+            StrategyStat.objects.create(
+                model="acme/tools", strategy=f"strategy-{i}", requests=4, successes=3, cost_usd=Decimal("0.25")
+            )
 
     counts = {}
     for size in (3, 30):
@@ -176,8 +213,12 @@ def test_list_pages_take_a_fixed_number_of_queries(admin_client, models, django_
 
 def test_strategies_show_what_the_memory_learned_and_rebuild_from_the_ledger(admin_client, models):
     Strategy.objects.create(slug="single")
-    StrategyStat.objects.create(model="acme/tools", strategy="single", requests=10, successes=7, cost_usd=Decimal("1.5"))
-    StrategyStat.objects.create(model="acme/tools-2", strategy="single", requests=10, successes=9, cost_usd=Decimal("0.5"))
+    StrategyStat.objects.create(
+        model="acme/tools", strategy="single", requests=10, successes=7, cost_usd=Decimal("1.5")
+    )
+    StrategyStat.objects.create(
+        model="acme/tools-2", strategy="single", requests=10, successes=9, cost_usd=Decimal("0.5")
+    )
 
     page = admin_client.get(reverse("admin:routing_strategy_changelist")).content.decode()
     assert "80.0%" in page and "2.0000" in page

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -12,10 +12,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from catalog.models import AlertKind, Category, CategoryRanking, SyncRun
+from core.models import Alert
 from costs.ingest import ingest_events
 from costs.models import Budget
 from tests.factories import CatalogModelFactory
-from core.models import Alert
 
 pytestmark = pytest.mark.django_db
 
@@ -28,12 +28,22 @@ def admin_client(client):
 
 
 def test_the_dashboard_shows_freshness_models_alerts_spend_and_schedules(admin_client):
-    SyncRun.objects.create(kind="sync", status="succeeded", finished_at=datetime.now(timezone.utc) - timedelta(hours=2))
+    SyncRun.objects.create(kind="sync", status="succeeded", finished_at=datetime.now(UTC) - timedelta(hours=2))
     CatalogModelFactory(id="acme/a", supports_tools=True)
     CatalogModelFactory(id="acme/b", status="missing")
     Alert.objects.create(kind=AlertKind.PRICE_CHANGE, key="price_change:acme/a", message="moved", model_id="acme/a")
     Budget.objects.create(name="Monthly", limit_usd=Decimal("100"))
-    ingest_events([{"request_id": "r1", "occurred_at": datetime.now(timezone.utc), "model": "acme/a", "success": True, "cost_usd": Decimal("12.5")}])
+    ingest_events(
+        [
+            {
+                "request_id": "r1",
+                "occurred_at": datetime.now(UTC),
+                "model": "acme/a",
+                "success": True,
+                "cost_usd": Decimal("12.5"),
+            }
+        ]
+    )
 
     response = admin_client.get("/admin/")
 
@@ -76,7 +86,9 @@ def test_the_ranking_page_shows_a_categorys_current_ranking(admin_client):
     run = SyncRun.objects.create(kind="research", status="succeeded")
     category = Category.objects.get(slug="programming")
     for rank, model_id in enumerate(["acme/first", "acme/second"], start=1):
-        CategoryRanking.objects.create(category=category, model=CatalogModelFactory(id=model_id), rank=rank, run=run, observed_at=run.started_at)
+        CategoryRanking.objects.create(
+            category=category, model=CatalogModelFactory(id=model_id), rank=rank, run=run, observed_at=run.started_at
+        )
 
     page = admin_client.get("/admin/rankings/?category=programming").content.decode()
 
@@ -92,7 +104,7 @@ def test_each_alert_kind_on_the_dashboard_links_to_its_open_alerts(admin_client)
     # The links used a filter parameter the alert list does not have (it redirected to ?e=1).
     Alert.objects.create(kind=AlertKind.PRICE_CHANGE, key="price_change:acme/a", message="moved", model_id="acme/a")
     Alert.objects.create(
-        kind=AlertKind.PRICE_CHANGE, key="price_change:acme/b", message="old news", acknowledged_at=datetime.now(timezone.utc)
+        kind=AlertKind.PRICE_CHANGE, key="price_change:acme/b", message="old news", acknowledged_at=datetime.now(UTC)
     )
     Alert.objects.create(kind=AlertKind.NEW_MODEL, key="new_model:acme/c", message="new", model_id="acme/c")
     page = admin_client.get("/admin/").content.decode()
@@ -104,12 +116,14 @@ def test_each_alert_kind_on_the_dashboard_links_to_its_open_alerts(admin_client)
     assert [a.key for a in response.context["cl"].result_list] == ["price_change:acme/a"]
 
 
-@pytest.mark.parametrize(("age", "stale"), [(timedelta(hours=6, minutes=50), False), (timedelta(hours=7, minutes=10), True)])
+@pytest.mark.parametrize(
+    ("age", "stale"), [(timedelta(hours=6, minutes=50), False), (timedelta(hours=7, minutes=10), True)]
+)
 def test_the_dashboard_and_health_judge_a_stale_catalog_alike(admin_client, anon_client, settings, age, stale):
     # They used two settings (6 h of grace on the dashboard, 60 minutes on /health).
     settings.LLMHIVE_SYNC_INTERVAL_HOURS = 6
     settings.LLMHIVE_CATALOG_GRACE_MINUTES = 60
-    SyncRun.objects.create(kind="sync", status="succeeded", finished_at=datetime.now(timezone.utc) - age)
+    SyncRun.objects.create(kind="sync", status="succeeded", finished_at=datetime.now(UTC) - age)
 
     dashboard = admin_client.get("/admin/").context["dashboard"]
     health = anon_client.get("/api/v1/health").json()["checks"]["catalog"]

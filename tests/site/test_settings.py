@@ -15,7 +15,11 @@ PRODUCTION = {"DEBUG": "false", "SECRET_KEY": "s" * 60, "ALLOWED_HOSTS": "llmhiv
 
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY", "LLMHIVE_HTTPS", "DJANGO_ALLOW_ASYNC_UNSAFE")}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DEBUG", "SECRET_KEY", "LLMHIVE_HTTPS", "DJANGO_ALLOW_ASYNC_UNSAFE")
+    }
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=120
     )
@@ -32,7 +36,13 @@ def test_a_misspelt_boolean_refuses_to_start_with_one_line():
 
 @pytest.mark.parametrize("value", ["false", "OFF", "0", "no"])
 def test_every_spelling_of_false_turns_https_off(value):
-    result = manage("shell", "-c", "from django.conf import settings; print(settings.SECURE_HSTS_SECONDS)", **PRODUCTION, LLMHIVE_HTTPS=value)
+    result = manage(
+        "shell",
+        "-c",
+        "from django.conf import settings; print(settings.SECURE_HSTS_SECONDS)",
+        **PRODUCTION,
+        LLMHIVE_HTTPS=value,
+    )
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "0"
@@ -47,7 +57,12 @@ def test_without_a_secret_key_and_with_debug_off_it_refuses_to_start():
 
 
 def test_with_debug_on_the_development_key_still_serves_a_laptop():
-    result = manage("shell", "-c", "from django.conf import settings; print(settings.SECRET_KEY.startswith('django-insecure'))", DEBUG="true")
+    result = manage(
+        "shell",
+        "-c",
+        "from django.conf import settings; print(settings.SECRET_KEY.startswith('django-insecure'))",
+        DEBUG="true",
+    )
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "True"

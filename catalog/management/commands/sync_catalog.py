@@ -9,7 +9,7 @@ class Command(BaseCommand):
     help = "Sync the model catalog from OpenRouter's GET /models, or from a saved response."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--from-file", metavar="PATH", help="a saved GET /models response ({\"data\": [...]})")
+        parser.add_argument("--from-file", metavar="PATH", help='a saved GET /models response ({"data": [...]})')
         parser.add_argument(
             "--force",
             action="store_true",

@@ -19,5 +19,7 @@ class Command(BaseCommand):
             key, secret = ApiKey.issue(name=name, scopes=scopes)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
-        self.stderr.write(f"API key '{key.name}' (prefix {key.prefix}) with scopes {', '.join(key.scopes)}; the secret follows and is not shown again:")
+        self.stderr.write(
+            f"API key '{key.name}' (prefix {key.prefix}) with scopes {', '.join(key.scopes)}; the secret follows and is not shown again:"
+        )
         return secret

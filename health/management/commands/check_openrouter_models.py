@@ -11,8 +11,8 @@ import json
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from health.checks import run_health_checks
 from core.money import decimal_str
+from health.checks import run_health_checks
 from health.models import HealthCheckRun, ModelHealthCheck, Trigger
 from health.probing import HealthCheckError
 
@@ -22,7 +22,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--top", type=int, help="how many of the models that matter (default LLMHIVE_HEALTH_TOP)")
-        parser.add_argument("--model", action="append", dest="models", metavar="ID", help="check this model (repeatable)")
+        parser.add_argument(
+            "--model", action="append", dest="models", metavar="ID", help="check this model (repeatable)"
+        )
         parser.add_argument("--no-ping", action="store_true", help="endpoint status only, no completion")
         parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -48,7 +50,9 @@ class Command(BaseCommand):
             limit = "none" if run.key_limit_usd is None else f"{decimal_str(run.key_limit_usd)} USD"
             self.stdout.write(f"key: limit {limit}, usage {decimal_str(run.key_usage_usd)} USD")
         width = max([len(c.model_id) for c in checks] + [5])
-        self.stdout.write(f"{'model':<{width}}  {'result':<6}  {'endpoints':>9}  {'uptime':>7}  {'ping':<5}  {'ms':>6}  error")
+        self.stdout.write(
+            f"{'model':<{width}}  {'result':<6}  {'endpoints':>9}  {'uptime':>7}  {'ping':<5}  {'ms':>6}  error"
+        )
         for c in checks:
             uptime = f"{c.best_uptime:.1f}%" if c.best_uptime is not None else "-"
             if c.pinged:
@@ -76,23 +80,34 @@ def as_json(run: HealthCheckRun, checks: list[ModelHealthCheck]) -> str:
     key = None
     if run.key_limit_usd is not None or run.key_usage_usd is not None:
         key = {"limit_usd": decimal_str(run.key_limit_usd), "usage_usd": decimal_str(run.key_usage_usd)}
-    return json.dumps({
-        "run": run.pk,
-        "status": run.status,
-        "openrouter": {"base_url": settings.OPENROUTER_BASE_URL, "reachable": True},
-        "key": key,
-        "checked": run.models_checked,
-        "failed": run.models_failed,
-        "pinged": run.pinged,
-        "ping_spend_usd": decimal_str(run.ping_spend_usd),
-        "note": run.note,
-        "models": [
-            {
-                "model_id": c.model_id, "ok": c.ok, "endpoints_total": c.endpoints_total, "endpoints_up": c.endpoints_up,
-                "best_uptime": c.best_uptime, "pinged": c.pinged, "ping_ok": c.ping_ok, "latency_ms": c.latency_ms,
-                "http_status": c.http_status, "error_code": c.error_code, "error_message": c.error_message,
-                "ping_cost_usd": decimal_str(c.ping_cost_usd),
-            }
-            for c in checks
-        ],
-    }, indent=2)
+    return json.dumps(
+        {
+            "run": run.pk,
+            "status": run.status,
+            "openrouter": {"base_url": settings.OPENROUTER_BASE_URL, "reachable": True},
+            "key": key,
+            "checked": run.models_checked,
+            "failed": run.models_failed,
+            "pinged": run.pinged,
+            "ping_spend_usd": decimal_str(run.ping_spend_usd),
+            "note": run.note,
+            "models": [
+                {
+                    "model_id": c.model_id,
+                    "ok": c.ok,
+                    "endpoints_total": c.endpoints_total,
+                    "endpoints_up": c.endpoints_up,
+                    "best_uptime": c.best_uptime,
+                    "pinged": c.pinged,
+                    "ping_ok": c.ping_ok,
+                    "latency_ms": c.latency_ms,
+                    "http_status": c.http_status,
+                    "error_code": c.error_code,
+                    "error_message": c.error_message,
+                    "ping_cost_usd": decimal_str(c.ping_cost_usd),
+                }
+                for c in checks
+            ],
+        },
+        indent=2,
+    )

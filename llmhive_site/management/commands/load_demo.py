@@ -38,7 +38,9 @@ STRATEGIES = [
 
 
 class Command(BaseCommand):
-    help = "Load demo roles, preferences, overrides, budgets and 30 days of usage over the current catalog (idempotent)."
+    help = (
+        "Load demo roles, preferences, overrides, budgets and 30 days of usage over the current catalog (idempotent)."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--days", type=int, default=30)
@@ -96,25 +98,52 @@ class Command(BaseCommand):
         by_price = sorted(models, key=lambda m: (m.price_completion or 0, m.id))
         reasoning = [m for m in by_price if m.supports_reasoning]
         if len(by_price) >= 2 and reasoning:
-            EscalationOverride.objects.create(from_model=by_price[0], to_model=reasoning[len(reasoning) // 2], position=0)
+            EscalationOverride.objects.create(
+                from_model=by_price[0], to_model=reasoning[len(reasoning) // 2], position=0
+            )
             if len(reasoning) > 1:
-                EscalationOverride.objects.create(from_model=reasoning[len(reasoning) // 2], to_model=reasoning[-1], position=1)
+                EscalationOverride.objects.create(
+                    from_model=reasoning[len(reasoning) // 2], to_model=reasoning[-1], position=1
+                )
 
     def _budgets(self) -> None:
         Budget.objects.get_or_create(
-            name="Company monthly", defaults={"scope": BudgetScope.GLOBAL, "period": BudgetPeriod.MONTH, "limit_usd": Decimal("400"), "action": BudgetAction.DOWNGRADE}
+            name="Company monthly",
+            defaults={
+                "scope": BudgetScope.GLOBAL,
+                "period": BudgetPeriod.MONTH,
+                "limit_usd": Decimal("400"),
+                "action": BudgetAction.DOWNGRADE,
+            },
         )
         Budget.objects.get_or_create(
-            name="Coder daily", defaults={"scope": BudgetScope.ROLE, "scope_value": "coder", "period": BudgetPeriod.DAY, "limit_usd": Decimal("15"), "action": BudgetAction.DOWNGRADE}
+            name="Coder daily",
+            defaults={
+                "scope": BudgetScope.ROLE,
+                "scope_value": "coder",
+                "period": BudgetPeriod.DAY,
+                "limit_usd": Decimal("15"),
+                "action": BudgetAction.DOWNGRADE,
+            },
         )
         Budget.objects.get_or_create(
-            name="Ensemble weekly", defaults={"scope": BudgetScope.STRATEGY, "scope_value": "ensemble", "period": BudgetPeriod.WEEK, "limit_usd": Decimal("60"), "action": BudgetAction.BLOCK}
+            name="Ensemble weekly",
+            defaults={
+                "scope": BudgetScope.STRATEGY,
+                "scope_value": "ensemble",
+                "period": BudgetPeriod.WEEK,
+                "limit_usd": Decimal("60"),
+                "action": BudgetAction.BLOCK,
+            },
         )
 
     def _usage(self, roles: list[Role], models: list[CatalogModel], rng: random.Random, days: int, per_day: int) -> int:
         now = timezone.now()
         # Each role works with a handful of models; each model has its own success rate.
-        crew = {role.slug: [m for m in models if not role.missing_for(m)][:: max(1, len(models) // 40)][:6] or models[:3] for role in roles}
+        crew = {
+            role.slug: [m for m in models if not role.missing_for(m)][:: max(1, len(models) // 40)][:6] or models[:3]
+            for role in roles
+        }
         skill = {m.id: rng.uniform(0.6, 0.97) for m in models}
         stored = 0
         batch: list[dict] = []
