@@ -12,23 +12,14 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core.money import money_field
+from openrouter import PRICE_KEYS
 
 # The data version routing's snapshot watches for the catalog (models, families, categories,
 # rankings): bumped on a curator's save and at the end of a sync or research run.
 CATALOG_VERSION = "catalog"
 
-# OpenRouter's price keys, in the order the admin and the API show them. Each is stored in a
-# `price_<key>` column in USD per token.
-PRICE_KEYS = (
-    "prompt",
-    "completion",
-    "request",
-    "image",
-    "web_search",
-    "internal_reasoning",
-    "input_cache_read",
-    "input_cache_write",
-)
+# OpenRouter's price keys (openrouter.PRICE_KEYS), in the order the admin and the API show them.
+# Each is stored in a `price_<key>` column in USD per token.
 PRICE_FIELDS = tuple(f"price_{key}" for key in PRICE_KEYS)
 PER_MILLION = Decimal(1_000_000)
 
@@ -222,10 +213,6 @@ class CatalogModel(models.Model):
     @property
     def completion_per_million(self) -> Decimal | None:
         return self.per_million("completion")
-
-    @property
-    def is_expired(self) -> bool:
-        return self.expiration_date is not None and self.expiration_date <= timezone.now().date()
 
 
 class PriceChange(models.Model):

@@ -1,7 +1,6 @@
-"""Catalog sync: bring the catalog in line with OpenRouter's model list, all or nothing.
-
-The work is done in a fixed number of queries whatever the size of the catalog: read every
-row once, compute the differences in Python, then write them in bulk in one transaction.
+"""Catalog runs: a sync (or research) is recorded as a SyncRun, holds the catalog lock, fetches
+the model list (from OpenRouter or a saved response) and applies it (`catalog.apply`); an
+expected failure is recorded on the run and raised as an alert, never raised to the caller.
 """
 
 from __future__ import annotations
@@ -11,38 +10,26 @@ import logging
 import os
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
+from catalog.apply import Progress, SyncRefused, apply_model_list
 from catalog.client import openrouter_client
 from catalog.models import (
-    CAPABILITIES,
     CATALOG_VERSION,
-    PRICE_KEYS,
     AlertKind,
-    CatalogModel,
-    Family,
-    ModelStatus,
-    PriceChange,
     SyncKind,
     SyncRun,
     SyncSource,
     SyncStatus,
     SyncTrigger,
-    classify_family,
-    derive_capabilities,
 )
 from core.alerts import NewAlert, raise_alerts
 from core.locks import LockBusy, hold_lock
 from core.models import Alert, DataVersion
-from core.money import decimal_str
 from openrouter import (
-    ModelEntry,
     ModelList,
     OpenRouterError,
     parse_models_payload,
@@ -51,231 +38,10 @@ from openrouter import (
 logger = logging.getLogger(__name__)
 
 LOCK_NAME = "catalog"
-# Keep a run's details readable in the admin: ids beyond this are counted, not listed.
-DETAIL_LIST_LIMIT = 200
-
-Progress = Callable[[str, int, int], None]
-
-
-class SyncRefused(Exception):
-    """The list is not safe to apply (empty, or it would mark too many models missing)."""
 
 
 class SourceError(Exception):
     """The saved response given to --from-file cannot be read."""
-
-
-@dataclass
-class Outcome:
-    """What a sync changed, for the run record and the tests."""
-
-    seen: int = 0
-    added: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    reactivated: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    price_changes: int = 0
-    skipped: list[dict] = field(default_factory=list)
-    initial: bool = False
-
-    def record_on(self, run: SyncRun) -> None:
-        run.seen = self.seen
-        run.added = len(self.added)
-        run.updated = len(self.updated)
-        run.reactivated = len(self.reactivated)
-        run.missing = len(self.missing)
-        run.price_changes = self.price_changes
-        run.skipped_entries = len(self.skipped)
-        run.details.update(
-            {
-                "initial": self.initial,
-                "added_ids": self.added[:DETAIL_LIST_LIMIT],
-                "updated_ids": self.updated[:DETAIL_LIST_LIMIT],
-                "reactivated_ids": self.reactivated[:DETAIL_LIST_LIMIT],
-                "missing_ids": self.missing[:DETAIL_LIST_LIMIT],
-                "skipped": self.skipped[:DETAIL_LIST_LIMIT],
-            }
-        )
-
-
-def model_values(entry: ModelEntry, families: list[Family]) -> dict:
-    """The column values a model entry maps to (everything a sync may change)."""
-    family = classify_family(entry.id, families)
-    values = {
-        "name": (entry.name or "")[:300],
-        "canonical_slug": (entry.canonical_slug or "")[:200],
-        "author": (entry.author or "")[:100],
-        "description": entry.description or "",
-        "created": entry.created,
-        "context_length": entry.context_length,
-        "max_completion_tokens": entry.max_completion_tokens,
-        "modality": (entry.modality or "")[:100],
-        "input_modalities": list(entry.input_modalities or []),
-        "output_modalities": list(entry.output_modalities or []),
-        "tokenizer": (entry.tokenizer or "")[:100],
-        "supported_parameters": list(entry.supported_parameters or []),
-        "default_parameters": dict(entry.default_parameters or {}),
-        "variable_pricing": entry.variable_pricing,
-        "expiration_date": entry.expiration_date,
-        "family_id": family.pk if family else None,
-        "raw": entry.raw,
-    }
-    for key in PRICE_KEYS:
-        values[f"price_{key}"] = entry.pricing.get(key)
-    values.update(derive_capabilities(entry.supported_parameters, entry.input_modalities))
-    return values
-
-
-def _changed_fields(model: CatalogModel, values: dict) -> list[str]:
-    return [name for name, value in values.items() if getattr(model, name) != value]
-
-
-def apply_model_list(
-    model_list: ModelList, *, run: SyncRun, force: bool = False, progress: Progress | None = None
-) -> Outcome:
-    """Apply a fetched list to the catalog in one transaction. Raises SyncRefused when unsafe."""
-    now = timezone.now()
-    entries = [e for e in model_list.entries if len(e.id) <= 200]
-    skipped = [{"index": s.index, "id": s.id, "reason": s.reason} for s in model_list.skipped]
-    skipped += [
-        {"index": None, "id": e.id[:80], "reason": "id longer than 200 characters"}
-        for e in model_list.entries
-        if len(e.id) > 200
-    ]
-    outcome = Outcome(seen=len(entries), skipped=skipped)
-
-    existing = {m.id: m for m in CatalogModel.objects.all()}
-    active_ids = {model_id for model_id, m in existing.items() if m.status == ModelStatus.ACTIVE}
-    incoming_ids = {e.id for e in entries}
-    newly_missing = sorted(active_ids - incoming_ids)
-    outcome.initial = not existing
-
-    if not entries and not force:
-        raise SyncRefused(
-            "OpenRouter answered an empty model list; the catalog was left as it was "
-            "(sync_catalog --force applies it deliberately)"
-        )
-    limit = settings.LLMHIVE_SYNC_MAX_MISSING_FRACTION
-    if active_ids and not force and len(newly_missing) > limit * len(active_ids):
-        raise SyncRefused(
-            f"the list would mark {len(newly_missing)} of {len(active_ids)} active models missing "
-            f"({len(newly_missing) / len(active_ids):.0%}, limit {limit:.0%}); the catalog was left as it was "
-            f"(sync_catalog --force applies it deliberately)"
-        )
-
-    families = list(Family.objects.all())
-    to_create: list[CatalogModel] = []
-    to_update: list[CatalogModel] = []
-    update_fields: set[str] = set()
-    price_changes: list[PriceChange] = []
-    alerts: list[NewAlert] = []
-    expiry_horizon = now.date() + timedelta(days=settings.LLMHIVE_MODEL_EXPIRY_WARNING_DAYS)
-
-    for done, entry in enumerate(entries, start=1):
-        values = model_values(entry, families)
-        model = existing.get(entry.id)
-        if model is None:
-            to_create.append(CatalogModel(id=entry.id, first_seen_at=now, last_seen_at=now, **values))
-            outcome.added.append(entry.id)
-            if not outcome.initial:
-                alerts.append(NewAlert(AlertKind.NEW_MODEL, f"New model {entry.id} ({entry.name}).", model_id=entry.id))
-                if values["family_id"] is None:
-                    alerts.append(
-                        NewAlert(
-                            AlertKind.UNCLASSIFIED_MODEL, f"{entry.id} matches no family pattern.", model_id=entry.id
-                        )
-                    )
-        else:
-            changed = _changed_fields(model, values)
-            if model.status == ModelStatus.MISSING:
-                model.status = ModelStatus.ACTIVE
-                model.missing_since = None
-                changed += ["status", "missing_since"]
-                outcome.reactivated.append(entry.id)
-                alerts.append(
-                    NewAlert(AlertKind.MODEL_RETURNED, f"{entry.id} is back in OpenRouter's list.", model_id=entry.id)
-                )
-            elif changed:
-                outcome.updated.append(entry.id)
-            price_moves = []
-            for key in PRICE_KEYS:
-                old, new = model.price(key), values[f"price_{key}"]
-                if old != new:
-                    price_moves.append({"field": key, "old": decimal_str(old), "new": decimal_str(new)})
-                    price_changes.append(
-                        PriceChange(model_id=entry.id, field=key, old=old, new=new, observed_at=now, run=run)
-                    )
-            if price_moves:
-                text = ", ".join(f"{m['field']} {m['old']} → {m['new']}" for m in price_moves)
-                alerts.append(
-                    NewAlert(
-                        AlertKind.PRICE_CHANGE,
-                        f"{entry.id}: {text}",
-                        model_id=entry.id,
-                        details={"changes": price_moves},
-                    )
-                )
-            cap_moves = {c: values[c] for c in CAPABILITIES if getattr(model, c) != values[c]}
-            if cap_moves:
-                text = ", ".join(f"{'+' if on else '-'}{c}" for c, on in cap_moves.items())
-                alerts.append(
-                    NewAlert(AlertKind.CAPABILITY_CHANGE, f"{entry.id}: {text}", model_id=entry.id, details=cap_moves)
-                )
-            if changed:
-                for name, value in values.items():
-                    setattr(model, name, value)
-                model.updated_at = now
-                update_fields.update(changed)
-                to_update.append(model)
-        expires = values["expiration_date"]
-        if expires is not None and expires <= expiry_horizon:
-            alerts.append(
-                NewAlert(
-                    AlertKind.MODEL_EXPIRING,
-                    f"{entry.id} expires on {expires.isoformat()}.",
-                    model_id=entry.id,
-                    subject=f"{entry.id}:{expires.isoformat()}",
-                    once=True,
-                )
-            )
-        if progress and (done % 50 == 0 or done == len(entries)):
-            progress("apply", done, len(entries))
-
-    for model_id in newly_missing:
-        alerts.append(
-            NewAlert(AlertKind.MODEL_MISSING, f"{model_id} is no longer in OpenRouter's list.", model_id=model_id)
-        )
-    outcome.missing = newly_missing
-    outcome.price_changes = len(price_changes)
-    if outcome.initial:
-        unclassified = sum(1 for m in to_create if m.family_id is None)
-        if unclassified:
-            alerts.append(
-                NewAlert(
-                    AlertKind.UNCLASSIFIED_MODEL,
-                    f"{unclassified} of {len(to_create)} models match no family pattern; research suggests families for them.",
-                    subject="initial-import",
-                )
-            )
-
-    with transaction.atomic():
-        CatalogModel.objects.bulk_create(to_create)
-        if to_update:
-            CatalogModel.objects.bulk_update(to_update, sorted(update_fields | {"updated_at"}))
-        if newly_missing:
-            CatalogModel.objects.filter(id__in=newly_missing).update(status=ModelStatus.MISSING, missing_since=now)
-        # After the two writes above the active models are exactly the incoming ones.
-        CatalogModel.objects.filter(status=ModelStatus.ACTIVE).update(last_seen_at=now)
-        PriceChange.objects.bulk_create(price_changes)
-        if outcome.reactivated:
-            # The model is back: its "missing" alert has nothing left to say.
-            Alert.objects.open().filter(kind=AlertKind.MODEL_MISSING, model_id__in=outcome.reactivated).update(
-                acknowledged_at=now
-            )
-        raise_alerts(alerts)
-        if to_create or to_update or newly_missing:
-            DataVersion.bump(CATALOG_VERSION)  # routing snapshots rebuild
-    return outcome
 
 
 def read_saved_response(path: str | os.PathLike) -> ModelList:
@@ -394,20 +160,3 @@ def sync_catalog(
         force=force,
         progress=progress,
     )
-
-
-def reclassify_models() -> int:
-    """Re-run family detection over the whole catalog (after a family changed). Returns the
-    number of models whose family moved."""
-    families = list(Family.objects.all())
-    moved = []
-    for model in CatalogModel.objects.only("id", "family_id"):
-        family = classify_family(model.id, families)
-        family_id = family.pk if family else None
-        if model.family_id != family_id:
-            model.family_id = family_id
-            moved.append(model)
-    CatalogModel.objects.bulk_update(moved, ["family_id"], batch_size=500)
-    if moved:
-        DataVersion.bump(CATALOG_VERSION)
-    return len(moved)

@@ -73,7 +73,3 @@ def raise_alerts(alerts: Iterable[NewAlert]) -> dict[str, int]:
         Alert.objects.bulk_update(to_bump, ["message", "details", "last_raised_at"])
         Alert.objects.filter(pk__in=[a.pk for a in to_bump]).update(times=F("times") + 1)
     return {"created": len(to_create), "bumped": len(to_bump)}
-
-
-def raise_alert(kind: str, message: str, **kwargs) -> None:
-    raise_alerts([NewAlert(kind=kind, message=message, **kwargs)])

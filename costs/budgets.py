@@ -44,10 +44,6 @@ class BudgetStatus:
     def state(self) -> str:
         return self.budget.state_for(self.spent_usd)
 
-    @property
-    def used_fraction(self) -> Decimal:
-        return self.spent_usd / self.budget.limit_usd
-
     def applies_to(self, role: str | None, strategy: str | None, model: str | None) -> bool:
         scope, value = self.budget.scope, self.budget.scope_value
         return (

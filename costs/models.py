@@ -76,11 +76,6 @@ class UsageEvent(models.Model):
     def __str__(self) -> str:
         return f"{self.request_id} {self.model_ref}"
 
-    @property
-    def effective_cost_usd(self) -> Decimal | None:
-        """What reports count: the reported cost when there is one, else the computed one."""
-        return self.cost_usd if self.cost_usd is not None else self.computed_cost_usd
-
 
 class DailyCost(models.Model):
     """The ledger rolled up by UTC day × model × strategy × role, kept current on ingest.

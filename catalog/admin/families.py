@@ -9,9 +9,9 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from catalog.admin.common import EMPTY
+from catalog.apply import reclassify_models
 from catalog.models import Category, Family
 from catalog.selectors import families_with_counts
-from catalog.sync import reclassify_models
 from core.admin_mixins import plural
 
 

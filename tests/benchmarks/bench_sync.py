@@ -20,9 +20,10 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
+from catalog.apply import model_values
 from catalog.client import openrouter_client
 from catalog.models import CatalogModel, Family, PriceChange, SyncRun, SyncStatus
-from catalog.sync import model_values, sync_catalog
+from catalog.sync import sync_catalog
 from core.models import Alert
 from tests.fake_openrouter import load_snapshot, requires_recorded
 
