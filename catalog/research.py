@@ -36,6 +36,7 @@ from catalog.selectors import current_rankings_queryset
 from catalog.sync import Progress, run_catalog_job
 from core.alerts import NewAlert, raise_alerts
 from core.models import Alert, DataVersion
+from core.money import decimal_str
 from openrouter import (
     AsyncOpenRouterClient,
     ModelList,
@@ -171,7 +172,7 @@ def refresh_endpoints(model_ids: list[str], *, errors: list[str], progress: Prog
                     quantization=(ep.quantization or "")[:50],
                     context_length=ep.context_length,
                     max_completion_tokens=ep.max_completion_tokens,
-                    pricing={k: (None if v is None else format(v, "f")) for k, v in (ep.pricing or {}).items()},
+                    pricing={k: decimal_str(v) for k, v in (ep.pricing or {}).items()},
                     status=ep.status,
                     uptime_last_30m=ep.uptime_last_30m,
                     latency_last_30m=getattr(ep, "latency_last_30m", None),

@@ -31,6 +31,7 @@ from catalog.models import (
 from catalog.tasks import queue_catalog_job
 from core.admin_mixins import plural, pretty_json
 from core.models import DataVersion
+from core.money import decimal_str
 
 # The compact capability column: one letter per capability, in CAPABILITIES order.
 CAPABILITY_LETTERS = {
@@ -188,7 +189,7 @@ class CatalogModelAdmin(admin.ModelAdmin):
         if obj.variable_pricing:
             return "variable"
         value = obj.per_million(key)
-        return EMPTY if value is None else format(value, "f")
+        return EMPTY if value is None else decimal_str(value)
 
     @admin.display(description="prompt $/M", ordering="price_prompt")
     def prompt_per_million(self, obj: CatalogModel) -> str:
