@@ -136,3 +136,8 @@ def test_the_move_to_core_can_be_undone_back_to_the_old_layout(old_layout):
     assert ContentType.objects.filter(app_label="catalog", model="catalogalert").exists()
     assert not ContentType.objects.filter(app_label="core").exists()
     assert apps.get_model("auth", "Permission").objects.filter(codename="view_catalogalert").exists()
+
+
+def test_the_models_and_the_migrations_agree():
+    # Moving models between apps is where a state-only migration drifts from the models.
+    call_command("makemigrations", "--check", "--dry-run", verbosity=0)
