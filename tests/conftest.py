@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from core.models import ApiKey, Scope
+from core.models import Scope
+from tests.factories import ApiKeyFactory
 
 pytest_plugins = ["tests.fake_openrouter"]
 
@@ -30,8 +31,7 @@ def make_api_key(db):
     """make_api_key("route", "catalog:sync") -> the raw key."""
 
     def make(*scopes: str, name: str = "test key") -> str:
-        _, raw = ApiKey.issue(name=name, scopes=list(scopes) or [Scope.ROUTE])
-        return raw
+        return ApiKeyFactory(name=name, scopes=list(scopes) or [Scope.ROUTE]).raw_key
 
     return make
 

@@ -6,10 +6,8 @@ import pytest
 from django.contrib.auth.models import User
 
 from catalog.models import AlertKind
-from core.models import Alert
-from routing.models import Role
 from tests.browser.conftest import PASSWORD, login
-from tests.factories import CatalogModelFactory
+from tests.factories import AlertFactory, CatalogModelFactory, RoleFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -43,7 +41,7 @@ def test_log_in_and_see_the_dashboard_with_its_figures(page, admin_user):
 def test_disable_a_model_and_the_next_route_avoids_it(page, admin_user, api_client):
     CatalogModelFactory(id="acme/cheap", price_prompt="0.0000001", price_completion="0.0000002")
     CatalogModelFactory(id="acme/dear", price_prompt="0.00001", price_completion="0.00002")
-    Role.objects.create(slug="coder")
+    RoleFactory(slug="coder")
     assert route(api_client)["model"] == "acme/cheap"
 
     login(page, "admin")
@@ -58,7 +56,7 @@ def test_disable_a_model_and_the_next_route_avoids_it(page, admin_user, api_clie
 
 
 def test_acknowledge_an_alert(page, admin_user):
-    alert = Alert.objects.create(kind=AlertKind.SYNC_FAILED, key="sync_failed:", message="OpenRouter unreachable")
+    alert = AlertFactory(kind=AlertKind.SYNC_FAILED, message="OpenRouter unreachable")
 
     login(page, "admin")
     page.goto("/admin/core/alert/")

@@ -10,10 +10,9 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth.models import Group, User
 
-from costs.ingest import ingest_events
 from llmhive_site.groups import FINANCE
 from tests.browser.conftest import PASSWORD, login
-from tests.factories import CatalogModelFactory
+from tests.factories import CatalogModelFactory, ingest
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -27,22 +26,13 @@ def finance_user(db):
 
 def test_finance_downloads_the_daily_cost_csv_and_is_refused_a_model_page(page, finance_user, tmp_path):
     CatalogModelFactory(id="acme/a")
-    at = datetime.now(UTC) - timedelta(hours=2)
-    ingest_events(
-        [
-            {
-                "request_id": f"r{i}",
-                "occurred_at": at,
-                "model": "acme/a",
-                "role": role,
-                "strategy": "single",
-                "prompt_tokens": 1000,
-                "completion_tokens": 100,
-                "cost_usd": Decimal("0.125"),
-                "success": True,
-            }
-            for i, role in enumerate(["coder", "=cmd|' /C calc'!A0", "writer"])
-        ]
+    ingest(
+        *[{"role": role} for role in ["coder", "=cmd|' /C calc'!A0", "writer"]],
+        occurred_at=datetime.now(UTC) - timedelta(hours=2),
+        model="acme/a",
+        prompt_tokens=1000,
+        completion_tokens=100,
+        cost_usd=Decimal("0.125"),
     )
 
     login(page, "fiona")

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import User
 
-from routing.models import EscalationOverride, Role, RolePreference
+from routing.models import EscalationOverride, RolePreference
 from tests.browser.conftest import PASSWORD, login
-from tests.factories import CatalogModelFactory
+from tests.factories import CatalogModelFactory, RoleFactory, RolePreferenceFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -34,9 +34,9 @@ def pick(page, field_id: str, text: str) -> None:
 
 
 def test_reorder_a_roles_preferences_and_the_next_route_follows(page, admin_user, models, api_client):
-    role = Role.objects.create(slug="coder", required_capabilities=["supports_tools"])
+    role = RoleFactory(slug="coder", required_capabilities=["supports_tools"])
     for position, model in enumerate(models[:3], start=1):
-        RolePreference.objects.create(role=role, model=model, position=position * 10)
+        RolePreferenceFactory(role=role, model=model, position=position * 10)
     assert api_client.post_json("/api/v1/route", {"role": "coder"}).json()["model"] == "acme/alpha"
 
     login(page, "admin")
@@ -56,7 +56,7 @@ def test_reorder_a_roles_preferences_and_the_next_route_follows(page, admin_user
 
 
 def test_add_an_escalation_override_and_escalate_follows_it(page, admin_user, models, api_client):
-    Role.objects.create(slug="coder", required_capabilities=["supports_tools"])
+    RoleFactory(slug="coder", required_capabilities=["supports_tools"])
 
     login(page, "admin")
     page.goto("/admin/routing/escalationoverride/add/")

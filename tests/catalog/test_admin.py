@@ -27,11 +27,10 @@ from catalog.models import (
     ModelStatus,
     PriceChange,
     SyncKind,
-    SyncRun,
     SyncStatus,
 )
 from core.models import Alert
-from tests.factories import CatalogModelFactory, CategoryFactory, FamilyFactory
+from tests.factories import AlertFactory, CatalogModelFactory, CategoryFactory, FamilyFactory, SyncRunFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -329,7 +328,7 @@ def test_sync_now_does_not_queue_on_get(admin_client):
 
 
 def test_force_sync_asks_for_confirmation_first(admin_client):
-    SyncRun.objects.create(
+    SyncRunFactory(
         kind=SyncKind.SYNC,
         status=SyncStatus.FAILED,
         error="the list would mark 40 of 50 active models missing (80%, limit 20%)",
@@ -347,10 +346,8 @@ def test_force_sync_asks_for_confirmation_first(admin_client):
 
 def test_force_sync_says_when_the_last_sync_did_not_fail(admin_client):
     earlier = timezone.now() - timedelta(hours=6)
-    SyncRun.objects.create(
-        kind=SyncKind.SYNC, status=SyncStatus.FAILED, error="an empty model list", started_at=earlier
-    )
-    SyncRun.objects.create(kind=SyncKind.SYNC, status=SyncStatus.SUCCEEDED)
+    SyncRunFactory(kind=SyncKind.SYNC, status=SyncStatus.FAILED, error="an empty model list", started_at=earlier)
+    SyncRunFactory(kind=SyncKind.SYNC, status=SyncStatus.SUCCEEDED)
 
     content = admin_client.get(reverse("admin:catalog_catalogmodel_force_sync")).content.decode()
 
@@ -502,10 +499,10 @@ def test_categories_can_be_retired_from_the_list(admin_client):
 
 def test_sync_runs_are_listed_with_a_coloured_status(admin_client):
     started = timezone.now() - timedelta(seconds=90)
-    SyncRun.objects.create(
+    SyncRunFactory(
         status=SyncStatus.SUCCEEDED, started_at=started, finished_at=started + timedelta(seconds=4), seen=300
     )
-    SyncRun.objects.create(status=SyncStatus.FAILED, error="OpenRouter answered 503 " + "x" * 200)
+    SyncRunFactory(status=SyncStatus.FAILED, error="OpenRouter answered 503 " + "x" * 200)
 
     content = admin_client.get(reverse("admin:catalog_syncrun_changelist")).content.decode()
 
@@ -519,8 +516,8 @@ def test_sync_runs_are_listed_with_a_coloured_status(admin_client):
     "params, expected", [({"status__exact": "failed"}, "failed"), ({"kind__exact": "research"}, "research")]
 )
 def test_sync_runs_can_be_filtered(admin_client, params, expected):
-    failed = SyncRun.objects.create(status=SyncStatus.FAILED)
-    research = SyncRun.objects.create(kind=SyncKind.RESEARCH, status=SyncStatus.SUCCEEDED, trigger="admin")
+    failed = SyncRunFactory(status=SyncStatus.FAILED)
+    research = SyncRunFactory(kind=SyncKind.RESEARCH, status=SyncStatus.SUCCEEDED, trigger="admin")
 
     assert listed(admin_client, "admin:catalog_syncrun_changelist", **params) == [
         failed.pk if expected == "failed" else research.pk
@@ -529,7 +526,7 @@ def test_sync_runs_can_be_filtered(admin_client, params, expected):
 
 
 def test_sync_runs_are_read_only(admin_client):
-    run = SyncRun.objects.create(status=SyncStatus.SUCCEEDED, details={"added_ids": ["acme/new"]})
+    run = SyncRunFactory(status=SyncStatus.SUCCEEDED, details={"added_ids": ["acme/new"]})
     change_url = reverse("admin:catalog_syncrun_change", args=[run.pk])
 
     response = admin_client.get(change_url)
@@ -550,14 +547,8 @@ def test_sync_runs_are_read_only(admin_client):
 
 def alert(key: str, *, age_hours: int = 0, acknowledged: bool = False, **kwargs) -> Alert:
     created = timezone.now() - timedelta(hours=age_hours)
-    return Alert.objects.create(
-        kind=kwargs.pop("kind", AlertKind.NEW_MODEL),
-        key=key,
-        message=f"alert {key}",
-        created_at=created,
-        last_raised_at=created,
-        acknowledged_at=created if acknowledged else None,
-        **kwargs,
+    return AlertFactory(
+        key=key, message=f"alert {key}", created_at=created, acknowledged_at=created if acknowledged else None, **kwargs
     )
 
 
@@ -623,7 +614,7 @@ def test_alerts_are_read_only_apart_from_acknowledging(admin_client):
 
 
 def test_rankings_are_a_read_only_list_filtered_by_category(admin_client, django_assert_max_num_queries):
-    run = SyncRun.objects.create(kind=SyncKind.RESEARCH, status=SyncStatus.SUCCEEDED)
+    run = SyncRunFactory(kind=SyncKind.RESEARCH, status=SyncStatus.SUCCEEDED)
     programming, legal = CategoryFactory(slug="zz-programming"), CategoryFactory(slug="zz-legal")
     for rank in range(1, 21):
         model = CatalogModelFactory()

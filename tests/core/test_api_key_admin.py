@@ -8,10 +8,10 @@ from http import HTTPStatus
 import pytest
 from django.contrib.messages import get_messages
 from django.urls import reverse
-from django.utils import timezone
 
 from core.auth import key_cache
 from core.models import ApiKey, Scope
+from tests.factories import ApiKeyFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -66,7 +66,7 @@ def test_a_key_needs_at_least_one_scope(admin_client):
 
 
 def test_the_change_form_edits_name_and_scopes_only(admin_client):
-    key, raw = ApiKey.issue(name="old name", scopes=[Scope.ROUTE])
+    key = ApiKeyFactory(name="old name", scopes=[Scope.ROUTE])
     url = reverse("admin:core_apikey_change", args=[key.pk])
 
     response = admin_client.get(url)
@@ -80,13 +80,11 @@ def test_the_change_form_edits_name_and_scopes_only(admin_client):
     assert response.status_code == HTTPStatus.FOUND
     key.refresh_from_db()
     assert (key.name, key.scopes) == ("new name", ["costs:read", "route"])
-    assert key_cache.lookup(raw).pk == key.pk  # prefix and hash untouched
+    assert key_cache.lookup(key.raw_key).pk == key.pk  # prefix and hash untouched
 
 
 def test_it_revokes_selected_keys(admin_client):
-    first, first_raw = ApiKey.issue(name="first", scopes=[Scope.ROUTE])
-    second, _ = ApiKey.issue(name="second", scopes=[Scope.ROUTE])
-    kept, kept_raw = ApiKey.issue(name="kept", scopes=[Scope.ROUTE])
+    first, second, kept = (ApiKeyFactory(name=name, scopes=[Scope.ROUTE]) for name in ("first", "second", "kept"))
 
     response = admin_client.post(
         reverse("admin:core_apikey_changelist"),
@@ -97,12 +95,12 @@ def test_it_revokes_selected_keys(admin_client):
     assert "Revoked 2 API keys." in [str(m) for m in get_messages(response.wsgi_request)]
     assert ApiKey.objects.count() == 3
     assert set(ApiKey.objects.filter(revoked_at__isnull=False).values_list("name", flat=True)) == {"first", "second"}
-    assert key_cache.lookup(first_raw) is None
-    assert key_cache.lookup(kept_raw).pk == kept.pk
+    assert key_cache.lookup(first.raw_key) is None
+    assert key_cache.lookup(kept.raw_key).pk == kept.pk
 
 
 def test_keys_cannot_be_deleted(admin_client):
-    key, _ = ApiKey.issue(name="k", scopes=[Scope.ROUTE])
+    key = ApiKeyFactory(scopes=[Scope.ROUTE])
 
     response = admin_client.post(reverse("admin:core_apikey_delete", args=[key.pk]), {"post": "yes"})
 
@@ -112,9 +110,7 @@ def test_keys_cannot_be_deleted(admin_client):
 
 
 def test_a_revoked_key_is_read_only(admin_client):
-    key, _ = ApiKey.issue(name="k", scopes=[Scope.ROUTE])
-    key.revoked_at = timezone.now()
-    key.save()
+    key = ApiKeyFactory(scopes=[Scope.ROUTE], revoked=True)
     url = reverse("admin:core_apikey_change", args=[key.pk])
 
     response = admin_client.get(url)
@@ -124,10 +120,8 @@ def test_a_revoked_key_is_read_only(admin_client):
 
 
 def test_the_key_list_shows_scopes_and_whether_revoked(admin_client):
-    live, _ = ApiKey.issue(name="live", scopes=[Scope.ROUTE, Scope.CATALOG_SYNC])
-    gone, _ = ApiKey.issue(name="gone", scopes=[Scope.ROUTE])
-    gone.revoked_at = timezone.now()
-    gone.save()
+    live = ApiKeyFactory(name="live", scopes=[Scope.ROUTE, Scope.CATALOG_SYNC])
+    gone = ApiKeyFactory(name="gone", scopes=[Scope.ROUTE], revoked=True)
 
     response = admin_client.get(reverse("admin:core_apikey_changelist"))
 

@@ -18,9 +18,8 @@ from django.urls import reverse
 
 from costs.admin import EstimatedCountPaginator
 from costs.charts import cost_chart_svg
-from costs.ingest import ingest_events
-from costs.models import Budget, BudgetScope, UsageEvent
-from tests.factories import CatalogModelFactory
+from costs.models import BudgetScope, UsageEvent
+from tests.factories import BudgetFactory, CatalogModelFactory, ingest
 
 pytestmark = pytest.mark.django_db
 
@@ -49,22 +48,22 @@ def events(
     cost: str = "0.01",
 ) -> None:
     day = day or datetime.now(UTC) - timedelta(hours=1)
-    ingest_events(
-        [
+    ingest(
+        *[
             {
                 "request_id": f"r{start + i}",
                 "occurred_at": day - timedelta(days=i % 3),
-                "model": model,
-                "role": role,
                 "strategy": f"s{(start + i) % 7}",
-                "prompt_tokens": 100,
-                "completion_tokens": 10,
-                "cost_usd": Decimal(cost),
                 "success": i % 4 != 0,
                 "latency_ms": 100 + i,
             }
             for i in range(n)
-        ]
+        ],
+        model=model,
+        role=role,
+        prompt_tokens=100,
+        completion_tokens=10,
+        cost_usd=cost,
     )
 
 
@@ -130,11 +129,11 @@ def test_cost_list_pages_take_a_fixed_number_of_queries(admin_client, model, nam
         return len(ctx)
 
     events(5)
-    Budget.objects.create(name="b0", limit_usd=Decimal("1"))
+    BudgetFactory(name="b0", limit_usd=Decimal("1"))
     small = queries()
     events(50, start=100)
     for i in range(1, 50):
-        Budget.objects.create(name=f"b{i}", scope=BudgetScope.ROLE, scope_value=f"r{i}", limit_usd=Decimal("1"))
+        BudgetFactory(name=f"b{i}", scope=BudgetScope.ROLE, scope_value=f"r{i}", limit_usd=Decimal("1"))
     assert queries() == small
 
 
@@ -187,9 +186,9 @@ def test_a_small_ledger_is_counted_exactly(model):
 
 
 def test_budgets_show_spend_remaining_and_state(admin_client, model):
-    Budget.objects.create(name="coder month", scope=BudgetScope.ROLE, scope_value="coder", limit_usd=Decimal("0.05"))
-    Budget.objects.create(name="writer month", scope=BudgetScope.ROLE, scope_value="writer", limit_usd=Decimal("0.02"))
-    Budget.objects.create(name="old", scope=BudgetScope.ROLE, scope_value="old", limit_usd=Decimal("1"), active=False)
+    BudgetFactory(name="coder month", scope=BudgetScope.ROLE, scope_value="coder", limit_usd=Decimal("0.05"))
+    BudgetFactory(name="writer month", scope=BudgetScope.ROLE, scope_value="writer", limit_usd=Decimal("0.02"))
+    BudgetFactory(name="old", scope=BudgetScope.ROLE, scope_value="old", limit_usd=Decimal("1"), active=False)
     events(4)  # 0.04 of 0.05: past the default soft limit
     events(3, start=10, role="writer")  # 0.03 of 0.02: exhausted
 

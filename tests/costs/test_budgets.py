@@ -11,28 +11,15 @@ from django.test.utils import CaptureQueriesContext
 
 from core.models import Alert
 from costs.budgets import BudgetBook, budget_statuses, check_budget_thresholds
-from costs.ingest import ingest_events
 from costs.models import AlertKind as CostAlertKind
 from costs.models import Budget, BudgetPeriod, BudgetScope, BudgetState, window_end, window_start
-from tests.factories import CatalogModelFactory
+from tests.factories import BudgetFactory, CatalogModelFactory, ingest
 
 pytestmark = pytest.mark.django_db
 
 
 def spend(request_id: str, at: datetime, cost: str, *, role="coder", strategy="single", model="acme/model") -> None:
-    ingest_events(
-        [
-            {
-                "request_id": request_id,
-                "occurred_at": at,
-                "model": model,
-                "role": role,
-                "strategy": strategy,
-                "cost_usd": Decimal(cost),
-                "success": True,
-            }
-        ]
-    )
+    ingest(request_id=request_id, occurred_at=at, model=model, role=role, strategy=strategy, cost_usd=cost)
 
 
 @pytest.fixture(autouse=True)
@@ -57,7 +44,7 @@ def test_windows_are_utc_days_iso_weeks_and_calendar_months(period, day, start, 
 
 
 def test_spend_counts_the_events_of_the_window_only_at_the_month_edge():
-    budget = Budget.objects.create(name="all", period=BudgetPeriod.MONTH, limit_usd=Decimal("10"))
+    budget = BudgetFactory(name="all", period=BudgetPeriod.MONTH, limit_usd=Decimal("10"))
     spend("jan-last", datetime(2026, 1, 31, 23, 59, 59, 999999, tzinfo=UTC), "1.25")
     spend("feb-first", datetime(2026, 2, 1, 0, 0, tzinfo=UTC), "2.5")
     spend("feb-late", datetime(2026, 2, 28, 23, 0, tzinfo=UTC), "0.00000001")
@@ -72,7 +59,7 @@ def test_spend_counts_the_events_of_the_window_only_at_the_month_edge():
 
 
 def test_a_day_budget_starts_again_at_utc_midnight_without_forgetting_history():
-    budget = Budget.objects.create(name="daily", period=BudgetPeriod.DAY, limit_usd=Decimal("1"))
+    budget = BudgetFactory(name="daily", period=BudgetPeriod.DAY, limit_usd=Decimal("1"))
     spend("late", datetime(2026, 3, 9, 23, 30, tzinfo=UTC), "1")
 
     assert budget_statuses([budget], today=date(2026, 3, 9))[0].state == BudgetState.EXHAUSTED
@@ -88,10 +75,10 @@ def test_scoped_budgets_count_only_their_role_strategy_or_model():
     spend("b", at, "2", role="writer", strategy="ensemble")
     spend("c", at, "4", role="writer", strategy="single", model="acme/other")
     budgets = [
-        Budget.objects.create(name="g", limit_usd=100),
-        Budget.objects.create(name="r", scope=BudgetScope.ROLE, scope_value="writer", limit_usd=100),
-        Budget.objects.create(name="s", scope=BudgetScope.STRATEGY, scope_value="single", limit_usd=100),
-        Budget.objects.create(name="m", scope=BudgetScope.MODEL, scope_value="acme/other", limit_usd=100),
+        BudgetFactory(name="g", limit_usd=100),
+        BudgetFactory(name="r", scope=BudgetScope.ROLE, scope_value="writer", limit_usd=100),
+        BudgetFactory(name="s", scope=BudgetScope.STRATEGY, scope_value="single", limit_usd=100),
+        BudgetFactory(name="m", scope=BudgetScope.MODEL, scope_value="acme/other", limit_usd=100),
     ]
 
     spent = {s.budget.name: s.spent_usd for s in budget_statuses(budgets)}
@@ -100,14 +87,14 @@ def test_scoped_budgets_count_only_their_role_strategy_or_model():
 
 
 def test_states_follow_the_soft_and_hard_limits():
-    budget = Budget.objects.create(name="b", limit_usd=Decimal("10"), soft_limit_percent=80)
+    budget = BudgetFactory(name="b", limit_usd=Decimal("10"), soft_limit_percent=80)
     assert budget.state_for(Decimal("7.99")) == BudgetState.OK
     assert budget.state_for(Decimal("8")) == BudgetState.SOFT_LIMIT
     assert budget.state_for(Decimal("10")) == BudgetState.EXHAUSTED
 
 
 def test_threshold_alerts_are_raised_once_per_window_and_level():
-    Budget.objects.create(name="daily", period=BudgetPeriod.DAY, limit_usd=Decimal("10"), soft_limit_percent=50)
+    BudgetFactory(name="daily", period=BudgetPeriod.DAY, limit_usd=Decimal("10"), soft_limit_percent=50)
     now = datetime.now(UTC)
 
     spend("1", now, "4")
@@ -127,7 +114,7 @@ def test_threshold_alerts_are_raised_once_per_window_and_level():
 
 
 def test_a_new_window_raises_its_own_alerts():
-    budget = Budget.objects.create(name="daily", period=BudgetPeriod.DAY, limit_usd=Decimal("1"))
+    budget = BudgetFactory(name="daily", period=BudgetPeriod.DAY, limit_usd=Decimal("1"))
     spend("mon", datetime(2026, 3, 9, 12, tzinfo=UTC), "1")
     spend("tue", datetime(2026, 3, 10, 12, tzinfo=UTC), "1")
 
@@ -140,8 +127,8 @@ def test_a_new_window_raises_its_own_alerts():
 
 
 def test_the_budget_book_answers_without_queries_in_steady_state():
-    Budget.objects.create(name="g", limit_usd=Decimal("5"))
-    Budget.objects.create(name="r", scope=BudgetScope.ROLE, scope_value="coder", limit_usd=Decimal("1"))
+    BudgetFactory(name="g", limit_usd=Decimal("5"))
+    BudgetFactory(name="r", scope=BudgetScope.ROLE, scope_value="coder", limit_usd=Decimal("1"))
     spend("1", datetime.now(UTC), "1")
     book = BudgetBook(ttl=3600)
     book.statuses()
@@ -156,7 +143,7 @@ def test_the_budget_book_answers_without_queries_in_steady_state():
 
 
 def test_the_budget_book_sees_a_changed_budget_at_once_and_new_spend_after_its_ttl():
-    budget = Budget.objects.create(name="g", limit_usd=Decimal("5"))
+    budget = BudgetFactory(name="g", limit_usd=Decimal("5"))
     book = BudgetBook(ttl=0.0)
     assert book.state_for().state == BudgetState.OK
     spend("1", datetime.now(UTC), "5")
@@ -175,7 +162,7 @@ def test_the_budget_book_sees_a_changed_budget_at_once_and_new_spend_after_its_t
 
 
 def test_budget_api_lists_spend_remaining_and_state(api_client):
-    Budget.objects.create(name="monthly", limit_usd=Decimal("10.5"), soft_limit_percent=50)
+    BudgetFactory(name="monthly", limit_usd=Decimal("10.5"), soft_limit_percent=50)
     spend("1", datetime.now(UTC), "6.25")
 
     rows = api_client.get("/api/v1/budgets").json()
@@ -205,7 +192,7 @@ def test_a_global_budget_with_a_scope_value_is_refused():
 
 def test_every_budget_book_sees_new_spend_and_edited_budgets_through_the_data_versions():
     """A book in another worker has no signal from this one: it learns from the versions."""
-    budget = Budget.objects.create(name="g", limit_usd=Decimal("5"))
+    budget = BudgetFactory(name="g", limit_usd=Decimal("5"))
     other_worker = BudgetBook(ttl=3600)
     assert other_worker.state_for().state == BudgetState.OK
 

@@ -11,11 +11,10 @@ from django.test import Client
 from django.urls import reverse
 
 from catalog.models import CatalogModel
-from costs.models import Budget
 from llmhive_site.groups import CURATORS, FINANCE, GROUPS, codenames, sync_groups
 from routing.models import Role
 from tests.costs.test_admin import events, export
-from tests.factories import CatalogModelFactory
+from tests.factories import BudgetFactory, CatalogModelFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -98,7 +97,7 @@ def test_curators_edit_catalog_routing_and_budgets_but_export_nothing():
 def test_finance_sees_costs_and_exports_but_changes_nothing(catalog_model):
     events(3)
     finance = member(FINANCE, "fin")
-    budget = Budget.objects.create(name="g", limit_usd=Decimal("10"))
+    budget = BudgetFactory(name="g", limit_usd=Decimal("10"))
 
     assert finance.get(reverse("admin:costs_dailycost_changelist")).status_code == 200
     assert finance.get(reverse("admin:costs_usageevent_changelist")).status_code == 200
@@ -130,7 +129,7 @@ def test_finance_sees_costs_and_exports_but_changes_nothing(catalog_model):
 
 def test_curators_change_a_model_and_a_budget_but_cannot_export(catalog_model):
     curator = member(CURATORS, "cur")
-    budget = Budget.objects.create(name="g", limit_usd=Decimal("10"))
+    budget = BudgetFactory(name="g", limit_usd=Decimal("10"))
 
     url = reverse("admin:catalog_catalogmodel_change", args=[catalog_model.pk])
     page = curator.get(url)

@@ -11,9 +11,10 @@ from http import HTTPStatus
 import pytest
 from django.utils import timezone
 
-from catalog.models import SyncRun, SyncStatus
+from catalog.models import SyncRun
 from health.checks import run_health_checks
 from tests.conftest import ApiClient
+from tests.factories import SyncRunFactory
 from tests.fake_openrouter import status
 from tests.health.conftest import DOWN
 
@@ -75,7 +76,7 @@ def private_cache(settings, tmp_path):
 
 def fresh_catalog(age: timedelta = timedelta(minutes=5)) -> None:
     finished = timezone.now() - age
-    SyncRun.objects.create(status=SyncStatus.SUCCEEDED, started_at=finished, finished_at=finished)
+    SyncRunFactory(started_at=finished, finished_at=finished)  # a successful sync
 
 
 def a_worker_reports_in() -> None:

@@ -11,17 +11,24 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from catalog.models import CategoryRanking, ModelStatus, SyncRun
+from catalog.models import CategoryRanking, ModelStatus
 from core.locks import hold_lock
-from costs.ingest import ingest_events
 from costs.models import UsageEvent
 from health.checks import models_to_check, run_health_checks
 from health.models import HealthCheckRun, ModelHealthCheck
 from health.pings import spent_today
 from health.probing import PING_LOCK, HealthCheckError, run_async
 from health.selectors import HEALTH_STRATEGY
-from routing.models import EscalationOverride, Role, RolePreference
-from tests.factories import CatalogModelFactory, CategoryFactory, FamilyFactory
+from tests.factories import (
+    CatalogModelFactory,
+    CategoryFactory,
+    EscalationOverrideFactory,
+    FamilyFactory,
+    RoleFactory,
+    RolePreferenceFactory,
+    SyncRunFactory,
+    ingest,
+)
 from tests.fake_openrouter import Reply, drop, error_body, error_json, status, timeout
 from tests.health.conftest import DOWN, UP, completion, endpoint, ids, recorded_reply
 
@@ -176,17 +183,12 @@ def test_todays_ping_spend_counts_and_once_the_cap_is_reached_nothing_is_pinged(
     settings.LLMHIVE_HEALTH_PING_DAILY_CAP_USD = Decimal("0.0001")
     slow_pings(fake_openrouter, acme)
     # Yesterday's pings do not count against today.
-    ingest_events(
-        [
-            {
-                "request_id": "health:0:acme/m0",
-                "occurred_at": timezone.now() - timedelta(days=1),
-                "model": "acme/m0",
-                "strategy": HEALTH_STRATEGY,
-                "success": True,
-                "cost_usd": Decimal("1"),
-            }
-        ]
+    ingest(
+        request_id="health:0:acme/m0",
+        occurred_at=timezone.now() - timedelta(days=1),
+        model="acme/m0",
+        strategy=HEALTH_STRATEGY,
+        cost_usd=Decimal("1"),
     )
 
     pinged = [run_health_checks(model_ids=ids(acme)).pinged for _ in range(5)]
@@ -387,33 +389,18 @@ def test_by_default_the_models_that_matter_are_checked(db, no_key):
     made["disabled"].save()
     made["missing"].status = ModelStatus.MISSING
     made["missing"].save()
-    role = Role.objects.create(slug="coder")
-    RolePreference.objects.create(role=role, model=made["preferred"], position=1)
-    RolePreference.objects.create(role=role, family=family, position=2)
-    RolePreference.objects.create(role=role, model=made["disabled"], position=3)
-    EscalationOverride.objects.create(from_model=made["override-from"], to_model=made["override-to"], position=1)
-    run = SyncRun.objects.create(kind="research", status="succeeded")
+    role = RoleFactory(slug="coder")
+    RolePreferenceFactory(role=role, model=made["preferred"])
+    RolePreferenceFactory(role=role, family=family)
+    RolePreferenceFactory(role=role, model=made["disabled"])
+    EscalationOverrideFactory(from_model=made["override-from"], to_model=made["override-to"])
+    run = SyncRunFactory(kind="research", status="succeeded")
     CategoryRanking.objects.create(category=CategoryFactory(slug="programming"), model=made["ranked"], rank=1, run=run)
     CategoryRanking.objects.create(category=CategoryFactory(slug="legal"), model=made["missing"], rank=1, run=run)
-    now = timezone.now()
-    ingest_events(
-        [
-            {"request_id": "u1", "occurred_at": now, "model": "acme/used", "strategy": "single", "success": True},
-            {
-                "request_id": "u2",
-                "occurred_at": now - timedelta(days=8),
-                "model": "acme/unrelated",
-                "strategy": "single",
-                "success": True,
-            },
-            {
-                "request_id": "u3",
-                "occurred_at": now,
-                "model": "acme/pinged-only",
-                "strategy": HEALTH_STRATEGY,
-                "success": True,
-            },
-        ]
+    ingest(
+        {"model": "acme/used"},
+        {"model": "acme/unrelated", "occurred_at": timezone.now() - timedelta(days=8)},
+        {"model": "acme/pinged-only", "strategy": HEALTH_STRATEGY},
     )
 
     assert set(models_to_check()) == {

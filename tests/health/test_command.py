@@ -68,11 +68,11 @@ def test_a_failing_model_in_the_table_exits_1_with_the_summary(acme, fake_openro
 
 
 def test_top_limits_the_models_that_matter(acme, fake_openrouter, no_key):
-    from routing.models import Role, RolePreference
+    from tests.factories import RoleFactory, RolePreferenceFactory
 
-    role = Role.objects.create(slug="coder")
+    role = RoleFactory(slug="coder")
     for position, model in enumerate(acme):
-        RolePreference.objects.create(role=role, model=model, position=position)
+        RolePreferenceFactory(role=role, model=model, position=position)
 
     out, code = command("--top", "2", "--json")
 

@@ -11,9 +11,7 @@ import httpx
 import pytest
 from django.urls import reverse
 
-from core.models import ApiKey
-from routing.models import Role, RolePreference
-from tests.factories import CatalogModelFactory
+from tests.factories import ApiKeyFactory, CatalogModelFactory, RoleFactory, RolePreferenceFactory
 from tests.servers import gunicorn
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -49,10 +47,10 @@ def test_a_disabled_model_and_a_moved_preference_reach_every_worker_within_a_sec
     first = CatalogModelFactory(id="acme/first", supports_tools=True)
     second = CatalogModelFactory(id="acme/second", supports_tools=True)
     CatalogModelFactory(id="acme/third", supports_tools=True)
-    role = Role.objects.create(slug="coder", required_capabilities=["supports_tools"])
-    pref_first = RolePreference.objects.create(role=role, model=first, position=10)
-    pref_second = RolePreference.objects.create(role=role, model=second, position=20)
-    _, key = ApiKey.issue(name="propagation", scopes=["route"])
+    role = RoleFactory(slug="coder", required_capabilities=["supports_tools"])
+    pref_first = RolePreferenceFactory(role=role, model=first, position=10)
+    pref_second = RolePreferenceFactory(role=role, model=second, position=20)
+    key = ApiKeyFactory(name="propagation", scopes=["route"]).raw_key
 
     with gunicorn(workers=3) as base:
         url = f"{base}/api/v1/route"

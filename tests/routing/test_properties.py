@@ -24,8 +24,9 @@ from catalog.models import CAPABILITIES, CatalogModel, Family, ModelStatus
 from core.models import DataVersion
 from routing.api import EscalateOut, RouteOut
 from routing.decision import EscalateRequest, RouteRequest, RoutingError, decide, escalate
-from routing.models import EscalationOverride, Role, RolePreference
+from routing.models import EscalationOverride
 from routing.snapshot import build_snapshot
+from tests.factories import EscalationOverrideFactory, RoleFactory, RolePreferenceFactory
 from tests.fake_openrouter import SNAPSHOT_DATES, load_snapshot, requires_recorded, snapshot_path
 
 pytestmark = [pytest.mark.django_db, requires_recorded]
@@ -61,7 +62,7 @@ def world(db):
     CatalogModel.objects.filter(id__in=ids[::17]).update(enabled=False)
     CatalogModel.objects.filter(id__in=ids[5::23]).update(expiration_date=yesterday)
     CatalogModel.objects.filter(id__in=ids[9::29]).update(status=ModelStatus.MISSING)
-    roles = {slug: Role.objects.create(slug=slug, **spec) for slug, spec in ROLES.items()}
+    roles = {slug: RoleFactory(slug=slug, **spec) for slug, spec in ROLES.items()}
 
     tools = list(
         CatalogModel.objects.filter(supports_tools=True, context_length__gte=64_000)
@@ -70,13 +71,13 @@ def world(db):
     )
     disabled_tool_model = CatalogModel.objects.filter(supports_tools=True, enabled=False).order_by("id").first()
     for position, model_id in enumerate([disabled_tool_model.id, tools[40], tools[3]]):
-        RolePreference.objects.create(role=roles["coder"], model_id=model_id, position=position)
+        RolePreferenceFactory(role=roles["coder"], model_id=model_id, position=position)
     family = Family.objects.filter(slug="claude-4.5").first() or Family.objects.first()
-    RolePreference.objects.create(role=roles["coder"], family=family, position=9)
+    RolePreferenceFactory(role=roles["coder"], family=family, position=9)
     # A chain a → b → c and a family override, some for one role only.
-    EscalationOverride.objects.create(from_model_id=tools[0], to_model_id=tools[1], position=1)
-    EscalationOverride.objects.create(from_model_id=tools[1], to_model_id=tools[2], position=2)
-    EscalationOverride.objects.create(from_family=family, to_model_id=tools[5], role=roles["coder"], position=3)
+    EscalationOverrideFactory(from_model_id=tools[0], to_model_id=tools[1], position=1)
+    EscalationOverrideFactory(from_model_id=tools[1], to_model_id=tools[2], position=2)
+    EscalationOverrideFactory(from_family=family, to_model_id=tools[5], role=roles["coder"], position=3)
     rows = {m["id"]: m for m in CatalogModel.objects.values()}
     return {"rows": rows, "ids": ids, "roles": roles, "snapshot": build_snapshot(DataVersion.current())}
 

@@ -7,15 +7,22 @@ from decimal import Decimal
 
 import pytest
 
-from catalog.models import CATALOG_VERSION, Category, CategoryRanking, Family, SyncRun
+from catalog.models import CATALOG_VERSION, Category, CategoryRanking, Family
 from catalog.sync import _fail
 from core.models import DataVersion
-from costs.ingest import ingest_events
-from costs.models import Budget, BudgetAction, BudgetScope
+from costs.models import BudgetAction, BudgetScope
 from health.models import HEALTH_VERSION
 from routing.api import RouteOut
-from routing.models import EscalationOverride, Role, RolePreference
-from tests.factories import CatalogModelFactory
+from tests.factories import (
+    BudgetFactory,
+    CatalogModelFactory,
+    EscalationOverrideFactory,
+    FamilyFactory,
+    RoleFactory,
+    RolePreferenceFactory,
+    SyncRunFactory,
+    ingest,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -24,7 +31,7 @@ REASONING = ["tools", "reasoning", "max_tokens"]
 
 @pytest.fixture
 def catalog(db):
-    fam = Family.objects.create(slug="acme-pro", name="Acme Pro", pattern="acme/pro-*", priority=5)
+    fam = FamilyFactory(slug="acme-pro", name="Acme Pro", pattern="acme/pro-*", priority=5)
     models = {
         "cheap": CatalogModelFactory(
             id="acme/cheap",
@@ -71,7 +78,7 @@ def catalog(db):
 
 @pytest.fixture
 def coder(catalog):
-    return Role.objects.create(slug="coder", required_capabilities=["supports_tools"], min_context_length=32_000)
+    return RoleFactory(slug="coder", required_capabilities=["supports_tools"], min_context_length=32_000)
 
 
 def route(client, **body):
@@ -138,8 +145,8 @@ def test_exclusions_and_max_cost_are_honoured(api_client, coder):
 
 
 def test_role_preferences_come_first_in_order(api_client, coder, catalog):
-    RolePreference.objects.create(role=coder, model=catalog["mid"], position=0)
-    RolePreference.objects.create(role=coder, family=Family.objects.get(slug="acme-pro"), position=1)
+    RolePreferenceFactory(role=coder, model=catalog["mid"], position=0)
+    RolePreferenceFactory(role=coder, family=Family.objects.get(slug="acme-pro"), position=1)
 
     body = route(api_client, accuracy="economy").json()
 
@@ -157,20 +164,7 @@ def test_a_disabled_model_disappears_from_the_next_decision(api_client, coder, c
 
 
 def test_outcomes_move_the_learned_quality(api_client, coder):
-    events = [
-        {
-            "request_id": f"e{i}",
-            "occurred_at": datetime.now(UTC),
-            "model": "acme/cheap",
-            "role": "coder",
-            "strategy": "single",
-            "success": i % 10 == 0,
-            "prompt_tokens": 10,
-            "completion_tokens": 10,
-        }
-        for i in range(200)
-    ]
-    ingest_events(events)
+    ingest(*[{"success": i % 10 == 0} for i in range(200)], model="acme/cheap", prompt_tokens=10, completion_tokens=10)
 
     body = route(api_client, accuracy="balanced").json()
     cheap = next(c for c in body["candidates"] if c["model"] == "acme/cheap")
@@ -181,21 +175,10 @@ def test_outcomes_move_the_learned_quality(api_client, coder):
 
 
 def test_a_blocking_budget_answers_402_and_a_downgrading_one_goes_economy(api_client, coder):
-    budget = Budget.objects.create(
+    budget = BudgetFactory(
         name="coder", scope=BudgetScope.ROLE, scope_value="coder", limit_usd=Decimal("1"), action=BudgetAction.BLOCK
     )
-    ingest_events(
-        [
-            {
-                "request_id": "x",
-                "occurred_at": datetime.now(UTC),
-                "model": "acme/mid",
-                "role": "coder",
-                "success": True,
-                "cost_usd": Decimal("1"),
-            }
-        ]
-    )
+    ingest(model="acme/mid", role="coder", cost_usd=Decimal("1"))
 
     blocked = route(api_client, accuracy="high")
     assert blocked.status_code == 402 and blocked.json()["code"] == "budget_exhausted"
@@ -211,7 +194,7 @@ def test_a_blocking_budget_answers_402_and_a_downgrading_one_goes_economy(api_cl
 
 def test_the_category_ranking_drives_quality(api_client, coder, catalog):
     category = Category.objects.get(slug="programming")
-    run = SyncRun.objects.create(kind="research")
+    run = SyncRunFactory(kind="research")
     for rank, key in enumerate(["mid", "cheap", "pro"], start=1):
         CategoryRanking.objects.create(
             category=category, model=catalog[key], rank=rank, run=run, observed_at=run.started_at
@@ -223,7 +206,7 @@ def test_the_category_ranking_drives_quality(api_client, coder, catalog):
 
 
 def test_an_empty_catalog_answers_with_the_bootstrap_models(api_client, settings, db):
-    Role.objects.create(slug="coder")
+    RoleFactory(slug="coder")
     settings.BOOTSTRAP_FALLBACK_MODELS = ["boot/a", "boot/b", "boot/c"]
 
     body = route(api_client).json()
@@ -234,16 +217,16 @@ def test_an_empty_catalog_answers_with_the_bootstrap_models(api_client, settings
 def test_a_catalog_of_disabled_models_after_a_good_sync_is_no_eligible_model_not_bootstrap(api_client, settings, db):
     # The bootstrap rule (no routable model *and* the last sync failed) lived in a selector that
     # routing never called: any catalog without routable models answered with the bootstrap list.
-    Role.objects.create(slug="coder")
+    RoleFactory(slug="coder")
     settings.BOOTSTRAP_FALLBACK_MODELS = ["boot/a", "boot/b"]
     CatalogModelFactory(id="acme/off", enabled=False)
-    SyncRun.objects.create(kind="sync", status="succeeded", finished_at=datetime.now(UTC))
+    SyncRunFactory(kind="sync", status="succeeded", finished_at=datetime.now(UTC))
     DataVersion.bump(CATALOG_VERSION)
 
     response = route(api_client)
     assert response.status_code == 422 and response.json()["code"] == "no_eligible_model"
 
-    failed = SyncRun.objects.create(kind="sync", status="running")
+    failed = SyncRunFactory(kind="sync", status="running")
     _fail(failed, "OpenRouter is unreachable")
     failed.save()
 
@@ -252,7 +235,7 @@ def test_a_catalog_of_disabled_models_after_a_good_sync_is_no_eligible_model_not
 
 
 def test_escalate_uses_overrides_first_then_dynamic(api_client, coder, catalog):
-    EscalationOverride.objects.create(from_model=catalog["cheap"], to_model=catalog["pro2"], position=0)
+    EscalationOverrideFactory(from_model=catalog["cheap"], to_model=catalog["pro2"])
 
     first = api_client.post_json(
         "/api/v1/escalate", {"role": "coder", "failed_model": "acme/cheap", "reason": "timeout"}

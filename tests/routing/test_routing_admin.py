@@ -8,10 +8,16 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
-from catalog.models import Family
 from core.models import DataVersion
-from routing.models import ROUTING_VERSION, EscalationOverride, Role, RolePreference, Strategy, StrategyStat
-from tests.factories import CatalogModelFactory
+from routing.models import ROUTING_VERSION, EscalationOverride, Role, Strategy, StrategyStat
+from tests.factories import (
+    CatalogModelFactory,
+    EscalationOverrideFactory,
+    FamilyFactory,
+    RoleFactory,
+    RolePreferenceFactory,
+    StrategyFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -87,8 +93,8 @@ def test_a_preference_for_a_model_lacking_a_required_capability_is_refused(admin
 
 
 def test_ticking_a_capability_checks_the_existing_preferences_in_the_same_submit(admin_client, models):
-    role = Role.objects.create(slug="coder", required_capabilities=[])
-    pref = RolePreference.objects.create(role=role, model_id="acme/plain", position=10)
+    role = RoleFactory(slug="coder", required_capabilities=[])
+    pref = RolePreferenceFactory(role=role, model_id="acme/plain", position=10)
     data = role_form(
         **{
             "preferences-TOTAL_FORMS": "1",
@@ -110,9 +116,9 @@ def test_ticking_a_capability_checks_the_existing_preferences_in_the_same_submit
 
 
 def test_reordering_preferences_moves_the_routing_version(admin_client, models):
-    role = Role.objects.create(slug="coder", required_capabilities=["supports_tools"])
-    first = RolePreference.objects.create(role=role, model_id="acme/tools", position=10)
-    second = RolePreference.objects.create(role=role, model_id="acme/tools-2", position=20)
+    role = RoleFactory(slug="coder", required_capabilities=["supports_tools"])
+    first = RolePreferenceFactory(role=role, model_id="acme/tools", position=10)
+    second = RolePreferenceFactory(role=role, model_id="acme/tools-2", position=20)
     before = DataVersion.current().get(ROUTING_VERSION)
     data = role_form(
         **{
@@ -142,7 +148,7 @@ def test_reordering_preferences_moves_the_routing_version(admin_client, models):
 
 
 def test_an_override_that_would_make_a_cycle_is_refused_with_the_path(admin_client, models):
-    EscalationOverride.objects.create(from_model_id="acme/tools", to_model_id="acme/tools-2")
+    EscalationOverrideFactory(from_model_id="acme/tools", to_model_id="acme/tools-2")
 
     response = admin_client.post(
         reverse("admin:routing_escalationoverride_add"),
@@ -155,7 +161,7 @@ def test_an_override_that_would_make_a_cycle_is_refused_with_the_path(admin_clie
 
 
 def test_an_override_needs_a_model_or_a_family_not_both(admin_client, models):
-    family = Family.objects.create(slug="acme", name="Acme", pattern="acme/*", priority=1)
+    family = FamilyFactory(slug="acme", pattern="acme/*")
 
     both = admin_client.post(
         reverse("admin:routing_escalationoverride_add"),
@@ -187,12 +193,10 @@ def test_model_pickers_are_autocompletes(admin_client, models):
 def test_list_pages_take_a_fixed_number_of_queries(admin_client, models, django_assert_max_num_queries):
     def fill(n: int, start: int) -> None:
         for i in range(start, start + n):
-            role = Role.objects.create(slug=f"role-{i}", required_capabilities=["supports_tools"])
-            RolePreference.objects.create(role=role, model_id="acme/tools", position=10)
-            EscalationOverride.objects.create(
-                from_model_id="acme/tools", to_model_id="acme/tools-2", role=role, position=i
-            )
-            Strategy.objects.create(slug=f"strategy-{i}")
+            role = RoleFactory(slug=f"role-{i}", required_capabilities=["supports_tools"])
+            RolePreferenceFactory(role=role, model_id="acme/tools")
+            EscalationOverrideFactory(from_model_id="acme/tools", to_model_id="acme/tools-2", role=role, position=i)
+            StrategyFactory(slug=f"strategy-{i}")
             StrategyStat.objects.create(
                 model="acme/tools", strategy=f"strategy-{i}", requests=4, successes=3, cost_usd=Decimal("0.25")
             )
@@ -212,7 +216,7 @@ def test_list_pages_take_a_fixed_number_of_queries(admin_client, models, django_
 
 
 def test_strategies_show_what_the_memory_learned_and_rebuild_from_the_ledger(admin_client, models):
-    Strategy.objects.create(slug="single")
+    StrategyFactory(slug="single")
     StrategyStat.objects.create(
         model="acme/tools", strategy="single", requests=10, successes=7, cost_usd=Decimal("1.5")
     )

@@ -11,11 +11,8 @@ from django.contrib.auth.models import User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from catalog.models import AlertKind, Category, CategoryRanking, SyncRun
-from core.models import Alert
-from costs.ingest import ingest_events
-from costs.models import Budget
-from tests.factories import CatalogModelFactory
+from catalog.models import AlertKind, Category, CategoryRanking
+from tests.factories import AlertFactory, BudgetFactory, CatalogModelFactory, SyncRunFactory, ingest
 
 pytestmark = pytest.mark.django_db
 
@@ -28,22 +25,12 @@ def admin_client(client):
 
 
 def test_the_dashboard_shows_freshness_models_alerts_spend_and_schedules(admin_client):
-    SyncRun.objects.create(kind="sync", status="succeeded", finished_at=datetime.now(UTC) - timedelta(hours=2))
+    SyncRunFactory(kind="sync", status="succeeded", finished_at=datetime.now(UTC) - timedelta(hours=2))
     CatalogModelFactory(id="acme/a", supports_tools=True)
     CatalogModelFactory(id="acme/b", status="missing")
-    Alert.objects.create(kind=AlertKind.PRICE_CHANGE, key="price_change:acme/a", message="moved", model_id="acme/a")
-    Budget.objects.create(name="Monthly", limit_usd=Decimal("100"))
-    ingest_events(
-        [
-            {
-                "request_id": "r1",
-                "occurred_at": datetime.now(UTC),
-                "model": "acme/a",
-                "success": True,
-                "cost_usd": Decimal("12.5"),
-            }
-        ]
-    )
+    AlertFactory(kind=AlertKind.PRICE_CHANGE, model_id="acme/a", message="moved")
+    BudgetFactory(name="Monthly", limit_usd=Decimal("100"))
+    ingest(model="acme/a", cost_usd=Decimal("12.5"))
 
     response = admin_client.get("/admin/")
 
@@ -64,7 +51,7 @@ def test_the_dashboard_reads_in_a_fixed_number_of_queries(admin_client):
         admin_client.get("/admin/")
     for i in range(5, 60):
         CatalogModelFactory(id=f"acme/m{i}")
-        Alert.objects.create(kind=AlertKind.NEW_MODEL, key=f"new_model:acme/m{i}", message="new", model_id=f"acme/m{i}")
+        AlertFactory(kind=AlertKind.NEW_MODEL, model_id=f"acme/m{i}")
     with CaptureQueriesContext(connection) as many:
         admin_client.get("/admin/")
     assert len(many) == len(few)
@@ -83,7 +70,7 @@ def test_the_capability_matrix_filters_by_family_category_and_status(admin_clien
 
 
 def test_the_ranking_page_shows_a_categorys_current_ranking(admin_client):
-    run = SyncRun.objects.create(kind="research", status="succeeded")
+    run = SyncRunFactory(kind="research", status="succeeded")
     category = Category.objects.get(slug="programming")
     for rank, model_id in enumerate(["acme/first", "acme/second"], start=1):
         CategoryRanking.objects.create(
@@ -102,11 +89,9 @@ def test_the_pages_need_a_staff_login(client):
 
 def test_each_alert_kind_on_the_dashboard_links_to_its_open_alerts(admin_client):
     # The links used a filter parameter the alert list does not have (it redirected to ?e=1).
-    Alert.objects.create(kind=AlertKind.PRICE_CHANGE, key="price_change:acme/a", message="moved", model_id="acme/a")
-    Alert.objects.create(
-        kind=AlertKind.PRICE_CHANGE, key="price_change:acme/b", message="old news", acknowledged_at=datetime.now(UTC)
-    )
-    Alert.objects.create(kind=AlertKind.NEW_MODEL, key="new_model:acme/c", message="new", model_id="acme/c")
+    AlertFactory(kind=AlertKind.PRICE_CHANGE, model_id="acme/a")
+    AlertFactory(kind=AlertKind.PRICE_CHANGE, key="price_change:acme/b", acknowledged_at=datetime.now(UTC))
+    AlertFactory(kind=AlertKind.NEW_MODEL, model_id="acme/c")
     page = admin_client.get("/admin/").content.decode()
     link = re.search(r'<a href="([^"]+)">Price change</a>', page).group(1).replace("&amp;", "&")
 
@@ -123,7 +108,7 @@ def test_the_dashboard_and_health_judge_a_stale_catalog_alike(admin_client, anon
     # They used two settings (6 h of grace on the dashboard, 60 minutes on /health).
     settings.LLMHIVE_SYNC_INTERVAL_HOURS = 6
     settings.LLMHIVE_CATALOG_GRACE_MINUTES = 60
-    SyncRun.objects.create(kind="sync", status="succeeded", finished_at=datetime.now(UTC) - age)
+    SyncRunFactory(kind="sync", status="succeeded", finished_at=datetime.now(UTC) - age)
 
     dashboard = admin_client.get("/admin/").context["dashboard"]
     health = anon_client.get("/api/v1/health").json()["checks"]["catalog"]
