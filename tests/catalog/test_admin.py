@@ -18,7 +18,6 @@ from django.utils import timezone
 from django_q.models import OrmQ
 
 from catalog.models import (
-    AlertKind,
     CatalogModel,
     Category,
     CategoryRanking,
@@ -29,8 +28,7 @@ from catalog.models import (
     SyncKind,
     SyncStatus,
 )
-from core.models import Alert
-from tests.factories import AlertFactory, CatalogModelFactory, CategoryFactory, FamilyFactory, SyncRunFactory
+from tests.factories import CatalogModelFactory, CategoryFactory, FamilyFactory, SyncRunFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -542,74 +540,6 @@ def test_sync_runs_are_read_only(admin_client):
     assert run.status == SyncStatus.SUCCEEDED
 
 
-# --- Alerts -------------------------------------------------------------------------------------
-
-
-def alert(key: str, *, age_hours: int = 0, acknowledged: bool = False, **kwargs) -> Alert:
-    created = timezone.now() - timedelta(hours=age_hours)
-    return AlertFactory(
-        key=key, message=f"alert {key}", created_at=created, acknowledged_at=created if acknowledged else None, **kwargs
-    )
-
-
-def test_open_alerts_are_listed_first_then_the_latest_acknowledged(admin_client):
-    acked_new = alert("acked-new", age_hours=1, acknowledged=True)
-    open_old = alert("open-old", age_hours=48)
-    acked_old = alert("acked-old", age_hours=72, acknowledged=True)
-    open_new = alert("open-new", age_hours=2)
-
-    assert listed(admin_client, "admin:core_alert_changelist") == [
-        open_new.pk,
-        open_old.pk,
-        acked_new.pk,
-        acked_old.pk,
-    ]
-
-
-def test_alerts_can_be_filtered_by_state_and_kind(admin_client):
-    open_alert = alert("open", kind=AlertKind.SYNC_FAILED)
-    acked = alert("acked", acknowledged=True)
-    url_name = "admin:core_alert_changelist"
-
-    assert listed(admin_client, url_name, state="open") == [open_alert.pk]
-    assert listed(admin_client, url_name, state="acknowledged") == [acked.pk]
-    assert listed(admin_client, url_name, kind__exact="sync_failed") == [open_alert.pk]
-
-
-def test_it_acknowledges_selected_alerts(admin_client, admin_user, django_user_model):
-    model = CatalogModelFactory()
-    first = alert("first", model_id=model.id)
-    second = alert("second")
-    someone = django_user_model.objects.create_user(username="someone")
-    earlier = alert("earlier", acknowledged=True, acknowledged_by=someone)
-
-    with CaptureQueriesContext(connection) as captured:
-        response = run_action(
-            admin_client, "admin:core_alert_changelist", "acknowledge", [first.pk, second.pk, earlier.pk]
-        )
-
-    assert len(update_statements(captured, "catalog_catalogalert")) == 1
-    for a in (first, second):
-        a.refresh_from_db()
-        assert a.acknowledged_by == admin_user
-        assert a.acknowledged_at is not None
-    earlier.refresh_from_db()
-    assert earlier.acknowledged_by == someone
-    assert "Acknowledged 2 alerts." in message_texts(response)
-
-
-def test_alerts_are_read_only_apart_from_acknowledging(admin_client):
-    a = alert("one", details={"changes": [{"field": "prompt"}]})
-    change_url = reverse("admin:core_alert_change", args=[a.pk])
-
-    response = admin_client.get(change_url)
-    assert response.status_code == HTTPStatus.OK
-    assert 'name="message"' not in response.content.decode()
-    assert "&quot;changes&quot;" in response.content.decode()
-    assert admin_client.post(change_url, {"message": "edited"}).status_code == HTTPStatus.FORBIDDEN
-    assert admin_client.get(reverse("admin:core_alert_add")).status_code == HTTPStatus.FORBIDDEN
-
-
 # --- Rankings -----------------------------------------------------------------------------------
 
 
@@ -628,15 +558,3 @@ def test_rankings_are_a_read_only_list_filtered_by_category(admin_client, django
     assert admin_client.get(reverse("admin:catalog_categoryranking_add")).status_code == HTTPStatus.FORBIDDEN
     change_url = reverse("admin:catalog_categoryranking_change", args=[legal_row.pk])
     assert admin_client.post(change_url, {"rank": "5"}).status_code == HTTPStatus.FORBIDDEN
-
-
-# --- The site -----------------------------------------------------------------------------------
-
-
-def test_the_admin_is_titled_llmhive_and_its_index_is_the_dashboard(admin_client):
-    # The catalog admin used to overwrite the site's titles at import ("Control plane").
-    response = admin_client.get(reverse("admin:index"))
-
-    page = response.content.decode()
-    assert "<title>Dashboard | LLMHive admin</title>" in page
-    assert "Control plane" not in page
