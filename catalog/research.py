@@ -28,18 +28,16 @@ from catalog.models import (
     ModelStatus,
     SyncKind,
     SyncRun,
-    SyncSource,
     SyncStatus,
     SyncTrigger,
 )
 from catalog.selectors import current_rankings_queryset
-from catalog.sync import Progress, run_catalog_job
+from catalog.sync import Progress, model_list_source, run_catalog_job
 from core.alerts import NewAlert, raise_alerts
 from core.models import Alert, DataVersion
 from core.money import decimal_str
 from openrouter import (
     AsyncOpenRouterClient,
-    ModelList,
     OpenRouterClient,
     OpenRouterError,
 )
@@ -51,18 +49,8 @@ ENDPOINT_CONCURRENCY = 8
 
 
 def research_catalog(*, trigger: str = SyncTrigger.COMMAND, progress: Progress | None = None) -> SyncRun:
-    def fetch() -> ModelList:
-        with openrouter_client() as client:
-            return client.list_models()
-
     return run_catalog_job(
-        kind=SyncKind.RESEARCH,
-        trigger=trigger,
-        fetch=fetch,
-        source=SyncSource.API,
-        source_detail=f"{settings.OPENROUTER_BASE_URL}/models",
-        progress=progress,
-        after_apply=_research_steps,
+        kind=SyncKind.RESEARCH, trigger=trigger, progress=progress, after_apply=_research_steps, **model_list_source()
     )
 
 

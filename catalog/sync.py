@@ -136,27 +136,23 @@ def sync_catalog(
 ) -> SyncRun:
     """Sync the catalog from OpenRouter (or from a saved response). Never raises for an
     expected failure: the run records it and an alert is raised."""
+    return run_catalog_job(
+        kind=SyncKind.SYNC, trigger=trigger, force=force, progress=progress, **model_list_source(from_file)
+    )
+
+
+def model_list_source(from_file: str | os.PathLike | None = None) -> dict:
+    """Where a run gets its model list: `fetch` (a callable), and `source` and `source_detail`
+    for the run's record: OpenRouter's `GET /models`, or a saved response."""
     if from_file is not None:
-        return run_catalog_job(
-            kind=SyncKind.SYNC,
-            trigger=trigger,
-            fetch=lambda: read_saved_response(from_file),
-            source=SyncSource.FILE,
-            source_detail=str(from_file),
-            force=force,
-            progress=progress,
-        )
+        return {
+            "fetch": lambda: read_saved_response(from_file),
+            "source": SyncSource.FILE,
+            "source_detail": str(from_file),
+        }
 
     def fetch() -> ModelList:
         with openrouter_client() as client:
             return client.list_models()
 
-    return run_catalog_job(
-        kind=SyncKind.SYNC,
-        trigger=trigger,
-        fetch=fetch,
-        source=SyncSource.API,
-        source_detail=f"{settings.OPENROUTER_BASE_URL}/models",
-        force=force,
-        progress=progress,
-    )
+    return {"fetch": fetch, "source": SyncSource.API, "source_detail": f"{settings.OPENROUTER_BASE_URL}/models"}
