@@ -124,8 +124,8 @@ def check_budget_thresholds(statuses: list[BudgetStatus] | None = None) -> int:
                         "budget": b.pk,
                         "level": level,
                         "window_start": status.window_start.isoformat(),
-                        "spent_usd": f"{decimal_str(status.spent_usd)}",
-                        "limit_usd": f"{decimal_str(b.limit_usd)}",
+                        "spent_usd": decimal_str(status.spent_usd),
+                        "limit_usd": decimal_str(b.limit_usd),
                     },
                 )
             )

@@ -48,9 +48,8 @@ def model_counts() -> dict:
         missing=Count("id", filter=Q(status=ModelStatus.MISSING)),
         new_this_week=Count("id", filter=Q(first_seen_at__gte=week_ago)),
         disabled=Count("id", filter=Q(enabled=False)),
-        unclassified=Count(
-            "id", filter=Q(family__isnull=True, status=ModelStatus.ACTIVE)
-        ),  # CatalogModel.unclassified()
+        # Active and in no family: CatalogModel.objects.active().unclassified(), counted here.
+        unclassified=Count("id", filter=Q(family__isnull=True, status=ModelStatus.ACTIVE)),
     )
 
 
