@@ -98,10 +98,10 @@ class ModelFilters(Schema):
     author: str | None = None
     status: Literal["active", "missing"] | None = None
     enabled: bool | None = None
-    min_context: int | None = Field(None, ge=0)
+    min_context: int | None = Field(None, ge=0, le=2_147_483_647)
     q: str | None = Field(None, description="search in id and name")
     limit: int = Field(50, ge=1, le=500)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=1_000_000)
 
 
 def model_out(model: CatalogModel) -> dict:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from django.core.signals import got_request_exception
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -14,11 +16,16 @@ DEFAULT_CODES = {
     402: "budget_exhausted",
     403: "forbidden",
     404: "not_found",
+    405: "method_not_allowed",
     409: "conflict",
+    413: "too_large",
     422: "invalid",
     429: "throttled",
+    500: "internal_error",
     503: "unavailable",
 }
+
+logger = logging.getLogger("llmhive.api")
 
 
 class ApiError(HttpError):
@@ -73,6 +80,15 @@ def install_error_handlers(api: NinjaAPI) -> None:
     def on_404(request: HttpRequest, exc: Http404) -> HttpResponse:
         return api.create_response(request, {"detail": str(exc) or "Not found.", "code": "not_found"}, status=404)
 
+    def on_unhandled(request: HttpRequest, exc: Exception) -> HttpResponse:
+        # The traceback goes to the log (and to whatever listens for Django's signal, as for any
+        # uncaught exception); the client gets the API's shape and no internals.
+        logger.error("Internal server error: %s %s", request.method, request.path, exc_info=exc)
+        got_request_exception.send(sender=None, request=request)
+        body = {"detail": "Internal server error: the failure is logged.", "code": "internal_error"}
+        return api.create_response(request, body, status=500)
+
+    api.add_exception_handler(Exception, on_unhandled)
     api.add_exception_handler(HttpError, on_http_error)
     api.add_exception_handler(AuthenticationError, on_auth_error)
     api.add_exception_handler(ValidationError, on_validation_error)

@@ -91,7 +91,7 @@ class UsageEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 class DailyCostResource(resources.ModelResource):
     """Finance's CSV: day, model, strategy, role, requests, successes, tokens, cost, cost per
-    success. Every string cell is escaped against formula injection (the library's own
+    success (empty when nothing was priced), unpriced requests. Every string cell is escaped against formula injection (the library's own
     setting escapes only '=')."""
 
     tokens = fields.Field(column_name="tokens")
@@ -100,7 +100,18 @@ class DailyCostResource(resources.ModelResource):
 
     class Meta:
         model = DailyCost
-        fields = ("day", "model", "strategy", "role", "requests", "successes", "tokens", "cost", "cost_per_success")
+        fields = (
+            "day",
+            "model",
+            "strategy",
+            "role",
+            "requests",
+            "successes",
+            "tokens",
+            "cost",
+            "cost_per_success",
+            "unpriced_requests",
+        )
         export_order = fields
 
     def dehydrate_tokens(self, row: DailyCost) -> int:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
+from django.conf import settings
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 from ninja import Field, Query, Router, Schema
@@ -16,7 +17,7 @@ from core.errors import ApiError
 from core.money import decimal_str
 from costs import reports
 from costs.budgets import budget_statuses
-from costs.ingest import ingest_events
+from costs.ingest import IdempotencyConflict, ingest_events
 from costs.reports import Window
 
 router = Router(tags=["usage and costs"])
@@ -37,7 +38,10 @@ class UsageEventIn(BaseModel):
     request_id: str = Field(
         min_length=1, max_length=200, description="idempotency key: a repeat is counted, not stored"
     )
-    occurred_at: AwareDatetime = Field(description="ISO 8601 with a timezone")
+    occurred_at: AwareDatetime = Field(
+        description="ISO 8601 with a timezone; at most LLMHIVE_USAGE_MAX_AGE_DAYS (default 730) days old, "
+        "and not more than 5 minutes ahead of the server's clock"
+    )
     model: str = Field(
         min_length=1, max_length=200, description="a catalog id or the canonical slug OpenRouter answered with"
     )
@@ -57,14 +61,19 @@ class UsageEventIn(BaseModel):
     quality_score: float | None = Field(None, ge=0, le=1)
     latency_ms: int | None = Field(None, ge=0, le=2_000_000_000)
     escalation_depth: int = Field(0, ge=0, le=100)
-    tools: list[str] = Field(default_factory=list, max_length=100)
+    tools: list[Annotated[str, Field(max_length=100)]] = Field(default_factory=list, max_length=100)
     generation_id: str = Field("", max_length=100)
 
     @field_validator("occurred_at")
     @classmethod
-    def not_in_the_future(cls, value: datetime) -> datetime:
-        if value > datetime.now(UTC) + MAX_CLOCK_SKEW:
+    def within_the_accepted_window(cls, value: datetime) -> datetime:
+        now = datetime.now(UTC)
+        if value > now + MAX_CLOCK_SKEW:
             raise ValueError("is in the future")
+        max_age = settings.LLMHIVE_USAGE_MAX_AGE_DAYS
+        # Compared before any arithmetic on the value: year 1 minus an offset is out of range.
+        if value < now - timedelta(days=max_age):
+            raise ValueError(f"is more than {max_age} days old (LLMHIVE_USAGE_MAX_AGE_DAYS)")
         return value
 
     @field_validator("cost_usd")
@@ -109,8 +118,13 @@ class UsageOut(Schema):
 def report_usage(request, payload: UsageBatchIn):
     """The batch is validated whole: one bad event is a 422 naming its index and field, and
     nothing is stored. A good batch is stored in one transaction; repeated request_ids are
-    counted as duplicates, also when two clients send them at the same moment."""
-    result = ingest_events([event.model_dump() for event in payload.events])
+    counted as duplicates, also when two clients send them at the same moment. A request_id
+    sent again with a different payload is a 409 `idempotency_conflict` naming the ids, and
+    nothing of that batch is stored."""
+    try:
+        result = ingest_events([event.model_dump() for event in payload.events])
+    except IdempotencyConflict as conflict:
+        raise ApiError(409, "idempotency_conflict", str(conflict), request_ids=conflict.request_ids) from None
     return {
         "accepted": result.accepted,
         "duplicates": result.duplicates,
@@ -151,14 +165,18 @@ def list_budgets(request):
 # --- Reports -------------------------------------------------------------------------------------
 
 MAX_REPORT_DAYS = 366
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2999, 12, 31)
 GroupBy = Literal["day", "model", "strategy", "role"]
 
 
 class ReportFilters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    start: date | None = Field(None, description="first UTC day (default: 29 days before end)")
-    end: date | None = Field(None, description="last UTC day, included (default: today)")
+    # Bounded so that no date arithmetic on them can leave the calendar (year 1 minus 29 days).
+    start: date | None = Field(
+        None, ge=FIRST_DAY, le=LAST_DAY, description="first UTC day (default: 29 days before end)"
+    )
+    end: date | None = Field(None, ge=FIRST_DAY, le=LAST_DAY, description="last UTC day, included (default: today)")
     model: str | None = Field(None, max_length=200)
     strategy: str | None = Field(None, max_length=100)
     role: str | None = Field(None, max_length=100)

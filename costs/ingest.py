@@ -5,6 +5,10 @@ Idempotency holds under concurrency because the database decides: one multi-row
 batch are new even when another client sends the same ids at the same moment, and the rollup rows
 move in the same transaction with `ON CONFLICT … DO UPDATE SET n = n + EXCLUDED.n`. Rows are
 written in a fixed order (sorted keys), so two batches touching the same rows cannot deadlock.
+
+A repeat is a duplicate only when it says the same thing: the ids the insert skipped are read back
+(one query, only when there are any) and compared with what was sent; a request_id reused for a
+different event rolls the batch back with `IdempotencyConflict`.
 """
 
 from __future__ import annotations
@@ -70,6 +74,45 @@ ROLLUP_SUMS = (
 )
 
 
+# What the client said about an event: equal in all of these, a repeat is the same event.
+PAYLOAD_COLUMNS = (
+    "occurred_at",
+    "model_ref",
+    "role",
+    "strategy",
+    "category",
+    "decision_id",
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "cost_usd",
+    "success",
+    "quality_score",
+    "latency_ms",
+    "escalation_depth",
+    "tools",
+    "generation_id",
+)
+MAX_NAMED_CONFLICTS = 50
+
+
+class IdempotencyConflict(Exception):
+    """request_ids sent before (or earlier in the batch) with a different payload."""
+
+    def __init__(self, request_ids: list[str]) -> None:
+        self.request_ids = sorted(request_ids)[:MAX_NAMED_CONFLICTS]
+        shown = ", ".join(self.request_ids)
+        more = (
+            f" and {len(request_ids) - len(self.request_ids)} more" if len(request_ids) > len(self.request_ids) else ""
+        )
+        super().__init__(
+            f"request_id reused with a different payload: {shown}{more}. A request_id names one event; "
+            "nothing of this batch was stored."
+        )
+
+
 @dataclass
 class IngestResult:
     accepted: int = 0
@@ -108,10 +151,15 @@ def ingest_events(events: Sequence[dict]) -> IngestResult:
     All or nothing: the events and their rollups commit together, or not at all.
     """
     result = IngestResult()
-    # A request_id repeated inside the batch: the first occurrence counts.
+    # A request_id repeated inside the batch: the first occurrence counts, if the others match it.
     unique: dict[str, dict] = {}
+    conflicts: set[str] = set()
     for event in events:
-        unique.setdefault(event["request_id"], event)
+        first = unique.setdefault(event["request_id"], event)
+        if first is not event and first != event:
+            conflicts.add(event["request_id"])
+    if conflicts:
+        raise IdempotencyConflict(list(conflicts))
     result.duplicates = len(events) - len(unique)
     if not unique:
         return result
@@ -162,6 +210,9 @@ def ingest_events(events: Sequence[dict]) -> IngestResult:
 
     with transaction.atomic():
         inserted = _insert_new(rows)
+        repeats = [row for row in rows if row["request_id"] not in inserted]
+        if repeats:
+            _check_repeats(repeats)
         stored = [row for row in rows if row["request_id"] in inserted]
         _move_rollups(stored)
         if stored:
@@ -181,6 +232,24 @@ def ingest_events(events: Sequence[dict]) -> IngestResult:
         _raise_model_alerts(result)
         usage_ingested.send(sender=UsageEvent, rows=stored)
     return result
+
+
+def _payload(row: dict) -> tuple:
+    values = [row[c] for c in PAYLOAD_COLUMNS]
+    occurred = PAYLOAD_COLUMNS.index("occurred_at")
+    values[occurred] = values[occurred].astimezone(UTC)
+    return tuple(values)
+
+
+def _check_repeats(repeats: list[dict]) -> None:
+    """Raise IdempotencyConflict when a stored event differs from its repeat (one query)."""
+    stored = UsageEvent.objects.filter(request_id__in=[r["request_id"] for r in repeats]).values_list(
+        "request_id", *PAYLOAD_COLUMNS
+    )
+    before = {request_id: _payload(dict(zip(PAYLOAD_COLUMNS, values, strict=True))) for request_id, *values in stored}
+    conflicts = [r["request_id"] for r in repeats if before.get(r["request_id"]) not in (None, _payload(r))]
+    if conflicts:
+        raise IdempotencyConflict(conflicts)
 
 
 # PostgreSQL types of the event columns, for the array form of the insert.

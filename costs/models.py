@@ -129,7 +129,10 @@ class DailyCost(models.Model):
 
     @property
     def cost_per_success_usd(self) -> Decimal | None:
-        return (self.cost_usd / self.successes) if self.successes else None
+        # Nothing priced: the cost is unknown, not zero.
+        if not self.successes or self.requests <= self.unpriced_requests:
+            return None
+        return self.cost_usd / self.successes
 
     @property
     def drift_usd(self) -> Decimal:

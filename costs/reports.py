@@ -31,6 +31,7 @@ DAILY_COLUMNS = [
     "tokens",
     "cost_usd",
     "cost_per_success_usd",
+    "unpriced_requests",
 ]
 EVENT_COLUMNS = [
     "request_id",
@@ -90,6 +91,11 @@ def _ratio(numerator: Decimal, denominator: int) -> Decimal | None:
     return numerator / denominator if denominator else None
 
 
+def cost_per_success(cost: Decimal, successes: int, requests: int, unpriced: int) -> Decimal | None:
+    """None when nothing was priced: a cost of 0 over unpriced events is unknown, not free."""
+    return _ratio(cost, successes) if requests > unpriced else None
+
+
 def _finish(row: dict) -> dict:
     """Totals to the figures a report shows."""
     requests, successes = row["requests"] or 0, row["successes"] or 0
@@ -102,7 +108,7 @@ def _finish(row: dict) -> dict:
         "success_rate": round(successes / requests, 6) if requests else None,
         "tokens": (row["prompt_tokens"] or 0) + (row["completion_tokens"] or 0),
         "cost_usd": cost,
-        "cost_per_success_usd": _ratio(cost, successes),
+        "cost_per_success_usd": cost_per_success(cost, successes, requests, row["unpriced_requests"] or 0),
         "reported_requests": row["reported_requests"] or 0,
         "drift_usd": reported - computed,
         "unpriced_requests": row["unpriced_requests"] or 0,
@@ -173,10 +179,12 @@ def daily_csv_rows(window: Window, filters: dict[str, str | None]) -> Iterator[l
             "prompt_tokens",
             "completion_tokens",
             "cost_usd",
+            "unpriced_requests",
         )
     )
-    for day, model, strategy, role, requests, successes, prompt, completion, cost in qs.iterator(chunk_size=2000):
-        per_success = cost / successes if successes else None
+    for day, model, strategy, role, requests, successes, prompt, completion, cost, unpriced in qs.iterator(
+        chunk_size=2000
+    ):
         yield [
             day.isoformat(),
             model,
@@ -186,7 +194,8 @@ def daily_csv_rows(window: Window, filters: dict[str, str | None]) -> Iterator[l
             successes,
             prompt + completion,
             _money(cost),
-            _money(per_success),
+            _money(cost_per_success(cost, successes, requests, unpriced)),
+            unpriced,
         ]
 
 
@@ -337,7 +346,7 @@ def _telemetry_row(key, requests, successes, cost, unpriced, p50, p95) -> dict:
         "successes": successes,
         "success_rate": round(successes / requests, 6) if requests else None,
         "cost_usd": cost,
-        "cost_per_success_usd": _ratio(cost, successes),
+        "cost_per_success_usd": cost_per_success(cost, successes, requests, unpriced),
         "unpriced_requests": unpriced,
         "latency_ms_p50": None if p50 is None else round(float(p50), 1),
         "latency_ms_p95": None if p95 is None else round(float(p95), 1),

@@ -129,6 +129,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Under /api/: unstorable input refused (422), bodies over the limit (413), errors as JSON.
+    "core.middleware.ApiMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -138,6 +140,10 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "llmhive_site.urls"
+
+# The largest request body accepted (bytes): larger is a 413 before it is read. A full usage batch
+# of 1,000 events is about 0.5 MB; the default is Django's 2.5 MiB.
+DATA_UPLOAD_MAX_MEMORY_SIZE = envint("LLMHIVE_MAX_BODY_BYTES", 2_621_440)
 WSGI_APPLICATION = "llmhive_site.wsgi.application"
 
 TEMPLATES = [
@@ -284,6 +290,12 @@ LLMHIVE_SNAPSHOT_CHECK_SECONDS = envfloat("LLMHIVE_SNAPSHOT_CHECK_SECONDS", 0.5)
 # LLMHIVE_SNAPSHOT_CHECK_SECONDS); this TTL is only a safety net: the longest a worker keeps
 # its budget state when no version seems to move (default 60 s).
 LLMHIVE_BUDGET_STATE_TTL_SECONDS = envfloat("LLMHIVE_BUDGET_STATE_TTL_SECONDS", 60.0)
+
+# --- Usage ---------------------------------------------------------------------------------------
+# The oldest usage event accepted, in days before now (older is a 422; default two years): late
+# reports and a backfill are fine, a timestamp from year 1 is a bug. Events ahead of the server's
+# clock by more than five minutes are refused too.
+LLMHIVE_USAGE_MAX_AGE_DAYS = envint("LLMHIVE_USAGE_MAX_AGE_DAYS", 730)
 
 # --- Exports -------------------------------------------------------------------------------------
 # The admin's export needs the model's `export_*` permission (Finance has it). Formula escaping

@@ -33,10 +33,10 @@ class RouteIn(BaseModel):
     category: str | None = Field(None, max_length=64, description="an OpenRouter category; default: the role's")
     accuracy: AccuracyName | None = Field(None, description="default: the role's (balanced unless set)")
     required_capabilities: list[Capability] = Field(default_factory=list)
-    min_context_length: int | None = Field(None, ge=0)
+    min_context_length: int | None = Field(None, ge=0, le=2_147_483_647)
     estimated_input_tokens: int | None = Field(None, ge=0, le=10_000_000)
     estimated_output_tokens: int | None = Field(None, ge=0, le=10_000_000)
-    max_cost_usd: Decimal | None = Field(None, ge=0, description="the most this request may cost")
+    max_cost_usd: Decimal | None = Field(None, ge=0, le=Decimal("1e9"), description="the most this request may cost")
     strategy: str | None = Field(None, max_length=100)
     exclude: list[str] = Field(default_factory=list, max_length=500)
     fallback_count: int = Field(2, ge=0, le=5)
@@ -192,7 +192,7 @@ def escalate_view(request, payload: EscalateIn):
 class RankingFilters(Schema):
     role: str | None = Field(None, description="outcomes for this role only")
     category: str | None = Field(None, description="outcomes for this category, beside OpenRouter's ranking of it")
-    min_samples: int = Field(1, ge=0)
+    min_samples: int = Field(1, ge=0, le=1_000_000_000)
     limit: int = Field(50, ge=1, le=500)
 
 

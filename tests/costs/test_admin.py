@@ -23,7 +23,18 @@ from tests.factories import BudgetFactory, CatalogModelFactory, ingest
 
 pytestmark = pytest.mark.django_db
 
-EXPORT_FIELDS = ["day", "model", "strategy", "role", "requests", "successes", "tokens", "cost", "cost_per_success"]
+EXPORT_FIELDS = [
+    "day",
+    "model",
+    "strategy",
+    "role",
+    "requests",
+    "successes",
+    "tokens",
+    "cost",
+    "cost_per_success",
+    "unpriced_requests",
+]
 EXPORT_HEADER = [
     "day",
     "model",
@@ -34,8 +45,21 @@ EXPORT_HEADER = [
     "tokens",
     "cost_usd",
     "cost_per_success_usd",
+    "unpriced_requests",
 ]
-FORMULA_STARTS = ['=HYPERLINK("http://x")', "+1", "-2", "@SUM(A1)", "\tcmd", "\rcmd"]
+FORMULA_STARTS = [
+    '=HYPERLINK("http://x")',
+    "+1",
+    "-2",
+    "@SUM(A1)",
+    "\tcmd",
+    "\rcmd",
+    "\ncmd",
+    "\uff1dHYPERLINK(1)",
+    "\uff0b1",
+    "\uff0d2",
+    "\uff20SUM(A1)",
+]
 
 
 def events(
@@ -253,7 +277,7 @@ def test_the_admin_export_escapes_every_formula_start(admin_client, model):
     assert status == 200
     assert rows[0] == EXPORT_HEADER
     assert sorted(r[3] for r in rows[1:]) == sorted("'" + v for v in FORMULA_STARTS)
-    assert all(r[4] == "1" and r[6] == "110" and r[7] == "0.01" for r in rows[1:])
+    assert all(r[4] == "1" and r[6] == "110" and r[7] == "0.01" and r[9] == "0" for r in rows[1:])
 
 
 def test_a_staff_user_without_the_export_permission_cannot_export(model):

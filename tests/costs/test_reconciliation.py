@@ -21,6 +21,12 @@ from tests.fake_openrouter import SNAPSHOT_DATES, load_snapshot, recorded_dir, r
 pytestmark = requires_recorded
 
 
+@pytest.fixture(autouse=True)
+def accept_the_recorded_days(settings):
+    # The recorded calls keep their real days, which grow older than the usage age bound.
+    settings.LLMHIVE_USAGE_MAX_AGE_DAYS = 36_500
+
+
 def recorded_calls() -> list[tuple[str, dict]]:
     calls = []
     for path in sorted((recorded_dir() / "chat_completions").glob("*.json")):

@@ -135,7 +135,19 @@ def test_summary_has_success_rate_and_cost_per_success_per_key_and_in_total(read
 def test_the_csv_export_streams_the_daily_rows_with_formulas_escaped(reader, db):
     CatalogModelFactory(id="acme/a", price_prompt=Decimal("0.000001"), price_completion=Decimal("0.000002"))
     day = datetime(2026, 4, 2, 8, 0, tzinfo=UTC)
-    nasty = ['=HYPERLINK("http://x")', "+1", "-2", "@SUM(A1)", "\tcmd", "\rcmd"]
+    nasty = [
+        '=HYPERLINK("http://x")',
+        "+1",
+        "-2",
+        "@SUM(A1)",
+        "\tcmd",
+        "\rcmd",
+        "\n=1+1",
+        "\uff1dHYPERLINK(1)",
+        "\uff0b1",
+        "\uff0d2",
+        "\uff20SUM(A1)",
+    ]
     ingest_events([event(f"n{i}", day, role=value, cost="1") for i, value in enumerate(nasty)])
 
     response = reader.get("/api/v1/costs/export.csv?start=2026-04-02&end=2026-04-02")
@@ -153,10 +165,11 @@ def test_the_csv_export_streams_the_daily_rows_with_formulas_escaped(reader, db)
         "tokens",
         "cost_usd",
         "cost_per_success_usd",
+        "unpriced_requests",
     ]
     roles = sorted(r[3] for r in rows[1:])
     assert roles == sorted("'" + value for value in nasty)
-    assert all(r[7] == "1" and r[4] == "1" for r in rows[1:])
+    assert all(r[7] == "1" and r[4] == "1" and r[9] == "0" for r in rows[1:])
 
 
 def test_the_event_level_export_streams_the_ledger(reader, ledger):
@@ -302,7 +315,19 @@ def test_a_model_reported_by_its_canonical_slug_is_reported_under_its_catalog_id
 def test_the_event_export_escapes_formulas_and_streams_every_row_in_chunks(reader, db):
     CatalogModelFactory(id="acme/a", price_prompt=Decimal("0.000001"), price_completion=Decimal("0.000002"))
     day = datetime(2026, 4, 2, 8, 0, tzinfo=UTC)
-    nasty = ['=HYPERLINK("http://x")', "+1", "-2", "@SUM(A1)", "\tcmd", "\rcmd"]
+    nasty = [
+        '=HYPERLINK("http://x")',
+        "+1",
+        "-2",
+        "@SUM(A1)",
+        "\tcmd",
+        "\rcmd",
+        "\n=1+1",
+        "\uff1dHYPERLINK(1)",
+        "\uff0b1",
+        "\uff0d2",
+        "\uff20SUM(A1)",
+    ]
     ingest_events(
         [event(f"n{i}", day, model=value, role=value, strategy=value, cost="1") for i, value in enumerate(nasty)]
     )
@@ -317,7 +342,7 @@ def test_the_event_export_escapes_formulas_and_streams_every_row_in_chunks(reade
     chunks = [chunk.decode() for chunk in response.streaming_content]
     assert len(chunks) > 2  # streamed, not one body
     rows = list(csv.DictReader(io.StringIO("".join(chunks))))
-    assert len(rows) == 6 + 2700
+    assert len(rows) == len(nasty) + 2700
     escaped = {r["request_id"]: r for r in rows if r["request_id"].startswith("n")}
     for i, value in enumerate(nasty):
         row = escaped[f"n{i}"]

@@ -1,0 +1,156 @@
+"""What every answer under /api/ gets before and after the view.
+
+Before: input no database column can hold is refused with a 422 naming where it was — a NUL
+character or a lone surrogate in a query or path parameter or anywhere in a JSON body (PostgreSQL's
+text and jsonb cannot store either, and psycopg raises on them) — and a body over
+`DATA_UPLOAD_MAX_MEMORY_SIZE` with a 413, before it is read. After: an error answer that is not
+JSON yet (Django's 404 for an unknown path, ninja's 405, the 400 of a request Django refused, a
+500 rendered outside the API) is turned into the API's error shape. Pages outside /api/ (the admin)
+keep Django's own.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from core.errors import DEFAULT_CODES
+
+API_PREFIX = "/api/"
+JSON_TYPE = "application/json; charset=utf-8"
+# What a database text column cannot hold: NUL, and UTF-16 surrogates not part of a pair (a pair
+# arrives decoded as one character, so any surrogate left in a str stands alone).
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# In a raw JSON body those can only arrive escaped (`\u0000`, `\ud800`): JSON forbids a raw
+# control character in a string, and a raw surrogate is not valid UTF-8. A NUL byte means the
+# body is not UTF-8 at all (json.loads also reads UTF-16 and UTF-32), so it gets a full look too.
+SUSPECT_BODY = re.compile(rb"\\u(?:0000|[dD][89abcdefABCDEF][0-9a-fA-F]{2})|\x00")
+MAX_REPORTED = 20
+
+
+def json_error(status: int, detail: str, code: str | None = None, **extra: Any) -> JsonResponse:
+    body = {"detail": detail, "code": code or DEFAULT_CODES.get(status, "error"), **extra}
+    return JsonResponse(body, status=status, content_type=JSON_TYPE)
+
+
+def _shown(text: str) -> str:
+    """A name safe to echo in an answer: the characters it holds that cannot be stored, escaped."""
+    return UNSTORABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _problem(value: str) -> str:
+    char = UNSTORABLE.search(value).group()
+    return "must not contain a NUL character" if char == "\x00" else "must not contain a lone UTF-16 surrogate"
+
+
+def unstorable_in(value: Any, path: tuple = ()) -> Iterator[tuple[tuple, str]]:
+    """(path, message) for each string in a parsed JSON value that holds an unstorable character;
+    an object's key is checked as well as its value."""
+    if isinstance(value, str):
+        if UNSTORABLE.search(value):
+            yield path, _problem(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if UNSTORABLE.search(key):
+                yield (*path, _shown(key)), f"the name {_problem(key).removeprefix('must not contain ')} is not allowed"
+            else:
+                yield from unstorable_in(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from unstorable_in(item, (*path, index))
+
+
+def _error(source: str, path: tuple, message: str) -> dict:
+    return {"in": source, "field": ".".join(str(p) for p in path), "message": message, "type": "unstorable_text"}
+
+
+def input_errors(request: HttpRequest, path_params: dict) -> list[dict]:
+    errors = [
+        _error("path", (name,), _problem(value))
+        for name, value in path_params.items()
+        if isinstance(value, str) and UNSTORABLE.search(value)
+    ]
+    for name, values in request.GET.lists():
+        if UNSTORABLE.search(name):
+            errors.append(_error("query", (_shown(name),), "a parameter's name must not contain a NUL character"))
+            continue
+        errors += [_error("query", (name,), _problem(v)) for v in values if UNSTORABLE.search(v)]
+    body = request.body
+    if body and SUSPECT_BODY.search(body):
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None  # not JSON: the API answers that itself
+        errors += [_error("body", path, message) for path, message in unstorable_in(data)]
+    return errors
+
+
+class ApiMiddleware:
+    """For paths under /api/: refuse what cannot be stored before any view runs, and answer every
+    error as JSON in the API's shape."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not request.path_info.startswith(API_PREFIX):
+            return self.get_response(request)
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if limit is not None and length > limit:
+            return self._too_large(limit)
+        return as_json_error(self.get_response(request))
+
+    def process_view(self, request: HttpRequest, view_func, view_args, view_kwargs) -> HttpResponse | None:
+        if not request.path_info.startswith(API_PREFIX):
+            return None
+        try:
+            errors = input_errors(request, view_kwargs)
+        except RequestDataTooBig:
+            return self._too_large(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+        if not errors:
+            return None
+        first = errors[0]
+        detail = f"{first['field'] or first['in']}: {first['message']}"
+        if len(errors) > 1:
+            detail += f" (and {len(errors) - 1} more)"
+        return json_error(422, detail, "invalid", errors=errors[:MAX_REPORTED])
+
+    @staticmethod
+    def _too_large(limit: int) -> JsonResponse:
+        return json_error(
+            413, f"The request body is over the limit of {limit:,} bytes (LLMHIVE_MAX_BODY_BYTES).", "too_large"
+        )
+
+
+FALLBACK_DETAILS = {
+    400: "Bad request.",
+    404: "Not found.",
+    405: "Method not allowed.",
+    413: "The request body is too large.",
+    500: "Internal server error.",
+}
+
+
+def as_json_error(response: HttpResponse) -> HttpResponse:
+    """An error answer that is not JSON, in the API's shape (its status and headers kept)."""
+    if response.status_code < 400 or response.get("Content-Type", "").startswith("application/json"):
+        return response
+    status = response.status_code
+    detail = FALLBACK_DETAILS.get(status, response.reason_phrase or "Error.")
+    if status == 405 and response.has_header("Allow"):
+        detail = f"Method not allowed here; allowed: {response['Allow']}."
+    converted = json_error(status, detail)
+    for header in ("Allow", "Retry-After", "WWW-Authenticate"):
+        if response.has_header(header):
+            converted[header] = response[header]
+    return converted
