@@ -92,6 +92,13 @@ def test_one_bad_event_rejects_the_whole_batch_naming_its_index_and_field(writer
         ({"cost_usd": "-0.1"}, "cost_usd"),
         ({"model": ""}, "model"),
         ({"promt_tokens": 3}, "promt_tokens"),  # a typo is refused, not silently dropped
+        ({"occurred_at": "0001-01-01T00:00:00Z"}, "occurred_at"),  # off the calendar in any timezone
+        ({"occurred_at": "0001-01-01T00:00:00+14:00"}, "occurred_at"),
+        ({"occurred_at": (datetime.now(UTC) - timedelta(days=731)).isoformat()}, "occurred_at"),
+        ({"prompt_tokens": 2**70}, "prompt_tokens"),
+        ({"latency_ms": 2**31}, "latency_ms"),
+        ({"cost_usd": "1e30"}, "cost_usd"),
+        ({"tools": ["x" * 101]}, "tools.0"),
     ],
 )
 def test_each_invalid_field_is_named(writer, model, overrides, field):
@@ -119,6 +126,96 @@ def test_a_repeated_request_id_is_a_duplicate_not_a_second_row(writer, model):
     assert (second["accepted"], second["duplicates"]) == (1, 2)
     assert UsageEvent.objects.count() == 3
     assert DailyCost.objects.get().requests == 3
+
+
+def test_the_age_bound_is_a_setting(writer, model, settings):
+    settings.LLMHIVE_USAGE_MAX_AGE_DAYS = 1
+    now = datetime.now(UTC)
+
+    old = writer.post_json(URL, {"events": [event(1, occurred_at=(now - timedelta(days=2)).isoformat())]})
+    recent = writer.post_json(URL, {"events": [event(2, occurred_at=(now - timedelta(hours=12)).isoformat())]})
+
+    assert old.status_code == 422 and "LLMHIVE_USAGE_MAX_AGE_DAYS" in old.json()["errors"][0]["message"]
+    assert recent.status_code == 200 and recent.json()["accepted"] == 1
+
+
+def full_event(n: int, **overrides) -> dict:
+    return event(
+        n,
+        role="writer",
+        category="programming",
+        decision_id="d-1",
+        reasoning_tokens=50,
+        cached_tokens=100,
+        cache_write_tokens=20,
+        cost_usd=1.255e-05,
+        quality_score=0.8,
+        escalation_depth=1,
+        tools=["search", "code"],
+        generation_id="gen-1",
+        **overrides,
+    )
+
+
+def test_an_identical_repeat_is_a_duplicate_whatever_its_spelling(writer, model):
+    assert writer.post_json(URL, {"events": [full_event(1)]}).json()["accepted"] == 1
+
+    # The same instant in another timezone, the same cost written out: the same event.
+    again = full_event(1, occurred_at="2026-03-10T14:00:00+02:00") | {"cost_usd": "0.00001255"}
+    response = writer.post_json(URL, {"events": [again, full_event(2)]})
+
+    assert response.status_code == 200, response.content
+    assert (response.json()["accepted"], response.json()["duplicates"]) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"success": False},
+        {"prompt_tokens": 1001},
+        {"occurred_at": "2026-03-10T12:00:01+00:00"},
+        {"cost_usd": 1.256e-05},
+        {"tools": ["search"]},
+        {"model": "acme/model-20260301"},  # resolves to the same model, but says something else
+        {"role": ""},
+    ],
+)
+def test_a_request_id_reused_with_a_different_payload_is_a_409_and_nothing_is_stored(writer, model, change):
+    writer.post_json(URL, {"events": [full_event(1), full_event(2)]})
+    before = list(DailyCost.objects.values())
+
+    response = writer.post_json(URL, {"events": [full_event(3), full_event(2) | change, full_event(1)]})
+
+    assert response.status_code == 409, response.content
+    body = response.json()
+    assert body["code"] == "idempotency_conflict" and body["request_ids"] == ["req-2"]
+    assert "req-2" in body["detail"]
+    assert sorted(UsageEvent.objects.values_list("request_id", flat=True)) == ["req-1", "req-2"]
+    assert list(DailyCost.objects.values()) == before
+
+
+def test_a_request_id_twice_in_one_batch_with_different_payloads_is_a_409(writer, model):
+    response = writer.post_json(URL, {"events": [event(7), event(8), event(7, role="writer"), event(8)]})
+
+    assert response.status_code == 409 and response.json()["request_ids"] == ["req-7"]
+    assert UsageEvent.objects.count() == 0
+
+
+def test_checking_repeats_costs_one_query_whatever_the_batch(writer, model):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    writer.post_json(URL, {"events": [event(i) for i in range(300)]})
+
+    def queries(batch: list[dict]) -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert writer.post_json(URL, {"events": batch}).status_code == 200
+        return len(captured)
+
+    # The same batch sizes with and without repeats (SQLite inserts in chunks, so size matters).
+    assert queries([event(0), event("new-a")]) == queries([event("fresh-a"), event("fresh-b")]) + 1
+    many = queries([event(i) for i in range(1, 300)] + [event(f"new-{i}") for i in range(300)])
+    assert many == queries([event(f"fresh-{i}") for i in range(599)]) + 1
 
 
 def test_the_canonical_slug_resolves_to_the_catalog_model(writer, model):

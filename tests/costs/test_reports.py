@@ -384,3 +384,73 @@ def test_a_validation_error_names_the_field_callers_sent(loc, expected):
     from core.errors import _field_path
 
     assert _field_path(loc) == expected
+
+
+@pytest.fixture
+def unpriced(db):
+    """router/auto has no usable price: its events cost nothing known. acme/a is priced."""
+    CatalogModelFactory(id="router/auto", variable_pricing=True, price_prompt=None, price_completion=None)
+    CatalogModelFactory(id="acme/a", price_prompt=Decimal("0.000001"), price_completion=Decimal("0.000002"))
+    day = datetime(2026, 4, 5, 9, 0, tzinfo=UTC)
+    ingest_events(
+        [
+            event("u1", day, model="router/auto", latency=10),
+            event("u2", day, model="router/auto", latency=20),
+            event("p1", day, model="acme/a", strategy="ensemble"),  # computed: 0.00012
+            event("p2", day, model="acme/a", strategy="ensemble", cost="0.5"),  # reported
+            event("m1", day, model="router/auto", strategy="mixed"),
+            event("m2", day, model="acme/a", strategy="mixed"),
+        ]
+    )
+
+
+DAY5 = "start=2026-04-05&end=2026-04-05"
+
+
+def test_cost_per_success_is_null_not_zero_when_nothing_was_priced(reader, unpriced):
+    daily = reader.get(f"/api/v1/costs/daily?{DAY5}&group_by=model").json()
+    by_model = {r["key"]: r for r in daily}
+    assert by_model["router/auto"]["cost_usd"] == "0" and by_model["router/auto"]["cost_per_success_usd"] is None
+    assert by_model["router/auto"]["unpriced_requests"] == 3
+    assert by_model["acme/a"]["cost_per_success_usd"] == "0.16674666666667"  # (0.00012 x 2 + 0.5) / 3
+
+    summary = reader.get(f"/api/v1/costs/summary?{DAY5}&group_by=strategy").json()
+    strategies = {r["key"]: r for r in summary["rows"]}
+    assert strategies["single"]["cost_per_success_usd"] is None and strategies["single"]["unpriced_requests"] == 2
+    # Partly priced: the figure stands, and says how many events it leaves out.
+    assert (strategies["mixed"]["cost_per_success_usd"], strategies["mixed"]["unpriced_requests"]) == ("0.00006", 1)
+    assert summary["total"]["unpriced_requests"] == 3
+
+    telemetry = reader.get(f"/api/v1/telemetry/summary?{DAY5}&by=model").json()
+    rows = {r["key"]: r for r in telemetry["rows"]}
+    assert rows["router/auto"]["cost_per_success_usd"] is None and rows["router/auto"]["unpriced_requests"] == 3
+    assert rows["acme/a"]["cost_per_success_usd"] == "0.16674666666667"
+
+
+def test_the_daily_csv_has_an_unpriced_column_and_no_pretend_cost_per_success(reader, unpriced):
+    response = reader.get(f"/api/v1/costs/export.csv?{DAY5}")
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    figures = {
+        (r["model"], r["strategy"]): (r["cost_usd"], r["cost_per_success_usd"], r["unpriced_requests"]) for r in rows
+    }
+    assert figures == {
+        ("acme/a", "ensemble"): ("0.50012", "0.25006", "0"),
+        ("acme/a", "mixed"): ("0.00012", "0.00012", "0"),
+        ("router/auto", "mixed"): ("0", "", "1"),
+        ("router/auto", "single"): ("0", "", "2"),
+    }
+
+
+@pytest.mark.parametrize(
+    "query, expected",
+    [
+        ("by=model&strategy=mixed", {"acme/a": 1, "router/auto": 1}),
+        ("by=model&model=router/auto", {"router/auto": 3}),
+        ("by=strategy&model=acme/a", {"ensemble": 2, "mixed": 1}),
+        ("by=strategy&role=coder&strategy=single", {"single": 2}),
+        ("by=model&role=writer", {}),
+    ],
+)
+def test_telemetry_honours_each_filter(reader, unpriced, query, expected):
+    body = reader.get(f"/api/v1/telemetry/summary?{DAY5}&{query}").json()
+    assert {r["key"]: r["requests"] for r in body["rows"]} == expected
