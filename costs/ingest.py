@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
-from decimal import Decimal
+from decimal import Context, Decimal
 
 from django.db import connection, transaction
 from django.db.models import Q
@@ -96,6 +96,8 @@ PAYLOAD_COLUMNS = (
     "generation_id",
 )
 MAX_NAMED_CONFLICTS = 50
+# SQLite keeps a decimal as a REAL of 15 significant digits: a repeat is compared at that precision.
+SQLITE_DECIMALS = Context(prec=15)
 
 
 class IdempotencyConflict(Exception):
@@ -238,6 +240,9 @@ def _payload(row: dict) -> tuple:
     values = [row[c] for c in PAYLOAD_COLUMNS]
     occurred = PAYLOAD_COLUMNS.index("occurred_at")
     values[occurred] = values[occurred].astimezone(UTC)
+    cost = PAYLOAD_COLUMNS.index("cost_usd")
+    if values[cost] is not None and connection.vendor == "sqlite":
+        values[cost] = SQLITE_DECIMALS.create_decimal(values[cost])
     return tuple(values)
 
 

@@ -96,3 +96,9 @@ def test_an_unhandled_exception_still_reaches_djangos_signal(make_api_key, monke
 def test_the_docs_and_the_schema_are_not_touched(anon_client):
     assert anon_client.get("/api/openapi.json")["Content-Type"].startswith("application/json")
     assert anon_client.get("/api/docs").status_code == 200
+
+
+def test_a_request_django_refuses_before_the_view_is_a_json_400(api_client, settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 10
+    response = api_client.get("/api/v1/models?" + "&".join(f"q{i}=1" for i in range(20)))
+    assert_api_error(response, HTTPStatus.BAD_REQUEST, "bad_request")

@@ -168,6 +168,16 @@ def test_an_identical_repeat_is_a_duplicate_whatever_its_spelling(writer, model)
     assert (response.json()["accepted"], response.json()["duplicates"]) == (1, 1)
 
 
+def test_a_repeat_of_a_cost_with_every_decimal_is_a_duplicate(writer, model):
+    # 23 significant digits: PostgreSQL keeps them all, SQLite 15; a repeat is the same event on both.
+    cost = "123.45678901234567890123"
+    assert writer.post_json(URL, {"events": [event(1, cost_usd=cost)]}).json()["accepted"] == 1
+
+    response = writer.post_json(URL, {"events": [event(1, cost_usd=cost)]})
+
+    assert response.status_code == 200 and response.json()["duplicates"] == 1, response.content
+
+
 @pytest.mark.parametrize(
     "change",
     [
