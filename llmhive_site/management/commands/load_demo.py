@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from catalog.models import CatalogModel, Category
 from costs.ingest import ingest_events
-from costs.models import Budget, BudgetAction, BudgetPeriod, BudgetScope
+from costs.models import Budget, BudgetAction, BudgetPeriod, BudgetScope, UsageEvent
 from routing.models import Accuracy, EscalationOverride, Role, RolePreference, Strategy
 
 # slug, required capabilities, min context, default category, default accuracy, description
@@ -174,10 +174,21 @@ class Command(BaseCommand):
                     }
                 )
                 if len(batch) == 1000:
-                    stored += ingest_events(batch).accepted
+                    stored += self._ingest_new(batch)
                     batch = []
             self.stderr.write(f"\rusage: {days - day + 1}/{days} days", ending="")
         if batch:
-            stored += ingest_events(batch).accepted
+            stored += self._ingest_new(batch)
         self.stderr.write("")
         return stored
+
+    @staticmethod
+    def _ingest_new(batch: list[dict]) -> int:
+        # A rerun draws its events afresh (times move with the clock): the ids already stored are
+        # left alone, since sending them again with another payload is an idempotency conflict.
+        known = set(
+            UsageEvent.objects.filter(request_id__in=[e["request_id"] for e in batch]).values_list(
+                "request_id", flat=True
+            )
+        )
+        return ingest_events([e for e in batch if e["request_id"] not in known]).accepted
