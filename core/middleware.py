@@ -49,21 +49,24 @@ def _problem(value: str) -> str:
     return "must not contain a NUL character" if char == "\x00" else "must not contain a lone UTF-16 surrogate"
 
 
-def unstorable_in(value: Any, path: tuple = ()) -> Iterator[tuple[tuple, str]]:
+def unstorable_in(value: Any) -> Iterator[tuple[tuple, str]]:
     """(path, message) for each string in a parsed JSON value that holds an unstorable character;
-    an object's key is checked as well as its value."""
-    if isinstance(value, str):
-        if UNSTORABLE.search(value):
-            yield path, _problem(value)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if UNSTORABLE.search(key):
-                yield (*path, _shown(key)), f"the name {_problem(key).removeprefix('must not contain ')} is not allowed"
-            else:
-                yield from unstorable_in(item, (*path, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from unstorable_in(item, (*path, index))
+    an object's key is checked as well as its value. Iterative: however deep the nesting json.loads
+    accepted, no recursion limit is reached here."""
+    pending: list[tuple[tuple, Any]] = [((), value)]
+    while pending:
+        path, value = pending.pop()
+        if isinstance(value, str):
+            if UNSTORABLE.search(value):
+                yield path, _problem(value)
+        elif isinstance(value, dict):
+            for key, item in reversed(value.items()):
+                if UNSTORABLE.search(key):
+                    yield (*path, _shown(key)), f"a name {_problem(key)}"
+                else:
+                    pending.append(((*path, key), item))
+        elif isinstance(value, list):
+            pending.extend(((*path, index), item) for index, item in reversed(list(enumerate(value))))
 
 
 def _error(source: str, path: tuple, message: str) -> dict:
@@ -85,8 +88,8 @@ def input_errors(request: HttpRequest, path_params: dict) -> list[dict]:
     if body and SUSPECT_BODY.search(body):
         try:
             data = json.loads(body)
-        except ValueError:
-            data = None  # not JSON: the API answers that itself
+        except (ValueError, RecursionError):
+            data = None  # not JSON (or nested past what json reads): the API answers that itself
         errors += [_error("body", path, message) for path, message in unstorable_in(data)]
     return errors
 

@@ -137,3 +137,18 @@ def test_dates_off_the_calendar_and_huge_numbers_in_reports_are_a_422(api_client
 )
 def test_huge_numbers_in_a_route_request_are_a_422(api_client, body, field):
     assert [e["field"] for e in errors_of(api_client.post_json("/api/v1/route", body))] == [field]
+
+
+@pytest.mark.parametrize("depth", [50, 900, 5000])
+def test_deep_nesting_is_never_a_server_error(api_client, depth):
+    text = '{"role": ' + "[" * depth + '"a\\u0000"' + "]" * depth + "}"
+    response = raw_post(api_client, "/api/v1/route", text)
+    assert response.status_code in (400, 422), response.content
+    assert response["Content-Type"].startswith("application/json")
+    if response.status_code == 422 and depth == 50:
+        assert response.json()["errors"][0]["field"] == "role" + ".0" * depth
+
+
+def test_a_nul_in_a_key_is_named(api_client):
+    errors = errors_of(api_client.post_json("/api/v1/route", {"role": "coder", "a\u0000": 1}))
+    assert errors[0]["message"] == "a name must not contain a NUL character"
