@@ -3,8 +3,8 @@ brought back inside the test.
 
 While the database is away, /route, /escalate and /key keep answering from each worker's snapshot
 and key cache and say `"degraded": true`; POST /usage and /health answer 503 JSON (with
-Retry-After for the usage) and nothing is stored. Within a second of the database returning,
-every answer is normal again.
+Retry-After for the usage) and nothing is stored; a read that needs the database (/models) is a 503
+JSON too. Within a second of the database returning, every answer is normal again.
 """
 
 from __future__ import annotations
@@ -118,6 +118,7 @@ def test_route_escalate_and_key_answer_degraded_while_the_database_is_cut_and_re
                         for _ in range(CALLS)
                     ],
                     "/health": [client.get(f"{base}/api/v1/health") for _ in range(CALLS)],
+                    "/models": [client.get(f"{base}/api/v1/models") for _ in range(CALLS)],
                 }
             cut_for = time.monotonic() - cut_at
             for path, responses in answers.items():
@@ -151,7 +152,12 @@ def test_route_escalate_and_key_answer_degraded_while_the_database_is_cut_and_re
         with capsys.disabled():
             print(f"\ndatabase cut for {cut_for:.1f} s under gunicorn (2 workers), {CALLS} calls per endpoint:")
             for path, statuses in figures.items():
-                print(f"  {path:10} tried {CALLS}, answered {dict(sorted(statuses.items()))}")
+                lost = sum(n for status, n in statuses.items() if status >= 500 and status != 503)
+                slowest = max(r.elapsed.total_seconds() for r in answers[path]) * 1000
+                print(
+                    f"  {path:10} tried {CALLS}, answered {dict(sorted(statuses.items()))}, lost {lost}; "
+                    f"slowest answer {slowest:.0f} ms"
+                )
             cut_events = UsageEvent.objects.filter(request_id__startswith="cut-").count()
             print(f"  /health names as down: {answers['/health'][0].json().get('down')}")
             print(f"  usage events sent while cut: {CALLS * 10}, stored: {cut_events} (503 asks for a retry)")
@@ -173,6 +179,8 @@ def test_route_escalate_and_key_answer_degraded_while_the_database_is_cut_and_re
         assert r.json()["code"] == "unavailable" and "database" in r.json()["detail"]
     assert UsageEvent.objects.filter(request_id__startswith="cut-").count() == 0
     assert figures["/health"] == {503: CALLS}
+    assert figures["/models"] == {503: CALLS}  # a read that needs the database: 503 JSON, not 500
+    assert all(r.json()["code"] == "unavailable" and "Retry-After" in r.headers for r in answers["/models"])
     health = answers["/health"][0].json()
     assert health["status"] == "down" and health["checks"]["database"]["status"] == "down"
     assert "database" in health["down"]
