@@ -3,12 +3,16 @@
 Keys are looked up in a per-process cache of the live keys, rebuilt when the `api_keys` data
 version moves (a key made, changed or revoked anywhere): a request costs no query to
 authenticate, and a revoked key stops working everywhere within the version check interval.
+
+With the database unreachable the cache keeps the keys it holds (a process that has none yet
+cannot authenticate and answers 503), and `last_used_at` is not recorded.
 """
 
 from __future__ import annotations
 
 import threading
 
+from django.db import DatabaseError
 from django.http import HttpRequest
 from ninja.security import HttpBearer
 
@@ -29,7 +33,13 @@ class KeyCache:
         if version != self._version:
             with self._lock:
                 if version != self._version:
-                    self._by_hash = {key.secret_hash: key for key in ApiKey.objects.live()}
+                    try:
+                        self._by_hash = {key.secret_hash: key for key in ApiKey.objects.live()}
+                    except DatabaseError:
+                        version_watch.database_failed()
+                        if self._version is None:
+                            raise
+                        return self._by_hash.get(hash_secret(raw_key))  # the keys last read
                     self._version = version
         return self._by_hash.get(hash_secret(raw_key))
 
@@ -57,7 +67,11 @@ class ApiKeyAuth(HttpBearer):
             return None
         if self.scope is not None and not key.has_scope(self.scope):
             raise ApiError(403, "missing_scope", f"This API key lacks the '{self.scope}' scope.")
-        key.touch()
+        if not version_watch.degraded:
+            try:
+                key.touch()
+            except DatabaseError:  # a record of use is not worth failing the request for
+                version_watch.database_failed()
         return key
 
 

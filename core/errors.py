@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from django.core.signals import got_request_exception
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -26,6 +27,9 @@ DEFAULT_CODES = {
 }
 
 logger = logging.getLogger("llmhive.api")
+
+# What a 503 for an unreachable database asks the client to wait before trying again, in seconds.
+DATABASE_RETRY_AFTER = 5
 
 
 class ApiError(HttpError):
@@ -93,3 +97,17 @@ def install_error_handlers(api: NinjaAPI) -> None:
     api.add_exception_handler(AuthenticationError, on_auth_error)
     api.add_exception_handler(ValidationError, on_validation_error)
     api.add_exception_handler(Http404, on_404)
+
+    def on_database_down(request: HttpRequest, exc: OperationalError | InterfaceError) -> HttpResponse:
+        # The database is unreachable (or gave up on this statement): a 503 the client may retry,
+        # never a 500. A write was inside its transaction, so nothing of it is half-stored.
+        from core.models import version_watch
+
+        version_watch.database_failed()
+        body = {"detail": "The database is unavailable; try again shortly.", "code": "unavailable"}
+        response = api.create_response(request, body, status=503)
+        response["Retry-After"] = str(DATABASE_RETRY_AFTER)
+        return response
+
+    api.add_exception_handler(OperationalError, on_database_down)
+    api.add_exception_handler(InterfaceError, on_database_down)

@@ -7,6 +7,28 @@ import time
 from collections.abc import Callable
 
 from django.conf import settings
+from django.db import DatabaseError, connection
+
+# How often a degraded watch tries the database again: the first request after it returns is
+# at most this late to see it. A try that waited (an unreachable host: up to the connect
+# timeout) spaces the next ones further, so that a worker spends at most a fifth of its time
+# waiting on tries.
+RETRY_SECONDS = 0.25
+RETRY_BACKOFF = 4
+
+
+def drop_broken_connection() -> None:
+    """Close this thread's database connection after a failure, so the next query reconnects.
+
+    Django closes an unusable connection only at the start and end of a request; a request that
+    tries the database again meanwhile would hit the same dead socket. Inside a transaction the
+    connection is left to the transaction's own error handling.
+    """
+    if not connection.in_atomic_block:
+        try:
+            connection.close()
+        except DatabaseError:
+            pass
 
 
 class VersionWatch:
@@ -16,6 +38,10 @@ class VersionWatch:
     `versions()`; the one query it costs is shared by all of them and made at most once per
     interval, so a change made anywhere is seen by every worker within that interval and a
     request between checks makes no query.
+
+    When the database cannot be read, the watch keeps the versions it last read, so every cache
+    keeps what it holds, and is `degraded` until a read succeeds again; it retries at most every
+    RETRY_SECONDS (later after a try that waited). Only a process that has never read them raises.
     """
 
     def __init__(self, load: Callable[[], dict[str, int]], interval: float | None = None) -> None:
@@ -24,6 +50,8 @@ class VersionWatch:
         self._lock = threading.Lock()
         self._versions: dict[str, int] | None = None
         self._checked_at = 0.0
+        self.degraded = False
+        self._retry = RETRY_SECONDS
 
     @property
     def interval(self) -> float:
@@ -31,14 +59,41 @@ class VersionWatch:
             return self._interval
         return settings.LLMHIVE_SNAPSHOT_CHECK_SECONDS
 
+    def _due(self, now: float) -> bool:
+        wait = self._retry if self.degraded else self.interval
+        return self._versions is None or now - self._checked_at >= wait
+
     def versions(self) -> dict[str, int]:
-        now = time.monotonic()
-        if self._versions is None or now - self._checked_at >= self.interval:
-            with self._lock:
-                if self._versions is None or now - self._checked_at >= self.interval:
-                    self._versions = self._load()
-                    self._checked_at = time.monotonic()
+        if self._due(time.monotonic()):
+            # While degraded, a request that finds another thread already retrying answers from
+            # what is known instead of queueing behind it.
+            blocking = not (self.degraded and self._versions is not None)
+            if self._lock.acquire(blocking=blocking):
+                try:
+                    if self._due(time.monotonic()):
+                        self._reload()
+                finally:
+                    self._lock.release()
         return self._versions
+
+    def _reload(self) -> None:
+        started = time.monotonic()
+        try:
+            versions = self._load()
+        except DatabaseError:
+            self.database_failed()
+            self._retry = max(RETRY_SECONDS, RETRY_BACKOFF * (time.monotonic() - started))
+            if self._versions is None:
+                raise
+            return
+        self._versions, self._checked_at, self.degraded = versions, time.monotonic(), False
+
+    def database_failed(self) -> None:
+        """The database could not be read (here or by a cache rebuilding): degraded until a
+        later check reads it again."""
+        drop_broken_connection()
+        self.degraded = True
+        self._checked_at = time.monotonic()
 
     def expire(self) -> None:
         """Check again on the next call (after a change made in this process)."""

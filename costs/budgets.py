@@ -4,7 +4,8 @@
 `BudgetBook` keeps that answer in the process for routing, which asks on every decision: it is
 rebuilt when the spend or budgets data version moves (an ingest, a budget saved anywhere; seen
 within LLMHIVE_SNAPSHOT_CHECK_SECONDS), or at the latest after LLMHIVE_BUDGET_STATE_TTL_SECONDS
-(default 60 s, a safety net), so a decision costs no query in steady state.
+(default 60 s, a safety net), so a decision costs no query in steady state. With the database
+unreachable it keeps the state it last read.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import date
 from decimal import Decimal
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.db.models import Q, Sum
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
@@ -151,9 +153,10 @@ class BudgetBook:
         self._loaded_at = 0.0
         self._day: date | None = None
         self._versions: tuple | None = None
+        self._stale = False
 
     def invalidate(self) -> None:
-        self._statuses = None
+        self._stale = True  # the state is kept for when the database cannot be read
 
     def statuses(self) -> list[BudgetStatus]:
         ttl = self.ttl if self.ttl is not None else settings.LLMHIVE_BUDGET_STATE_TTL_SECONDS
@@ -161,16 +164,25 @@ class BudgetBook:
         now = time.monotonic()
         seen = version_watch.versions()
         versions = tuple(seen.get(name, 0) for name in self.WATCHED)
+        if statuses is not None and version_watch.degraded:
+            return statuses  # the database is away: the last state read, until it returns
         if (
             statuses is None
+            or self._stale
             or versions != self._versions
             or now - self._loaded_at > ttl
             or self._day != timezone.now().date()
         ):
             with self._lock:
-                statuses = budget_statuses()
+                try:
+                    statuses = budget_statuses()
+                except DatabaseError:
+                    version_watch.database_failed()
+                    if self._statuses is None:
+                        raise
+                    return self._statuses  # the last state read, until the database returns
                 self._statuses, self._loaded_at, self._day = statuses, now, timezone.now().date()
-                self._versions = versions
+                self._versions, self._stale = versions, False
         return statuses
 
     def state_for(

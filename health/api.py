@@ -4,6 +4,7 @@ orchestrator."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from django.db import connection
 from django.db.utils import DatabaseError
@@ -12,6 +13,7 @@ from ninja import Field, Router, Schema, Status
 
 from catalog.selectors import catalog_freshness
 from core.auth import require
+from core.models import version_watch
 from core.money import decimal_str
 from health.selectors import latest_health
 
@@ -80,22 +82,55 @@ def catalog_status() -> dict:
     }
 
 
-@router.get("/health", auth=None, summary="Service health: database, task queue, catalog freshness; 200 or 503")
+class ServiceHealthOut(Schema):
+    status: Literal["ok", "degraded", "down"] = Field(
+        description="down (503) when the database is unreachable; degraded when a check is not ok"
+    )
+    down: list[str] = Field(description="the checks that are down: database, task_queue, catalog")
+    checks: dict[str, dict] = Field(description="database, catalog and task_queue, each with its status")
+
+
+@router.get(
+    "/health",
+    auth=None,
+    response={200: ServiceHealthOut, 503: ServiceHealthOut},
+    summary="Service health: database, task queue, catalog freshness; 200 or 503",
+)
 def service_health(request):
-    """503 when the database is down; 200 otherwise, `degraded` when the catalog is older than
-    its schedule plus a grace or no task worker is alive."""
+    """503 when the database is down, naming what is down with it (the catalog is read from the
+    database, and so is the task queue with the ORM broker); 200 otherwise, `degraded` when the
+    catalog is older than its schedule plus a grace or no task worker is alive."""
     checks: dict[str, dict] = {}
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
         checks["database"] = {"status": "ok", "vendor": connection.vendor}
     except DatabaseError as exc:
-        checks["database"] = {"status": "down", "error": str(exc).splitlines()[0]}
-        return Status(503, {"status": "down", "checks": checks})
-    checks["catalog"] = catalog_status()
-    checks["task_queue"] = task_queue_status()
+        version_watch.database_failed()
+        error = " ".join(str(exc).split())[:200] or type(exc).__name__
+        checks["database"] = {"status": "down", "vendor": connection.vendor, "error": error}
+    database_up = checks["database"]["status"] == "ok"
+    # With the database down, nothing more is read from it: each try could wait for its
+    # connect timeout.
+    if database_up:
+        checks["catalog"] = catalog_status()
+    else:
+        checks["catalog"] = {"status": "down", "error": "not readable: the database is down"}
+    if database_up or not _orm_broker():
+        checks["task_queue"] = task_queue_status()
+    else:
+        checks["task_queue"] = {"status": "down", "error": "not readable: the ORM broker's queue is in the database"}
+    down = [name for name, check in checks.items() if check["status"] == "down"]
+    if not database_up:
+        return Status(503, {"status": "down", "down": down, "checks": checks})
     status = "ok" if all(c["status"] == "ok" for c in checks.values()) else "degraded"
-    return Status(200, {"status": status, "checks": checks})
+    return Status(200, {"status": status, "down": down, "checks": checks})
+
+
+def _orm_broker() -> bool:
+    from django_q.conf import Conf
+
+    return bool(Conf.ORM)
 
 
 class ModelHealthOut(Schema):

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from catalog.models import CAPABILITIES
 from core.auth import any_key, require
 from core.errors import ApiError
+from core.models import version_watch
 from core.money import decimal_str
 from routing.decision import EscalateRequest, RouteRequest, RoutingError, decide, escalate
 from routing.scoring import internal_rankings
@@ -52,7 +53,7 @@ class KeyOut(BaseModel):
 @router.get("/key", response=KeyOut, auth=any_key, summary="The API key you call with: its name and scopes")
 def whoami(request):
     """Lets a client check at start-up that its key is live and has the scopes it needs. Answers
-    from the per-process key cache: no query."""
+    from the per-process key cache: no query (so it answers while the database is away, too)."""
     key = request.auth
     return {"name": key.name, "prefix": key.prefix, "scopes": key.scopes, "created_at": key.created_at}
 
@@ -104,6 +105,9 @@ class RouteOut(BaseModel):
     category: str | None
     accuracy: str
     recommended_strategy: StrategyOut | None
+    degraded: bool = Field(
+        description="true while the database is unreachable: the answer comes from this worker's last snapshot"
+    )
 
 
 def _money(value):
@@ -137,7 +141,8 @@ def _json_default(value):
 def route(request, payload: RouteIn):
     """Choose a model for one call, with fallbacks, the escalation chain and the score of each
     candidate weighed. 404 for an unknown role; 422 `no_eligible_model` with the count rejected
-    per reason; 402 `budget_exhausted` when a blocking budget is spent."""
+    per reason; 402 `budget_exhausted` when a blocking budget is spent. With the database
+    unreachable it still answers, from the last snapshot, with `degraded: true`."""
     try:
         answer = decide(RouteRequest(**payload.model_dump()))
     except RoutingError as error:
@@ -147,6 +152,7 @@ def route(request, payload: RouteIn):
         answer["budget"] = {k: _money(v) for k, v in answer["budget"].items()}
     for candidate in answer["candidates"]:
         candidate["estimated_cost_usd"] = _money(candidate["estimated_cost_usd"])
+    answer["degraded"] = version_watch.degraded
     return fast_json(answer)
 
 
@@ -176,17 +182,23 @@ class EscalateOut(BaseModel):
     steps: list[EscalationStepOut] = Field(description="the chain, each step with where it came from")
     source: Literal["override", "dynamic"] | None
     catalog_version: str
+    degraded: bool = Field(
+        description="true while the database is unreachable: the answer comes from this worker's last snapshot"
+    )
 
 
 @router.post("/escalate", response=EscalateOut, auth=ROUTE, summary="The model to try after one failed")
 def escalate_view(request, payload: EscalateIn):
     """Overrides first (for the model, then its family; role-specific before general), then
     dynamic: eligible models of higher quality, reasoning-capable first, cheaper first among
-    equals. Never the failed or an excluded model, no repeats, no cycles."""
+    equals. Never the failed or an excluded model, no repeats, no cycles. With the database
+    unreachable it still answers, from the last snapshot, with `degraded: true`."""
     try:
-        return fast_json(escalate(EscalateRequest(**payload.model_dump())))
+        answer = escalate(EscalateRequest(**payload.model_dump()))
     except RoutingError as error:
         raise _as_api_error(error) from None
+    answer["degraded"] = version_watch.degraded
+    return fast_json(answer)
 
 
 class RankingFilters(Schema):

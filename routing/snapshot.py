@@ -4,7 +4,8 @@ A decision reads the catalog, the roles with their preferences and overrides, th
 memory, health and budget state from a `Snapshot`. `current_snapshot()` compares the data
 versions the snapshot was built from with the stored ones (through the shared `version_watch`,
 at most one query per check interval for the whole process) and rebuilds only what changed. In
-steady state a decision makes no query.
+steady state a decision makes no query. With the database unreachable the last snapshot stays
+in use (the watch is then `degraded`, which the answers say).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
+from django.db import DatabaseError
 from django.utils import timezone
 
 from catalog.models import CAPABILITIES, CATALOG_VERSION, PRICE_KEYS, CatalogModel, Category, Family, ModelStatus
@@ -304,7 +306,14 @@ class SnapshotHolder:
             with self._lock:
                 snapshot = self._snapshot
                 if snapshot is None or snapshot.versions != versions:
-                    snapshot = self._snapshot = build_snapshot(versions, snapshot)
+                    try:
+                        snapshot = self._snapshot = build_snapshot(versions, snapshot)
+                    except DatabaseError:
+                        # Cut while rebuilding: answer from the last snapshot; the next check
+                        # after the database returns rebuilds it.
+                        version_watch.database_failed()
+                        if snapshot is None:
+                            raise
         return snapshot
 
     def clear(self) -> None:

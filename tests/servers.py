@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -69,6 +70,9 @@ def peak_rss_mb(pid: int) -> float:
 def gunicorn(workers: int = 2, threads: int = 1, **env: str) -> Iterator[Served]:
     """Serve the project as README's deployment section says; yields the base URL."""
     port = free_port()
+    # The server's output goes to a file, not a pipe nobody reads: a worker logging tracebacks
+    # would block once the pipe's 64 KB were full.
+    output = tempfile.TemporaryFile()
     process = subprocess.Popen(
         [
             sys.executable,
@@ -88,7 +92,7 @@ def gunicorn(workers: int = 2, threads: int = 1, **env: str) -> Iterator[Served]
         ],
         cwd=ROOT,
         env=project_env(**env),
-        stdout=subprocess.PIPE,
+        stdout=output,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
@@ -98,7 +102,8 @@ def gunicorn(workers: int = 2, threads: int = 1, **env: str) -> Iterator[Served]
         deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited: {process.stdout.read().decode(errors='replace')[-2000:]}")
+                output.seek(0)
+                raise RuntimeError(f"gunicorn exited: {output.read().decode(errors='replace')[-2000:]}")
             try:
                 if httpx.get(f"{base_url}/api/v1/health", timeout=2).status_code in (200, 503):
                     break
@@ -115,3 +120,4 @@ def gunicorn(workers: int = 2, threads: int = 1, **env: str) -> Iterator[Served]
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+        output.close()

@@ -254,7 +254,14 @@ def test_escalating_from_the_best_model_leaves_nothing(api_client, coder, catalo
         "/api/v1/escalate",
         {"role": "coder", "failed_model": "acme/pro-2", "exclude": ["acme/pro-1", "acme/mid", "acme/cheap"]},
     ).json()
-    assert body == {"model": None, "chain": [], "steps": [], "source": None, "catalog_version": body["catalog_version"]}
+    assert body == {
+        "model": None,
+        "chain": [],
+        "steps": [],
+        "source": None,
+        "catalog_version": body["catalog_version"],
+        "degraded": False,
+    }
 
 
 def test_route_needs_the_route_scope(make_api_key, coder):

@@ -1,0 +1,80 @@
+"""The version watch while the database cannot be read: it keeps what it knew, says it is
+degraded, and tries again soon (later after a try that waited). The end-to-end behaviour, with
+PostgreSQL really cut under gunicorn, is tests/faults/test_database_cut.py."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.db import OperationalError
+
+from core.versions import RETRY_BACKOFF, RETRY_SECONDS, VersionWatch
+
+
+class Database:
+    """The versions table as the watch sees it: readable, or failing (after `wait` seconds)."""
+
+    def __init__(self) -> None:
+        self.versions = {"catalog": 1}
+        self.down = False
+        self.wait = 0.0
+        self.reads = 0
+
+    def load(self) -> dict[str, int]:
+        self.reads += 1
+        if self.down:
+            time.sleep(self.wait)
+            raise OperationalError("connection refused")
+        return dict(self.versions)
+
+
+def test_it_keeps_the_last_versions_and_is_degraded_until_the_database_answers_again():
+    db = Database()
+    watch = VersionWatch(db.load, interval=0.0)
+    assert watch.versions() == {"catalog": 1} and not watch.degraded
+
+    db.down, db.versions = True, {"catalog": 2}
+    assert watch.versions() == {"catalog": 1} and watch.degraded
+
+    db.down = False
+    time.sleep(RETRY_SECONDS)
+    assert watch.versions() == {"catalog": 2} and not watch.degraded
+
+
+def test_a_degraded_watch_tries_the_database_at_most_every_retry_interval():
+    db = Database()
+    watch = VersionWatch(db.load, interval=0.0)
+    watch.versions()
+    db.down = True
+    watch.versions()
+    reads = db.reads
+    for _ in range(100):
+        watch.versions()
+    assert db.reads == reads  # within RETRY_SECONDS of the failed try: no new one
+    time.sleep(RETRY_SECONDS)
+    watch.versions()
+    assert db.reads == reads + 1
+
+
+def test_a_try_that_waited_spaces_the_next_ones_further():
+    db = Database()
+    watch = VersionWatch(db.load, interval=0.0)
+    watch.versions()
+    db.down, db.wait = True, 0.1
+    watch.versions()
+    reads = db.reads
+    time.sleep(RETRY_SECONDS + 0.05)
+    watch.versions()
+    assert db.reads == reads, "retried before RETRY_BACKOFF times the wait"
+    time.sleep(RETRY_BACKOFF * db.wait)
+    watch.versions()
+    assert db.reads == reads + 1
+
+
+def test_a_watch_that_never_read_the_versions_raises():
+    db = Database()
+    db.down = True
+    watch = VersionWatch(db.load, interval=0.0)
+    with pytest.raises(OperationalError):
+        watch.versions()
