@@ -14,7 +14,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import models, transaction
+from django.db.backends.base.operations import BaseDatabaseOperations
 from django.utils import timezone
 
 from catalog.models import (
@@ -169,11 +170,17 @@ def check_entry(entry: ModelEntry, values: dict) -> tuple[str, str] | None:
         if value is None or name in ("family_id", "raw"):
             continue
         model_field = CatalogModel._meta.get_field(name)
+        source = SOURCE_FIELDS.get(name, name)
+        shown = decimal_str(value) if name.startswith("price_") else repr(value)[:80]
+        if isinstance(model_field, models.IntegerField):
+            # The portable range (PostgreSQL's), whatever the database: SQLite would take 2**40,
+            # and the catalog must move between the two.
+            low, high = BaseDatabaseOperations.integer_field_ranges[model_field.get_internal_type()]
+            if not low <= value <= high:
+                return source, f"{source} {shown} does not fit the catalog: not between {low} and {high}"
         try:
             model_field.run_validators(model_field.to_python(value))
         except ValidationError as exc:
-            source = SOURCE_FIELDS.get(name, name)
-            shown = decimal_str(value) if name.startswith("price_") else repr(value)[:80]
             return source, f"{source} {shown} does not fit the catalog: {' '.join(exc.messages)}"
     return None
 

@@ -178,8 +178,8 @@ def judge_cut(call: Call, cut: Cut, url: str) -> Verdict:
         # The same answer would come again: not retried.
         return Verdict(
             error=OpenRouterBadResponse(
-                f"OpenRouter's answer to {call.method} {url} is larger than {cut.limit:.0f} bytes; "
-                f"it was cut there (raise LLMHIVE_OPENROUTER_MAX_RESPONSE_BYTES if it is genuine)"
+                f"OpenRouter's answer to {call.method} {url} is larger than {cut.limit:.0f} bytes; reading "
+                f"stopped at {cut.received} bytes (raise LLMHIVE_OPENROUTER_MAX_RESPONSE_BYTES if it is genuine)"
             )
         )
     return Verdict(
