@@ -187,7 +187,7 @@ def judge_cut(call: Call, cut: Cut, url: str) -> Verdict:
             f"OpenRouter did not finish answering {call.method} {url} within the call's deadline of "
             f"{cut.limit:g} s ({cut.received} bytes received)"
         ),
-        retry=True,
+        # The deadline is spent: nothing is left to retry in.
     )
 
 
