@@ -35,9 +35,6 @@ from core.alerts import NewAlert, raise_alerts
 from core.models import Alert, DataVersion
 from core.money import decimal_str
 from openrouter import (
-    PRICE_KEYS as OPENROUTER_PRICE_KEYS,
-)
-from openrouter import (
     ModelEntry,
     ModelList,
     SkippedEntry,
@@ -127,7 +124,7 @@ SOURCE_FIELDS = {
     "input_modalities": "architecture.input_modalities",
     "output_modalities": "architecture.output_modalities",
     "tokenizer": "architecture.tokenizer",
-    **{f"price_{key}": f"pricing.{key}" for key in OPENROUTER_PRICE_KEYS},
+    **{f"price_{key}": f"pricing.{key}" for key in PRICE_KEYS},
 }
 
 

@@ -137,8 +137,9 @@ def run_catalog_job(
             mark_abandoned_runs(run, lock)
             heartbeat = _heartbeat(lock, progress)
             heartbeat("fetch", 0, 1)
-            model_list = fetch(deadline=_remaining(ends_at, deadline, "before fetching"))
-            _remaining(ends_at, deadline, "while fetching")
+            # The fetch is bounded by what is left of the run's deadline; applying is a fixed
+            # number of queries.
+            model_list = fetch(deadline=_remaining(ends_at, deadline))
             heartbeat("fetch", 1, 1)
             apply_model_list(model_list, run=run, force=force, progress=heartbeat).record_on(run)
             if after_apply:
@@ -166,10 +167,12 @@ def run_catalog_job(
     return run
 
 
-def _remaining(ends_at: float, deadline: float, when: str) -> float:
+def _remaining(ends_at: float, deadline: float) -> float:
     remaining = ends_at - time.monotonic()
     if remaining <= 0:
-        raise SyncDeadline(f"the run passed its deadline of {deadline:g} s {when} (LLMHIVE_SYNC_DEADLINE_SECONDS)")
+        raise SyncDeadline(
+            f"the run passed its deadline of {deadline:g} s before fetching (LLMHIVE_SYNC_DEADLINE_SECONDS)"
+        )
     return remaining
 
 
