@@ -6,12 +6,16 @@ row once, compute the differences in Python, then write them in bulk in one tran
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
+from django.db.backends.base.operations import BaseDatabaseOperations
 from django.utils import timezone
 
 from catalog.models import (
@@ -33,6 +37,7 @@ from core.money import decimal_str
 from openrouter import (
     ModelEntry,
     ModelList,
+    SkippedEntry,
 )
 
 # Keep a run's details readable in the admin: ids beyond this are counted, not listed.
@@ -107,6 +112,86 @@ def model_values(entry: ModelEntry, families: list[Family]) -> dict:
     return values
 
 
+# What PostgreSQL cannot store in text or jsonb (NUL) and what UTF-8 cannot encode at all (lone
+# surrogates, which json.loads makes from "\ud800"): either would abort the sync's transaction.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+# A column of the catalog -> the entry's field it comes from, in OpenRouter's terms.
+SOURCE_FIELDS = {
+    "author": "id",
+    "max_completion_tokens": "top_provider.max_completion_tokens",
+    "modality": "architecture.modality",
+    "input_modalities": "architecture.input_modalities",
+    "output_modalities": "architecture.output_modalities",
+    "tokenizer": "architecture.tokenizer",
+    **{f"price_{key}": f"pricing.{key}" for key in PRICE_KEYS},
+}
+
+
+def printable(text: str) -> str:
+    """`text` with what the database cannot store written as escapes (for messages and details)."""
+    return _UNSTORABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _unstorable_path(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first string (or key) in `value` the database cannot store."""
+    if isinstance(value, str):
+        return path or "(entry)" if _UNSTORABLE.search(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and _UNSTORABLE.search(key):
+                return printable(here)
+            found = _unstorable_path(item, here)
+            if found:
+                return found
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found = _unstorable_path(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
+
+
+def check_entry(entry: ModelEntry, values: dict) -> tuple[str, str] | None:
+    """(field, reason) when the entry holds a value the catalog's columns cannot store (a price
+    past DecimalField(24, 14), a length out of the integer column's range, a NUL character, a
+    string too long for its column), None when every value fits. Run before any write, so that
+    one bad entry is skipped instead of aborting the whole sync."""
+    if len(entry.id) > CatalogModel._meta.pk.max_length:
+        return "id", f"id longer than {CatalogModel._meta.pk.max_length} characters"
+    where = "id" if _unstorable_path(entry.id) else _unstorable_path(entry.raw)
+    if where:
+        return where, f"{where} contains a NUL character or a lone surrogate, which the database cannot store"
+    for name, value in values.items():
+        if value is None or name in ("family_id", "raw"):
+            continue
+        model_field = CatalogModel._meta.get_field(name)
+        source = SOURCE_FIELDS.get(name, name)
+        shown = decimal_str(value) if name.startswith("price_") else repr(value)[:80]
+        if isinstance(model_field, models.IntegerField):
+            # The portable range (PostgreSQL's), whatever the database: SQLite would take 2**40,
+            # and the catalog must move between the two.
+            low, high = BaseDatabaseOperations.integer_field_ranges[model_field.get_internal_type()]
+            if not low <= value <= high:
+                return source, f"{source} {shown} does not fit the catalog: not between {low} and {high}"
+        try:
+            model_field.run_validators(model_field.to_python(value))
+        except ValidationError as exc:
+            return source, f"{source} {shown} does not fit the catalog: {' '.join(exc.messages)}"
+    return None
+
+
+def _skipped(item: SkippedEntry) -> dict:
+    """A skipped entry as the run's details and the alert record it (printable strings only)."""
+    return {
+        "index": item.index,
+        "id": printable(item.id)[:200] if item.id else None,
+        "field": printable(item.field) if item.field else None,
+        "reason": printable(item.reason),
+    }
+
+
 def _changed_fields(model: CatalogModel, values: dict) -> list[str]:
     return [name for name, value in values.items() if getattr(model, name) != value]
 
@@ -116,19 +201,25 @@ def apply_model_list(
 ) -> Outcome:
     """Apply a fetched list to the catalog in one transaction. Raises SyncRefused when unsafe."""
     now = timezone.now()
-    entries = [e for e in model_list.entries if len(e.id) <= 200]
-    skipped = [{"index": s.index, "id": s.id, "reason": s.reason} for s in model_list.skipped]
-    skipped += [
-        {"index": None, "id": e.id[:80], "reason": "id longer than 200 characters"}
-        for e in model_list.entries
-        if len(e.id) > 200
-    ]
-    outcome = Outcome(seen=len(entries), skipped=skipped)
+    families = list(Family.objects.all())
+    entries: list[tuple[ModelEntry, dict]] = []
+    skipped = list(model_list.skipped)
+    for entry in model_list.entries:
+        values = model_values(entry, families)
+        problem = check_entry(entry, values)
+        if problem:
+            skipped.append(SkippedEntry(index=None, id=entry.id, field=problem[0], reason=problem[1]))
+        else:
+            entries.append((entry, values))
+    outcome = Outcome(seen=len(entries), skipped=[_skipped(item) for item in skipped])
 
     existing = {m.id: m for m in CatalogModel.objects.all()}
     active_ids = {model_id for model_id, m in existing.items() if m.status == ModelStatus.ACTIVE}
-    incoming_ids = {e.id for e in entries}
-    newly_missing = sorted(active_ids - incoming_ids)
+    incoming_ids = {e.id for e, _ in entries}
+    # A skipped entry is still listed: its model keeps its last good data and its status, and is
+    # not "no longer in OpenRouter's list".
+    listed_ids = incoming_ids | {item.id for item in skipped if item.id}
+    newly_missing = sorted(active_ids - listed_ids)
     outcome.initial = not existing
 
     if not entries and not force:
@@ -144,7 +235,6 @@ def apply_model_list(
             f"(sync_catalog --force applies it deliberately)"
         )
 
-    families = list(Family.objects.all())
     to_create: list[CatalogModel] = []
     to_update: list[CatalogModel] = []
     update_fields: set[str] = set()
@@ -152,8 +242,7 @@ def apply_model_list(
     alerts: list[NewAlert] = []
     expiry_horizon = now.date() + timedelta(days=settings.LLMHIVE_MODEL_EXPIRY_WARNING_DAYS)
 
-    for done, entry in enumerate(entries, start=1):
-        values = model_values(entry, families)
+    for done, (entry, values) in enumerate(entries, start=1):
         model = existing.get(entry.id)
         if model is None:
             to_create.append(CatalogModel(id=entry.id, first_seen_at=now, last_seen_at=now, **values))
@@ -226,6 +315,7 @@ def apply_model_list(
         alerts.append(
             NewAlert(AlertKind.MODEL_MISSING, f"{model_id} is no longer in OpenRouter's list.", model_id=model_id)
         )
+    alerts += malformed_entry_alerts(outcome.skipped, run=run)
     outcome.missing = newly_missing
     outcome.price_changes = len(price_changes)
     if outcome.initial:
@@ -248,6 +338,10 @@ def apply_model_list(
         # After the two writes above the active models are exactly the incoming ones.
         CatalogModel.objects.filter(status=ModelStatus.ACTIVE).update(last_seen_at=now)
         PriceChange.objects.bulk_create(price_changes)
+        # An entry that was skipped as malformed and is now applied has nothing left to say.
+        Alert.objects.open().filter(kind=AlertKind.MALFORMED_ENTRY, model_id__in=incoming_ids).update(
+            acknowledged_at=now
+        )
         if outcome.reactivated:
             # The model is back: its "missing" alert has nothing left to say.
             Alert.objects.open().filter(kind=AlertKind.MODEL_MISSING, model_id__in=outcome.reactivated).update(
@@ -257,6 +351,35 @@ def apply_model_list(
         if to_create or to_update or newly_missing:
             DataVersion.bump(CATALOG_VERSION)  # routing snapshots rebuild
     return outcome
+
+
+def malformed_entry_alerts(skipped: list[dict], *, run: SyncRun) -> list[NewAlert]:
+    """One alert per skipped entry that has an id (it names the id and the field), and one for
+    the entries without an id."""
+    alerts = []
+    for item in skipped:
+        if item["id"]:
+            alerts.append(
+                NewAlert(
+                    AlertKind.MALFORMED_ENTRY,
+                    f"{item['id']}: {item['reason']} (field {item['field'] or '?'}); the entry was skipped and "
+                    f"the catalog keeps the model's last good data and status.",
+                    model_id=item["id"],
+                    details={**item, "run": run.pk},
+                )
+            )
+    anonymous = [item for item in skipped if not item["id"]]
+    if anonymous:
+        where = ", ".join(f"#{item['index']}: {item['reason']}" for item in anonymous[:10])
+        alerts.append(
+            NewAlert(
+                AlertKind.MALFORMED_ENTRY,
+                f"{len(anonymous)} entries without a usable id were skipped ({where}).",
+                subject="entries-without-id",
+                details={"entries": anonymous[:DETAIL_LIST_LIMIT], "run": run.pk},
+            )
+        )
+    return alerts
 
 
 def reclassify_models() -> int:

@@ -255,6 +255,9 @@ class SyncStatus(models.TextChoices):
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
     SKIPPED = "skipped", "Skipped"
+    # Left "running" by a process that died (killed, out of memory): found and marked by the
+    # next run (see catalog.sync and core.locks).
+    ABANDONED = "abandoned", "Abandoned"
 
 
 class SyncRun(models.Model):
@@ -290,14 +293,17 @@ class SyncRun(models.Model):
     def summary(self) -> str:
         if self.status == SyncStatus.SKIPPED:
             return f"{self.kind} skipped: {self.error}"
-        if self.status == SyncStatus.FAILED:
-            return f"{self.kind} failed: {self.error}"
+        if self.status in (SyncStatus.FAILED, SyncStatus.ABANDONED):
+            return f"{self.kind} {self.status}: {self.error}"
         text = (
             f"{self.kind} {self.status}: {self.seen} seen, {self.added} added, {self.updated} updated, "
             f"{self.reactivated} reactivated, {self.missing} missing, {self.price_changes} price changes"
         )
         if self.skipped_entries:
             text += f", {self.skipped_entries} malformed entries skipped"
+        abandoned = self.details.get("abandoned_runs") if self.details else None
+        if abandoned:
+            text += "; marked abandoned: " + ", ".join(f"run #{item['run']}" for item in abandoned)
         if self.kind == SyncKind.RESEARCH and self.details:
             text += f"; {self.details.get('rankings', 0)} ranking rows, {self.details.get('endpoints', 0)} endpoints"
         return text
@@ -356,4 +362,6 @@ class AlertKind(models.TextChoices):
     UNCLASSIFIED_MODEL = "unclassified_model", "Unclassified model"
     MODEL_EXPIRING = "model_expiring", "Model expiring"
     SYNC_FAILED = "sync_failed", "Sync failed"
+    MALFORMED_ENTRY = "malformed_entry", "Malformed entry skipped"
+    RUN_ABANDONED = "run_abandoned", "Run abandoned"
     RESEARCH_DIGEST = "research_digest", "Research digest"

@@ -5,11 +5,15 @@ expected failure is recorded on the run and raised as an alert, never raised to 
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import os
+import re
+import time
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -27,7 +31,7 @@ from catalog.models import (
     SyncTrigger,
 )
 from core.alerts import NewAlert, raise_alerts
-from core.locks import LockBusy, hold_lock
+from core.locks import HeldLock, LockBusy, hold_lock
 from core.models import Alert, DataVersion
 from openrouter import (
     ModelList,
@@ -44,13 +48,49 @@ class SourceError(Exception):
     """The saved response given to --from-file cannot be read."""
 
 
-def read_saved_response(path: str | os.PathLike) -> ModelList:
-    """A saved `GET /models` response: {"data": [...]} (or a bare list of entries)."""
-    path = Path(path)
+# Byte order marks, longest first (UTF-32's LE mark starts with UTF-16's).
+_BOMS = (
+    (codecs.BOM_UTF32_LE, None),
+    (codecs.BOM_UTF32_BE, None),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def decode_saved_text(data: bytes, name: str) -> str:
+    """A saved response's text: UTF-8, UTF-8 with a BOM, or UTF-16 with a BOM (LE or BE; what
+    PowerShell's `>` and `Out-File` write by default). SourceError for anything else."""
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            if encoding is None:
+                raise SourceError(f"{name} is UTF-32; save it as UTF-8 (or UTF-16 with a BOM)")
+            break
+    else:
+        encoding = "utf-8"
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        shown = "UTF-16" if encoding == "utf-16" else "UTF-8"
+        raise SourceError(
+            f"{name} is not {shown} text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            f"save it as UTF-8, UTF-8 with a BOM, or UTF-16 with a BOM"
+        ) from None
+
+
+def read_saved_response(path: str | os.PathLike) -> ModelList:
+    """A saved `GET /models` response: {"data": [...]} (or a bare list of entries), in one of the
+    encodings `decode_saved_text` reads, no larger than LLMHIVE_OPENROUTER_MAX_RESPONSE_BYTES."""
+    path = Path(path)
+    cap = settings.LLMHIVE_OPENROUTER_MAX_RESPONSE_BYTES
+    try:
+        with path.open("rb") as file:
+            data = file.read(cap + 1)
     except OSError as exc:
         raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if len(data) > cap:
+        raise SourceError(f"{path} is larger than {cap} bytes (LLMHIVE_OPENROUTER_MAX_RESPONSE_BYTES)")
+    text = decode_saved_text(data, str(path))
     try:
         payload = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -63,35 +103,47 @@ def read_saved_response(path: str | os.PathLike) -> ModelList:
         raise SourceError(f"{path}: {exc}") from exc
 
 
-FAILURES = (OpenRouterError, SyncRefused, SourceError)
+class SyncDeadline(Exception):
+    """The run passed LLMHIVE_SYNC_DEADLINE_SECONDS."""
+
+
+FAILURES = (OpenRouterError, SyncRefused, SourceError, SyncDeadline)
+
+# The lock's holder names its run, so that the run a dead holder left "running" can be found.
+_HOLDER_RUN = re.compile(r"run #(\d+) ")
 
 
 def run_catalog_job(
     *,
     kind: str,
     trigger: str,
-    fetch: Callable[[], ModelList],
+    fetch: Callable[..., ModelList],
     source: str,
     source_detail: str,
     force: bool = False,
     progress: Progress | None = None,
     after_apply: Callable[[SyncRun, Progress | None], None] | None = None,
 ) -> SyncRun:
-    """Record a run, take the catalog lock, fetch, apply, then run the job's extra steps."""
+    """Record a run, take the catalog lock, fetch (within the run's deadline), apply, then run the
+    job's extra steps. `fetch(deadline=seconds)` gets what is left of the run's deadline."""
     run = SyncRun.objects.create(
         kind=kind, trigger=trigger, source=source, source_detail=source_detail[:500], forced=force
     )
+    deadline = settings.LLMHIVE_SYNC_DEADLINE_SECONDS
+    ends_at = time.monotonic() + deadline
     holder = f"{kind} run #{run.pk} ({uuid.uuid4().hex[:8]})"
     try:
-        with hold_lock(LOCK_NAME, holder=holder, ttl_seconds=settings.LLMHIVE_SYNC_LOCK_SECONDS):
-            if progress:
-                progress("fetch", 0, 1)
-            model_list = fetch()
-            if progress:
-                progress("fetch", 1, 1)
-            apply_model_list(model_list, run=run, force=force, progress=progress).record_on(run)
+        with hold_lock(LOCK_NAME, holder=holder, ttl_seconds=settings.LLMHIVE_SYNC_LOCK_SECONDS) as lock:
+            mark_abandoned_runs(run, lock)
+            heartbeat = _heartbeat(lock, progress)
+            heartbeat("fetch", 0, 1)
+            # The fetch is bounded by what is left of the run's deadline; applying is a fixed
+            # number of queries.
+            model_list = fetch(deadline=_remaining(ends_at, deadline))
+            heartbeat("fetch", 1, 1)
+            apply_model_list(model_list, run=run, force=force, progress=heartbeat).record_on(run)
             if after_apply:
-                after_apply(run, progress)
+                after_apply(run, heartbeat)
         run.status = SyncStatus.SUCCEEDED
     except LockBusy as exc:
         run.status = SyncStatus.SKIPPED
@@ -113,6 +165,63 @@ def run_catalog_job(
             kind=AlertKind.SYNC_FAILED, key__in=[_failure_key(k) for k in SyncKind.values]
         ).update(acknowledged_at=run.finished_at)
     return run
+
+
+def _remaining(ends_at: float, deadline: float) -> float:
+    remaining = ends_at - time.monotonic()
+    if remaining <= 0:
+        raise SyncDeadline(
+            f"the run passed its deadline of {deadline:g} s before fetching (LLMHIVE_SYNC_DEADLINE_SECONDS)"
+        )
+    return remaining
+
+
+def _heartbeat(lock: HeldLock, progress: Progress | None) -> Progress:
+    """Progress that also refreshes the lock, so that a live run is never taken for a dead one."""
+
+    def beat(step: str, done: int, total: int) -> None:
+        lock.refresh()
+        if progress:
+            progress(step, done, total)
+
+    return beat
+
+
+def mark_abandoned_runs(run: SyncRun, lock: HeldLock) -> list[SyncRun]:
+    """Mark abandoned the runs a dead process left "running": the lock's dead holder, and any
+    earlier run still "running" though it cannot hold the lock (we do) and is older than the
+    lock's expiry. Recorded on `run`'s details and raised as alerts."""
+    now = timezone.now()
+    candidates = SyncRun.objects.filter(status=SyncStatus.RUNNING, pk__lt=run.pk)
+    dead_holder = _HOLDER_RUN.search(lock.displaced + " ")
+    reasons: dict[int, str] = {}
+    if dead_holder:
+        reasons[int(dead_holder.group(1))] = f"the process holding the catalog lock died: {lock.displaced_because}"
+    older = now - timedelta(seconds=settings.LLMHIVE_SYNC_LOCK_SECONDS)
+    for pk in candidates.filter(started_at__lt=older).values_list("pk", flat=True):
+        reasons.setdefault(pk, "still marked running long after its lock was released or expired")
+    abandoned = list(candidates.filter(pk__in=reasons))
+    if not abandoned:
+        return []
+    for old in abandoned:
+        old.status = SyncStatus.ABANDONED
+        old.finished_at = now
+        old.error = f"abandoned: {reasons[old.pk]}; found by {run.kind} run #{run.pk}"
+    SyncRun.objects.bulk_update(abandoned, ["status", "finished_at", "error"])
+    run.details["abandoned_runs"] = [{"run": old.pk, "kind": old.kind, "reason": reasons[old.pk]} for old in abandoned]
+    raise_alerts(
+        [
+            NewAlert(
+                AlertKind.RUN_ABANDONED,
+                f"Catalog {old.kind} #{old.pk} (started {old.started_at.isoformat(timespec='seconds')}) was "
+                f"abandoned: {reasons[old.pk]}. {run.kind.capitalize()} #{run.pk} marked it and ran.",
+                subject=f"run-{old.pk}",
+                details={"run": old.pk, "found_by": run.pk, "reason": reasons[old.pk]},
+            )
+            for old in abandoned
+        ]
+    )
+    return abandoned
 
 
 def _failure_key(kind: str) -> str:
@@ -146,13 +255,17 @@ def model_list_source(from_file: str | os.PathLike | None = None) -> dict:
     for the run's record: OpenRouter's `GET /models`, or a saved response."""
     if from_file is not None:
         return {
-            "fetch": lambda: read_saved_response(from_file),
+            "fetch": lambda deadline=None: read_saved_response(from_file),
             "source": SyncSource.FILE,
             "source_detail": str(from_file),
         }
 
-    def fetch() -> ModelList:
-        with openrouter_client() as client:
+    def fetch(deadline: float | None = None) -> ModelList:
+        # Each call has its own deadline (LLMHIVE_OPENROUTER_DEADLINE); the run's may be shorter.
+        call_deadline = settings.LLMHIVE_OPENROUTER_DEADLINE
+        if deadline is not None:
+            call_deadline = min(call_deadline, deadline) if call_deadline > 0 else deadline
+        with openrouter_client(deadline=call_deadline) as client:
             return client.list_models()
 
     return {"fetch": fetch, "source": SyncSource.API, "source_detail": f"{settings.OPENROUTER_BASE_URL}/models"}

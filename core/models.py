@@ -143,11 +143,14 @@ class ApiKey(models.Model):
 
 class Lock(models.Model):
     """One row per lock name, claimed with a conditional UPDATE (works on PostgreSQL and SQLite);
-    `core.locks.hold_lock` takes and releases it."""
+    `core.locks.hold_lock` takes and releases it. `locked_until` is pushed ahead by the holder's
+    heartbeat; `host` and `pid` tell whether the holder's process still exists."""
 
     name = models.CharField(max_length=32, primary_key=True)
     locked_until = models.DateTimeField()
     holder = models.CharField(max_length=64, blank=True)
+    host = models.CharField(max_length=255, blank=True, help_text="The holder's host name.")
+    pid = models.PositiveIntegerField(null=True, blank=True, help_text="The holder's process id on that host.")
 
     class Meta:
         db_table = "catalog_synclock"

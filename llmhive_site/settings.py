@@ -220,6 +220,10 @@ OPENROUTER_BASE_URL = os.environ.get("OPENROUTER_BASE_URL", "https://openrouter.
 OPENROUTER_API_KEY = os.environ.get("OPENROUTER_API_KEY", "")
 LLMHIVE_OPENROUTER_TIMEOUT = envfloat("LLMHIVE_OPENROUTER_TIMEOUT", 20.0)
 LLMHIVE_OPENROUTER_MAX_RETRIES = envint("LLMHIVE_OPENROUTER_MAX_RETRIES", 3)
+# A call's total time, retries and pauses included (the timeout above bounds each wait for a
+# byte; a server sending a byte a second would pass it for ever), and its answer's largest size.
+LLMHIVE_OPENROUTER_DEADLINE = envfloat("LLMHIVE_OPENROUTER_DEADLINE", 60.0)
+LLMHIVE_OPENROUTER_MAX_RESPONSE_BYTES = envint("LLMHIVE_OPENROUTER_MAX_RESPONSE_BYTES", 32 * 1024 * 1024)
 
 # --- Catalog ---------------------------------------------------------------------------------
 # A sync that would mark more than this fraction of the active models missing is refused.
@@ -228,7 +232,12 @@ LLMHIVE_SYNC_INTERVAL_HOURS = envint("LLMHIVE_SYNC_INTERVAL_HOURS", 6)
 # The catalog counts as stale (the dashboard says so, GET /health says `degraded`) when its last
 # good sync is older than the sync interval plus this.
 LLMHIVE_CATALOG_GRACE_MINUTES = envint("LLMHIVE_CATALOG_GRACE_MINUTES", 60)
-# A run whose lock is older than this is presumed dead (a killed worker) and may be taken over.
+# A whole sync's time until its list is fetched: under the task timeout (Q_CLUSTER's 600 s), so
+# that a slow sync fails with a clear error rather than being killed.
+LLMHIVE_SYNC_DEADLINE_SECONDS = envfloat("LLMHIVE_SYNC_DEADLINE_SECONDS", 300.0)
+# A run whose lock has not been refreshed (a heartbeat at each step) for this long is presumed
+# dead (a killed worker on another host) and may be taken over; on the same host a holder whose
+# process is gone is recognised at once (core.locks).
 LLMHIVE_SYNC_LOCK_SECONDS = envint("LLMHIVE_SYNC_LOCK_SECONDS", 900)
 LLMHIVE_RESEARCH_ENDPOINTS_LIMIT = envint("LLMHIVE_RESEARCH_ENDPOINTS_LIMIT", 40)
 LLMHIVE_MODEL_EXPIRY_WARNING_DAYS = envint("LLMHIVE_MODEL_EXPIRY_WARNING_DAYS", 14)

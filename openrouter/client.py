@@ -20,13 +20,26 @@ from openrouter.parsing import (
     parse_key_payload,
     parse_models_payload,
 )
-from openrouter.transport import Call, Outcome, RetryPolicy, Sleep, Steps, exchange, judge
+from openrouter.transport import (
+    Call,
+    Outcome,
+    RetryPolicy,
+    Send,
+    Sleep,
+    Steps,
+    aread_capped,
+    exchange,
+    judge,
+    read_capped,
+)
 from openrouter.types import ChatCompletion, KeyInfo, ModelEndpoints, ModelList
 
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 # Sent as HTTP-Referer, which OpenRouter uses to attribute traffic to an app.
 APP_URL = "https://github.com/llmhive/llmhive"
 APP_TITLE = "LLMHive"
+# The largest answer read by default: OpenRouter's whole model list is under 1 MB (2026).
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 
 
 class _ClientBase:
@@ -40,8 +53,14 @@ class _ClientBase:
         max_retries: int = 3,
         backoff: float = 0.5,
         max_retry_after: float = 60.0,
+        deadline: float | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
+        """`timeout` bounds each wait (to connect, for the next bytes); `deadline` a whole call,
+        retries and pauses included; `max_response_bytes` the size of an answer."""
         self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
+        self.deadline = None if deadline is None or deadline <= 0 else float(deadline)
+        self.max_response_bytes = max(1, int(max_response_bytes))
         self.api_key = api_key or ""
         self.timeout = float(timeout)
         self.max_retries = max(0, int(max_retries))
@@ -54,7 +73,9 @@ class _ClientBase:
 
     def _steps(self, call: Call) -> Steps:
         """The shared retry loop for `call`, judged with this client's URL and timeout."""
-        return exchange(call, self.retry_policy, partial(judge, base_url=self.base_url, timeout=self.timeout))
+        return exchange(
+            call, self.retry_policy, partial(judge, base_url=self.base_url, timeout=self.timeout), self.deadline
+        )
 
     def _headers(self) -> dict[str, str]:
         headers = {
@@ -124,9 +145,13 @@ class OpenRouterClient(_ClientBase):
         max_retries: int = 3,
         backoff: float = 0.5,
         max_retry_after: float = 60.0,
+        deadline: float | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        super().__init__(base_url, api_key, timeout, max_retries, backoff, max_retry_after)
+        super().__init__(
+            base_url, api_key, timeout, max_retries, backoff, max_retry_after, deadline, max_response_bytes
+        )
         self._http = httpx.Client(transport=transport, **self._http_options())
 
     def __enter__(self) -> OpenRouterClient:
@@ -149,13 +174,10 @@ class OpenRouterClient(_ClientBase):
                 time.sleep(step.seconds)
                 outcome = None
             else:
-                outcome = self._attempt(step.call)
+                outcome = self._attempt(step)
 
-    def _attempt(self, call: Call) -> Outcome:
-        try:
-            return self._http.request(**self._request_args(call))
-        except httpx.RequestError as exc:
-            return exc
+    def _attempt(self, send: Send) -> Outcome:
+        return read_capped(self._http, self._request_args(send.call), send, self.timeout, self.max_response_bytes)
 
     def list_models(self, category: str | None = None) -> ModelList:
         return parse_models_payload(self._send(self._models_call(category)))
@@ -189,9 +211,13 @@ class AsyncOpenRouterClient(_ClientBase):
         max_retries: int = 3,
         backoff: float = 0.5,
         max_retry_after: float = 60.0,
+        deadline: float | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        super().__init__(base_url, api_key, timeout, max_retries, backoff, max_retry_after)
+        super().__init__(
+            base_url, api_key, timeout, max_retries, backoff, max_retry_after, deadline, max_response_bytes
+        )
         self._http = httpx.AsyncClient(transport=transport, **self._http_options())
 
     async def __aenter__(self) -> AsyncOpenRouterClient:
@@ -216,13 +242,12 @@ class AsyncOpenRouterClient(_ClientBase):
                 await asyncio.sleep(step.seconds)
                 outcome = None
             else:
-                outcome = await self._attempt(step.call)
+                outcome = await self._attempt(step)
 
-    async def _attempt(self, call: Call) -> Outcome:
-        try:
-            return await self._http.request(**self._request_args(call))
-        except httpx.RequestError as exc:
-            return exc
+    async def _attempt(self, send: Send) -> Outcome:
+        return await aread_capped(
+            self._http, self._request_args(send.call), send, self.timeout, self.max_response_bytes
+        )
 
     async def list_models(self, category: str | None = None) -> ModelList:
         return parse_models_payload(await self._send(self._models_call(category)))

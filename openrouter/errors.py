@@ -60,7 +60,12 @@ class OpenRouterBadResponse(OpenRouterError):
 
 
 class MalformedEntry(ValueError):
-    """One entry of a list cannot be used; the reason reads as a sentence fragment."""
+    """One entry of a list cannot be used; the reason reads as a sentence fragment. `field` names
+    the entry's field at fault in OpenRouter's terms ("pricing.prompt"), when there is one."""
+
+    def __init__(self, reason: str, *, field: str | None = None) -> None:
+        super().__init__(reason)
+        self.field = field
 
 
 def error_class(code: int | None) -> type[OpenRouterError]:

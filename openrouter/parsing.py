@@ -58,15 +58,15 @@ def parse_price(key: str, value: Any) -> tuple[Decimal | None, bool]:
     if value is None:
         if optional:
             return None, False
-        raise MalformedEntry(f"pricing.{key} is missing")
+        raise MalformedEntry(f"pricing.{key} is missing", field=f"pricing.{key}")
     try:
         price = _decimal(value)
     except ValueError:
-        raise MalformedEntry(f"pricing.{key} is not a number: {value!r}") from None
+        raise MalformedEntry(f"pricing.{key} is not a number: {value!r:.80}", field=f"pricing.{key}") from None
     if price == VARIABLE_PRICE:
         return None, True
     if price < 0:
-        raise MalformedEntry(f"pricing.{key} is negative: {value!r}")
+        raise MalformedEntry(f"pricing.{key} is negative: {value!r}", field=f"pricing.{key}")
     if optional and price == 0:
         # OpenRouter stopped sending zero-valued optional keys in late January 2026; reading
         # "0" and "absent" alike keeps that change from looking like a price change.
@@ -162,10 +162,10 @@ def parse_model(raw: Any) -> ModelEntry:
         raise MalformedEntry(f"entry is not an object but {type(raw).__name__}")
     model_id = raw.get("id")
     if not isinstance(model_id, str) or not model_id.strip():
-        raise MalformedEntry("id is missing or empty")
+        raise MalformedEntry("id is missing or empty", field="id")
     pricing_raw = raw.get("pricing")
     if not isinstance(pricing_raw, dict):
-        raise MalformedEntry("pricing is missing")
+        raise MalformedEntry("pricing is missing", field="pricing")
     pricing: dict[str, Decimal | None] = {}
     variable = False
     for key in PRICE_KEYS:
@@ -218,7 +218,7 @@ def parse_models_payload(payload: Any) -> ModelList:
         try:
             entry = parse_model(raw)
         except MalformedEntry as exc:
-            skipped.append(SkippedEntry(index=index, id=raw_id, reason=str(exc)))
+            skipped.append(SkippedEntry(index=index, id=raw_id, reason=str(exc), field=exc.field))
             continue
         if entry.id in first_seen:
             skipped.append(

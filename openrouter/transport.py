@@ -13,15 +13,21 @@ wait first; `judge()` turns what an attempt got into a `Verdict`. The blocking a
 client each drive the generator in a few lines (`time.sleep` / `asyncio.sleep`, `httpx.Client`
 / `httpx.AsyncClient`); nothing else differs between them.
 
-A limit on a whole call (a deadline across the retries) belongs in `exchange()` alone: it sees
-every attempt and every pause, so it can note the start, shorten or refuse a pause that would
-end past the deadline, and give up there.
+A limit on a whole call (a deadline across the retries) lives in `exchange()`: it notes the
+start, gives each `Send` the moment the call must end (`Send.ends_at`, on the driver's monotonic
+clock), and refuses a pause that would end past it. The drivers bound each attempt by that
+moment and by a size cap while they read the body (`read_capped` / `aread_capped`), and answer
+with a `Cut` when either is reached.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
+import socket
+import threading
+import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -68,9 +74,16 @@ class Verdict:
 
 @dataclass(frozen=True)
 class Send:
-    """Step: send `call`, and resume the loop with what came of it (an `Outcome`)."""
+    """Step: send `call`, and resume the loop with what came of it (an `Outcome`). The attempt
+    must end by `ends_at` (time.monotonic()), when there is a deadline."""
 
     call: Call
+    ends_at: float | None = None
+    # The call's deadline in seconds, for the messages.
+    deadline: float | None = None
+
+    def remaining(self) -> float | None:
+        return None if self.ends_at is None else self.ends_at - time.monotonic()
 
 
 @dataclass(frozen=True)
@@ -80,8 +93,18 @@ class Sleep:
     seconds: float
 
 
-# What a driver sends back after a `Send`: the answer, or the failure that stood for one.
-Outcome = httpx.Response | httpx.RequestError
+@dataclass(frozen=True)
+class Cut:
+    """An attempt the driver stopped: the call's deadline came (`reason` "deadline") or the
+    answer grew past the size cap ("size") after `received` bytes."""
+
+    reason: str
+    limit: float
+    received: int = 0
+
+
+# What a driver sends back after a `Send`: the answer, the failure that stood for one, or a Cut.
+Outcome = httpx.Response | httpx.RequestError | Cut
 Steps = Generator[Send | Sleep, Outcome | None, Any]
 
 
@@ -104,16 +127,27 @@ class RetryPolicy:
         return base + random.uniform(0, base * 0.1)
 
 
-def exchange(call: Call, policy: RetryPolicy, verdict_on: Callable[[Call, Outcome], Verdict]) -> Steps:
-    """The retry loop shared by both clients (see the module docstring for how to drive it)."""
+def exchange(
+    call: Call,
+    policy: RetryPolicy,
+    verdict_on: Callable[[Call, Outcome], Verdict],
+    deadline: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Steps:
+    """The retry loop shared by both clients (see the module docstring for how to drive it).
+    `deadline`: seconds the whole call may take, attempts and pauses included (None: no limit)."""
+    ends_at = None if deadline is None else clock() + deadline
     attempt = 0
     while True:
-        outcome = yield Send(call)
-        assert outcome is not None, "a Send step is answered with the response or the RequestError"
+        outcome = yield Send(call, ends_at=ends_at, deadline=deadline)
+        assert outcome is not None, "a Send step is answered with the response, the RequestError or a Cut"
         verdict = verdict_on(call, outcome)
         if verdict.error is None:
             return verdict.payload
         pause = policy.pause(attempt, verdict)
+        if pause is not None and ends_at is not None and clock() + pause >= ends_at:
+            verdict.error._append(f"(no time left to retry within the call's deadline of {deadline:g} s)")
+            raise verdict.error
         if pause is None:
             raise give_up(verdict, attempt + 1)
         yield Sleep(pause)
@@ -132,9 +166,29 @@ def give_up(verdict: Verdict, attempts: int) -> OpenRouterError:
 
 def judge(call: Call, outcome: Outcome, *, base_url: str, timeout: float) -> Verdict:
     """The verdict on one attempt. `base_url` and `timeout` only word the failure messages."""
+    if isinstance(outcome, Cut):
+        return judge_cut(call, outcome, base_url + call.path)
     if isinstance(outcome, httpx.RequestError):
         return judge_failure(call, outcome, base_url + call.path, timeout)
     return judge_response(call, outcome)
+
+
+def judge_cut(call: Call, cut: Cut, url: str) -> Verdict:
+    if cut.reason == "size":
+        # The same answer would come again: not retried.
+        return Verdict(
+            error=OpenRouterBadResponse(
+                f"OpenRouter's answer to {call.method} {url} is larger than {cut.limit:.0f} bytes; reading "
+                f"stopped at {cut.received} bytes (raise LLMHIVE_OPENROUTER_MAX_RESPONSE_BYTES if it is genuine)"
+            )
+        )
+    return Verdict(
+        error=OpenRouterUnreachable(
+            f"OpenRouter did not finish answering {call.method} {url} within the call's deadline of "
+            f"{cut.limit:g} s ({cut.received} bytes received)"
+        ),
+        # The deadline is spent: nothing is left to retry in.
+    )
 
 
 def judge_failure(call: Call, exc: httpx.RequestError, url: str, timeout: float) -> Verdict:
@@ -248,3 +302,135 @@ def decode(response: httpx.Response, call: Call) -> Any:
             f"({exc.msg} at line {exc.lineno} column {exc.colno}; {len(response.content)} bytes)",
             status_code=response.status_code,
         ) from None
+
+
+# --- Reading an answer within the deadline and the size cap -----------------------------------
+
+
+def attempt_timeout(timeout: float, send: Send) -> httpx.Timeout | None:
+    """Each wait of the attempt: the client's timeout, shortened to what is left of the call's
+    deadline; None when nothing is left."""
+    remaining = send.remaining()
+    if remaining is None:
+        return httpx.Timeout(timeout)
+    if remaining <= 0:
+        return None
+    return httpx.Timeout(min(timeout, remaining))
+
+
+def buffered(response: httpx.Response, body: bytes) -> httpx.Response:
+    """A complete response holding `body` (already decoded: no content-encoding left)."""
+    headers = [
+        (name, value)
+        for name, value in response.headers.multi_items()
+        if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+    ]
+    return httpx.Response(response.status_code, headers=headers, content=body, request=response.request)
+
+
+class Watchdog:
+    """Shuts the attempt's socket down when the call's deadline comes, so that a read blocked in
+    the middle of a trickle (a byte a second satisfies every per-read timeout) ends then. The
+    blocking client's only way to bound a whole answer, headers included: httpx has no total
+    timeout, and closing a socket does not wake a thread blocked reading it (shutting it down
+    does)."""
+
+    def __init__(self, send: Send) -> None:
+        self._streams: list[Any] = []
+        self._lock = threading.Lock()
+        self.fired = False
+        remaining = send.remaining()
+        self._timer = None if remaining is None else threading.Timer(max(0.0, remaining), self._fire)
+        if self._timer:
+            self._timer.daemon = True
+            self._timer.start()
+
+    def trace(self, event: str, info: dict) -> None:
+        """httpcore's trace hook: watch a new connection's stream as soon as it is open (and
+        again once TLS wraps it: the wrapped socket replaces the plain one)."""
+        if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            self.watch(info.get("return_value"))
+
+    def watch(self, stream: Any) -> None:
+        if stream is None:
+            return
+        with self._lock:
+            self._streams.append(stream)
+            fired = self.fired
+        if fired:
+            _shut(stream)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            streams = list(self._streams)
+        for stream in streams:
+            _shut(stream)
+
+    def cancel(self) -> None:
+        if self._timer:
+            self._timer.cancel()
+
+
+def _shut(stream: Any) -> None:
+    sock = stream.get_extra_info("socket") if hasattr(stream, "get_extra_info") else None
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def read_capped(http: httpx.Client, request_args: dict[str, Any], send: Send, timeout: float, cap: int) -> Outcome:
+    """One blocking attempt, read as a stream and stopped at the deadline or past the size cap."""
+    limit = send.deadline or 0.0
+    per_wait = attempt_timeout(timeout, send)
+    if per_wait is None:
+        return Cut("deadline", limit)
+    watchdog = Watchdog(send)
+    received = 0
+    try:
+        with http.stream(**request_args, timeout=per_wait, extensions={"trace": watchdog.trace}) as response:
+            watchdog.watch(response.extensions.get("network_stream"))  # a connection reused from the pool
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                received = len(body)
+                if received > cap:
+                    return Cut("size", cap, received)
+                if send.ends_at is not None and time.monotonic() >= send.ends_at:
+                    return Cut("deadline", limit, received)
+            return buffered(response, bytes(body))
+    except httpx.RequestError as exc:
+        if watchdog.fired or (send.ends_at is not None and time.monotonic() >= send.ends_at):
+            return Cut("deadline", limit, received)
+        return exc
+    finally:
+        watchdog.cancel()
+
+
+async def aread_capped(
+    http: httpx.AsyncClient, request_args: dict[str, Any], send: Send, timeout: float, cap: int
+) -> Outcome:
+    """One asyncio attempt, read as a stream and stopped at the deadline or past the size cap."""
+    limit = send.deadline or 0.0
+    per_wait = attempt_timeout(timeout, send)
+    if per_wait is None:
+        return Cut("deadline", limit)
+    received = 0
+    try:
+        async with asyncio.timeout(send.remaining()):
+            async with http.stream(**request_args, timeout=per_wait) as response:
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    received = len(body)
+                    if received > cap:
+                        return Cut("size", cap, received)
+                return buffered(response, bytes(body))
+    except TimeoutError:
+        return Cut("deadline", limit, received)
+    except httpx.RequestError as exc:
+        if send.ends_at is not None and time.monotonic() >= send.ends_at:
+            return Cut("deadline", limit, received)
+        return exc

@@ -58,9 +58,11 @@ class ModelEntry:
 
 @dataclass(frozen=True)
 class SkippedEntry:
-    index: int
+    index: int | None
     id: str | None
     reason: str
+    # The entry's field at fault, in OpenRouter's terms ("pricing.prompt", "context_length").
+    field: str | None = None
 
 
 @dataclass(frozen=True)

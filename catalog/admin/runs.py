@@ -16,6 +16,7 @@ STATUS_COLOURS = {
     SyncStatus.FAILED: "#c62828",
     SyncStatus.RUNNING: "#1565c0",
     SyncStatus.SKIPPED: "#757575",
+    SyncStatus.ABANDONED: "#ef6c00",
 }
 
 

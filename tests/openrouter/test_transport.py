@@ -17,7 +17,7 @@ from openrouter import (
     OpenRouterUnreachable,
     RetryPolicy,
 )
-from openrouter.transport import Call, Send, Sleep, exchange, judge
+from openrouter.transport import Call, Cut, Send, Sleep, exchange, judge
 from tests.fake_openrouter import drop, rate_limited, status
 
 CALL = Call("GET", "/models")
@@ -140,3 +140,54 @@ def test_both_clients_give_up_after_the_same_attempts(fake_openrouter, kind):
     assert str(failure).endswith("(after 3 attempts)")
     assert len(fake_openrouter.requests) == 3
     assert fake_openrouter.pending("/models") == 1
+
+
+# --- The call's deadline, without I/O ----------------------------------------------------------
+
+
+def drive_with_clock(deadline: float, outcomes: list, clock_after: list[float]) -> tuple[list, object]:
+    """Like `drive`, on a fake clock: the clock reads `clock_after[i]` once the i-th step is done."""
+    now = [0.0]
+    steps = exchange(
+        CALL,
+        RetryPolicy(max_retries=5, backoff=1.0),
+        lambda call, outcome: judge(call, outcome, base_url="https://or.test/api/v1", timeout=5),
+        deadline,
+        clock=lambda: now[0],
+    )
+    seen: list = []
+    answers, times = iter(outcomes), iter(clock_after)
+    reply = None
+    try:
+        while True:
+            step = steps.send(reply)
+            seen.append(step)
+            now[0] = next(times)
+            reply = next(answers) if isinstance(step, Send) else None
+    except StopIteration as done:
+        return seen, done.value
+    except OpenRouterError as exc:
+        return seen, exc
+
+
+def test_each_attempt_is_told_when_the_call_must_end():
+    seen, result = drive_with_clock(10.0, [error(503), OK], [2.0, 3.5, 5.0])
+
+    assert [type(step) for step in seen] == [Send, Sleep, Send]
+    assert {step.ends_at for step in seen if isinstance(step, Send)} == {10.0}
+    assert result == {"data": []}
+
+
+def test_a_pause_that_would_end_past_the_deadline_is_not_taken():
+    seen, result = drive_with_clock(3.0, [error(503), OK], [2.5])
+
+    assert [type(step) for step in seen] == [Send]  # a 1 s backoff would end at 3.5 > 3
+    assert isinstance(result, OpenRouterServerError)
+    assert "no time left to retry within the call's deadline of 3 s" in str(result)
+
+
+def test_an_attempt_cut_at_the_deadline_is_final():
+    seen, result = drive_with_clock(3.0, [Cut("deadline", 3.0, received=7)], [3.0])
+
+    assert isinstance(result, OpenRouterUnreachable)
+    assert "within the call's deadline of 3 s (7 bytes received)" in str(result)
