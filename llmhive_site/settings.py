@@ -6,7 +6,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import dj_database_url
-from csp.constants import NONE, SELF, UNSAFE_INLINE
+from csp.constants import NONE, SELF, UNSAFE_HASHES, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -211,13 +211,15 @@ AXES_CLIENT_IP_CALLABLE = "core.middleware.client_ip"
 # shown once in a message and must not travel in a signed-but-readable cookie.
 MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 
-# Content-Security-Policy (django-csp): our own origin only, no inline script anywhere (the
-# admin, the dashboard, /api/docs). Inline style attributes remain allowed: the admin and
-# Swagger UI set them, and they cannot run code.
+# Content-Security-Policy (django-csp): our own origin only, no inline script (the admin, the
+# dashboard, /api/docs). Inline style attributes remain allowed: the admin and Swagger UI set
+# them, and they cannot run code. One exception by hash: django-import-export's export page has
+# an inline handler, `onSelectToggleChange(event)` ("Select all"); only that exact text may run.
+EXPORT_SELECT_ALL_HANDLER = "'sha256-wid4zL8fR53ZYy1ljOepzR77Dn6vWUUxuNnnWWBP3I8='"
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [SELF],
-        "script-src": [SELF],
+        "script-src": [SELF, UNSAFE_HASHES, EXPORT_SELECT_ALL_HANDLER],
         "style-src": [SELF, UNSAFE_INLINE],
         "img-src": [SELF, "data:"],
         "font-src": [SELF, "data:"],
