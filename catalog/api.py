@@ -16,9 +16,9 @@ from catalog.models import (
     SyncRun,
     SyncTrigger,
 )
+from catalog.queueing import request_catalog_job
 from catalog.selectors import current_rankings_queryset, families_with_counts, models_matching
 from catalog.signals import model_detail
-from catalog.tasks import queue_catalog_job
 from core.auth import require
 from core.money import decimal_str
 
@@ -232,14 +232,27 @@ class SyncIn(Schema):
 
 
 class QueuedOut(Schema):
-    task_id: str
+    task_id: str = Field(description="the django-q task; empty when a run started elsewhere (the schedule) answers")
     kind: str
+    status: Literal["queued", "running"]
+    already_queued: bool = Field(description="true: a run of this kind was already queued or running, none was added")
+    run_id: int | None = Field(description="the SyncRun, once a worker has started it (GET /catalog/runs)")
 
 
 @router.post("/catalog/sync", response={202: QueuedOut}, auth=CATALOG_SYNC, summary="Queue a sync or research run")
 def start_sync(request, payload: SyncIn):
-    task_id = queue_catalog_job(payload.kind, trigger=SyncTrigger.API, force=payload.force)
-    return Status(202, {"task_id": task_id, "kind": payload.kind})
+    """At most one run of each kind is queued: while one is queued or running, the answer names it."""
+    job = request_catalog_job(payload.kind, trigger=SyncTrigger.API, force=payload.force)
+    return Status(
+        202,
+        {
+            "task_id": job.task_id,
+            "kind": job.kind,
+            "status": job.status,
+            "already_queued": job.already_queued,
+            "run_id": job.run.pk if job.run else None,
+        },
+    )
 
 
 class RunOut(Schema):

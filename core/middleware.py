@@ -7,13 +7,16 @@ text and jsonb cannot store either, and psycopg raises on them) — and a body o
 JSON yet (Django's 404 for an unknown path, ninja's 405, the 400 of a request Django refused, a
 500 rendered outside the API) is turned into the API's error shape. Pages outside /api/ (the admin)
 keep Django's own.
+
+Also here: API calls over plain HTTP refused when HTTPS is on (`ApiHttpsRequiredMiddleware`), and
+the client's address for login throttling (`client_ip`).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.conf import settings
@@ -23,6 +26,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from core.errors import DEFAULT_CODES
 
 API_PREFIX = "/api/"
+API_V1_PREFIX = "/api/v1/"
 JSON_TYPE = "application/json; charset=utf-8"
 # What a database text column cannot hold: NUL, and UTF-16 surrogates not part of a pair (a pair
 # arrives decoded as one character, so any surrogate left in a str stands alone).
@@ -157,3 +161,46 @@ def as_json_error(response: HttpResponse) -> HttpResponse:
         if response.has_header(header):
             converted[header] = response[header]
     return converted
+
+
+class ApiHttpsRequiredMiddleware:
+    """With HTTPS on (SECURE_SSL_REDIRECT), refuse an API call made over plain HTTP with a JSON 403.
+
+    SecurityMiddleware would redirect it to https://, but by then the Bearer key has crossed the
+    network in clear, and a client that follows the redirect learns nothing is wrong. Refusing it
+    makes the misconfigured client fail loudly on its first call. SECURE_REDIRECT_EXEMPT paths
+    (GET /api/v1/health for load balancers) still answer over HTTP; SECURE_PROXY_SSL_HEADER is
+    honoured through request.is_secure().
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.exempt = [re.compile(pattern) for pattern in settings.SECURE_REDIRECT_EXEMPT]
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if (
+            settings.SECURE_SSL_REDIRECT
+            and request.path.startswith(API_V1_PREFIX)
+            and not request.is_secure()
+            and not any(pattern.search(request.path.lstrip("/")) for pattern in self.exempt)
+        ):
+            return json_error(
+                403,
+                "This API is served over HTTPS only: call https:// (the request was refused, not redirected; "
+                "if a key was sent, consider it exposed and rotate it).",
+                "https_required",
+            )
+        return self.get_response(request)
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The client's address for login throttling: LLMHIVE_CLIENT_IP_HEADER when set (the proxy's
+    header carrying the client's address), else the connection's address."""
+    header = settings.LLMHIVE_CLIENT_IP_HEADER
+    if header:
+        value = request.META.get(header, "")
+        # X-Forwarded-For style lists: the proxy appends the address it saw last.
+        address = value.split(",")[-1].strip()
+        if address:
+            return address
+    return request.META.get("REMOTE_ADDR")

@@ -1,10 +1,12 @@
 """LLMHive settings, read from the environment with defaults that work on a laptop."""
 
 import os
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF, UNSAFE_HASHES, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -117,6 +119,9 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
+    # Listed so /api/docs renders Swagger UI from ninja's bundled static files, not a CDN.
+    "ninja",
     "django_q",
     "llmhive_site.apps.LLMHiveSiteConfig",
     "import_export",
@@ -128,15 +133,20 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Before SecurityMiddleware's redirect: an API call over plain HTTP is refused, not redirected.
+    "core.middleware.ApiHttpsRequiredMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Under /api/: unstorable input refused (422), bodies over the limit (413), errors as JSON.
     "core.middleware.ApiMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lock-out page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "llmhive_site.urls"
@@ -189,6 +199,50 @@ elif DATABASES["default"]["ENGINE"].startswith("django.db.backends.postgresql"):
     )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# django-axes first: it refuses a locked-out login before the password is even checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
+# Admin login throttling (django-axes): after LLMHIVE_LOGIN_FAILURE_LIMIT wrong passwords for one
+# username from one address, that pair is locked out for LLMHIVE_LOGIN_COOLOFF_MINUTES (another
+# user, or the same user elsewhere, is unaffected). Unlock early: `manage.py axes_reset_username
+# NAME` (docs/ops/deploying.md).
+AXES_FAILURE_LIMIT = envint("LLMHIVE_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=envint("LLMHIVE_LOGIN_COOLOFF_MINUTES", 30))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
+# Behind a proxy every client has the proxy's address: name the header the proxy sets to the
+# client's own (e.g. HTTP_X_REAL_IP), or one attacker locks a username out for everyone.
+LLMHIVE_CLIENT_IP_HEADER = _raw("LLMHIVE_CLIENT_IP_HEADER") or ""
+AXES_CLIENT_IP_CALLABLE = "core.middleware.client_ip"
+
+# Flash messages live in the session (server side), not a cookie: a new API key's secret is
+# shown once in a message and must not travel in a signed-but-readable cookie.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
+
+# Content-Security-Policy (django-csp): our own origin only, no inline script (the admin, the
+# dashboard, /api/docs). Inline style attributes remain allowed: the admin and Swagger UI set
+# them, and they cannot run code. One exception by hash: django-import-export's export page has
+# an inline handler, `onSelectToggleChange(event)` ("Select all"); only that exact text may run.
+EXPORT_SELECT_ALL_HANDLER = "'sha256-wid4zL8fR53ZYy1ljOepzR77Dn6vWUUxuNnnWWBP3I8='"
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, UNSAFE_HASHES, EXPORT_SELECT_ALL_HANDLER],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

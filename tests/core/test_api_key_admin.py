@@ -130,3 +130,19 @@ def test_the_key_list_shows_scopes_and_whether_revoked(admin_client):
     assert live.prefix in content and gone.prefix in content
     response = admin_client.get(reverse("admin:core_apikey_changelist"), {"state": "revoked"})
     assert [k.pk for k in response.context["cl"].result_list] == [gone.pk]
+
+
+def test_the_new_secret_never_travels_in_a_cookie_and_leaves_the_session_once_shown(admin_client):
+    created = admin_client.post(reverse("admin:core_apikey_add"), {"name": "orchestrator", "scopes": [Scope.ROUTE]})
+    assert created.status_code == HTTPStatus.FOUND
+    # Messages are kept in the session (server side): no messages cookie, nothing secret set.
+    assert "messages" not in created.cookies
+    cookies = "; ".join(f"{name}={morsel.value}" for name, morsel in created.cookies.items())
+    assert secrets_in(cookies) == []
+
+    shown = admin_client.get(created["Location"])
+    [secret] = secrets_in(shown.content.decode())
+    assert secret not in "; ".join(f"{name}={morsel.value}" for name, morsel in shown.cookies.items())
+    # Displayed once, then gone from the session too.
+    assert secret not in str(dict(admin_client.session))
+    assert secrets_in(admin_client.get(created["Location"]).content.decode()) == []
