@@ -24,6 +24,8 @@ class VersionWatch:
         self._lock = threading.Lock()
         self._versions: dict[str, int] | None = None
         self._checked_at = 0.0
+        # Wall-clock time of the last successful read, for the snapshot's age in GET /metrics.
+        self.loaded_at = 0.0
 
     @property
     def interval(self) -> float:
@@ -38,6 +40,7 @@ class VersionWatch:
                 if self._versions is None or now - self._checked_at >= self.interval:
                     self._versions = self._load()
                     self._checked_at = time.monotonic()
+                    self.loaded_at = time.time()
         return self._versions
 
     def expire(self) -> None:

@@ -11,6 +11,7 @@ from django.utils import timezone
 from ninja import Field, Query, Router, Schema
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationInfo, field_validator
 
+from core import metrics
 from core.auth import require
 from core.errors import ApiError
 from core.money import decimal_str
@@ -111,6 +112,8 @@ def report_usage(request, payload: UsageBatchIn):
     nothing is stored. A good batch is stored in one transaction; repeated request_ids are
     counted as duplicates, also when two clients send them at the same moment."""
     result = ingest_events([event.model_dump() for event in payload.events])
+    metrics.usage_api_events.labels(result="stored").inc(result.accepted)
+    metrics.usage_api_events.labels(result="duplicate").inc(result.duplicates)
     return {
         "accepted": result.accepted,
         "duplicates": result.duplicates,
