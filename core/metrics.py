@@ -20,7 +20,7 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -43,6 +43,10 @@ ROUTE_RESULTS = (
     "error",
 )
 USAGE_API_RESULTS = ("stored", "duplicate")
+
+# The `_created` series exist only in one process (multiprocess mode has none): without them the
+# answer is the same under runserver and gunicorn.
+disable_created_metrics()
 
 # Metrics are registered in no registry of their own: each scrape builds one (`render`).
 route_decisions = Counter(

@@ -86,7 +86,7 @@ class DatabaseCollector(Collector):
     auth=require("metrics:read"),
     summary="Prometheus metrics (text format, or OpenMetrics when asked)",
     openapi_extra={
-        "responses": {"200": {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}}
+        "responses": {200: {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}}
     },
 )
 def prometheus_metrics(request):

@@ -87,6 +87,14 @@ def test_it_needs_a_key_with_the_metrics_scope(anon_client, make_api_key, client
     } <= names
 
 
+def test_the_api_description_says_it_answers_text():
+    from llmhive_site.api import api
+
+    operation = api.get_openapi_schema()["paths"][URL]["get"]
+    assert list(operation["responses"][200]["content"]) == ["text/plain"]
+    assert operation["security"] == [{"ApiKeyAuth": []}]
+
+
 @pytest.mark.django_db
 def test_it_counts_route_calls_by_result_in_one_process(api_client):
     routed_setup()
