@@ -16,7 +16,7 @@ from pathlib import Path
 # LLMHIVE_METRICS_DIR, or a directory of this server's own under the var directory (two servers
 # started from one checkout must not share one: each empties it when it starts).
 _configured = os.environ.get("LLMHIVE_METRICS_DIR", "")
-_parent = Path(os.environ.get("LLMHIVE_VAR_DIR") or "var").resolve() / "metrics"
+_parent = Path(os.environ.get("LLMHIVE_VAR_DIR") or Path(__file__).resolve().parent / "var").resolve() / "metrics"
 metrics_dir = Path(_configured).resolve() if _configured else _parent / f"gunicorn-{os.getpid()}"
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
 

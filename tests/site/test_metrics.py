@@ -24,7 +24,7 @@ from catalog.sync import sync_catalog
 from core.models import Scope
 from tests.factories import CatalogModelFactory, RoleFactory, SyncRunFactory, ingest, usage_event
 from tests.fake_openrouter import load_snapshot, requires_recorded
-from tests.servers import gunicorn
+from tests.servers import ROOT, gunicorn
 
 URL = "/api/v1/metrics"
 
@@ -177,9 +177,17 @@ def test_counts_are_exact_across_two_gunicorn_workers_whichever_answers(make_api
     key = make_api_key(Scope.ROUTE, Scope.USAGE_WRITE, Scope.METRICS_READ)
     headers = {"Authorization": f"Bearer {key}"}
     plan = {"ok": 20, "invalid": 8, "no_eligible_model": 6, "unknown_role": 4}
-    metrics_dir = tmp_path / "metrics"
+    # The default directory, as deployed: one per server under var/metrics. One left by a server
+    # that was killed (its pid is beyond any pid Linux gives) is swept when the next one starts.
+    parent = ROOT / "var" / "metrics"
+    left_behind = parent / "gunicorn-999999999"
+    left_behind.mkdir(parents=True, exist_ok=True)
+    (left_behind / "counter_1.db").write_bytes(b"")
 
-    with gunicorn(workers=2, LLMHIVE_METRICS_DIR=str(metrics_dir)) as base:
+    with gunicorn(workers=2) as base:
+        metrics_dir = parent / f"gunicorn-{base.pid}"
+        assert metrics_dir.is_dir()
+        assert not left_behind.exists()
 
         def route(body: dict, auth: dict = headers):
             return lambda: httpx.post(f"{base}/api/v1/route", json=body, headers=auth, timeout=10).status_code
@@ -233,3 +241,5 @@ def test_counts_are_exact_across_two_gunicorn_workers_whichever_answers(make_api
             assert figures[("llmhive_usage_events_total", ())] == 3
             assert by_label(figures, "llmhive_usage_api_events_total", "result") == {"stored": 3, "duplicate": 3}
             assert by_label(figures, "llmhive_sync_runs_total", "result") == {"failed": 1, "succeeded": 1}
+
+    assert not metrics_dir.exists()  # removed when the server stopped
