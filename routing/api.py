@@ -145,14 +145,19 @@ def counted(run):
     @wraps(run)
     def counted_run(request, *args, **kwargs):
         start = perf_counter()
-        response = run(request, *args, **kwargs)
-        metrics.route_decision_seconds.observe(perf_counter() - start)
-        result = getattr(request, "route_result", None)
-        if result not in metrics.ROUTE_RESULTS:
+        status = 500  # an exception ninja did not turn into an answer: Django's 500
+        try:
+            response = run(request, *args, **kwargs)
             status = response.status_code
-            result = "unauthorized" if status in (401, 403) else "error" if status >= 500 else "invalid"
-        metrics.route_decisions.labels(result=result).inc()
-        return response
+            return response
+        finally:
+            metrics.route_decision_seconds.observe(perf_counter() - start)
+            result = getattr(request, "route_result", None)
+            if status >= 500 and result != "degraded":
+                result = "error"
+            elif result not in metrics.ROUTE_RESULTS:
+                result = "unauthorized" if status in (401, 403) else "invalid"
+            metrics.route_decisions.labels(result=result).inc()
 
     return counted_run
 
