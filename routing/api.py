@@ -153,7 +153,7 @@ def counted(run):
         finally:
             metrics.route_decision_seconds.observe(perf_counter() - start)
             result = getattr(request, "route_result", None)
-            if status >= 500 and result != "degraded":
+            if status >= 500:
                 result = "error"
             elif result not in metrics.ROUTE_RESULTS:
                 result = "unauthorized" if status in (401, 403) else "invalid"
