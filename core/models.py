@@ -69,6 +69,7 @@ class Scope(models.TextChoices):
     USAGE_WRITE = "usage:write", "usage:write: report usage events"
     COSTS_READ = "costs:read", "costs:read: cost reports and budgets"
     CATALOG_SYNC = "catalog:sync", "catalog:sync: start syncs, read runs"
+    METRICS_READ = "metrics:read", "metrics:read: Prometheus metrics (GET /metrics)"
 
 
 def hash_secret(raw_key: str) -> str:

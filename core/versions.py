@@ -52,6 +52,8 @@ class VersionWatch:
         self._checked_at = 0.0
         self.degraded = False
         self._retry = RETRY_SECONDS
+        # Wall-clock time of the last successful read, for the snapshot's age in GET /metrics.
+        self.loaded_at = 0.0
 
     @property
     def interval(self) -> float:
@@ -87,6 +89,7 @@ class VersionWatch:
                 raise
             return
         self._versions, self._checked_at, self.degraded = versions, time.monotonic(), False
+        self.loaded_at = time.time()
 
     def database_failed(self) -> None:
         """The database could not be read (here or by a cache rebuilding): degraded until a

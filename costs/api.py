@@ -12,6 +12,7 @@ from django.utils import timezone
 from ninja import Field, Query, Router, Schema
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationInfo, field_validator
 
+from core import metrics
 from core.auth import require
 from core.errors import ApiError
 from core.money import decimal_str
@@ -125,6 +126,8 @@ def report_usage(request, payload: UsageBatchIn):
         result = ingest_events([event.model_dump() for event in payload.events])
     except IdempotencyConflict as conflict:
         raise ApiError(409, "idempotency_conflict", str(conflict), request_ids=conflict.request_ids) from None
+    metrics.usage_api_events.labels(result="stored").inc(result.accepted)
+    metrics.usage_api_events.labels(result="duplicate").inc(result.duplicates)
     return {
         "accepted": result.accepted,
         "duplicates": result.duplicates,

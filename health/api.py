@@ -8,14 +8,13 @@ from typing import Literal
 
 from django.db import connection
 from django.db.utils import DatabaseError
-from django.utils import timezone
 from ninja import Field, Router, Schema, Status
 
 from catalog.selectors import catalog_freshness
 from core.auth import require
 from core.models import version_watch
 from core.money import decimal_str
-from health.selectors import latest_health
+from health.selectors import latest_health, oldest_queued_task_age
 
 router = Router(tags=["health"])
 
@@ -40,27 +39,14 @@ def task_queue_status() -> dict:
             "oldest_queued_seconds": None,
             "broker": "redis" if Conf.REDIS else "orm",
         }
-    oldest = None
-    if Conf.ORM:
-        from django_q.models import OrmQ
-
-        # The ORM broker stamps `lock` with the enqueue time and moves it into the future when a
-        # worker takes the task: the waiting ones are those whose lock is not in the future.
-        now = timezone.now()
-        first = (
-            OrmQ.objects.filter(key=Conf.CLUSTER_NAME, lock__lte=now)
-            .order_by("lock")
-            .values_list("lock", flat=True)
-            .first()
-        )
-        oldest = None if first is None else max(0, int((now - first).total_seconds()))
+    oldest = oldest_queued_task_age()
     workers = sum(len(s.workers) for s in clusters)
     return {
         "status": "ok" if clusters else "no_worker",
         "clusters": len(clusters),
         "workers": workers,
         "queued": queued,
-        "oldest_queued_seconds": oldest,
+        "oldest_queued_seconds": None if oldest is None else int(oldest),
         "broker": "redis" if Conf.REDIS else "orm",
     }
 

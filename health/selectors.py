@@ -61,3 +61,25 @@ def latest_health(model_id: str | None = None) -> list[tuple[ModelReliability, M
     rows = list(rows)
     latest = ModelHealthCheck.objects.in_bulk([r.latest_id for r in rows if r.latest_id])
     return [(r, latest.get(r.latest_id)) for r in rows]
+
+
+def oldest_queued_task_age() -> float | None:
+    """Seconds the oldest task waiting for a django-q2 worker has waited. None when none waits,
+    or when the broker cannot tell (Redis keeps no enqueue time). For GET /health and
+    GET /metrics."""
+    from django_q.conf import Conf
+
+    if not Conf.ORM:
+        return None
+    from django_q.models import OrmQ
+
+    # The ORM broker stamps `lock` with the enqueue time and moves it into the future when a
+    # worker takes the task: the waiting ones are those whose lock is not in the future.
+    now = timezone.now()
+    first = (
+        OrmQ.objects.filter(key=Conf.CLUSTER_NAME, lock__lte=now)
+        .order_by("lock")
+        .values_list("lock", flat=True)
+        .first()
+    )
+    return None if first is None else max(0.0, (now - first).total_seconds())

@@ -6,6 +6,7 @@ from catalog.api import router as catalog_router
 from core.errors import install_error_handlers
 from costs.api import router as costs_router
 from health.api import router as health_router
+from llmhive_site.metrics import router as metrics_router
 from routing.api import router as routing_router
 
 api = NinjaAPI(
@@ -22,3 +23,4 @@ api.add_router("/v1/", health_router)
 api.add_router("/v1/", catalog_router)
 api.add_router("/v1/", costs_router)
 api.add_router("/v1/", routing_router)
+api.add_router("/v1/", metrics_router)

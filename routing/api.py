@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from functools import wraps
+from time import perf_counter
 from typing import Literal
 
 import orjson
 from django.http import HttpResponse
 from ninja import Field, Query, Router, Schema
+from ninja.decorators import decorate_view
 from pydantic import BaseModel, ConfigDict
 
 from catalog.models import CAPABILITIES
+from core import metrics
 from core.auth import any_key, require
 from core.errors import ApiError
 from core.models import version_watch
@@ -137,7 +141,33 @@ def _json_default(value):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def counted(run):
+    """Count every /route call by result and time it, whatever answered it: ninja's key check
+    and validation run inside the operation this wraps, so a 401 or a 422 for a bad body is
+    counted too (as `unauthorized`, `invalid`)."""
+
+    @wraps(run)
+    def counted_run(request, *args, **kwargs):
+        start = perf_counter()
+        status = 500  # an exception ninja did not turn into an answer: Django's 500
+        try:
+            response = run(request, *args, **kwargs)
+            status = response.status_code
+            return response
+        finally:
+            metrics.route_decision_seconds.observe(perf_counter() - start)
+            result = getattr(request, "route_result", None)
+            if status >= 500:
+                result = "error"
+            elif result not in metrics.ROUTE_RESULTS:
+                result = "unauthorized" if status in (401, 403) else "invalid"
+            metrics.route_decisions.labels(result=result).inc()
+
+    return counted_run
+
+
 @router.post("/route", response=RouteOut, auth=ROUTE, summary="Which model, now?")
+@decorate_view(counted)
 def route(request, payload: RouteIn):
     """Choose a model for one call, with fallbacks, the escalation chain and the score of each
     candidate weighed. 404 for an unknown role; 422 `no_eligible_model` with the count rejected
@@ -146,7 +176,12 @@ def route(request, payload: RouteIn):
     try:
         answer = decide(RouteRequest(**payload.model_dump()))
     except RoutingError as error:
+        request.route_result = error.code
         raise _as_api_error(error) from None
+    if answer.get("degraded"):
+        request.route_result = "degraded"
+    else:
+        request.route_result = "bootstrap" if answer["source"] == "bootstrap" else "ok"
     answer["estimated_cost_usd"] = _money(answer["estimated_cost_usd"])
     if answer["budget"]:
         answer["budget"] = {k: _money(v) for k, v in answer["budget"].items()}

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from catalog.models import CAPABILITIES, CATALOG_VERSION, PRICE_KEYS, CatalogModel, Category, Family, ModelStatus
 from catalog.selectors import bootstrap_fallback_models, current_rankings_queryset
+from core import metrics
 from core.models import version_watch
 from health.models import HEALTH_VERSION
 from health.selectors import down_models, reliability_by_model
@@ -297,6 +298,7 @@ class SnapshotHolder:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._snapshot: Snapshot | None = None
+        self._confirmed_at = 0.0
 
     def get(self) -> Snapshot:
         stored = version_watch.versions()
@@ -314,10 +316,16 @@ class SnapshotHolder:
                         version_watch.database_failed()
                         if snapshot is None:
                             raise
+        # The snapshot matches the versions read at `loaded_at`: it was current then. (A float
+        # compared per decision; the gauge is written once per version check.)
+        if version_watch.loaded_at != self._confirmed_at and snapshot.versions == versions:
+            self._confirmed_at = version_watch.loaded_at
+            metrics.snapshot_confirmed.set(self._confirmed_at)
         return snapshot
 
     def clear(self) -> None:
         self._snapshot = None
+        self._confirmed_at = 0.0
 
 
 holder = SnapshotHolder()

@@ -1,0 +1,100 @@
+"""GET /api/v1/metrics: Prometheus' text format, for keys with the `metrics:read` scope.
+
+The web process's own figures (route decisions, POST /usage) come from `core.metrics`, summed
+over every gunicorn worker. Work done in other processes is read from the database at scrape
+time instead: syncs run in the django-q2 worker (scheduled) or in `manage.py sync_catalog`, and
+usage events are stored by POST /usage and by the worker's health-check pings. A counter kept in
+those processes would need them to share the web server's multiprocess directory, which the
+server empties when it starts; the database has every run and every event wherever it was done,
+and the figures survive restarts. The queries are small: runs grouped by kind and status, a sum
+over the daily rollup (moved in the same transaction as the events it counts), the oldest queued
+task.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from django.db.models import Count, Sum
+from django.db.utils import DatabaseError
+from django.http import HttpResponse
+from ninja import Router
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from catalog.models import SyncRun, SyncStatus
+from core import metrics
+from core.auth import require
+from costs.models import DailyCost
+from health.selectors import oldest_queued_task_age
+from routing.snapshot import current_snapshot
+
+logger = logging.getLogger(__name__)
+
+router = Router(tags=["metrics"])
+
+
+class DatabaseCollector(Collector):
+    """Figures read from the database at scrape time. With the database out of reach they are
+    left out of the scrape (Prometheus shows the gap) rather than failing it."""
+
+    def collect(self) -> Iterator[Metric]:
+        for part in (self._sync_runs, self._usage_events, self._task_queue):
+            try:
+                yield from part()
+            except DatabaseError as exc:
+                logger.warning("metrics: %s left out: %s", part.__name__.strip("_"), str(exc).splitlines()[0])
+
+    def _sync_runs(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "llmhive_sync_runs",
+            "Catalog runs finished, by kind (sync, research) and result.",
+            labels=["kind", "result"],
+        )
+        rows = (
+            SyncRun.objects.exclude(status=SyncStatus.RUNNING)
+            .values_list("kind", "status")
+            .annotate(n=Count("id"))
+            .order_by("kind", "status")
+        )
+        for kind, status, n in rows:
+            family.add_metric([kind, status], n)
+        yield family
+
+    def _usage_events(self) -> Iterator[Metric]:
+        stored = DailyCost.objects.aggregate(n=Sum("requests"))["n"] or 0
+        yield CounterMetricFamily(
+            "llmhive_usage_events", "Usage events stored in the ledger, by any process.", value=stored
+        )
+
+    def _task_queue(self) -> Iterator[Metric]:
+        from django_q.conf import Conf
+
+        if not Conf.ORM:  # Redis keeps no enqueue time
+            return
+        age = oldest_queued_task_age()
+        yield GaugeMetricFamily(
+            "llmhive_task_queue_oldest_seconds",
+            "How long the oldest task waiting for a django-q2 worker has waited (0 when none waits).",
+            value=age or 0.0,
+        )
+
+
+@router.get(
+    "/metrics",
+    auth=require("metrics:read"),
+    summary="Prometheus metrics (text format, or OpenMetrics when asked)",
+    openapi_extra={
+        "responses": {200: {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}}
+    },
+)
+def prometheus_metrics(request):
+    """Route decisions by result and their latency, the routing snapshot's age, sync runs and
+    usage events, the oldest queued task. Summed over every web worker under gunicorn."""
+    try:
+        current_snapshot()  # re-checked now if due: this worker's age is as fresh as can be
+    except DatabaseError:
+        pass  # the age grows: that is what it is for
+    body, content_type = metrics.render(request.headers.get("Accept", ""), DatabaseCollector())
+    return HttpResponse(body, content_type=content_type)
