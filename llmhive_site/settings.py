@@ -215,6 +215,7 @@ AXES_COOLOFF_TIME = timedelta(minutes=envint("LLMHIVE_LOGIN_COOLOFF_MINUTES", 30
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
+AXES_VERBOSE = False  # no "AXES: BEGIN" banner on every manage.py command
 # Behind a proxy every client has the proxy's address: name the header the proxy sets to the
 # client's own (e.g. HTTP_X_REAL_IP), or one attacker locks a username out for everyone.
 LLMHIVE_CLIENT_IP_HEADER = _raw("LLMHIVE_CLIENT_IP_HEADER") or ""
