@@ -12,7 +12,7 @@ from ninja import Field, Query, Router, Schema
 from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationInfo, field_validator
 
 from core.auth import require
-from core.errors import ApiError
+from core.errors import ApiError, errors
 from core.money import decimal_str
 from costs import reports
 from costs.budgets import budget_statuses
@@ -105,7 +105,12 @@ class UsageOut(Schema):
     unpriced_models: list[str] = Field(description="models with neither a reported cost nor a usable price (alerted)")
 
 
-@router.post("/usage", response=UsageOut, auth=USAGE_WRITE, summary="Report usage events (batch of up to 1,000)")
+@router.post(
+    "/usage",
+    response={200: UsageOut, **errors(401, 403, 409, 413, 422, 503)},
+    auth=USAGE_WRITE,
+    summary="Report usage events (batch of up to 1,000)",
+)
 def report_usage(request, payload: UsageBatchIn):
     """The batch is validated whole: one bad event is a 422 naming its index and field, and
     nothing is stored. A good batch is stored in one transaction; repeated request_ids are
@@ -136,7 +141,10 @@ class BudgetOut(Schema):
 
 
 @router.get(
-    "/budgets", response=list[BudgetOut], auth=COSTS_READ, summary="Budgets with spend and state in the current window"
+    "/budgets",
+    response={200: list[BudgetOut], **errors(401, 403)},
+    auth=COSTS_READ,
+    summary="Budgets with spend and state in the current window",
 )
 def list_budgets(request):
     rows = []
@@ -273,7 +281,7 @@ def _money_fields(row: dict) -> dict:
 
 @router.get(
     "/costs/daily",
-    response=list[DailyRow],
+    response={200: list[DailyRow], **errors(401, 403, 422)},
     auth=COSTS_READ,
     summary="Cost per UTC day, optionally per model, strategy or role",
 )
@@ -285,7 +293,7 @@ def costs_daily(request, filters: Query[GroupedFilters]):
 
 @router.get(
     "/costs/summary",
-    response=SummaryOut,
+    response={200: SummaryOut, **errors(401, 403, 422)},
     auth=COSTS_READ,
     summary="Totals per model, strategy or role, with success rate and cost per success",
 )
@@ -301,7 +309,7 @@ def costs_summary(request, filters: Query[SummaryFilters]):
     "/costs/export.csv",
     auth=COSTS_READ,
     summary="The daily cost rows (or every event) as streamed CSV",
-    response={200: None},
+    response={200: None, **errors(401, 403, 422)},
 )
 def costs_export(request, filters: Query[ExportFilters]):
     """Streamed from a server-side cursor: memory does not grow with the window. Cells that a
@@ -319,7 +327,7 @@ def costs_export(request, filters: Query[ExportFilters]):
 
 @router.get(
     "/telemetry/summary",
-    response=TelemetryOut,
+    response={200: TelemetryOut, **errors(401, 403, 422)},
     auth=COSTS_READ,
     summary="Per strategy, model or tool: requests, success rate, cost, latency p50/p95",
 )

@@ -12,6 +12,7 @@ from ninja import Field, Router, Schema, Status
 
 from catalog.selectors import catalog_freshness
 from core.auth import require
+from core.errors import errors
 from core.money import decimal_str
 from health.selectors import latest_health
 
@@ -119,7 +120,7 @@ class ModelHealthOut(Schema):
 
 @router.get(
     "/health/models",
-    response=list[ModelHealthOut],
+    response={200: list[ModelHealthOut], **errors(401, 403)},
     auth=require("route"),
     summary="The latest health and reliability of each checked model",
 )

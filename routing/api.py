@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from catalog.models import CAPABILITIES
 from core.auth import any_key, require
-from core.errors import ApiError
+from core.errors import ApiError, errors
 from core.money import decimal_str
 from routing.decision import EscalateRequest, RouteRequest, RoutingError, decide, escalate
 from routing.scoring import internal_rankings
@@ -49,7 +49,12 @@ class KeyOut(BaseModel):
     created_at: datetime
 
 
-@router.get("/key", response=KeyOut, auth=any_key, summary="The API key you call with: its name and scopes")
+@router.get(
+    "/key",
+    response={200: KeyOut, **errors(401)},
+    auth=any_key,
+    summary="The API key you call with: its name and scopes",
+)
 def whoami(request):
     """Lets a client check at start-up that its key is live and has the scopes it needs. Answers
     from the per-process key cache: no query."""
@@ -57,7 +62,9 @@ def whoami(request):
     return {"name": key.name, "prefix": key.prefix, "scopes": key.scopes, "created_at": key.created_at}
 
 
-class BudgetOut(BaseModel):
+class RouteBudgetOut(BaseModel):
+    """The budget that applies to this decision (the costs API's BudgetOut lists every budget)."""
+
     model_config = ConfigDict(extra="forbid")  # the answer is built by hand: hold it to the schema
 
     scope: str
@@ -95,7 +102,7 @@ class RouteOut(BaseModel):
     fallbacks: list[str] = Field(description="ready for OpenRouter's models[] after model")
     escalation: list[str] = Field(description="what to try, in order, if the model fails")
     estimated_cost_usd: str | None
-    budget: BudgetOut | None
+    budget: RouteBudgetOut | None
     downgraded: str | None = Field(None, description="why the decision was moved toward cheaper models, if it was")
     source: Literal["catalog", "bootstrap"]
     decision_id: str
@@ -133,7 +140,12 @@ def _json_default(value):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-@router.post("/route", response=RouteOut, auth=ROUTE, summary="Which model, now?")
+@router.post(
+    "/route",
+    response={200: RouteOut, **errors(401, 402, 403, 404, 413, 422, 503)},
+    auth=ROUTE,
+    summary="Which model, now?",
+)
 def route(request, payload: RouteIn):
     """Choose a model for one call, with fallbacks, the escalation chain and the score of each
     candidate weighed. 404 for an unknown role; 422 `no_eligible_model` with the count rejected
@@ -178,7 +190,12 @@ class EscalateOut(BaseModel):
     catalog_version: str
 
 
-@router.post("/escalate", response=EscalateOut, auth=ROUTE, summary="The model to try after one failed")
+@router.post(
+    "/escalate",
+    response={200: EscalateOut, **errors(401, 402, 403, 404, 413, 422, 503)},
+    auth=ROUTE,
+    summary="The model to try after one failed",
+)
 def escalate_view(request, payload: EscalateIn):
     """Overrides first (for the model, then its family; role-specific before general), then
     dynamic: eligible models of higher quality, reasoning-capable first, cheaper first among
@@ -214,7 +231,10 @@ class RankingsOut(Schema):
 
 
 @router.get(
-    "/rankings", response=RankingsOut, auth=ROUTE, summary="Internal rankings from outcomes, beside OpenRouter's"
+    "/rankings",
+    response={200: RankingsOut, **errors(401, 403, 404, 422)},
+    auth=ROUTE,
+    summary="Internal rankings from outcomes, beside OpenRouter's",
 )
 def rankings(request, filters: Query[RankingFilters]):
     snap = current_snapshot()
