@@ -6,7 +6,7 @@ from datetime import date, datetime
 from typing import Literal
 
 from django.shortcuts import get_object_or_404
-from ninja import Field, Query, Router, Schema, Status
+from ninja import Field, Path, Query, Router, Schema, Status
 
 from catalog.models import (
     CAPABILITIES,
@@ -153,7 +153,7 @@ def list_models(request, filters: Query[ModelFilters]):
     auth=ROUTE,
     summary="One model (ids hold '/' and ':')",
 )
-def get_model(request, model_id: str):
+def get_model(request, model_id: str = Path(..., example="openai/gpt-4o")):
     model = get_object_or_404(CatalogModel.objects.select_related("family"), id=model_id)
     rankings = current_rankings_queryset().filter(model=model).select_related("category").order_by("rank")
     detail = model_out(model) | {
@@ -222,7 +222,7 @@ class CategoryRankingOut(Schema):
     auth=ROUTE,
     summary="A category's current ranking",
 )
-def category_rankings(request, slug: str):
+def category_rankings(request, slug: str = Path(..., example="programming")):
     category = get_object_or_404(Category, slug=slug)
     rows = list(current_rankings_queryset().filter(category=category).select_related("model__family").order_by("rank"))
     return {
@@ -252,7 +252,7 @@ class QueuedOut(Schema):
 
 @router.post(
     "/catalog/sync",
-    response={202: QueuedOut, **errors(401, 403, 413, 422)},
+    response={202: QueuedOut, **errors(400, 401, 403, 413, 422)},
     auth=CATALOG_SYNC,
     summary="Queue a sync or research run",
 )

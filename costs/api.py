@@ -107,7 +107,7 @@ class UsageOut(Schema):
 
 @router.post(
     "/usage",
-    response={200: UsageOut, **errors(401, 403, 409, 413, 422, 503)},
+    response={200: UsageOut, **errors(400, 401, 403, 409, 413, 422, 503)},
     auth=USAGE_WRITE,
     summary="Report usage events (batch of up to 1,000)",
 )

@@ -29,7 +29,7 @@ AccuracyName = Literal["high", "balanced", "economy"]
 class RouteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    role: str = Field(min_length=1, max_length=64)
+    role: str = Field(min_length=1, max_length=64, examples=["coder"])
     category: str | None = Field(None, max_length=64, description="an OpenRouter category; default: the role's")
     accuracy: AccuracyName | None = Field(None, description="default: the role's (balanced unless set)")
     required_capabilities: list[Capability] = Field(default_factory=list)
@@ -142,7 +142,7 @@ def _json_default(value):
 
 @router.post(
     "/route",
-    response={200: RouteOut, **errors(401, 402, 403, 404, 413, 422, 503)},
+    response={200: RouteOut, **errors(400, 401, 402, 403, 404, 413, 422, 503)},
     auth=ROUTE,
     summary="Which model, now?",
 )
@@ -165,8 +165,8 @@ def route(request, payload: RouteIn):
 class EscalateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    role: str = Field(min_length=1, max_length=64)
-    failed_model: str = Field(min_length=1, max_length=200)
+    role: str = Field(min_length=1, max_length=64, examples=["coder"])
+    failed_model: str = Field(min_length=1, max_length=200, examples=["openai/gpt-4o"])
     reason: str = Field("", max_length=200)
     category: str | None = Field(None, max_length=64)
     strategy: str | None = Field(None, max_length=100)
@@ -192,7 +192,7 @@ class EscalateOut(BaseModel):
 
 @router.post(
     "/escalate",
-    response={200: EscalateOut, **errors(401, 402, 403, 404, 413, 422, 503)},
+    response={200: EscalateOut, **errors(400, 401, 402, 403, 404, 413, 422, 503)},
     auth=ROUTE,
     summary="The model to try after one failed",
 )
