@@ -67,6 +67,16 @@ class UsageEventIn(BaseModel):
             raise ValueError("is in the future")
         return value
 
+    @field_validator("occurred_at")
+    @classmethod
+    def in_utc(cls, value: datetime) -> datetime:
+        # ISO 8601 allows offsets up to ±23:59, PostgreSQL holds ±15:59: the instant is what
+        # counts, so it is stored in UTC.
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("is out of range") from None
+
     @field_validator("cost_usd")
     @classmethod
     def fourteen_decimals(cls, value: Decimal | None) -> Decimal | None:
@@ -159,14 +169,28 @@ def list_budgets(request):
 # --- Reports -------------------------------------------------------------------------------------
 
 MAX_REPORT_DAYS = 366
+# Nothing is reported before 2000; the bounds keep the window's arithmetic (a default start 29
+# days before the end, the day after the end) inside what a date can hold.
+EARLIEST_REPORT_DAY = date(2000, 1, 1)
+LATEST_REPORT_DAY = date(2999, 12, 31)
 GroupBy = Literal["day", "model", "strategy", "role"]
 
 
 class ReportFilters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    start: date | None = Field(None, description="first UTC day (default: 29 days before end)")
-    end: date | None = Field(None, description="last UTC day, included (default: today)")
+    start: date | None = Field(
+        None,
+        ge=EARLIEST_REPORT_DAY,
+        le=LATEST_REPORT_DAY,
+        description="first UTC day (default: 29 days before end), from 2000-01-01 to 2999-12-31",
+    )
+    end: date | None = Field(
+        None,
+        ge=EARLIEST_REPORT_DAY,
+        le=LATEST_REPORT_DAY,
+        description="last UTC day, included (default: today), from 2000-01-01 to 2999-12-31",
+    )
     model: str | None = Field(None, max_length=200)
     strategy: str | None = Field(None, max_length=100)
     role: str | None = Field(None, max_length=100)

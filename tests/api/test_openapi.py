@@ -6,19 +6,23 @@ from __future__ import annotations
 import re
 import typing
 from collections import defaultdict
+from datetime import timedelta
+from datetime import timezone as dt_timezone
 from decimal import Decimal
 
 import jsonschema_rs
 import pytest
+from django.utils import timezone
 from ninja.openapi.schema import OpenAPISchema
 from pydantic import BaseModel
 from typing_extensions import is_typeddict
 
 from core.auth import ApiKeyAuth
 from core.errors import ErrorOut, errors
+from costs.models import UsageEvent
 from llmhive_site.api import api
 from tests.conftest import ApiClient
-from tests.factories import BudgetFactory, ingest
+from tests.factories import BudgetFactory, ingest, usage_event
 
 ERROR_REF = "#/components/schemas/ErrorOut"
 
@@ -160,3 +164,50 @@ def test_errors_refuses_a_status_without_an_error_answer():
     assert errors(401)[401] is ErrorOut
     with pytest.raises(ValueError, match="200"):
         errors(200)
+
+
+# --- What the schemathesis run found -------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_an_offset_postgresql_cannot_hold_is_stored_as_the_same_instant_in_utc(api_client):
+    """ISO 8601 allows ±23:59, PostgreSQL ±15:59: `+17:56` was a 500."""
+    sent = (timezone.now() - timedelta(hours=1)).astimezone(dt_timezone(timedelta(hours=17, minutes=56)))
+    event = usage_event(occurred_at=sent.isoformat())
+    answer = api_client.post_json("/api/v1/usage", {"events": [event]})
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["accepted"] == 1
+    assert UsageEvent.objects.get(request_id=event["request_id"]).occurred_at == sent
+
+
+@pytest.mark.django_db
+def test_an_instant_before_year_one_in_utc_is_a_422_naming_the_event(api_client):
+    event = usage_event(occurred_at="0001-01-01T00:00:00+17:56")
+    answer = api_client.post_json("/api/v1/usage", {"events": [usage_event(), event]})
+    assert answer.status_code == 422
+    assert [(e["in"], e["field"]) for e in answer.json()["errors"]] == [("body", "events.1.occurred_at")]
+    assert not UsageEvent.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/api/v1/costs/daily?end=0001-01-01", "end"),  # the default start, 29 days earlier, was a 500
+        ("/api/v1/telemetry/summary?end=0001-01-01", "end"),
+        ("/api/v1/costs/summary?start=9999-12-31&end=9999-12-31", "start"),  # the day after the end was a 500
+        ("/api/v1/costs/export.csv?start=1999-12-31", "start"),
+    ],
+)
+def test_report_days_outside_2000_to_2999_are_a_422_naming_the_field(api_client, path, field):
+    answer = api_client.get(path)
+    assert answer.status_code == 422, answer.content
+    assert answer.json()["code"] == "invalid"
+    assert answer.json()["errors"][0]["field"] == field
+
+
+@pytest.mark.django_db
+def test_report_days_at_the_bounds_are_answered(api_client):
+    assert api_client.get("/api/v1/costs/daily?start=2000-01-01&end=2000-01-31").status_code == 200
+    assert api_client.get("/api/v1/telemetry/summary?end=2000-01-01").status_code == 200
+    assert api_client.get("/api/v1/costs/summary?start=2999-12-01&end=2999-12-31").status_code == 200
