@@ -33,6 +33,7 @@ from catalog.research import research_catalog
 from catalog.sync import sync_catalog
 from core.models import Scope
 from health.checks import run_health_checks
+from llmhive_site.api import api
 from tests.factories import (
     ApiKeyFactory,
     BudgetFactory,
@@ -134,8 +135,12 @@ def served(transactional_db, answers) -> Iterator[tuple[str, str]]:
     )
     if errors := server_errors(log):
         print(f"the server logged:\n{errors[:20000]}")
+    documented = {
+        f"{method.upper()} {path}" for path, ops in api.get_openapi_schema()["paths"].items() for method in ops
+    }
     operations = {operation for operation, _status in answers}
     succeeded = {operation for operation, status in answers if 200 <= status < 300}
+    assert operations == documented
     assert sorted(operations - succeeded) == []  # operations that never answered 2xx
 
 
@@ -144,10 +149,7 @@ def live_schema(served):
     base, key = served
     loaded = schemathesis.openapi.from_url(f"{base}/api/openapi.json")
     loaded.config.update(headers={"Authorization": f"Bearer {key}"})
-    loaded.config.generation.update(
-        deterministic=True,
-        database="none",
-    )
+    loaded.config.generation.update(deterministic=True, database="none")
     return loaded
 
 
