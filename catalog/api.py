@@ -6,7 +6,7 @@ from datetime import date, datetime
 from typing import Literal
 
 from django.shortcuts import get_object_or_404
-from ninja import Field, Query, Router, Schema, Status
+from ninja import Field, Path, Query, Router, Schema, Status
 
 from catalog.models import (
     CAPABILITIES,
@@ -20,6 +20,7 @@ from catalog.queueing import request_catalog_job
 from catalog.selectors import current_rankings_queryset, families_with_counts, models_matching
 from catalog.signals import model_detail
 from core.auth import require
+from core.errors import errors
 from core.money import decimal_str
 
 router = Router(tags=["catalog"])
@@ -128,7 +129,7 @@ def model_out(model: CatalogModel) -> dict:
     }
 
 
-@router.get("/models", response=ModelPage, auth=ROUTE, summary="List the catalog")
+@router.get("/models", response={200: ModelPage, **errors(401, 403, 422)}, auth=ROUTE, summary="List the catalog")
 def list_models(request, filters: Query[ModelFilters]):
     models = models_matching(
         capabilities=filters.capability,
@@ -146,8 +147,13 @@ def list_models(request, filters: Query[ModelFilters]):
     return {"count": models.count(), "items": [model_out(m) for m in page]}
 
 
-@router.get("/models/{path:model_id}", response=ModelDetailOut, auth=ROUTE, summary="One model (ids hold '/' and ':')")
-def get_model(request, model_id: str):
+@router.get(
+    "/models/{path:model_id}",
+    response={200: ModelDetailOut, **errors(401, 403, 404, 422)},
+    auth=ROUTE,
+    summary="One model (ids hold '/' and ':')",
+)
+def get_model(request, model_id: str = Path(..., example="openai/gpt-4o")):
     model = get_object_or_404(CatalogModel.objects.select_related("family"), id=model_id)
     rankings = current_rankings_queryset().filter(model=model).select_related("category").order_by("rank")
     detail = model_out(model) | {
@@ -176,7 +182,12 @@ class FamilyOut(Schema):
     active_count: int
 
 
-@router.get("/families", response=list[FamilyOut], auth=ROUTE, summary="Families with patterns and model counts")
+@router.get(
+    "/families",
+    response={200: list[FamilyOut], **errors(401, 403)},
+    auth=ROUTE,
+    summary="Families with patterns and model counts",
+)
 def list_families(request):
     return families_with_counts()
 
@@ -187,7 +198,7 @@ class CategoryOut(Schema):
     active: bool
 
 
-@router.get("/categories", response=list[CategoryOut], auth=ROUTE, summary="Categories")
+@router.get("/categories", response={200: list[CategoryOut], **errors(401, 403)}, auth=ROUTE, summary="Categories")
 def list_categories(request):
     return Category.objects.all()
 
@@ -206,9 +217,12 @@ class CategoryRankingOut(Schema):
 
 
 @router.get(
-    "/categories/{path:slug}/rankings", response=CategoryRankingOut, auth=ROUTE, summary="A category's current ranking"
+    "/categories/{path:slug}/rankings",
+    response={200: CategoryRankingOut, **errors(401, 403, 404, 422)},
+    auth=ROUTE,
+    summary="A category's current ranking",
 )
-def category_rankings(request, slug: str):
+def category_rankings(request, slug: str = Path(..., example="programming")):
     category = get_object_or_404(Category, slug=slug)
     rows = list(current_rankings_queryset().filter(category=category).select_related("model__family").order_by("rank"))
     return {
@@ -239,7 +253,12 @@ class QueuedOut(Schema):
     run_id: int | None = Field(description="the SyncRun, once a worker has started it (GET /catalog/runs)")
 
 
-@router.post("/catalog/sync", response={202: QueuedOut}, auth=CATALOG_SYNC, summary="Queue a sync or research run")
+@router.post(
+    "/catalog/sync",
+    response={202: QueuedOut, **errors(400, 401, 403, 413, 422)},
+    auth=CATALOG_SYNC,
+    summary="Queue a sync or research run",
+)
 def start_sync(request, payload: SyncIn):
     """At most one run of each kind is queued: while one is queued or running, the answer names it."""
     job = request_catalog_job(payload.kind, trigger=SyncTrigger.API, force=payload.force)
@@ -280,7 +299,12 @@ class RunFilters(Schema):
     limit: int = Field(20, ge=1, le=200)
 
 
-@router.get("/catalog/runs", response=list[RunOut], auth=CATALOG_SYNC, summary="Recent sync and research runs")
+@router.get(
+    "/catalog/runs",
+    response={200: list[RunOut], **errors(401, 403, 422)},
+    auth=CATALOG_SYNC,
+    summary="Recent sync and research runs",
+)
 def list_runs(request, filters: Query[RunFilters]):
     runs = SyncRun.objects.all()
     if filters.kind:

@@ -10,6 +10,8 @@ from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypedDict
 
 DEFAULT_CODES = {
     400: "bad_request",
@@ -30,6 +32,34 @@ logger = logging.getLogger("llmhive.api")
 
 # What a 503 for an unreachable database asks the client to wait before trying again, in seconds.
 DATABASE_RETRY_AFTER = 5
+
+
+# "in" is a keyword: the functional form is the only way to name a field so.
+FieldErrorOut = TypedDict("FieldErrorOut", {"in": str, "field": str, "message": str, "type": str})
+
+
+class ErrorOut(BaseModel):
+    """Every error answer under /api/: what went wrong for a person, a code for a program."""
+
+    # Some answers carry more, named by their code: `budget` on 402, `rejected` on
+    # `no_eligible_model`; the schema lets them through.
+    model_config = ConfigDict(extra="allow", title="ErrorOut")
+
+    detail: str = Field(description="what went wrong, for a person to read")
+    code: str = Field(description="what went wrong, for a program: `invalid`, `unauthorized`, `missing_scope`...")
+    errors: list[FieldErrorOut] | None = Field(
+        None, description="on 422: each invalid field, with where it was (body, query, path) and why"
+    )
+
+
+def errors(*statuses: int) -> dict[int, type[ErrorOut]]:
+    """The error answers an operation can give, for its `response=`:
+    `response={200: ModelPage, **errors(401, 403, 422)}`. Exception handlers build these answers,
+    not the view, so declaring them documents the API and changes nothing at run time."""
+    unknown = set(statuses) - set(DEFAULT_CODES) - {413, 500}
+    if unknown:
+        raise ValueError(f"no error answer for status {sorted(unknown)}")
+    return dict.fromkeys(statuses, ErrorOut)
 
 
 class ApiError(HttpError):

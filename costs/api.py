@@ -14,7 +14,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, ValidationInfo, field
 
 from core import metrics
 from core.auth import require
-from core.errors import ApiError
+from core.errors import ApiError, errors
 from core.money import decimal_str
 from costs import reports
 from costs.budgets import budget_statuses
@@ -77,6 +77,16 @@ class UsageEventIn(BaseModel):
             raise ValueError(f"is more than {max_age} days old (LLMHIVE_USAGE_MAX_AGE_DAYS)")
         return value
 
+    @field_validator("occurred_at")
+    @classmethod
+    def in_utc(cls, value: datetime) -> datetime:
+        # ISO 8601 allows offsets up to ±23:59, PostgreSQL holds ±15:59: the instant is what
+        # counts, so it is stored in UTC.
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("is out of range") from None
+
     @field_validator("cost_usd")
     @classmethod
     def fourteen_decimals(cls, value: Decimal | None) -> Decimal | None:
@@ -115,7 +125,12 @@ class UsageOut(Schema):
     unpriced_models: list[str] = Field(description="models with neither a reported cost nor a usable price (alerted)")
 
 
-@router.post("/usage", response=UsageOut, auth=USAGE_WRITE, summary="Report usage events (batch of up to 1,000)")
+@router.post(
+    "/usage",
+    response={200: UsageOut, **errors(400, 401, 403, 409, 413, 422, 503)},
+    auth=USAGE_WRITE,
+    summary="Report usage events (batch of up to 1,000)",
+)
 def report_usage(request, payload: UsageBatchIn):
     """The batch is validated whole: one bad event is a 422 naming its index and field, and
     nothing is stored. A good batch is stored in one transaction; repeated request_ids are
@@ -153,7 +168,10 @@ class BudgetOut(Schema):
 
 
 @router.get(
-    "/budgets", response=list[BudgetOut], auth=COSTS_READ, summary="Budgets with spend and state in the current window"
+    "/budgets",
+    response={200: list[BudgetOut], **errors(401, 403)},
+    auth=COSTS_READ,
+    summary="Budgets with spend and state in the current window",
 )
 def list_budgets(request):
     rows = []
@@ -168,18 +186,28 @@ def list_budgets(request):
 # --- Reports -------------------------------------------------------------------------------------
 
 MAX_REPORT_DAYS = 366
-FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2999, 12, 31)
+# Nothing is reported before 2000; the bounds keep the window's arithmetic (a default start 29
+# days before the end, the day after the end) inside what a date can hold.
+EARLIEST_REPORT_DAY = date(2000, 1, 1)
+LATEST_REPORT_DAY = date(2999, 12, 31)
 GroupBy = Literal["day", "model", "strategy", "role"]
 
 
 class ReportFilters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    # Bounded so that no date arithmetic on them can leave the calendar (year 1 minus 29 days).
     start: date | None = Field(
-        None, ge=FIRST_DAY, le=LAST_DAY, description="first UTC day (default: 29 days before end)"
+        None,
+        ge=EARLIEST_REPORT_DAY,
+        le=LATEST_REPORT_DAY,
+        description="first UTC day (default: 29 days before end), from 2000-01-01 to 2999-12-31",
     )
-    end: date | None = Field(None, ge=FIRST_DAY, le=LAST_DAY, description="last UTC day, included (default: today)")
+    end: date | None = Field(
+        None,
+        ge=EARLIEST_REPORT_DAY,
+        le=LATEST_REPORT_DAY,
+        description="last UTC day, included (default: today), from 2000-01-01 to 2999-12-31",
+    )
     model: str | None = Field(None, max_length=200)
     strategy: str | None = Field(None, max_length=100)
     role: str | None = Field(None, max_length=100)
@@ -294,7 +322,7 @@ def _money_fields(row: dict) -> dict:
 
 @router.get(
     "/costs/daily",
-    response=list[DailyRow],
+    response={200: list[DailyRow], **errors(401, 403, 422)},
     auth=COSTS_READ,
     summary="Cost per UTC day, optionally per model, strategy or role",
 )
@@ -306,7 +334,7 @@ def costs_daily(request, filters: Query[GroupedFilters]):
 
 @router.get(
     "/costs/summary",
-    response=SummaryOut,
+    response={200: SummaryOut, **errors(401, 403, 422)},
     auth=COSTS_READ,
     summary="Totals per model, strategy or role, with success rate and cost per success",
 )
@@ -322,7 +350,7 @@ def costs_summary(request, filters: Query[SummaryFilters]):
     "/costs/export.csv",
     auth=COSTS_READ,
     summary="The daily cost rows (or every event) as streamed CSV",
-    response={200: None},
+    response={200: None, **errors(401, 403, 422)},
 )
 def costs_export(request, filters: Query[ExportFilters]):
     """Streamed from a server-side cursor: memory does not grow with the window. Cells that a
@@ -340,7 +368,7 @@ def costs_export(request, filters: Query[ExportFilters]):
 
 @router.get(
     "/telemetry/summary",
-    response=TelemetryOut,
+    response={200: TelemetryOut, **errors(401, 403, 422)},
     auth=COSTS_READ,
     summary="Per strategy, model or tool: requests, success rate, cost, latency p50/p95",
 )

@@ -12,6 +12,7 @@ from ninja import Field, Router, Schema, Status
 
 from catalog.selectors import catalog_freshness
 from core.auth import require
+from core.errors import errors
 from core.models import version_watch
 from core.money import decimal_str
 from health.selectors import latest_health, oldest_queued_task_age
@@ -140,7 +141,7 @@ class ModelHealthOut(Schema):
 
 @router.get(
     "/health/models",
-    response=list[ModelHealthOut],
+    response={200: list[ModelHealthOut], **errors(401, 403)},
     auth=require("route"),
     summary="The latest health and reliability of each checked model",
 )

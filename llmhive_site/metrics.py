@@ -26,6 +26,7 @@ from prometheus_client.registry import Collector
 from catalog.models import SyncRun, SyncStatus
 from core import metrics
 from core.auth import require
+from core.errors import errors
 from costs.models import DailyCost
 from health.selectors import oldest_queued_task_age
 from routing.snapshot import current_snapshot
@@ -83,6 +84,7 @@ class DatabaseCollector(Collector):
 
 @router.get(
     "/metrics",
+    response=errors(401, 403),
     auth=require("metrics:read"),
     summary="Prometheus metrics (text format, or OpenMetrics when asked)",
     openapi_extra={

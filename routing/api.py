@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from catalog.models import CAPABILITIES
 from core import metrics
 from core.auth import any_key, require
-from core.errors import ApiError
+from core.errors import ApiError, errors
 from core.models import version_watch
 from core.money import decimal_str
 from routing.decision import EscalateRequest, RouteRequest, RoutingError, decide, escalate
@@ -34,7 +34,7 @@ AccuracyName = Literal["high", "balanced", "economy"]
 class RouteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    role: str = Field(min_length=1, max_length=64)
+    role: str = Field(min_length=1, max_length=64, examples=["coder"])
     category: str | None = Field(None, max_length=64, description="an OpenRouter category; default: the role's")
     accuracy: AccuracyName | None = Field(None, description="default: the role's (balanced unless set)")
     required_capabilities: list[Capability] = Field(default_factory=list)
@@ -54,7 +54,12 @@ class KeyOut(BaseModel):
     created_at: datetime
 
 
-@router.get("/key", response=KeyOut, auth=any_key, summary="The API key you call with: its name and scopes")
+@router.get(
+    "/key",
+    response={200: KeyOut, **errors(401)},
+    auth=any_key,
+    summary="The API key you call with: its name and scopes",
+)
 def whoami(request):
     """Lets a client check at start-up that its key is live and has the scopes it needs. Answers
     from the per-process key cache: no query (so it answers while the database is away, too)."""
@@ -62,7 +67,9 @@ def whoami(request):
     return {"name": key.name, "prefix": key.prefix, "scopes": key.scopes, "created_at": key.created_at}
 
 
-class BudgetOut(BaseModel):
+class RouteBudgetOut(BaseModel):
+    """The budget that applies to this decision (the costs API's BudgetOut lists every budget)."""
+
     model_config = ConfigDict(extra="forbid")  # the answer is built by hand: hold it to the schema
 
     scope: str
@@ -100,7 +107,7 @@ class RouteOut(BaseModel):
     fallbacks: list[str] = Field(description="ready for OpenRouter's models[] after model")
     escalation: list[str] = Field(description="what to try, in order, if the model fails")
     estimated_cost_usd: str | None
-    budget: BudgetOut | None
+    budget: RouteBudgetOut | None
     downgraded: str | None = Field(None, description="why the decision was moved toward cheaper models, if it was")
     source: Literal["catalog", "bootstrap"]
     decision_id: str
@@ -166,7 +173,12 @@ def counted(run):
     return counted_run
 
 
-@router.post("/route", response=RouteOut, auth=ROUTE, summary="Which model, now?")
+@router.post(
+    "/route",
+    response={200: RouteOut, **errors(400, 401, 402, 403, 404, 413, 422, 503)},
+    auth=ROUTE,
+    summary="Which model, now?",
+)
 @decorate_view(counted)
 def route(request, payload: RouteIn):
     """Choose a model for one call, with fallbacks, the escalation chain and the score of each
@@ -194,8 +206,8 @@ def route(request, payload: RouteIn):
 class EscalateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    role: str = Field(min_length=1, max_length=64)
-    failed_model: str = Field(min_length=1, max_length=200)
+    role: str = Field(min_length=1, max_length=64, examples=["coder"])
+    failed_model: str = Field(min_length=1, max_length=200, examples=["openai/gpt-4o"])
     reason: str = Field("", max_length=200)
     category: str | None = Field(None, max_length=64)
     strategy: str | None = Field(None, max_length=100)
@@ -222,7 +234,12 @@ class EscalateOut(BaseModel):
     )
 
 
-@router.post("/escalate", response=EscalateOut, auth=ROUTE, summary="The model to try after one failed")
+@router.post(
+    "/escalate",
+    response={200: EscalateOut, **errors(400, 401, 402, 403, 404, 413, 422, 503)},
+    auth=ROUTE,
+    summary="The model to try after one failed",
+)
 def escalate_view(request, payload: EscalateIn):
     """Overrides first (for the model, then its family; role-specific before general), then
     dynamic: eligible models of higher quality, reasoning-capable first, cheaper first among
@@ -261,7 +278,10 @@ class RankingsOut(Schema):
 
 
 @router.get(
-    "/rankings", response=RankingsOut, auth=ROUTE, summary="Internal rankings from outcomes, beside OpenRouter's"
+    "/rankings",
+    response={200: RankingsOut, **errors(401, 403, 404, 422)},
+    auth=ROUTE,
+    summary="Internal rankings from outcomes, beside OpenRouter's",
 )
 def rankings(request, filters: Query[RankingFilters]):
     snap = current_snapshot()

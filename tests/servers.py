@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,6 +53,12 @@ class Served(str):
     """The base URL, with the gunicorn master's pid."""
 
     pid: int
+    log: typing.BinaryIO
+
+    def output(self) -> str:
+        """What the server has written to stdout and stderr so far (tracebacks of 500s...)."""
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
 
     def worker_pids(self) -> list[int]:
         children = Path(f"/proc/{self.pid}/task/{self.pid}/children")
@@ -70,9 +77,10 @@ def peak_rss_mb(pid: int) -> float:
 def gunicorn(workers: int = 2, threads: int = 1, **env: str) -> Iterator[Served]:
     """Serve the project as README's deployment section says; yields the base URL."""
     port = free_port()
-    # The server's output goes to a file, not a pipe nobody reads: a worker logging tracebacks
-    # would block once the pipe's 64 KB were full.
-    output = tempfile.TemporaryFile()
+    # Its output goes to a file, not a pipe: nobody reads a pipe while the server runs, and once
+    # its 64 KB are full (a warning per 4xx answer fills it in a few thousand requests) every
+    # worker blocks on its next log line.
+    log = tempfile.TemporaryFile()
     process = subprocess.Popen(
         [
             sys.executable,
@@ -92,18 +100,18 @@ def gunicorn(workers: int = 2, threads: int = 1, **env: str) -> Iterator[Served]
         ],
         cwd=ROOT,
         env=project_env(**env),
-        stdout=output,
+        stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     base_url = Served(f"http://127.0.0.1:{port}")
     base_url.pid = process.pid
+    base_url.log = log
     try:
         deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:
-                output.seek(0)
-                raise RuntimeError(f"gunicorn exited: {output.read().decode(errors='replace')[-2000:]}")
+                raise RuntimeError(f"gunicorn exited: {base_url.output()[-2000:]}")
             try:
                 if httpx.get(f"{base_url}/api/v1/health", timeout=2).status_code in (200, 503):
                     break
@@ -120,4 +128,4 @@ def gunicorn(workers: int = 2, threads: int = 1, **env: str) -> Iterator[Served]
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-        output.close()
+        log.close()
