@@ -52,3 +52,9 @@ def child_exit(server, worker) -> None:
 def on_exit(server) -> None:
     if not _configured:
         shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+# The longest request line gunicorn takes (its maximum; the default is 4094). A longer one is
+# answered by gunicorn itself with a 400/414 page before Django sees it, so it cannot be JSON:
+# query filters are short (the API bounds them far below this), so only a malformed client hits it.
+limit_request_line = 8190

@@ -28,6 +28,7 @@ from catalog.models import (
     SyncStatus,
     SyncTrigger,
 )
+from catalog.queueing import request_catalog_job
 from catalog.tasks import queue_catalog_job
 from core.admin_mixins import plural, pretty_json
 from core.models import DataVersion
@@ -252,15 +253,32 @@ class CatalogModelAdmin(admin.ModelAdmin):
         )
 
     def _queue(self, request: HttpRequest, kind: str, *, force: bool = False) -> HttpResponseRedirect:
-        task_id = queue_catalog_job(kind, trigger=SyncTrigger.ADMIN, force=force)
         what = {"sync": "Catalog sync", "research": "Catalog research"}[kind]
         if force:
-            what = "Forced catalog sync"
-        self.message_user(
-            request,
-            f"{what} queued (task {task_id}). Its run appears under Sync runs once a worker picks it up.",
-            messages.SUCCESS,
-        )
+            # An explicit, confirmed override: queued even beside a normal sync, which would
+            # otherwise answer for it without forcing anything.
+            task_id = queue_catalog_job(kind, trigger=SyncTrigger.ADMIN, force=True)
+            self.message_user(
+                request,
+                f"Forced catalog sync queued (task {task_id}). Its run appears under Sync runs once a worker picks it up.",
+                messages.SUCCESS,
+            )
+            return HttpResponseRedirect(self._changelist_url())
+        # As POST /catalog/sync: at most one queued job per kind, however often the button is pressed.
+        job = request_catalog_job(kind, trigger=SyncTrigger.ADMIN)
+        if job.already_queued:
+            where = f"run #{job.run.pk}" if job.run is not None else f"task {job.task_id}"
+            self.message_user(
+                request,
+                f"{what} already {job.status} ({where}); no second one was queued.",
+                messages.WARNING,
+            )
+        else:
+            self.message_user(
+                request,
+                f"{what} queued (task {job.task_id}). Its run appears under Sync runs once a worker picks it up.",
+                messages.SUCCESS,
+            )
         return HttpResponseRedirect(self._changelist_url())
 
     def _check_can_sync(self, request: HttpRequest) -> None:
