@@ -94,13 +94,15 @@ class ModelPage(Schema):
 
 class ModelFilters(Schema):
     capability: list[Capability] = Field(default_factory=list, description="repeatable; all must hold")
-    family: str | None = Field(None, description="family slug, or 'none' for unclassified models")
-    category: str | None = Field(None, description="models in the category's current ranking, best first")
-    author: str | None = None
+    family: str | None = Field(None, max_length=100, description="family slug, or 'none' for unclassified models")
+    category: str | None = Field(
+        None, max_length=100, description="models in the category's current ranking, best first"
+    )
+    author: str | None = Field(None, max_length=100)
     status: Literal["active", "missing"] | None = None
     enabled: bool | None = None
     min_context: int | None = Field(None, ge=0, le=2_147_483_647)
-    q: str | None = Field(None, description="search in id and name")
+    q: str | None = Field(None, max_length=200, description="search in id and name")
     limit: int = Field(50, ge=1, le=500)
     offset: int = Field(0, ge=0, le=1_000_000)
 
@@ -153,7 +155,7 @@ def list_models(request, filters: Query[ModelFilters]):
     auth=ROUTE,
     summary="One model (ids hold '/' and ':')",
 )
-def get_model(request, model_id: str = Path(..., example="openai/gpt-4o")):
+def get_model(request, model_id: str = Path(..., max_length=200, example="openai/gpt-4o")):
     model = get_object_or_404(CatalogModel.objects.select_related("family"), id=model_id)
     rankings = current_rankings_queryset().filter(model=model).select_related("category").order_by("rank")
     detail = model_out(model) | {
@@ -222,7 +224,7 @@ class CategoryRankingOut(Schema):
     auth=ROUTE,
     summary="A category's current ranking",
 )
-def category_rankings(request, slug: str = Path(..., example="programming")):
+def category_rankings(request, slug: str = Path(..., max_length=100, example="programming")):
     category = get_object_or_404(Category, slug=slug)
     rows = list(current_rankings_queryset().filter(category=category).select_related("model__family").order_by("rank"))
     return {

@@ -31,6 +31,12 @@ MAX_CLOCK_SKEW = timedelta(minutes=5)
 COST_QUANTUM = Decimal("1e-14")
 
 
+def _recent_example(schema: dict) -> None:
+    # The description's example is an instant inside the accepted window when the description is
+    # built (the OpenAPI document is made per request), not a date that ages out of it.
+    schema["examples"] = [(timezone.now() - timedelta(hours=1)).replace(microsecond=0).isoformat()]
+
+
 # Plain pydantic models, not ninja Schemas: a batch holds 1,000 events, and ninja's Schema adds a
 # Python-level validator per object that costs more than the whole insert.
 class UsageEventIn(BaseModel):
@@ -41,7 +47,8 @@ class UsageEventIn(BaseModel):
     )
     occurred_at: AwareDatetime = Field(
         description="ISO 8601 with a timezone; at most LLMHIVE_USAGE_MAX_AGE_DAYS (default 730) days old, "
-        "and not more than 5 minutes ahead of the server's clock"
+        "and not more than 5 minutes ahead of the server's clock",
+        json_schema_extra=_recent_example,
     )
     model: str = Field(
         min_length=1, max_length=200, description="a catalog id or the canonical slug OpenRouter answered with"

@@ -9,6 +9,7 @@ from time import perf_counter
 from typing import Literal
 
 import orjson
+from django.conf import settings
 from django.http import HttpResponse
 from ninja import Field, Query, Router, Schema
 from ninja.decorators import decorate_view
@@ -207,7 +208,8 @@ class EscalateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     role: str = Field(min_length=1, max_length=64, examples=["coder"])
-    failed_model: str = Field(min_length=1, max_length=200, examples=["openai/gpt-4o"])
+    # The example is the bootstrap list's first model: no model id is written in routing code.
+    failed_model: str = Field(min_length=1, max_length=200, examples=settings.BOOTSTRAP_FALLBACK_MODELS[:1])
     reason: str = Field("", max_length=200)
     category: str | None = Field(None, max_length=64)
     strategy: str | None = Field(None, max_length=100)
@@ -254,8 +256,10 @@ def escalate_view(request, payload: EscalateIn):
 
 
 class RankingFilters(Schema):
-    role: str | None = Field(None, description="outcomes for this role only")
-    category: str | None = Field(None, description="outcomes for this category, beside OpenRouter's ranking of it")
+    role: str | None = Field(None, max_length=100, description="outcomes for this role only")
+    category: str | None = Field(
+        None, max_length=100, description="outcomes for this category, beside OpenRouter's ranking of it"
+    )
     min_samples: int = Field(1, ge=0, le=1_000_000_000)
     limit: int = Field(50, ge=1, le=500)
 
