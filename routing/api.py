@@ -191,7 +191,8 @@ def route(request, payload: RouteIn):
     except RoutingError as error:
         request.route_result = error.code
         raise _as_api_error(error) from None
-    if answer.get("degraded"):
+    answer["degraded"] = version_watch.degraded
+    if answer["degraded"]:
         request.route_result = "degraded"
     else:
         request.route_result = "bootstrap" if answer["source"] == "bootstrap" else "ok"
@@ -200,7 +201,6 @@ def route(request, payload: RouteIn):
         answer["budget"] = {k: _money(v) for k, v in answer["budget"].items()}
     for candidate in answer["candidates"]:
         candidate["estimated_cost_usd"] = _money(candidate["estimated_cost_usd"])
-    answer["degraded"] = version_watch.degraded
     return fast_json(answer)
 
 

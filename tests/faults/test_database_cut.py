@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 from django.db import connection
+from prometheus_client.parser import text_string_to_metric_families
 
 from costs.models import UsageEvent
 from tests.factories import ApiKeyFactory, CatalogModelFactory, RoleFactory
@@ -77,7 +78,7 @@ def test_route_escalate_and_key_answer_degraded_while_the_database_is_cut_and_re
     CatalogModelFactory(id="acme/second", supports_tools=True)
     CatalogModelFactory(id="acme/third", supports_tools=True)
     RoleFactory(slug="coder", required_capabilities=["supports_tools"])
-    key = ApiKeyFactory(name="degraded", scopes=["route", "usage:write"]).raw_key
+    key = ApiKeyFactory(name="degraded", scopes=["route", "usage:write", "metrics:read"]).raw_key
     auth = {"Authorization": f"Bearer {key}"}
 
     with TcpProxy(postgres.get("HOST") or "127.0.0.1", int(postgres.get("PORT") or 5432)) as proxy:
@@ -119,6 +120,7 @@ def test_route_escalate_and_key_answer_degraded_while_the_database_is_cut_and_re
                     ],
                     "/health": [client.get(f"{base}/api/v1/health") for _ in range(CALLS)],
                     "/models": [client.get(f"{base}/api/v1/models") for _ in range(CALLS)],
+                    "/metrics": [client.get(f"{base}/api/v1/metrics") for _ in range(CALLS)],
                 }
             cut_for = time.monotonic() - cut_at
             for path, responses in answers.items():
@@ -179,6 +181,16 @@ def test_route_escalate_and_key_answer_degraded_while_the_database_is_cut_and_re
         assert r.json()["code"] == "unavailable" and "database" in r.json()["detail"]
     assert UsageEvent.objects.filter(request_id__startswith="cut-").count() == 0
     assert figures["/health"] == {503: CALLS}
+    # Prometheus still scrapes: the web process's own figures, the decisions answered degraded,
+    # a snapshot age that grows; what needs the database is left out, not a failed scrape.
+    assert figures["/metrics"] == {200: CALLS}
+    degraded_counts = [
+        sample.value
+        for family in text_string_to_metric_families(answers["/metrics"][-1].text)
+        for sample in family.samples
+        if sample.name == "llmhive_route_decisions_total" and sample.labels.get("result") == "degraded"
+    ]
+    assert degraded_counts == [CALLS]
     assert figures["/models"] == {503: CALLS}  # a read that needs the database: 503 JSON, not 500
     assert all(r.json()["code"] == "unavailable" and "Retry-After" in r.headers for r in answers["/models"])
     health = answers["/health"][0].json()
