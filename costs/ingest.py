@@ -74,26 +74,12 @@ ROLLUP_SUMS = (
 )
 
 
-# What the client said about an event: equal in all of these, a repeat is the same event.
-PAYLOAD_COLUMNS = (
-    "occurred_at",
-    "model_ref",
-    "role",
-    "strategy",
-    "category",
-    "decision_id",
-    "prompt_tokens",
-    "completion_tokens",
-    "reasoning_tokens",
-    "cached_tokens",
-    "cache_write_tokens",
-    "cost_usd",
-    "success",
-    "quality_score",
-    "latency_ms",
-    "escalation_depth",
-    "tools",
-    "generation_id",
+# What the client said about an event: equal in all of these, a repeat is the same event. Not
+# the key itself, nor what the server derives (arrival time, the catalog match, its own cost).
+PAYLOAD_COLUMNS = tuple(
+    column
+    for column in EVENT_COLUMNS
+    if column not in {"request_id", "received_at", "model_id", "computed_cost_usd"}
 )
 MAX_NAMED_CONFLICTS = 50
 # SQLite keeps a decimal as a REAL of 15 significant digits: a repeat is compared at that precision.
