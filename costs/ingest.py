@@ -77,9 +77,7 @@ ROLLUP_SUMS = (
 # What the client said about an event: equal in all of these, a repeat is the same event. Not
 # the key itself, nor what the server derives (arrival time, the catalog match, its own cost).
 PAYLOAD_COLUMNS = tuple(
-    column
-    for column in EVENT_COLUMNS
-    if column not in {"request_id", "received_at", "model_id", "computed_cost_usd"}
+    column for column in EVENT_COLUMNS if column not in {"request_id", "received_at", "model_id", "computed_cost_usd"}
 )
 MAX_NAMED_CONFLICTS = 50
 # SQLite keeps a decimal as a REAL of 15 significant digits: a repeat is compared at that precision.
