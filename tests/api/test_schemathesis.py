@@ -37,6 +37,7 @@ from llmhive_site.api import api
 from tests.factories import (
     ApiKeyFactory,
     BudgetFactory,
+    CategoryFactory,
     EscalationOverrideFactory,
     RoleFactory,
     RolePreferenceFactory,
@@ -64,6 +65,8 @@ def fill_the_database(fake: FakeOpenRouter) -> str:
     for model_id in MODELS:
         fake.set_endpoints(model_id, [published_endpoint("OpenAI"), published_endpoint("Azure", status=-2)])
     fake.set_key({"data": {"label": "test", "limit": None, "usage": 0, "is_free_tier": False}})
+    # The seeded category (a transactional test run earlier flushes what migrations seeded).
+    CategoryFactory(slug="programming", name="Programming")
     assert sync_catalog().status == "succeeded"
     research_catalog()
     run_health_checks(model_ids=MODELS)
