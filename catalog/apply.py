@@ -6,11 +6,9 @@ row once, compute the differences in Python, then write them in bulk in one tran
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -34,6 +32,7 @@ from catalog.models import (
 from core.alerts import NewAlert, raise_alerts
 from core.models import Alert, DataVersion
 from core.money import decimal_str
+from core.text import UNSTORABLE, printable, unstorable_in
 from openrouter import (
     ModelEntry,
     ModelList,
@@ -112,10 +111,6 @@ def model_values(entry: ModelEntry, families: list[Family]) -> dict:
     return values
 
 
-# What PostgreSQL cannot store in text or jsonb (NUL) and what UTF-8 cannot encode at all (lone
-# surrogates, which json.loads makes from "\ud800"): either would abort the sync's transaction.
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
 # A column of the catalog -> the entry's field it comes from, in OpenRouter's terms.
 SOURCE_FIELDS = {
     "author": "id",
@@ -128,29 +123,12 @@ SOURCE_FIELDS = {
 }
 
 
-def printable(text: str) -> str:
-    """`text` with what the database cannot store written as escapes (for messages and details)."""
-    return _UNSTORABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-
-
-def _unstorable_path(value: Any, path: str = "") -> str | None:
-    """The dotted path of the first string (or key) in `value` the database cannot store."""
-    if isinstance(value, str):
-        return path or "(entry)" if _UNSTORABLE.search(value) else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            here = f"{path}.{key}" if path else str(key)
-            if isinstance(key, str) and _UNSTORABLE.search(key):
-                return printable(here)
-            found = _unstorable_path(item, here)
-            if found:
-                return found
-    if isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            found = _unstorable_path(item, f"{path}[{index}]")
-            if found:
-                return found
-    return None
+def _dotted(path: tuple) -> str:
+    """("architecture", "input_modalities", 0) -> "architecture.input_modalities[0]"."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(entry)"
 
 
 def check_entry(entry: ModelEntry, values: dict) -> tuple[str, str] | None:
@@ -160,7 +138,8 @@ def check_entry(entry: ModelEntry, values: dict) -> tuple[str, str] | None:
     one bad entry is skipped instead of aborting the whole sync."""
     if len(entry.id) > CatalogModel._meta.pk.max_length:
         return "id", f"id longer than {CatalogModel._meta.pk.max_length} characters"
-    where = "id" if _unstorable_path(entry.id) else _unstorable_path(entry.raw)
+    found = next(unstorable_in(entry.raw), None)
+    where = "id" if UNSTORABLE.search(entry.id) else (_dotted(found[0]) if found else None)
     if where:
         return where, f"{where} contains a NUL character or a lone surrogate, which the database cannot store"
     for name, value in values.items():

@@ -86,6 +86,15 @@ def _field_path(loc: list | tuple) -> tuple[str, str]:
     return source, ".".join(str(part) for part in rest)
 
 
+def invalid_detail(errors: list[dict]) -> str:
+    """A 422's one-line detail: the first bad field and its message, and how many more follow."""
+    first = errors[0] if errors else {"field": "", "message": "invalid input"}
+    detail = f"{first['field'] or first.get('in', 'input')}: {first['message']}"
+    if len(errors) > 1:
+        detail += f" (and {len(errors) - 1} more)"
+    return detail
+
+
 def install_error_handlers(api: NinjaAPI) -> None:
     def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
         code = getattr(exc, "code", None) or DEFAULT_CODES.get(exc.status_code, "error")
@@ -105,11 +114,9 @@ def install_error_handlers(api: NinjaAPI) -> None:
             errors.append(
                 {"in": source, "field": field, "message": error.get("msg", "invalid"), "type": error.get("type", "")}
             )
-        first = errors[0] if errors else {"field": "", "message": "invalid input"}
-        detail = f"{first['field'] or first.get('in', 'input')}: {first['message']}"
-        if len(errors) > 1:
-            detail += f" (and {len(errors) - 1} more)"
-        return api.create_response(request, {"detail": detail, "code": "invalid", "errors": errors}, status=422)
+        return api.create_response(
+            request, {"detail": invalid_detail(errors), "code": "invalid", "errors": errors}, status=422
+        )
 
     def on_404(request: HttpRequest, exc: Http404) -> HttpResponse:
         return api.create_response(request, {"detail": str(exc) or "Not found.", "code": "not_found"}, status=404)

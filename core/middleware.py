@@ -16,22 +16,20 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from core.errors import DEFAULT_CODES
+from core.errors import DEFAULT_CODES, invalid_detail
+from core.text import UNSTORABLE, printable, problem, unstorable_in
 
 API_PREFIX = "/api/"
 API_V1_PREFIX = "/api/v1/"
 JSON_TYPE = "application/json; charset=utf-8"
-# What a database text column cannot hold: NUL, and UTF-16 surrogates not part of a pair (a pair
-# arrives decoded as one character, so any surrogate left in a str stands alone).
-UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-# In a raw JSON body those can only arrive escaped (`\u0000`, `\ud800`): JSON forbids a raw
+# In a raw JSON body what a database column cannot hold (`core.text`) can only arrive escaped (`\u0000`, `\ud800`): JSON forbids a raw
 # control character in a string, and a raw surrogate is not valid UTF-8. A NUL byte means the
 # body is not UTF-8 at all (json.loads also reads UTF-16 and UTF-32), so it gets a full look too.
 SUSPECT_BODY = re.compile(rb"\\u(?:0000|[dD][89abcdefABCDEF][0-9a-fA-F]{2})|\x00")
@@ -43,51 +41,21 @@ def json_error(status: int, detail: str, code: str | None = None, **extra: Any) 
     return JsonResponse(body, status=status, content_type=JSON_TYPE)
 
 
-def _shown(text: str) -> str:
-    """A name safe to echo in an answer: the characters it holds that cannot be stored, escaped."""
-    return UNSTORABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-
-
-def _problem(value: str) -> str:
-    char = UNSTORABLE.search(value).group()
-    return "must not contain a NUL character" if char == "\x00" else "must not contain a lone UTF-16 surrogate"
-
-
-def unstorable_in(value: Any) -> Iterator[tuple[tuple, str]]:
-    """(path, message) for each string in a parsed JSON value that holds an unstorable character;
-    an object's key is checked as well as its value. Iterative: however deep the nesting json.loads
-    accepted, no recursion limit is reached here."""
-    pending: list[tuple[tuple, Any]] = [((), value)]
-    while pending:
-        path, value = pending.pop()
-        if isinstance(value, str):
-            if UNSTORABLE.search(value):
-                yield path, _problem(value)
-        elif isinstance(value, dict):
-            for key, item in reversed(value.items()):
-                if UNSTORABLE.search(key):
-                    yield (*path, _shown(key)), f"a name {_problem(key)}"
-                else:
-                    pending.append(((*path, key), item))
-        elif isinstance(value, list):
-            pending.extend(((*path, index), item) for index, item in reversed(list(enumerate(value))))
-
-
 def _error(source: str, path: tuple, message: str) -> dict:
     return {"in": source, "field": ".".join(str(p) for p in path), "message": message, "type": "unstorable_text"}
 
 
 def input_errors(request: HttpRequest, path_params: dict) -> list[dict]:
     errors = [
-        _error("path", (name,), _problem(value))
+        _error("path", (name,), problem(value))
         for name, value in path_params.items()
         if isinstance(value, str) and UNSTORABLE.search(value)
     ]
     for name, values in request.GET.lists():
         if UNSTORABLE.search(name):
-            errors.append(_error("query", (_shown(name),), "a parameter's name must not contain a NUL character"))
+            errors.append(_error("query", (printable(name),), "a parameter's name must not contain a NUL character"))
             continue
-        errors += [_error("query", (name,), _problem(v)) for v in values if UNSTORABLE.search(v)]
+        errors += [_error("query", (name,), problem(v)) for v in values if UNSTORABLE.search(v)]
     body = request.body
     if body and SUSPECT_BODY.search(body):
         try:
@@ -126,11 +94,7 @@ class ApiMiddleware:
             return self._too_large(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
         if not errors:
             return None
-        first = errors[0]
-        detail = f"{first['field'] or first['in']}: {first['message']}"
-        if len(errors) > 1:
-            detail += f" (and {len(errors) - 1} more)"
-        return json_error(422, detail, "invalid", errors=errors[:MAX_REPORTED])
+        return json_error(422, invalid_detail(errors), "invalid", errors=errors[:MAX_REPORTED])
 
     @staticmethod
     def _too_large(limit: int) -> JsonResponse:
