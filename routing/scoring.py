@@ -136,6 +136,13 @@ def static_rejection(model: ModelInfo, required: frozenset[str], min_context: in
     return None
 
 
+def role_rejection(model: ModelInfo, role: RoleInfo) -> str | None:
+    """Why a model can never serve this role, beyond its capabilities and context (None when it
+    can): what the role demands of a model itself. Computed once per model and role for each
+    snapshot, so it may be as slow as it needs to be."""
+    return None
+
+
 def _bucket(tokens: int) -> int:
     return int(round(math.log2(tokens + 1) * 2))
 
@@ -165,7 +172,11 @@ def _rank(snap, role, category, accuracy, required, min_context, input_tokens, o
     rejected: dict[str, int] = {}
     eligible: list[ModelInfo] = []
     for model in snap.models.values():
-        reason = static_rejection(model, required, min_context) or ("unhealthy" if model.id in snap.down else None)
+        reason = (
+            static_rejection(model, required, min_context)
+            or role_rejection(model, role)
+            or ("unhealthy" if model.id in snap.down else None)
+        )
         if reason:
             rejected[reason] = rejected.get(reason, 0) + 1
         else:
