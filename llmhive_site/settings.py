@@ -357,6 +357,13 @@ else:
 # How often each process checks whether the data behind its routing snapshot and API key cache
 # changed (one query per interval per process; decisions in between make none).
 LLMHIVE_SNAPSHOT_CHECK_SECONDS = envfloat("LLMHIVE_SNAPSHOT_CHECK_SECONDS", 0.5)
+# New outcomes are read row by row: each check re-reads the memory rows written since the last
+# one, less this margin (a batch's rows are stamped before it commits; on several hosts, add the
+# clock skew between them).
+# Seeds the draws of exploration and of half-open cooldowns, for repeatable tests and simulations
+# (unset in production: each process draws its own).
+LLMHIVE_ROUTING_SEED = envint("LLMHIVE_ROUTING_SEED", None)
+LLMHIVE_STATS_REFRESH_LAG_SECONDS = envfloat("LLMHIVE_STATS_REFRESH_LAG_SECONDS", 5.0)
 # Budget state is reloaded as soon as spend or budgets change (the data versions, checked every
 # LLMHIVE_SNAPSHOT_CHECK_SECONDS); this TTL is only a safety net: the longest a worker keeps
 # its budget state when no version seems to move (default 60 s).

@@ -105,7 +105,7 @@ class RoleAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("slug", "name", "description", "active")}),
         ("What a candidate needs", {"fields": ("required_capabilities", "min_context_length")}),
-        ("How to choose", {"fields": ("default_category", "default_accuracy")}),
+        ("How to choose", {"fields": ("default_category", "default_accuracy", "exploration_rate")}),
     )
 
     class Media:

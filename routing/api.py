@@ -46,6 +46,14 @@ class RouteIn(BaseModel):
     strategy: str | None = Field(None, max_length=100)
     exclude: list[str] = Field(default_factory=list, max_length=500)
     fallback_count: int = Field(2, ge=0, le=5)
+    optimize: Literal["quality", "cost", "latency"] | None = Field(
+        None,
+        description=(
+            "what to favour: `latency` weighs the expected time to the last token (the latency seen in "
+            "the ledger, else OpenRouter's endpoint latency, plus the output at the endpoint's throughput); "
+            "`quality` and `cost` default `accuracy` to high and economy"
+        ),
+    )
 
 
 class KeyOut(BaseModel):
@@ -112,6 +120,9 @@ class RouteOut(BaseModel):
     downgraded: str | None = Field(None, description="why the decision was moved toward cheaper models, if it was")
     source: Literal["catalog", "bootstrap"]
     decision_id: str
+    explored: bool = Field(
+        description="true when the role's exploration chose another model than the best-scored one (see Role.exploration_rate)"
+    )
     candidates: list[CandidateOut]
     catalog_version: str
     category: str | None

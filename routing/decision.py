@@ -6,16 +6,19 @@ memoised ranking of routing.scoring; the escalation chain comes from routing.esc
 
 from __future__ import annotations
 
+import random
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
+
+from django.conf import settings
 
 from core.money import decimal_str
 from costs.budgets import BudgetBook, BudgetStatus, budget_book
 from costs.models import BudgetAction, BudgetScope, BudgetState
 from routing.escalation import escalation_chain
 from routing.models import Accuracy
-from routing.scoring import Scored, ranked_for
+from routing.scoring import PRIOR_STRENGTH, Scored, ranked_for
 from routing.snapshot import Snapshot, current_snapshot
 
 # Past a soft budget limit a decision leans one step toward economy.
@@ -24,6 +27,18 @@ DEFAULT_INPUT_TOKENS = 1_000
 DEFAULT_OUTPUT_TOKENS = 500
 CANDIDATES_SHOWN = 10
 STRATEGY_MIN_SAMPLES = 20
+# An exploratory decision samples among this many of the best eligible candidates.
+EXPLORATION_POOL = 50
+# "optimize" names a goal; quality and cost are the accuracies that weigh them most.
+OPTIMIZE_ACCURACY = {"quality": Accuracy.HIGH, "cost": Accuracy.ECONOMY}
+
+# The draws of exploration (and of half-open cooldowns): seeded by LLMHIVE_ROUTING_SEED when set,
+# so that a test or a simulation is repeatable.
+rng = random.Random(settings.LLMHIVE_ROUTING_SEED)
+
+
+def seed(value: int | None) -> None:
+    rng.seed(value)
 
 
 class RoutingError(Exception):
@@ -45,6 +60,7 @@ class RouteRequest:
     strategy: str | None = None
     exclude: list[str] = field(default_factory=list)
     fallback_count: int = 2
+    optimize: str | None = None
 
 
 def _model_budgets(book: BudgetBook, role: str, strategy: str | None) -> dict[str, BudgetStatus]:
@@ -97,6 +113,7 @@ def bootstrap_answer(req: RouteRequest, bootstrap: tuple[str, ...]) -> dict:
         "budget": None,
         "source": "bootstrap",
         "decision_id": uuid.uuid4().hex,
+        "explored": False,
         "candidates": [],
         "catalog_version": "bootstrap",
         "category": req.category,
@@ -114,7 +131,8 @@ def decide(req: RouteRequest, *, snap: Snapshot | None = None, book: BudgetBook 
         return bootstrap_answer(req, snap.bootstrap)
 
     category = req.category or role.default_category
-    accuracy = req.accuracy or role.default_accuracy
+    accuracy = req.accuracy or OPTIMIZE_ACCURACY.get(req.optimize) or role.default_accuracy
+    optimize = req.optimize
     budget = book.state_for(role=role.slug, strategy=req.strategy)
     downgraded = None
     if budget is not None and budget.state == BudgetState.EXHAUSTED:
@@ -125,22 +143,25 @@ def decide(req: RouteRequest, *, snap: Snapshot | None = None, book: BudgetBook 
                 f"Budget '{budget.budget.name}' is exhausted ({decimal_str(budget.spent_usd)} of {decimal_str(budget.budget.limit_usd)} USD this {budget.budget.period}).",
                 budget=_budget_out(budget),
             )
-        downgraded, accuracy = "budget_exhausted", Accuracy.ECONOMY
+        downgraded, accuracy, optimize = "budget_exhausted", Accuracy.ECONOMY, None
     elif budget is not None and budget.state == BudgetState.SOFT_LIMIT and THRIFTIER[accuracy] != accuracy:
-        downgraded, accuracy = "budget_soft_limit", THRIFTIER[accuracy]
+        downgraded, accuracy, optimize = "budget_soft_limit", THRIFTIER[accuracy], None
 
     required = role.required | frozenset(req.required_capabilities)
     min_context = max(role.min_context, req.min_context_length or 0)
     input_tokens = req.estimated_input_tokens if req.estimated_input_tokens is not None else DEFAULT_INPUT_TOKENS
     output_tokens = req.estimated_output_tokens if req.estimated_output_tokens is not None else DEFAULT_OUTPUT_TOKENS
-    ranking = ranked_for(snap, role, category, accuracy, required, min_context, input_tokens, output_tokens)
+    ranking = ranked_for(snap, role, category, accuracy, required, min_context, input_tokens, output_tokens, optimize)
 
     excluded = set(req.exclude)
     model_budgets = _model_budgets(book, role.slug, req.strategy)
     wanted = 1 + req.fallback_count
+    explore = role.exploration_rate > 0 and rng.random() < role.exploration_rate
+    pool_size = EXPLORATION_POOL if explore else 0
     chosen: list[Scored] = []
     shown: list[Scored] = []
-    rejected = dict(ranking.rejected)
+    pool: list[Scored] = []
+    rejected: dict[str, int] = {}
     for candidate in ranking.ordered:
         model = candidate.model
         reason = None
@@ -157,9 +178,13 @@ def decide(req: RouteRequest, *, snap: Snapshot | None = None, book: BudgetBook 
             chosen.append(candidate)
         if len(shown) < CANDIDATES_SHOWN:
             shown.append(candidate)
-        if len(chosen) >= wanted and len(shown) >= CANDIDATES_SHOWN:
+        if len(pool) < pool_size:
+            pool.append(candidate)
+        if len(chosen) >= wanted and len(shown) >= CANDIDATES_SHOWN and len(pool) >= pool_size:
             break  # (the whole ranking is walked only when nothing is eligible, to count why)
     if not chosen:
+        for reason, count in ranking.rejected.items():
+            rejected[reason] = rejected.get(reason, 0) + count
         raise RoutingError(
             422,
             "no_eligible_model",
@@ -167,6 +192,12 @@ def decide(req: RouteRequest, *, snap: Snapshot | None = None, book: BudgetBook 
             rejected=dict(sorted(rejected.items())),
         )
 
+    explored = False
+    if pool:
+        pick = thompson_pick(pool)
+        if pick is not chosen[0]:
+            chosen = [pick, *(c for c in chosen if c is not pick)][:wanted]
+            explored = True
     best = chosen[0]
     blocked = excluded | {c.model.id for c in chosen}
     escalation = escalation_chain(snap, role, best.model.id, ranking, blocked, model_budgets)
@@ -179,12 +210,32 @@ def decide(req: RouteRequest, *, snap: Snapshot | None = None, book: BudgetBook 
         "downgraded": downgraded,
         "source": "catalog",
         "decision_id": uuid.uuid4().hex,
+        "explored": explored,
         "candidates": [_candidate_out(c, input_tokens, output_tokens) for c in shown],
         "catalog_version": snap.catalog_version,
         "category": category,
         "accuracy": accuracy,
         "recommended_strategy": None if req.strategy else recommend_strategy(snap, role.slug, category),
     }
+
+
+def thompson_pick(pool: list[Scored]) -> Scored:
+    """Thompson sampling: draw each candidate's quality from its Beta posterior (the one whose
+    mean the score uses: the prior weighing PRIOR_STRENGTH outcomes, plus the outcomes) and take
+    the best score with the drawn quality. A model with few outcomes has a wide posterior, so it
+    is tried now and then; as outcomes come in, the draws settle on the best. When the
+    deterministic choice is one of the role's preferences, only preferred models are drawn."""
+    if pool[0].preferred is not None:
+        pool = [c for c in pool if c.preferred is not None]
+    best, best_score = pool[0], -1.0
+    for candidate in pool:
+        prior = min(max(candidate.prior, 0.01), 0.99)
+        alpha = candidate.successes + PRIOR_STRENGTH * prior
+        beta = candidate.samples - candidate.successes + PRIOR_STRENGTH * (1.0 - prior)
+        drawn = candidate.w_quality * rng.betavariate(alpha, beta) + candidate.rest
+        if drawn > best_score:
+            best, best_score = candidate, drawn
+    return best
 
 
 def recommend_strategy(snap: Snapshot, role: str, category: str | None) -> dict | None:

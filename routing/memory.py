@@ -14,7 +14,7 @@ from django.db.models import Count, Q, Sum
 from core.models import DataVersion
 from core.upsert import add_to_rows
 from costs.models import UsageEvent
-from routing.models import STATS_VERSION, Strategy, StrategyStat
+from routing.models import STATS_RESET_VERSION, STATS_VERSION, Strategy, StrategyStat
 
 KEY = ("model", "role", "category", "strategy")
 SUMS = ("requests", "successes", "quality_sum", "quality_count", "cost_usd", "latency_ms_sum", "latency_count")
@@ -87,5 +87,5 @@ def rebuild_strategy_memory() -> int:
     with transaction.atomic():
         StrategyStat.objects.all().delete()
         add_to_rows(StrategyStat, KEY, SUMS, deltas)
-    DataVersion.bump(STATS_VERSION)
+    DataVersion.bump(STATS_VERSION, STATS_RESET_VERSION)
     return len(deltas)

@@ -4,7 +4,7 @@ memory."""
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 
@@ -15,6 +15,8 @@ from core.money import money_field
 # data (roles, preferences, overrides, strategies) and the strategy memory learned from outcomes.
 ROUTING_VERSION = "routing"
 STATS_VERSION = "stats"
+# Bumped when the memory is rebuilt from scratch (rows deleted): every worker reads it all again.
+STATS_RESET_VERSION = "stats_reset"
 
 
 # --- Admin-curated routing data ------------------------------------------------------------------
@@ -48,6 +50,15 @@ class Role(models.Model):
         help_text="The ranking used for quality when a request names no category.",
     )
     default_accuracy = models.CharField(max_length=16, choices=Accuracy.choices, default=Accuracy.BALANCED)
+    exploration_rate = models.FloatField(
+        default=0.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text=(
+            "The share of decisions that explore (Thompson sampling over what the outcomes taught): "
+            "0 keeps every decision the best-scored one; 0.05–0.1 lets alternatives gather outcomes. "
+            "Exploring never crosses a budget, a cost cap, a required capability or a cooldown."
+        ),
+    )
     active = models.BooleanField(default=True)
 
     class Meta:
@@ -226,6 +237,8 @@ class StrategyStat(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["model", "role", "category", "strategy"], name="strategystat_key"),
         ]
+        # Each worker re-reads the rows written since its last look (routing.snapshot.OutcomeBook).
+        indexes = [models.Index(fields=["updated_at"], name="strategystat_updated")]
         verbose_name = "strategy memory"
         verbose_name_plural = "strategy memory"
 

@@ -20,23 +20,30 @@ applied while walking the memoised ranking (routing.decision).
 
 from __future__ import annotations
 
-import bisect
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
+
+import numpy as np
 
 from catalog.models import CAPABILITIES
 from routing.models import Accuracy
 from routing.snapshot import ModelInfo, RoleInfo, Snapshot
 
-# (quality, reliability, cost)
+# (quality, reliability, cost, latency)
 WEIGHTS = {
-    Accuracy.HIGH: (0.65, 0.20, 0.15),
-    Accuracy.BALANCED: (0.45, 0.20, 0.35),
-    Accuracy.ECONOMY: (0.20, 0.15, 0.65),
+    Accuracy.HIGH: (0.65, 0.20, 0.15, 0.0),
+    Accuracy.BALANCED: (0.45, 0.20, 0.35, 0.0),
+    Accuracy.ECONOMY: (0.20, 0.15, 0.65, 0.0),
 }
+# A request that asks for speed ("optimize": "latency"): the expected time to the last token
+# weighs most, quality still counts.
+LATENCY_WEIGHTS = (0.30, 0.15, 0.15, 0.40)
 PRIOR_STRENGTH = 10  # the prior weighs as much as this many outcomes
 DEFAULT_RELIABILITY = 0.95  # a model no health check has seen yet
+NEUTRAL_LATENCY = 0.5  # the latency score of a model whose speed nobody has measured
 RANKING_CACHE_SIZE = 4096
+CAPABILITY_BITS = {capability: 1 << i for i, capability in enumerate(CAPABILITIES)}
 
 
 @dataclass(slots=True)
@@ -47,31 +54,230 @@ class Scored:
     parts: dict
     cost_f: float
     preferred: int | None  # position among the role's preferences, None when not preferred
+    # The Beta posterior behind `quality` (for exploration) and the rest of the score.
+    successes: int = 0
+    samples: int = 0
+    prior: float = 0.5
+    rest: float = 0.0  # the score less its quality part
+    w_quality: float = 0.0
 
 
-@dataclass
+class Columns:
+    """The catalog as arrays, for scoring every model of a request shape at once.
+
+    Built once per catalog and routing version. Models are in id order, so an array position
+    is also the tie-break. What depends on a role (its demands, role_rejection) or a category
+    (the priors) is computed the first time it is asked for, once.
+    """
+
+    def __init__(self, snap: Snapshot) -> None:
+        self.models = sorted(snap.models.values(), key=lambda m: m.id)
+        self.index = {m.id: i for i, m in enumerate(self.models)}
+        models = self.models
+        self.prompt = np.array([m.prompt_f for m in models], dtype=float)
+        self.completion = np.array([m.completion_f for m in models], dtype=float)
+        self.request = np.array([m.request_f for m in models], dtype=float)
+        self.context = np.array([m.context_length for m in models], dtype=np.int64)
+        self.caps = np.array(
+            [sum(CAPABILITY_BITS[c] for c in m.capabilities if c in CAPABILITY_BITS) for m in models], dtype=np.int64
+        )
+        self.reasoning = np.array([m.reasoning for m in models], dtype=bool)
+        self.family = np.array([m.family_id if m.family_id is not None else -1 for m in models], dtype=np.int64)
+        self.base_ok = np.array([static_rejection(m, frozenset(), 0) is None for m in models], dtype=bool)
+        self.latency = np.array([_known(getattr(m, "latency_ms", None)) for m in models], dtype=float)
+        self.throughput = np.array([_known(getattr(m, "throughput", None)) for m in models], dtype=float)
+        self._roles: dict[str, tuple[list[str | None], np.ndarray]] = {}
+        self._priors: dict[str | None, tuple[np.ndarray, list[str]]] = {}
+
+    def role_reasons(self, role: RoleInfo) -> tuple[list[str | None], np.ndarray]:
+        found = self._roles.get(role.slug)
+        if found is None:
+            reasons = [role_rejection(m, role) for m in self.models]
+            found = self._roles[role.slug] = (reasons, np.array([r is None for r in reasons], dtype=bool))
+        return found
+
+    def priors(self, snap: Snapshot, category: str | None) -> tuple[np.ndarray, list[str]]:
+        found = self._priors.get(category)
+        if found is None:
+            pairs = [snap.prior_quality(m, category) for m in self.models]
+            found = self._priors[category] = (np.array([p for p, _ in pairs], dtype=float), [s for _, s in pairs])
+        return found
+
+
+def _known(value) -> float:
+    return float(value) if value is not None and value > 0 else math.nan
+
+
+def columns(snap: Snapshot) -> Columns:
+    if snap.columns is None:
+        snap.columns = Columns(snap)
+    return snap.columns
+
+
+def _health_arrays(snap: Snapshot, cols: Columns) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Reliability (a default where unknown), whether it is known, and the models down right now."""
+    found = snap.health_arrays
+    if found is None:
+        reliability = np.full(len(cols.models), DEFAULT_RELIABILITY)
+        known = np.zeros(len(cols.models), dtype=bool)
+        for model_id, value in snap.reliability.items():
+            i = cols.index.get(model_id)
+            if i is not None:
+                reliability[i], known[i] = value, True
+        down = np.zeros(len(cols.models), dtype=bool)
+        for model_id in snap.down:
+            i = cols.index.get(model_id)
+            if i is not None:
+                down[i] = True
+        found = snap.health_arrays = (reliability, known, down)
+    return found
+
+
+def _shape_arrays(snap: Snapshot, cols: Columns, role: str, category: str) -> tuple[np.ndarray, ...]:
+    """Samples, successes and observed latency (NaN where unknown) of each model for a role and category."""
+    found = snap.shape_arrays.get((role, category))
+    if found is None:
+        n = np.zeros(len(cols.models), dtype=float)
+        s = np.zeros(len(cols.models), dtype=float)
+        latency = np.full(len(cols.models), math.nan)
+        for model_id, outcome in snap.book.by_shape.get((role, category), {}).items():
+            i = cols.index.get(model_id)
+            if i is not None:
+                n[i], s[i] = outcome.requests, outcome.successes
+                if outcome.latency_count:
+                    latency[i] = outcome.latency_ms_sum / outcome.latency_count
+        found = snap.shape_arrays[(role, category)] = (n, s, latency)
+    return found
+
+
+class _ById:
+    """Ranking.by_id: the eligible candidates by model id, each built when first asked for."""
+
+    def __init__(self, ranking: Ranking) -> None:
+        self._ranking = ranking
+
+    def __contains__(self, model_id: str) -> bool:
+        return self._ranking.local(model_id) is not None
+
+    def __getitem__(self, model_id: str) -> Scored:
+        local = self._ranking.local(model_id)
+        if local is None:
+            raise KeyError(model_id)
+        return self._ranking.scored(local)
+
+    def __len__(self) -> int:
+        return len(self._ranking.idx)
+
+    def values(self) -> Iterator[Scored]:
+        return (self._ranking.scored(i) for i in range(len(self._ranking.idx)))
+
+
 class Ranking:
-    ordered: list[Scored]
-    by_id: dict[str, Scored]
-    rejected: dict[str, int]
-    # For dynamic escalation, computed once per ranking (rankings are cached in the snapshot):
-    # the order escalation prefers, and the qualities from best to worst, negated for bisect.
-    _escalation_order: list[Scored] | None = None
-    _neg_qualities: list[float] | None = None
+    """The eligible models of one request shape, scored and ordered (arrays; a candidate's
+    `Scored`, with its parts, is built only when a walk reaches it)."""
 
-    def escalation_order(self) -> list[Scored]:
-        if self._escalation_order is None:
-            # Reasoning-capable first, then the best quality, cheaper first among equals.
-            self._escalation_order = sorted(
-                self.by_id.values(), key=lambda c: (not c.model.reasoning, -round(c.quality, 2), c.cost_f, c.model.id)
-            )
-        return self._escalation_order
+    def __init__(self, snap: Snapshot, cols: Columns, role: RoleInfo, shape: tuple, arrays: dict | None) -> None:
+        self.snap, self.cols, self.role, self.shape = snap, cols, role, shape
+        empty = np.zeros(0, dtype=np.int64)
+        a = arrays or {}
+        self.idx = a.get("idx", empty)
+        self.order = a.get("order", empty)
+        self.values = a
+        self.preferred_at: dict[int, int] = a.get("preferred_at", {})
+        self._built: dict[int, Scored] = {}
+        self._rejected: dict[str, int] | None = None
+        self._escalation: np.ndarray | None = None
+        self._neg_qualities: np.ndarray | None = None
+        self.by_id = _ById(self)
+
+    @property
+    def ordered(self) -> Iterator[Scored]:
+        return (self.scored(int(i)) for i in self.order)
+
+    def local(self, model_id: str) -> int | None:
+        g = self.cols.index.get(model_id)
+        if g is None or not len(self.idx):
+            return None
+        i = int(self.values["local"][g])
+        return i if i >= 0 else None
+
+    def scored(self, i: int) -> Scored:
+        found = self._built.get(i)
+        if found is None:
+            found = self._built[i] = self._build(i)
+        return found
+
+    def _build(self, i: int) -> Scored:
+        v = self.values
+        w_quality, w_reliability, w_cost, w_latency = v["weights"]
+        n, s = int(v["n"][i]), int(v["s"][i])
+        quality, prior = float(v["quality"][i]), float(v["prior"][i])
+        parts = {
+            "quality": round(quality, 4),
+            "prior": round(prior, 4),
+            "prior_source": v["sources"][int(self.idx[i])],
+            "samples": n,
+            "success_rate": round(s / n, 4) if n else None,
+            "learned_weight": round(n / (n + PRIOR_STRENGTH), 4),
+            "reliability": round(float(v["reliability"][i]), 4),
+            "reliability_known": bool(v["reliability_known"][i]),
+            "cost_score": round(float(v["cost_score"][i]), 4),
+            "expected_latency_ms": None if math.isnan(v["expected_ms"][i]) else round(float(v["expected_ms"][i])),
+            "latency_source": "ledger" if v["measured"][i] else "endpoints" if v["timed"][i] else "unknown",
+            "latency_score": round(float(v["latency_score"][i]), 4),
+            "weights": {"quality": w_quality, "reliability": w_reliability, "cost": w_cost, "latency": w_latency},
+        }
+        score = float(v["score"][i])
+        return Scored(
+            model=self.cols.models[int(self.idx[i])],
+            score=score,
+            quality=quality,
+            parts=parts,
+            cost_f=float(v["cost"][i]),
+            preferred=self.preferred_at.get(i),
+            successes=s,
+            samples=n,
+            prior=prior,
+            rest=score - w_quality * quality,
+            w_quality=w_quality,
+        )
+
+    @property
+    def rejected(self) -> dict[str, int]:
+        """How many models were left out, per reason (walked only when a 422 needs it)."""
+        if self._rejected is None:
+            _, _, required, min_context = self.shape
+            reasons, _ = self.cols.role_reasons(self.role)
+            down = self.snap.down
+            counts: dict[str, int] = {}
+            for model, role_reason in zip(self.cols.models, reasons, strict=True):
+                reason = (
+                    static_rejection(model, required, min_context)
+                    or role_reason
+                    or ("unhealthy" if model.id in down else None)
+                )
+                if reason:
+                    counts[reason] = counts.get(reason, 0) + 1
+            self._rejected = counts
+        return self._rejected
+
+    def escalation_order(self) -> Iterator[Scored]:
+        """Reasoning-capable first, then the best quality, cheaper first among equals."""
+        if self._escalation is None:
+            v = self.values
+            if len(self.idx):
+                self._escalation = np.lexsort(
+                    (self.idx, v["cost"], -np.round(v["quality"], 2), ~self.cols.reasoning[self.idx])
+                )
+            else:
+                self._escalation = np.zeros(0, dtype=np.int64)
+        return (self.scored(int(i)) for i in self._escalation)
 
     def better_than(self, quality: float) -> int:
         """How many candidates have a quality above `quality`."""
         if self._neg_qualities is None:
-            self._neg_qualities = sorted(-c.quality for c in self.by_id.values())
-        return bisect.bisect_left(self._neg_qualities, -(quality + 1e-9))
+            self._neg_qualities = np.sort(-self.values["quality"]) if len(self.idx) else np.zeros(0)
+        return int(np.searchsorted(self._neg_qualities, -(quality + 1e-9), side="left"))
 
 
 def learned_quality(successes: int, requests: int, prior: float) -> float:
@@ -147,6 +353,10 @@ def _bucket(tokens: int) -> int:
     return int(round(math.log2(tokens + 1) * 2))
 
 
+def weights_for(accuracy: str, optimize: str | None) -> tuple[float, float, float, float]:
+    return LATENCY_WEIGHTS if optimize == "latency" else WEIGHTS[accuracy]
+
+
 def ranked_for(
     snap: Snapshot,
     role: RoleInfo,
@@ -156,89 +366,109 @@ def ranked_for(
     min_context: int,
     input_tokens: int,
     output_tokens: int,
+    optimize: str | None = None,
 ) -> Ranking:
-    key = (role.slug, category, accuracy, required, min_context, _bucket(input_tokens), _bucket(output_tokens))
+    weights = weights_for(accuracy, optimize)
+    key = (role.slug, category, accuracy, required, min_context, _bucket(input_tokens), _bucket(output_tokens), weights)
     ranking = snap.cache.get(key)
     if ranking is None:
         if len(snap.cache) >= RANKING_CACHE_SIZE:
             snap.cache.clear()  # many distinct request shapes: start over rather than grow
         ranking = snap.cache[key] = _rank(
-            snap, role, category, accuracy, required, min_context, input_tokens, output_tokens
+            snap, role, category, accuracy, required, min_context, input_tokens, output_tokens, weights
         )
     return ranking
 
 
-def _rank(snap, role, category, accuracy, required, min_context, input_tokens, output_tokens) -> Ranking:
-    rejected: dict[str, int] = {}
-    eligible: list[ModelInfo] = []
-    for model in snap.models.values():
-        reason = (
-            static_rejection(model, required, min_context)
-            or role_rejection(model, role)
-            or ("unhealthy" if model.id in snap.down else None)
-        )
-        if reason:
-            rejected[reason] = rejected.get(reason, 0) + 1
-        else:
-            eligible.append(model)
-    if not eligible:
-        return Ranking([], {}, rejected)
+def _log_scale(values: np.ndarray, known: np.ndarray, lower_is_better: bool = True) -> np.ndarray:
+    """1 for the best known value, 0 for the worst, on a log scale; 1 where all are equal."""
+    out = np.ones(len(values))
+    if known.any():
+        logs = np.log(values[known])
+        low, high = logs.min(), logs.max()
+        if high > low:
+            out[known] = 1.0 - (logs - low) / (high - low)
+    return out
 
-    costs = {m.id: m.estimated_cost_f(input_tokens, output_tokens) for m in eligible}
-    positive = [c for c in costs.values() if c > 0]
-    low = math.log(min(positive)) if positive else 0.0
-    high = math.log(max(positive)) if positive else 0.0
-    w_quality, w_reliability, w_cost = WEIGHTS[accuracy]
-    memory_category = category or ""
 
-    scored: dict[str, Scored] = {}
-    for model in eligible:
-        prior, prior_source = snap.prior_quality(model, category)
-        outcome = snap.outcomes.get((model.id, role.slug, memory_category))
-        n = outcome.requests if outcome else 0
-        s = outcome.successes if outcome else 0
-        quality = learned_quality(s, n, prior)
-        reliability = snap.reliability.get(model.id)
-        reliability_value = DEFAULT_RELIABILITY if reliability is None else reliability
-        cost = costs[model.id]
-        if cost <= 0 or high == low:
-            cost_score = 1.0
-        else:
-            cost_score = 1.0 - (math.log(cost) - low) / (high - low)
-        score = w_quality * quality + w_reliability * reliability_value + w_cost * cost_score
-        scored[model.id] = Scored(
-            model=model,
-            score=score,
-            quality=quality,
-            parts={
-                "quality": round(quality, 4),
-                "prior": round(prior, 4),
-                "prior_source": prior_source,
-                "samples": n,
-                "success_rate": round(s / n, 4) if n else None,
-                "learned_weight": round(n / (n + PRIOR_STRENGTH), 4),
-                "reliability": round(reliability_value, 4),
-                "reliability_known": reliability is not None,
-                "cost_score": round(cost_score, 4),
-                "weights": {"quality": w_quality, "reliability": w_reliability, "cost": w_cost},
-            },
-            cost_f=cost,
-            preferred=None,
-        )
+def _rank(snap, role, category, accuracy, required, min_context, input_tokens, output_tokens, weights) -> Ranking:
+    cols = columns(snap)
+    shape = (category, accuracy, required, min_context)
+    _, role_ok = cols.role_reasons(role)
+    reliability_all, known_all, down = _health_arrays(snap, cols)
+    mask = cols.base_ok & role_ok & ~down
+    if min_context:
+        mask &= cols.context >= min_context
+    bits = sum(CAPABILITY_BITS[c] for c in required if c in CAPABILITY_BITS)
+    if bits:
+        mask &= (cols.caps & bits) == bits
+    idx = np.flatnonzero(mask)
+    if idx.size == 0:
+        return Ranking(snap, cols, role, shape, None)
 
-    preferred: list[Scored] = []
+    cost = cols.prompt[idx] * input_tokens + cols.completion[idx] * output_tokens + cols.request[idx]
+    cost_score = _log_scale(cost, cost > 0)
+    prior_all, sources = cols.priors(snap, category)
+    prior = prior_all[idx]
+    n_all, s_all, observed_all = _shape_arrays(snap, cols, role.slug, category or "")
+    n, s = n_all[idx], s_all[idx]
+    quality = (s + PRIOR_STRENGTH * prior) / (n + PRIOR_STRENGTH)
+    reliability = reliability_all[idx]
+    # Expected time to the last token: the latency seen in the ledger for this role and category,
+    # else OpenRouter's endpoint latency, plus the output at the endpoint's throughput.
+    observed, endpoint = observed_all[idx], cols.latency[idx]
+    measured = ~np.isnan(observed)
+    expected = np.where(measured, observed, endpoint)
+    throughput = cols.throughput[idx]
+    streaming = ~np.isnan(throughput) & ~np.isnan(expected)
+    expected = np.where(streaming, expected + output_tokens / np.where(streaming, throughput, 1.0) * 1000.0, expected)
+    timed = ~np.isnan(expected)
+    latency_score = np.where(timed, _log_scale(np.where(timed, expected, 1.0), timed), NEUTRAL_LATENCY)
+    w_quality, w_reliability, w_cost, w_latency = weights
+    score = w_quality * quality + w_reliability * reliability + w_cost * cost_score + w_latency * latency_score
+
+    # The role's preferences first, in their order (a family's members best first), then the rest.
+    local = np.full(len(cols.models), -1, dtype=np.int64)
+    local[idx] = np.arange(len(idx))
+    preferred_at: dict[int, int] = {}
+    preferred: list[int] = []
     for position, (model_id, family_id) in enumerate(role.preferences):
         if model_id:
-            members = [scored[model_id]] if model_id in scored else []
+            g = cols.index.get(model_id)
+            members = [int(local[g])] if g is not None and local[g] >= 0 else []
         else:
-            members = sorted((c for c in scored.values() if c.model.family_id == family_id), key=lambda c: -c.score)
-        for candidate in members:
-            if candidate.preferred is None:
-                candidate.preferred = position
-                preferred.append(candidate)
-    rest = [c for c in scored.values() if c.preferred is None]
+            members = sorted(np.flatnonzero(cols.family[idx] == family_id).tolist(), key=lambda i: -score[i])
+        for i in members:
+            if i not in preferred_at:
+                preferred_at[i] = position
+                preferred.append(i)
+    rest = np.ones(len(idx), dtype=bool)
+    rest[preferred] = False
     if accuracy == Accuracy.HIGH:
-        rest.sort(key=lambda c: (not c.model.reasoning, -c.score, c.model.id))
+        keys = (idx, -score, ~cols.reasoning[idx])
     else:
-        rest.sort(key=lambda c: (-c.score, c.model.id))
-    return Ranking(preferred + rest, scored, rejected)
+        keys = (idx, -score)
+    order = np.lexsort(keys)
+    order = np.concatenate([np.array(preferred, dtype=np.int64), order[rest[order]]])
+    arrays = {
+        "idx": idx,
+        "order": order,
+        "preferred_at": preferred_at,
+        "weights": weights,
+        "n": n,
+        "s": s,
+        "quality": quality,
+        "prior": prior,
+        "sources": sources,
+        "reliability": reliability,
+        "reliability_known": known_all[idx],
+        "cost": cost,
+        "cost_score": cost_score,
+        "expected_ms": expected,
+        "measured": measured,
+        "timed": timed,
+        "local": local,
+        "latency_score": latency_score,
+        "score": score,
+    }
+    return Ranking(snap, cols, role, shape, arrays)

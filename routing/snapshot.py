@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
 
@@ -25,11 +26,19 @@ from core import metrics
 from core.models import version_watch
 from health.models import HEALTH_VERSION
 from health.selectors import down_models, reliability_by_model
-from routing.models import ROUTING_VERSION, STATS_VERSION, EscalationOverride, Role, RolePreference, StrategyStat
+from routing.models import (
+    ROUTING_VERSION,
+    STATS_RESET_VERSION,
+    STATS_VERSION,
+    EscalationOverride,
+    Role,
+    RolePreference,
+    StrategyStat,
+)
 
 RECENT = timedelta(days=180)
 # The data a decision depends on (API keys have their own cache).
-INPUTS = (CATALOG_VERSION, ROUTING_VERSION, STATS_VERSION, HEALTH_VERSION)
+INPUTS = (CATALOG_VERSION, ROUTING_VERSION, STATS_VERSION, STATS_RESET_VERSION, HEALTH_VERSION)
 
 
 @dataclass(slots=True)
@@ -79,6 +88,7 @@ class RoleInfo:
     default_category: str | None
     default_accuracy: str
     preferences: list[tuple[str | None, int | None]]  # (model id, family id), in order
+    exploration_rate: float = 0.0
 
 
 @dataclass(slots=True)
@@ -95,6 +105,12 @@ class Outcomes:
     requests: int = 0
     successes: int = 0
     cost: float = 0.0
+    latency_ms_sum: int = 0
+    latency_count: int = 0
+
+    @property
+    def latency_ms(self) -> float | None:
+        return self.latency_ms_sum / self.latency_count if self.latency_count else None
 
     @property
     def success_rate(self) -> float | None:
@@ -109,9 +125,8 @@ class Snapshot:
     roles: dict[str, RoleInfo]
     overrides: list[OverrideInfo]
     families: dict[int, str]
-    # (model, role, category) -> outcomes over every strategy; (role, category) -> strategy -> outcomes
-    outcomes: dict[tuple[str, str, str], Outcomes]
-    strategy_outcomes: dict[tuple[str, str], dict[str, Outcomes]]
+    # The strategy memory: see OutcomeBook.
+    book: OutcomeBook
     reliability: dict[str, float]
     # Models failing their health checks right now: never chosen (see health.selectors).
     down: frozenset[str] = frozenset()
@@ -120,8 +135,22 @@ class Snapshot:
     # Price scale of the catalog, for the catalog-signal prior (log of a typical prompt price).
     log_price_low: float = 0.0
     log_price_high: float = 1.0
-    # Memoised static rankings: see scoring.ranked_for().
+    # Memoised rankings per request shape, and the catalog as arrays: see routing.scoring.
     cache: dict = field(default_factory=dict)
+    columns: object = None
+    # (role, category) -> that shape's outcomes as arrays over the catalog (routing.scoring).
+    shape_arrays: dict = field(default_factory=dict)
+    health_arrays: tuple | None = None
+
+    @property
+    def outcomes(self) -> dict[tuple[str, str, str], Outcomes]:
+        """(model, role, category) -> outcomes over every strategy."""
+        return self.book.outcomes
+
+    @property
+    def strategy_outcomes(self) -> dict[tuple[str, str], dict[str, Outcomes]]:
+        """(role, category) -> strategy -> outcomes."""
+        return self.book.strategies
 
     @property
     def catalog_version(self) -> str:
@@ -211,6 +240,7 @@ def _roles() -> tuple[dict[str, RoleInfo], list[OverrideInfo]]:
             default_category=categories.get(role.default_category_id),
             default_accuracy=role.default_accuracy,
             preferences=[],
+            exploration_rate=role.exploration_rate,
         )
         roles[role.slug] = by_id[role.pk] = info
     for pref in RolePreference.objects.order_by("role_id", "position", "id").values_list(
@@ -225,22 +255,86 @@ def _roles() -> tuple[dict[str, RoleInfo], list[OverrideInfo]]:
     return roles, overrides
 
 
-def _outcomes() -> tuple[dict, dict]:
-    outcomes: dict[tuple[str, str, str], Outcomes] = {}
-    strategies: dict[tuple[str, str], dict[str, Outcomes]] = {}
-    for model, role, category, strategy, requests, successes, cost in StrategyStat.objects.values_list(
-        "model", "role", "category", "strategy", "requests", "successes", "cost_usd"
-    ).iterator(chunk_size=5000):
-        o = outcomes.setdefault((model, role, category), Outcomes())
-        o.requests += requests
-        o.successes += successes
-        o.cost += float(cost)
-        if strategy:
-            s = strategies.setdefault((role, category), {}).setdefault(strategy, Outcomes())
-            s.requests += requests
-            s.successes += successes
-            s.cost += float(cost)
-    return outcomes, strategies
+STAT_FIELDS = ("requests", "successes", "cost_usd", "latency_ms_sum", "latency_count")
+
+
+def _sum(rows) -> Outcomes:
+    total = Outcomes()
+    for requests, successes, cost, latency_sum, latency_count in rows:
+        total.requests += requests
+        total.successes += successes
+        total.cost += float(cost)
+        total.latency_ms_sum += latency_sum
+        total.latency_count += latency_count
+    return total
+
+
+@dataclass
+class OutcomeBook:
+    """The strategy memory as the snapshot reads it, refreshed row by row.
+
+    `rows` holds each memory row (model, role, category, strategy) as read; the sums a decision
+    reads (per model for a role and category, per strategy for a role and category) are derived
+    from them. A refresh reads only the rows written since the last one and recomputes only the
+    (role, category) shapes they belong to, so outcomes flowing in at a thousand events a second
+    cost each worker one small query per version check and drop only the rankings they touch.
+    """
+
+    rows: dict[tuple[str, str, str, str], tuple] = field(default_factory=dict)
+    members: dict[tuple[str, str], frozenset[tuple[str, str]]] = field(default_factory=dict)
+    outcomes: dict[tuple[str, str, str], Outcomes] = field(default_factory=dict)
+    by_shape: dict[tuple[str, str], dict[str, Outcomes]] = field(default_factory=dict)
+    strategies: dict[tuple[str, str], dict[str, Outcomes]] = field(default_factory=dict)
+    read_at: object = None  # when the rows were read (the next refresh reads what changed since)
+
+    @classmethod
+    def load(cls) -> OutcomeBook:
+        book = cls(read_at=timezone.now())
+        rows = StrategyStat.objects.values_list("model", "role", "category", "strategy", *STAT_FIELDS)
+        book._take(rows.iterator(chunk_size=5000), previous=None)
+        return book
+
+    def refreshed(self) -> tuple[OutcomeBook, set[tuple[str, str]]]:
+        """A new book with the rows written since this one was read, and the (role, category)
+        shapes that changed. Rows are re-read from a little before the last read, so a batch
+        committed late (its rows stamped before its commit) is not missed: re-reading a row
+        is harmless, as rows hold totals."""
+        since = self.read_at - timedelta(seconds=settings.LLMHIVE_STATS_REFRESH_LAG_SECONDS)
+        book = OutcomeBook(
+            rows=dict(self.rows),
+            members=dict(self.members),
+            outcomes=dict(self.outcomes),
+            by_shape=dict(self.by_shape),
+            strategies=dict(self.strategies),
+            read_at=timezone.now(),
+        )
+        rows = StrategyStat.objects.filter(updated_at__gte=since).values_list(
+            "model", "role", "category", "strategy", *STAT_FIELDS
+        )
+        return book, book._take(rows, previous=self)
+
+    def _take(self, rows, previous: OutcomeBook | None) -> set[tuple[str, str]]:
+        touched: dict[tuple[str, str], set] = {}
+        for model, role, category, strategy, *sums in rows:
+            key = (model, role, category, strategy)
+            if previous is not None and previous.rows.get(key) == tuple(sums):
+                continue  # re-read within the lag, unchanged
+            self.rows[key] = tuple(sums)
+            touched.setdefault((role, category), set()).add((model, strategy))
+        for shape, new in touched.items():
+            members = self.members[shape] = self.members.get(shape, frozenset()) | new
+            per_model: dict[str, list] = {}
+            per_strategy: dict[str, list] = {}
+            for model, strategy in members:
+                row = self.rows[(model, *shape, strategy)]
+                per_model.setdefault(model, []).append(row)
+                if strategy:
+                    per_strategy.setdefault(strategy, []).append(row)
+            self.by_shape[shape] = {model: _sum(rows) for model, rows in per_model.items()}
+            self.strategies[shape] = {strategy: _sum(rows) for strategy, rows in per_strategy.items()}
+            for model, outcome in self.by_shape[shape].items():
+                self.outcomes[(model, *shape)] = outcome
+        return set(touched)
 
 
 def _reliability() -> tuple[dict[str, float], frozenset[str]]:
@@ -248,7 +342,14 @@ def _reliability() -> tuple[dict[str, float], frozenset[str]]:
 
 
 def build_snapshot(versions: dict[str, int], previous: Snapshot | None = None) -> Snapshot:
-    """Rebuild what changed since `previous` (everything when there is none)."""
+    """Rebuild what changed since `previous` (everything when there is none).
+
+    What a change touches is all that is redone: new outcomes re-read only the memory rows
+    written since and drop only the memoised rankings of the (role, category) shapes they
+    belong to; a health change recomputes reliability; the catalog as arrays (with each role's
+    eligibility and each category's priors) is rebuilt only when the catalog or the routing
+    data change.
+    """
 
     def changed(*names: str) -> bool:
         return previous is None or any(previous.versions.get(n) != versions.get(n) for n in names)
@@ -268,30 +369,42 @@ def build_snapshot(versions: dict[str, int], previous: Snapshot | None = None) -
         roles, overrides = _roles()
     else:
         roles, overrides = previous.roles, previous.overrides
-    if changed(STATS_VERSION):
-        outcomes, strategy_outcomes = _outcomes()
+    touched: set[tuple[str, str]] | None = set()
+    if changed(STATS_RESET_VERSION) or previous.book.read_at is None:
+        book, touched = OutcomeBook.load(), None
+    elif changed(STATS_VERSION):
+        book, touched = previous.book.refreshed()
     else:
-        outcomes, strategy_outcomes = previous.outcomes, previous.strategy_outcomes
-    reliability, down = _reliability() if changed(HEALTH_VERSION) else (previous.reliability, previous.down)
+        book = previous.book
+    health_changed = changed(HEALTH_VERSION)
+    reliability, down = _reliability() if health_changed else (previous.reliability, previous.down)
 
     logs = sorted(math.log10(m.prompt_f) for m in models.values() if m.prompt_f > 0 and m.active)
     low = logs[len(logs) // 20] if logs else 0.0
     high = logs[len(logs) - 1 - len(logs) // 20] if logs else 1.0
-    return Snapshot(
+    snapshot = Snapshot(
         versions=dict(versions),
         models=models,
         rankings=rankings,
         roles=roles,
         overrides=overrides,
         families=families,
-        outcomes=outcomes,
-        strategy_outcomes=strategy_outcomes,
+        book=book,
         reliability=reliability,
         down=down,
         bootstrap=bootstrap,
         log_price_low=low,
         log_price_high=high,
     )
+    if previous is not None and not changed(CATALOG_VERSION, ROUTING_VERSION):
+        # The catalog's arrays and what was memoised on them stay valid, but for what changed.
+        snapshot.columns = previous.columns
+        if touched is not None and not health_changed:
+            snapshot.shape_arrays = {k: v for k, v in previous.shape_arrays.items() if k not in touched}
+            snapshot.cache = {k: v for k, v in previous.cache.items() if (k[0], k[1] or "") not in touched}
+        elif touched is not None:
+            snapshot.shape_arrays = {k: v for k, v in previous.shape_arrays.items() if k not in touched}
+    return snapshot
 
 
 class SnapshotHolder:

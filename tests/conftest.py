@@ -9,6 +9,17 @@ from tests.factories import ApiKeyFactory
 pytest_plugins = ["tests.fake_openrouter"]
 
 
+@pytest.fixture(autouse=True)
+def fresh_routing_snapshot():
+    """Each test starts from no routing snapshot. Production never needs this: a process reads
+    only new memory rows on a stats change (routing.snapshot.OutcomeBook), which is right as
+    committed rows are never removed but by a rebuild; a test's rolled-back rows are."""
+    from routing.snapshot import holder
+
+    holder.clear()
+    yield
+
+
 class ApiClient(Client):
     """A test client that sends a bearer key and JSON."""
 

@@ -168,6 +168,7 @@ def test_curators_change_a_model_and_a_budget_but_cannot_export(catalog_model):
             "min_context_length": "",
             "default_category": "",
             "default_accuracy": "balanced",
+            "exploration_rate": "0",
             "preferences-TOTAL_FORMS": "0",
             "preferences-INITIAL_FORMS": "0",
             "escalation_overrides-TOTAL_FORMS": "0",

@@ -69,6 +69,7 @@ def test_a_disabled_model_and_a_moved_preference_reach_every_worker_within_a_sec
                 "min_context_length": "",
                 "default_category": "",
                 "default_accuracy": "balanced",
+                "exploration_rate": "0",
                 "preferences-TOTAL_FORMS": "2",
                 "preferences-INITIAL_FORMS": "2",
                 "preferences-MIN_NUM_FORMS": "0",

@@ -41,6 +41,7 @@ def role_form(**overrides) -> dict:
         "min_context_length": "",
         "default_category": "",
         "default_accuracy": "balanced",
+        "exploration_rate": "0",
         "preferences-TOTAL_FORMS": "0",
         "preferences-INITIAL_FORMS": "0",
         "preferences-MIN_NUM_FORMS": "0",
