@@ -54,6 +54,9 @@ class VersionWatch:
         self._retry = RETRY_SECONDS
         # Wall-clock time of the last successful read, for the snapshot's age in GET /metrics.
         self.loaded_at = 0.0
+        # Changes this process made (expire() calls): caches rebuild for those at once, in the
+        # request that follows, and for other processes' changes in the background.
+        self.local_changes = 0
 
     @property
     def interval(self) -> float:
@@ -98,6 +101,11 @@ class VersionWatch:
         self.degraded = True
         self._checked_at = time.monotonic()
 
+    def poll_now(self) -> None:
+        """Check on the next call, as the periodic check would (not after a change of this process)."""
+        self._checked_at = 0.0
+
     def expire(self) -> None:
         """Check again on the next call (after a change made in this process)."""
         self._checked_at = 0.0
+        self.local_changes += 1

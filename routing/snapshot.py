@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, connections
 from django.utils import timezone
 
 from catalog.models import CAPABILITIES, CATALOG_VERSION, PRICE_KEYS, CatalogModel, Category, Family, ModelStatus
@@ -408,27 +409,32 @@ def build_snapshot(versions: dict[str, int], previous: Snapshot | None = None) -
 
 
 class SnapshotHolder:
+    """This process's snapshot, kept current without making a request wait for a rebuild.
+
+    A change made by another process (a sync, a usage batch, a cooldown, an admin edit on another
+    worker) is picked up by a background thread while requests go on being answered from the
+    snapshot in hand; the new one replaces it when it is ready (within the version check interval
+    plus the rebuild, which touches only what changed). A change made by this process is built
+    at once, in the request that follows it, so a process always sees its own writes. Only the
+    first snapshot of a process is built in a request.
+    """
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._snapshot: Snapshot | None = None
         self._confirmed_at = 0.0
+        self._local_changes = -1  # version_watch.local_changes the snapshot has seen
+        self._refreshing = False
 
     def get(self) -> Snapshot:
         stored = version_watch.versions()
         versions = {name: stored.get(name, 0) for name in INPUTS}
         snapshot = self._snapshot
         if snapshot is None or snapshot.versions != versions:
-            with self._lock:
-                snapshot = self._snapshot
-                if snapshot is None or snapshot.versions != versions:
-                    try:
-                        snapshot = self._snapshot = build_snapshot(versions, snapshot)
-                    except DatabaseError:
-                        # Cut while rebuilding: answer from the last snapshot; the next check
-                        # after the database returns rebuilds it.
-                        version_watch.database_failed()
-                        if snapshot is None:
-                            raise
+            if snapshot is not None and version_watch.local_changes == self._local_changes:
+                self._refresh_in_background(versions)
+            else:
+                snapshot = self._rebuild(versions)
         # The snapshot matches the versions read at `loaded_at`: it was current then. (A float
         # compared per decision; the gauge is written once per version check.)
         if version_watch.loaded_at != self._confirmed_at and snapshot.versions == versions:
@@ -436,9 +442,48 @@ class SnapshotHolder:
             metrics.snapshot_confirmed.set(self._confirmed_at)
         return snapshot
 
+    def _rebuild(self, versions: dict[str, int]) -> Snapshot:
+        with self._lock:
+            snapshot = self._snapshot
+            if snapshot is None or snapshot.versions != versions:
+                changes = version_watch.local_changes
+                try:
+                    snapshot = self._snapshot = build_snapshot(versions, snapshot)
+                    self._local_changes = changes
+                except DatabaseError:
+                    # Cut while rebuilding: answer from the last snapshot; the next check
+                    # after the database returns rebuilds it.
+                    version_watch.database_failed()
+                    if snapshot is None:
+                        raise
+            return snapshot
+
+    def _refresh_in_background(self, versions: dict[str, int]) -> None:
+        with self._lock:
+            if self._refreshing:
+                return
+            self._refreshing = True
+        threading.Thread(target=self._refresh, args=(versions,), name="llmhive-snapshot", daemon=True).start()
+
+    def _refresh(self, versions: dict[str, int]) -> None:
+        try:
+            self._rebuild(versions)
+        except DatabaseError:
+            pass  # (the watch is degraded; the next check tries again)
+        finally:
+            self._refreshing = False
+            connections.close_all()  # this thread's connections: it ends here
+
+    def wait_idle(self, timeout: float = 5.0) -> None:
+        """Wait for a background refresh to finish (for tests and benchmarks)."""
+        deadline = time.monotonic() + timeout
+        while self._refreshing and time.monotonic() < deadline:
+            time.sleep(0.001)
+
     def clear(self) -> None:
         self._snapshot = None
         self._confirmed_at = 0.0
+        self._local_changes = -1
 
 
 holder = SnapshotHolder()

@@ -143,3 +143,26 @@ def test_exploration_settles_on_what_the_outcomes_teach(api_client, roles):
 
     # 200 of 200 against 0 of 200: the posteriors are narrow, the draws agree.
     assert picked == {"acme/dearer": 40}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_another_process_change_is_built_in_the_background_while_requests_go_on(api_client, roles):
+    from core.models import DataVersion, version_watch
+    from routing.models import ROUTING_VERSION, Role
+    from routing.snapshot import holder
+
+    first = current_snapshot()
+    # Another process's change: the row and its version written behind this process's back,
+    # found by the periodic version check.
+    Role.objects.filter(slug="writer").update(default_accuracy="economy")
+    DataVersion.objects.update_or_create(name=ROUTING_VERSION, defaults={"version": 12345})
+    version_watch.poll_now()
+
+    assert current_snapshot() is first  # answered at once, from the snapshot in hand
+    holder.wait_idle()
+    second = current_snapshot()
+    assert second is not first and second.roles["writer"].default_accuracy == "economy"
+
+    # A change this process makes is seen by its next request, built there and then.
+    Role.objects.get(slug="writer").delete()
+    assert "writer" not in current_snapshot().roles
