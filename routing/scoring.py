@@ -20,6 +20,7 @@ applied while walking the memoised ranking (routing.decision).
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -185,20 +186,26 @@ class Ranking:
         self.values = a
         self.preferred_at: dict[int, int] = a.get("preferred_at", {})
         self._built: dict[int, Scored] = {}
+        self._order: list[int] | None = None
+        self._local: list[int] | None = None
         self._rejected: dict[str, int] | None = None
         self._escalation: np.ndarray | None = None
-        self._neg_qualities: np.ndarray | None = None
+        self._neg_qualities: list[float] | None = None
         self.by_id = _ById(self)
 
     @property
     def ordered(self) -> Iterator[Scored]:
-        return (self.scored(int(i)) for i in self.order)
+        if self._order is None:
+            self._order = self.order.tolist()  # Python ints: a walk reads a few, many times
+        return map(self.scored, self._order)
 
     def local(self, model_id: str) -> int | None:
         g = self.cols.index.get(model_id)
         if g is None or not len(self.idx):
             return None
-        i = int(self.values["local"][g])
+        if self._local is None:
+            self._local = self.values["local"].tolist()
+        i = self._local[g]
         return i if i >= 0 else None
 
     def scored(self, i: int) -> Scored:
@@ -276,8 +283,8 @@ class Ranking:
     def better_than(self, quality: float) -> int:
         """How many candidates have a quality above `quality`."""
         if self._neg_qualities is None:
-            self._neg_qualities = np.sort(-self.values["quality"]) if len(self.idx) else np.zeros(0)
-        return int(np.searchsorted(self._neg_qualities, -(quality + 1e-9), side="left"))
+            self._neg_qualities = np.sort(-self.values["quality"]).tolist() if len(self.idx) else []
+        return bisect.bisect_left(self._neg_qualities, -(quality + 1e-9))
 
 
 def learned_quality(successes: int, requests: int, prior: float) -> float:

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
+from functools import cached_property
 
 from django.conf import settings
 from django.db import DatabaseError, connections
@@ -153,7 +154,7 @@ class Snapshot:
         """(role, category) -> strategy -> outcomes."""
         return self.book.strategies
 
-    @property
+    @cached_property
     def catalog_version(self) -> str:
         return "-".join(f"{self.versions.get(name, 0):x}" for name in INPUTS)
 
