@@ -44,6 +44,7 @@ PRIOR_STRENGTH = 10  # the prior weighs as much as this many outcomes
 DEFAULT_RELIABILITY = 0.95  # a model no health check has seen yet
 NEUTRAL_LATENCY = 0.5  # the latency score of a model whose speed nobody has measured
 RANKING_CACHE_SIZE = 4096
+HEAD = 64  # candidates sorted when a ranking is made (the rest when a walk reaches them)
 CAPABILITY_BITS = {capability: 1 << i for i, capability in enumerate(CAPABILITIES)}
 
 
@@ -197,7 +198,13 @@ class Ranking:
     def ordered(self) -> Iterator[Scored]:
         if self._order is None:
             self._order = self.order.tolist()  # Python ints: a walk reads a few, many times
-        return map(self.scored, self._order)
+        yield from map(self.scored, self._order)
+        if not self.values.get("complete", True):
+            # Walked past the sorted head (most candidates rejected per request): sort the rest.
+            v = self.values
+            rest_at = v["rest_at"]
+            full = rest_at[np.lexsort((self.idx[rest_at], v["sort_key"][rest_at]))].tolist()
+            yield from map(self.scored, full[len(self._order) - len(self.preferred_at) :])
 
     def local(self, model_id: str) -> int | None:
         g = self.cols.index.get(model_id)
@@ -451,15 +458,22 @@ def _rank(snap, role, category, accuracy, required, min_context, input_tokens, o
                 preferred.append(i)
     rest = np.ones(len(idx), dtype=bool)
     rest[preferred] = False
-    if accuracy == Accuracy.HIGH:
-        keys = (idx, -score, ~cols.reasoning[idx])
-    else:
-        keys = (idx, -score)
-    order = np.lexsort(keys)
-    order = np.concatenate([np.array(preferred, dtype=np.int64), order[rest[order]]])
+    rest_at = np.flatnonzero(rest)
+    # The order of the rest: by score (reasoning-capable first for `high`), model id among equals.
+    # A walk rarely reads past the first few, so only the head is sorted now: every candidate
+    # that ties with or beats the HEAD-th (so ties are broken exactly as a full sort would).
+    sort_key = -score if accuracy != Accuracy.HIGH else (~cols.reasoning[idx]) * 2.0 - score
+    head = rest_at
+    if len(rest_at) > HEAD:
+        keys = sort_key[rest_at]
+        head = rest_at[keys <= np.partition(keys, HEAD)[HEAD]]
+    head = head[np.lexsort((idx[head], sort_key[head]))]
     arrays = {
         "idx": idx,
-        "order": order,
+        "order": np.concatenate([np.array(preferred, dtype=np.int64), head]),
+        "complete": len(head) == len(rest_at),
+        "rest_at": rest_at,
+        "sort_key": sort_key,
         "preferred_at": preferred_at,
         "weights": weights,
         "n": n,

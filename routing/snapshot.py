@@ -426,6 +426,7 @@ class SnapshotHolder:
         self._confirmed_at = 0.0
         self._local_changes = -1  # version_watch.local_changes the snapshot has seen
         self._refreshing = False
+        self._generation = 0
 
     def get(self) -> Snapshot:
         stored = version_watch.versions()
@@ -443,9 +444,11 @@ class SnapshotHolder:
             metrics.snapshot_confirmed.set(self._confirmed_at)
         return snapshot
 
-    def _rebuild(self, versions: dict[str, int]) -> Snapshot:
+    def _rebuild(self, versions: dict[str, int], generation: int | None = None) -> Snapshot:
         with self._lock:
             snapshot = self._snapshot
+            if generation is not None and generation != self._generation:
+                return snapshot  # cleared while this refresh waited: what it would build is stale
             if snapshot is None or snapshot.versions != versions:
                 changes = version_watch.local_changes
                 try:
@@ -464,11 +467,13 @@ class SnapshotHolder:
             if self._refreshing:
                 return
             self._refreshing = True
-        threading.Thread(target=self._refresh, args=(versions,), name="llmhive-snapshot", daemon=True).start()
+        threading.Thread(
+            target=self._refresh, args=(versions, self._generation), name="llmhive-snapshot", daemon=True
+        ).start()
 
-    def _refresh(self, versions: dict[str, int]) -> None:
+    def _refresh(self, versions: dict[str, int], generation: int) -> None:
         try:
-            self._rebuild(versions)
+            self._rebuild(versions, generation)
         except DatabaseError:
             pass  # (the watch is degraded; the next check tries again)
         finally:
@@ -482,6 +487,7 @@ class SnapshotHolder:
             time.sleep(0.001)
 
     def clear(self) -> None:
+        self._generation += 1
         self._snapshot = None
         self._confirmed_at = 0.0
         self._local_changes = -1
