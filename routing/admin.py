@@ -12,9 +12,33 @@ from catalog.models import CAPABILITIES
 from core.admin_mixins import ReadOnlyMixin
 from core.models import DataVersion
 from routing.memory import rebuild_strategy_memory
-from routing.models import ROUTING_VERSION, EscalationOverride, Role, RolePreference, Strategy, StrategyStat
+from routing.models import (
+    QUANTIZATIONS,
+    ROUTING_VERSION,
+    EscalationOverride,
+    Role,
+    RolePreference,
+    Strategy,
+    StrategyStat,
+)
 
 # --- Admin-curated routing data ------------------------------------------------------------------
+
+
+class ProviderListField(forms.CharField):
+    """Provider slugs typed as "deepinfra, together" (commas or spaces), kept as a list; Role.clean
+    says what is wrong with them."""
+
+    def prepare_value(self, value):
+        return ", ".join(value) if isinstance(value, list) else value
+
+    def to_python(self, value) -> list[str]:
+        text = super().to_python(value) or ""
+        return [slug for slug in text.replace(",", " ").split() if slug]
+
+
+def _provider_list(label: str, help_text: str) -> ProviderListField:
+    return ProviderListField(label=label, required=False, help_text=help_text)
 
 
 class RoleForm(forms.ModelForm):
@@ -23,6 +47,19 @@ class RoleForm(forms.ModelForm):
         widget=forms.CheckboxSelectMultiple,
         required=False,
         help_text="Every candidate for this role must have each ticked capability.",
+    )
+    provider_order = _provider_list("order", "Provider slugs to try first, in order (commas or spaces).")
+    provider_only = _provider_list(
+        "only",
+        "Only these providers (blank: any). A model whose recorded endpoints are all elsewhere is not a candidate.",
+    )
+    provider_ignore = _provider_list("ignore", "Never these providers.")
+    provider_quantizations = forms.MultipleChoiceField(
+        label="quantizations",
+        choices=[(q, q) for q in QUANTIZATIONS],
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        help_text="Only endpoints of a ticked quantization (none ticked: any). 'unknown' is an endpoint that does not say.",
     )
 
     class Meta:
@@ -36,7 +73,20 @@ class RoleForm(forms.ModelForm):
             "default_category",
             "default_accuracy",
             "active",
+            "max_latency_ms",
+            "provider_sort",
+            "provider_order",
+            "provider_only",
+            "provider_ignore",
+            "provider_allow_fallbacks",
+            "provider_require_parameters",
+            "provider_data_collection",
+            "provider_zdr",
+            "provider_quantizations",
         )
+
+    def clean_provider_quantizations(self) -> list[str]:
+        return [q for q in QUANTIZATIONS if q in set(self.cleaned_data["provider_quantizations"])]
 
     def clean_required_capabilities(self) -> list[str]:
         return [c for c in CAPABILITIES if c in set(self.cleaned_data["required_capabilities"])]
@@ -105,7 +155,23 @@ class RoleAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("slug", "name", "description", "active")}),
         ("What a candidate needs", {"fields": ("required_capabilities", "min_context_length")}),
-        ("How to choose", {"fields": ("default_category", "default_accuracy")}),
+        ("How to choose", {"fields": ("default_category", "default_accuracy", "max_latency_ms")}),
+        (
+            "Provider preferences",
+            {
+                "description": "Sent as OpenRouter's <code>provider</code> object with every /route answer. "
+                "Models whose recorded endpoints meet none of only / ignore / quantizations (or the latency "
+                "ceiling) are not candidates; data collection and ZDR are left to OpenRouter to enforce.",
+                "fields": (
+                    ("provider_sort", "provider_data_collection"),
+                    "provider_order",
+                    "provider_only",
+                    "provider_ignore",
+                    ("provider_allow_fallbacks", "provider_require_parameters", "provider_zdr"),
+                    "provider_quantizations",
+                ),
+            },
+        ),
     )
 
     class Media:
