@@ -8,7 +8,7 @@ from django.contrib import admin, messages
 from django.db.models import OuterRef, Prefetch, Subquery, Sum
 from django.http import HttpRequest
 
-from catalog.models import CAPABILITIES
+from catalog.models import CAPABILITIES, ModelEndpoint
 from core.admin_mixins import ReadOnlyMixin
 from core.models import DataVersion
 from routing.memory import rebuild_strategy_memory
@@ -21,6 +21,7 @@ from routing.models import (
     Strategy,
     StrategyStat,
 )
+from routing.providers import provider_key, provider_rules
 
 # --- Admin-curated routing data ------------------------------------------------------------------
 
@@ -147,6 +148,7 @@ class RoleAdmin(admin.ModelAdmin):
         "default_category",
         "default_accuracy",
         "preference_list",
+        "provider_summary",
         "active",
     )
     list_filter = ("active", "default_accuracy", "default_category")
@@ -198,12 +200,47 @@ class RoleAdmin(admin.ModelAdmin):
     def preference_list(self, obj: Role) -> str:
         return " › ".join(str(p.model_id or p.family) for p in obj.preferences.all()) or "—"
 
+    @admin.display(description="providers")
+    def provider_summary(self, obj: Role) -> str:
+        """The role's `provider` object in a line (what /route sends besides max_price)."""
+        provider = provider_rules(obj)["provider"] or {}
+        parts = [
+            f"{key.replace('_', ' ')}: {', '.join(value) if isinstance(value, list) else str(value).lower()}"
+            for key, value in provider.items()
+        ]
+        return "; ".join(parts) or "—"
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        unseen = unseen_providers(obj)
+        if unseen:
+            self.message_user(
+                request,
+                f"No endpoint research recorded is served by {', '.join(unseen)}: check the spelling against "
+                "OpenRouter's provider list (a misspelt 'only' leaves out every model whose endpoints are known).",
+                messages.WARNING,
+            )
+
     def save_formset(self, request, form, formset, change):
         super().save_formset(request, form, formset, change)
         if formset.model is RolePreference:
             renumber(RolePreference.objects.filter(role=form.instance))
         elif formset.model is EscalationOverride:
             renumber(EscalationOverride.objects.filter(role=form.instance))
+
+
+def unseen_providers(role: Role) -> list[str]:
+    """The provider slugs the role names that no recorded endpoint answers to (none while research
+    has recorded no endpoint at all)."""
+    named = list(dict.fromkeys([*role.provider_order, *role.provider_only, *role.provider_ignore]))
+    if not named:
+        return []
+    recorded = set(ModelEndpoint.objects.values_list("provider_name", "tag").distinct())
+    if not recorded:
+        return []
+    tags = {tag for _, tag in recorded if tag} | {tag.split("/", 1)[0] for _, tag in recorded if tag}
+    names = {provider_key(name) for name, _ in recorded}
+    return [slug for slug in named if slug not in tags and provider_key(slug) not in names]
 
 
 def renumber(queryset) -> None:

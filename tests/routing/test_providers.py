@@ -385,3 +385,26 @@ def test_a_large_catalogs_endpoints_load_quickly(db):
 
     assert all(len(m.endpoints) == 3 for m in snap.models.values())
     assert elapsed < 1.0, f"{elapsed * 1000:.0f} ms"  # tens of ms; a bound loose enough for a busy CI runner
+
+
+def test_the_role_list_shows_the_provider_object_and_a_misspelt_slug_is_warned_of(admin_client, catalog):
+    response = admin_client.post(
+        reverse("admin:routing_role_add"),
+        role_form(provider_only="together opneai", provider_data_collection="deny"),
+        follow=True,
+    )
+
+    messages = [str(m) for m in response.context["messages"]]
+    assert any("No endpoint research recorded is served by opneai:" in m for m in messages), messages
+    page = admin_client.get(reverse("admin:routing_role_changelist")).content.decode()
+    assert "only: together, opneai; allow fallbacks: false; data collection: deny" in page
+
+    fine = admin_client.post(
+        reverse("admin:routing_role_change", args=[Role.objects.get(slug="coder").pk]),
+        role_form(provider_only="together amazon-bedrock openai", provider_allow_fallbacks="on"),
+        follow=True,
+    )
+    assert [str(m) for m in fine.context["messages"] if "No endpoint" in str(m)] == [
+        "No endpoint research recorded is served by amazon-bedrock: check the spelling against OpenRouter's "
+        "provider list (a misspelt 'only' leaves out every model whose endpoints are known)."
+    ]
