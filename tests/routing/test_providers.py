@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from decimal import Decimal
+from functools import cache
 
 import jsonschema_rs
 import pytest
@@ -243,8 +244,14 @@ def test_a_bootstrap_answer_keeps_the_roles_provider_demands(api_client, setting
     assert body["provider"] == {"data_collection": "deny", "zdr": True}
 
 
+@cache
+def openrouter_document(filename: str) -> dict:
+    # libyaml's loader: the pure-Python one takes seconds over OpenRouter's 30,000 lines.
+    return yaml.load((recorded_dir() / "reference" / filename).read_text(encoding="utf-8"), Loader=yaml.CSafeLoader)
+
+
 def openrouter_schema(filename: str):
-    document = yaml.safe_load((recorded_dir() / "reference" / filename).read_text(encoding="utf-8"))
+    document = openrouter_document(filename)
     schema = {"$ref": "#/components/schemas/ProviderPreferences", "components": document["components"]}
     return jsonschema_rs.Draft202012Validator(schema), document
 
