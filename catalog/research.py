@@ -172,6 +172,8 @@ def refresh_endpoints(model_ids: list[str], *, errors: list[str], progress: Prog
         # Endpoints are current state, not history: a model's set is replaced as a whole.
         ModelEndpoint.objects.filter(model_id__in=refreshed).delete()
         ModelEndpoint.objects.bulk_create(rows)
+    if refreshed:
+        DataVersion.bump(CATALOG_VERSION)  # routing reads endpoints (providers, latency)
     if progress:
         progress("endpoints", len(model_ids), len(model_ids))
     return len(rows)

@@ -8,13 +8,38 @@ from django.contrib import admin, messages
 from django.db.models import OuterRef, Prefetch, Subquery, Sum
 from django.http import HttpRequest
 
-from catalog.models import CAPABILITIES
+from catalog.models import CAPABILITIES, ModelEndpoint
 from core.admin_mixins import ReadOnlyMixin
 from core.models import DataVersion
 from routing.memory import rebuild_strategy_memory
-from routing.models import ROUTING_VERSION, EscalationOverride, Role, RolePreference, Strategy, StrategyStat
+from routing.models import (
+    QUANTIZATIONS,
+    ROUTING_VERSION,
+    EscalationOverride,
+    Role,
+    RolePreference,
+    Strategy,
+    StrategyStat,
+)
+from routing.providers import provider_key, provider_rules
 
 # --- Admin-curated routing data ------------------------------------------------------------------
+
+
+class ProviderListField(forms.CharField):
+    """Provider slugs typed as "deepinfra, together" (commas or spaces), kept as a list; Role.clean
+    says what is wrong with them."""
+
+    def prepare_value(self, value):
+        return ", ".join(value) if isinstance(value, list) else value
+
+    def to_python(self, value) -> list[str]:
+        text = super().to_python(value) or ""
+        return [slug for slug in text.replace(",", " ").split() if slug]
+
+
+def _provider_list(label: str, help_text: str) -> ProviderListField:
+    return ProviderListField(label=label, required=False, help_text=help_text)
 
 
 class RoleForm(forms.ModelForm):
@@ -23,6 +48,19 @@ class RoleForm(forms.ModelForm):
         widget=forms.CheckboxSelectMultiple,
         required=False,
         help_text="Every candidate for this role must have each ticked capability.",
+    )
+    provider_order = _provider_list("order", "Provider slugs to try first, in order (commas or spaces).")
+    provider_only = _provider_list(
+        "only",
+        "Only these providers (blank: any). A model whose recorded endpoints are all elsewhere is not a candidate.",
+    )
+    provider_ignore = _provider_list("ignore", "Never these providers.")
+    provider_quantizations = forms.MultipleChoiceField(
+        label="quantizations",
+        choices=[(q, q) for q in QUANTIZATIONS],
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        help_text="Only endpoints of a ticked quantization (none ticked: any). 'unknown' is an endpoint that does not say.",
     )
 
     class Meta:
@@ -36,7 +74,20 @@ class RoleForm(forms.ModelForm):
             "default_category",
             "default_accuracy",
             "active",
+            "max_latency_ms",
+            "provider_sort",
+            "provider_order",
+            "provider_only",
+            "provider_ignore",
+            "provider_allow_fallbacks",
+            "provider_require_parameters",
+            "provider_data_collection",
+            "provider_zdr",
+            "provider_quantizations",
         )
+
+    def clean_provider_quantizations(self) -> list[str]:
+        return [q for q in QUANTIZATIONS if q in set(self.cleaned_data["provider_quantizations"])]
 
     def clean_required_capabilities(self) -> list[str]:
         return [c for c in CAPABILITIES if c in set(self.cleaned_data["required_capabilities"])]
@@ -97,6 +148,7 @@ class RoleAdmin(admin.ModelAdmin):
         "default_category",
         "default_accuracy",
         "preference_list",
+        "provider_summary",
         "active",
     )
     list_filter = ("active", "default_accuracy", "default_category")
@@ -105,7 +157,23 @@ class RoleAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("slug", "name", "description", "active")}),
         ("What a candidate needs", {"fields": ("required_capabilities", "min_context_length")}),
-        ("How to choose", {"fields": ("default_category", "default_accuracy", "exploration_rate")}),
+        ("How to choose", {"fields": ("default_category", "default_accuracy", "exploration_rate", "max_latency_ms")}),
+        (
+            "Provider preferences",
+            {
+                "description": "Sent as OpenRouter's <code>provider</code> object with every /route answer. "
+                "Models whose recorded endpoints meet none of only / ignore / quantizations (or the latency "
+                "ceiling) are not candidates; data collection and ZDR are left to OpenRouter to enforce.",
+                "fields": (
+                    ("provider_sort", "provider_data_collection"),
+                    "provider_order",
+                    "provider_only",
+                    "provider_ignore",
+                    ("provider_allow_fallbacks", "provider_require_parameters", "provider_zdr"),
+                    "provider_quantizations",
+                ),
+            },
+        ),
     )
 
     class Media:
@@ -132,12 +200,47 @@ class RoleAdmin(admin.ModelAdmin):
     def preference_list(self, obj: Role) -> str:
         return " › ".join(str(p.model_id or p.family) for p in obj.preferences.all()) or "—"
 
+    @admin.display(description="providers")
+    def provider_summary(self, obj: Role) -> str:
+        """The role's `provider` object in a line (what /route sends besides max_price)."""
+        provider = provider_rules(obj)["provider"] or {}
+        parts = [
+            f"{key.replace('_', ' ')}: {', '.join(value) if isinstance(value, list) else str(value).lower()}"
+            for key, value in provider.items()
+        ]
+        return "; ".join(parts) or "—"
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        unseen = unseen_providers(obj)
+        if unseen:
+            self.message_user(
+                request,
+                f"No endpoint research recorded is served by {', '.join(unseen)}: check the spelling against "
+                "OpenRouter's provider list (a misspelt 'only' leaves out every model whose endpoints are known).",
+                messages.WARNING,
+            )
+
     def save_formset(self, request, form, formset, change):
         super().save_formset(request, form, formset, change)
         if formset.model is RolePreference:
             renumber(RolePreference.objects.filter(role=form.instance))
         elif formset.model is EscalationOverride:
             renumber(EscalationOverride.objects.filter(role=form.instance))
+
+
+def unseen_providers(role: Role) -> list[str]:
+    """The provider slugs the role names that no recorded endpoint answers to (none while research
+    has recorded no endpoint at all)."""
+    named = list(dict.fromkeys([*role.provider_order, *role.provider_only, *role.provider_ignore]))
+    if not named:
+        return []
+    recorded = set(ModelEndpoint.objects.values_list("provider_name", "tag").distinct())
+    if not recorded:
+        return []
+    tags = {tag for _, tag in recorded if tag} | {tag.split("/", 1)[0] for _, tag in recorded if tag}
+    names = {provider_key(name) for name, _ in recorded}
+    return [slug for slug in named if slug not in tags and provider_key(slug) not in names]
 
 
 def renumber(queryset) -> None:

@@ -109,6 +109,38 @@ class StrategyOut(BaseModel):
     cost_per_request_usd: float
 
 
+class MaxPriceOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # the answer is built by hand: hold it to the schema
+
+    prompt: str = Field(description="USD per million prompt tokens")
+    completion: str = Field(description="USD per million completion tokens")
+    request: str = Field(description="USD per request")
+
+
+class ProviderOut(BaseModel):
+    """OpenRouter's provider preferences (`ProviderPreferences` in its OpenAPI description): only
+    the keys the role sets in the admin, plus max_price when the request gives max_cost_usd."""
+
+    model_config = ConfigDict(extra="forbid")  # the answer is built by hand: hold it to the schema
+
+    sort: Literal["price", "throughput", "latency"] | None = None
+    order: list[str] | None = Field(None, description="provider slugs, tried in this order")
+    only: list[str] | None = Field(None, description="the provider slugs allowed")
+    ignore: list[str] | None = Field(None, description="provider slugs never used")
+    allow_fallbacks: bool | None = None
+    require_parameters: bool | None = None
+    data_collection: Literal["allow", "deny"] | None = None
+    zdr: bool | None = None
+    quantizations: list[str] | None = None
+    preferred_max_latency: float | None = Field(None, description="the role's latency ceiling, in seconds")
+    max_price: MaxPriceOut | None = Field(
+        None,
+        description="from max_cost_usd: the chosen model's prices scaled by max_cost_usd / estimated_cost_usd "
+        "(rounded down, never under its own prices), so that any endpoint within them keeps this request, "
+        "at its estimated tokens, within the cap (fallbacks priced above them are refused by OpenRouter)",
+    )
+
+
 class RouteOut(BaseModel):
     model_config = ConfigDict(extra="forbid")  # the answer is built by hand: hold it to the schema
 
@@ -128,6 +160,9 @@ class RouteOut(BaseModel):
     category: str | None
     accuracy: str
     recommended_strategy: StrategyOut | None
+    provider: ProviderOut | None = Field(
+        description="pass unchanged as `provider` in OpenRouter's chat completion; null when there is nothing to say"
+    )
     degraded: bool = Field(
         description="true while the database is unreachable: the answer comes from this worker's last snapshot"
     )

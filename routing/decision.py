@@ -18,6 +18,7 @@ from costs.budgets import BudgetBook, BudgetStatus, budget_book
 from costs.models import BudgetAction, BudgetScope, BudgetState
 from routing.escalation import escalation_chain
 from routing.models import Accuracy
+from routing.providers import provider_object
 from routing.scoring import PRIOR_STRENGTH, Scored, ranked_for
 from routing.snapshot import Snapshot, current_snapshot
 
@@ -96,7 +97,7 @@ def _budget_out(status: BudgetStatus | None) -> dict | None:
     }
 
 
-def bootstrap_answer(req: RouteRequest, bootstrap: tuple[str, ...]) -> dict:
+def bootstrap_answer(req: RouteRequest, bootstrap: tuple[str, ...], provider: dict | None = None) -> dict:
     models = [m for m in bootstrap if m not in set(req.exclude)]
     if not models:
         raise RoutingError(
@@ -119,6 +120,7 @@ def bootstrap_answer(req: RouteRequest, bootstrap: tuple[str, ...]) -> dict:
         "category": req.category,
         "accuracy": req.accuracy or Accuracy.BALANCED,
         "recommended_strategy": None,
+        "provider": provider,
     }
 
 
@@ -128,7 +130,8 @@ def decide(req: RouteRequest, *, snap: Snapshot | None = None, book: BudgetBook 
     if role is None:
         raise RoutingError(404, "unknown_role", f"No active role '{req.role}'. Roles are made in the admin.")
     if snap.bootstrap:  # no routable model, and the last sync failed (catalog.selectors)
-        return bootstrap_answer(req, snap.bootstrap)
+        # The role's provider demands (ZDR, data collection…) hold for bootstrap models too.
+        return bootstrap_answer(req, snap.bootstrap, provider_object(role, None, None, 0, 0))
 
     category = req.category or role.default_category
     accuracy = req.accuracy or OPTIMIZE_ACCURACY.get(req.optimize) or role.default_accuracy
@@ -216,6 +219,7 @@ def decide(req: RouteRequest, *, snap: Snapshot | None = None, book: BudgetBook 
         "category": category,
         "accuracy": accuracy,
         "recommended_strategy": None if req.strategy else recommend_strategy(snap, role.slug, category),
+        "provider": provider_object(role, best.model, req.max_cost_usd, input_tokens, output_tokens),
     }
 
 

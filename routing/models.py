@@ -3,6 +3,8 @@ memory."""
 
 from __future__ import annotations
 
+import re
+
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
@@ -29,6 +31,27 @@ class Accuracy(models.TextChoices):
 
 
 role_slug_validator = RegexValidator(r"^[a-z0-9][a-z0-9_\-]*$", "Lowercase letters, digits, '_' and '-'.")
+
+
+class ProviderSort(models.TextChoices):
+    """OpenRouter's `provider.sort`: how it orders a model's endpoints when no order is given."""
+
+    PRICE = "price", "Price: cheapest endpoint first"
+    THROUGHPUT = "throughput", "Throughput: fastest generation first"
+    LATENCY = "latency", "Latency: quickest first token first"
+
+
+class DataCollection(models.TextChoices):
+    ALLOW = "allow", "Allow: providers may store and train on prompts"
+    DENY = "deny", "Deny: only providers that do not collect user data"
+
+
+# OpenRouter's `Quantization` enum (the 2026-08 schema; the 2025-12 one lacks the mx/nv formats).
+QUANTIZATIONS = ("int4", "int8", "fp4", "mxfp4", "nvfp4", "fp6", "fp8", "mxfp8", "fp16", "bf16", "fp32", "unknown")
+# A provider slug as OpenRouter spells it ("deepinfra", "amazon-bedrock"), optionally with an
+# endpoint variant ("deepinfra/turbo").
+PROVIDER_SLUG = re.compile(r"^[a-z0-9][a-z0-9.\-]*(/[a-z0-9][a-z0-9.\-]*)?$")
+PROVIDER_LISTS = ("provider_order", "provider_only", "provider_ignore")
 
 
 class Role(models.Model):
@@ -60,6 +83,43 @@ class Role(models.Model):
         ),
     )
     active = models.BooleanField(default=True)
+    max_latency_ms = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Latency ceiling (time to first token, ms): a model whose endpoints are all known to be "
+        "slower is not a candidate, and OpenRouter is asked to prefer endpoints under it.",
+    )
+
+    # OpenRouter's provider preferences (`provider` in a chat completion), sent back by /route.
+    provider_sort = models.CharField(
+        "sort", max_length=16, choices=ProviderSort.choices, blank=True, help_text="Blank: OpenRouter's load balancing."
+    )
+    provider_order = models.JSONField(
+        "order", default=list, blank=True, help_text="Provider slugs to try first, in order."
+    )
+    provider_only = models.JSONField("only", default=list, blank=True, help_text="Provider slugs allowed (empty: any).")
+    provider_ignore = models.JSONField("ignore", default=list, blank=True, help_text="Provider slugs never used.")
+    provider_allow_fallbacks = models.BooleanField(
+        "allow fallbacks",
+        default=True,
+        help_text="Off: only the providers in the order (or the first one) serve; no backup provider.",
+    )
+    provider_require_parameters = models.BooleanField(
+        "require parameters", default=False, help_text="Only providers supporting every parameter the call sends."
+    )
+    provider_data_collection = models.CharField(
+        "data collection",
+        max_length=8,
+        choices=DataCollection.choices,
+        blank=True,
+        help_text="Blank: OpenRouter's default (allow) and the account's settings.",
+    )
+    provider_zdr = models.BooleanField(
+        "zero data retention", default=False, help_text="Only endpoints that retain no prompts."
+    )
+    provider_quantizations = models.JSONField(
+        "quantizations", default=list, blank=True, help_text="Only endpoints of these quantizations (empty: any)."
+    )
 
     class Meta:
         ordering = ["slug"]
@@ -75,6 +135,43 @@ class Role(models.Model):
                     "required_capabilities": f"Unknown capabilities: {', '.join(unknown)}. Known: {', '.join(CAPABILITIES)}."
                 }
             )
+        self.clean_provider_preferences()
+
+    def clean_provider_preferences(self) -> None:
+        """What OpenRouter would refuse, or what would leave the role with no provider at all."""
+        errors: dict[str, str] = {}
+        for name in PROVIDER_LISTS:
+            value = getattr(self, name)
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                errors[name] = "A list of provider slugs."
+                continue
+            bad = [v for v in value if not PROVIDER_SLUG.match(v)]
+            if bad:
+                errors[name] = (
+                    f"Not a provider slug: {', '.join(bad)}. Slugs are lowercase, as in OpenRouter's "
+                    "provider list ('deepinfra', 'amazon-bedrock', or an endpoint such as 'deepinfra/turbo')."
+                )
+            elif len(set(value)) != len(value):
+                errors[name] = "Each provider once."
+        quantizations = self.provider_quantizations
+        if not isinstance(quantizations, list) or not all(isinstance(v, str) for v in quantizations):
+            errors["provider_quantizations"] = "A list of quantizations."
+        elif unknown := [q for q in quantizations if q not in QUANTIZATIONS]:
+            errors["provider_quantizations"] = (
+                f"Unknown quantizations: {', '.join(unknown)}. Known: {', '.join(QUANTIZATIONS)}."
+            )
+        if not errors:
+            only, ignore, order = set(self.provider_only), set(self.provider_ignore), self.provider_order
+            if both := sorted(only & ignore):
+                errors["provider_ignore"] = f"Both allowed (only) and ignored: {', '.join(both)}."
+            elif ignored := [p for p in order if p in ignore]:
+                errors["provider_order"] = f"Ordered but ignored: {', '.join(ignored)}."
+            elif only and (outside := [p for p in order if p not in only]):
+                errors["provider_order"] = f"Ordered but not among the allowed (only): {', '.join(outside)}."
+            elif order and self.provider_sort:
+                errors["provider_sort"] = "OpenRouter sorts only when no order is given: choose an order or a sort."
+        if errors:
+            raise ValidationError(errors)
 
     def missing_for(self, model: CatalogModel) -> list[str]:
         """Why `model` cannot serve this role (empty when it can)."""

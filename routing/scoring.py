@@ -29,6 +29,7 @@ import numpy as np
 
 from catalog.models import CAPABILITIES
 from routing.models import Accuracy
+from routing.providers import endpoint_rejection
 from routing.snapshot import ModelInfo, RoleInfo, Snapshot
 
 # (quality, reliability, cost, latency)
@@ -360,7 +361,7 @@ def role_rejection(model: ModelInfo, role: RoleInfo) -> str | None:
     """Why a model can never serve this role, beyond its capabilities and context (None when it
     can): what the role demands of a model itself. Computed once per model and role for each
     snapshot, so it may be as slow as it needs to be."""
-    return None
+    return endpoint_rejection(model, role)
 
 
 def _bucket(tokens: int) -> int:

@@ -22,7 +22,16 @@ from django.conf import settings
 from django.db import DatabaseError, connections
 from django.utils import timezone
 
-from catalog.models import CAPABILITIES, CATALOG_VERSION, PRICE_KEYS, CatalogModel, Category, Family, ModelStatus
+from catalog.models import (
+    CAPABILITIES,
+    CATALOG_VERSION,
+    PRICE_KEYS,
+    CatalogModel,
+    Category,
+    Family,
+    ModelEndpoint,
+    ModelStatus,
+)
 from catalog.selectors import bootstrap_fallback_models, current_rankings_queryset
 from core import metrics
 from core.models import version_watch
@@ -37,10 +46,24 @@ from routing.models import (
     RolePreference,
     StrategyStat,
 )
+from routing.providers import provider_key, provider_rules
 
 RECENT = timedelta(days=180)
 # The data a decision depends on (API keys have their own cache).
 INPUTS = (CATALOG_VERSION, ROUTING_VERSION, STATS_VERSION, STATS_RESET_VERSION, HEALTH_VERSION)
+
+
+@dataclass(slots=True)
+class EndpointInfo:
+    """One provider endpoint of a model, as research last recorded it (catalog.ModelEndpoint)."""
+
+    provider: str  # the provider's slug as `provider.only` names it ("deepinfra"), from the tag
+    tag: str  # the endpoint's tag ("deepinfra/turbo"), or the slug when the tag is blank
+    name_key: str  # the provider's name reduced to letters and digits, to match a slug spelled otherwise
+    quantization: str  # OpenRouter's value, "unknown" when none was given
+    status: int | None  # 0 is up, negative values are degraded states
+    latency_ms: float | None  # p50 time to first token over the last 30 minutes
+    throughput: float | None  # p50 tokens per second over the last 30 minutes
 
 
 @dataclass(slots=True)
@@ -62,6 +85,12 @@ class ModelInfo:
     prompt_f: float = 0.0
     completion_f: float = 0.0
     request_f: float = 0.0
+    # The provider endpoints research recorded (empty when it has not looked at this model), with
+    # their typical (median over the endpoints that are up) latency in ms and throughput in
+    # tokens/s, None when unknown.
+    endpoints: tuple[EndpointInfo, ...] = ()
+    latency_ms: float | None = None
+    throughput: float | None = None
 
     @property
     def priced(self) -> bool:
@@ -91,6 +120,14 @@ class RoleInfo:
     default_accuracy: str
     preferences: list[tuple[str | None, int | None]]  # (model id, family id), in order
     exploration_rate: float = 0.0
+    # What the role demands of a model's endpoints (routing.providers): provider keys allowed
+    # (None: any) and ignored, quantizations allowed (None: any), the latency ceiling in ms.
+    endpoint_only: frozenset[str] | None = None
+    endpoint_ignore: frozenset[str] = frozenset()
+    quantizations: frozenset[str] | None = None
+    max_latency_ms: int | None = None
+    # The role's part of OpenRouter's `provider` object (None: nothing to say); /route adds max_price.
+    provider: dict | None = None
 
 
 @dataclass(slots=True)
@@ -217,7 +254,41 @@ def _models() -> tuple[dict[str, ModelInfo], dict[int, str]]:
             completion_f=float(prices["completion"] or 0),
             request_f=float(prices["request"] or 0),
         )
+    _load_endpoints(models)
     return models, families
+
+
+def _median(values: list[float]) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+
+def _load_endpoints(models: dict[str, ModelInfo]) -> None:
+    """Each model's endpoints, in one query (OpenRouter reports latency in milliseconds)."""
+    rows = ModelEndpoint.objects.order_by("model_id", "provider_name", "tag").values_list(
+        "model_id", "provider_name", "tag", "quantization", "status", "latency_last_30m", "throughput_last_30m"
+    )
+    by_model: dict[str, list[EndpointInfo]] = {}
+    names: dict[tuple[str, str], tuple[str, str, str]] = {}  # a few dozen providers serve thousands of endpoints
+    for model_id, provider_name, tag, quantization, status, latency, throughput in rows.iterator(chunk_size=5000):
+        named = names.get((provider_name, tag))
+        if named is None:
+            slug = tag.split("/", 1)[0] if tag else "-".join(provider_name.lower().split())
+            named = names[provider_name, tag] = (slug, tag or slug, provider_key(provider_name))
+        by_model.setdefault(model_id, []).append(
+            EndpointInfo(named[0], named[1], named[2], quantization or "unknown", status, latency, throughput)
+        )
+    for model_id, endpoints in by_model.items():
+        model = models.get(model_id)
+        if model is None:
+            continue
+        up = [e for e in endpoints if e.status is None or e.status >= 0] or endpoints
+        model.endpoints = tuple(endpoints)
+        model.latency_ms = _median([e.latency_ms for e in up if e.latency_ms is not None])
+        model.throughput = _median([e.throughput for e in up if e.throughput is not None])
 
 
 def _rankings() -> dict[str, dict[str, int]]:
@@ -243,6 +314,7 @@ def _roles() -> tuple[dict[str, RoleInfo], list[OverrideInfo]]:
             default_accuracy=role.default_accuracy,
             preferences=[],
             exploration_rate=role.exploration_rate,
+            **provider_rules(role),
         )
         roles[role.slug] = by_id[role.pk] = info
     for pref in RolePreference.objects.order_by("role_id", "position", "id").values_list(

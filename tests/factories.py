@@ -16,7 +16,7 @@ from django.utils import timezone
 from factory.django import DjangoModelFactory
 
 from catalog.models import AlertKind as CatalogAlertKind
-from catalog.models import CatalogModel, Category, Family, SyncKind, SyncRun, SyncStatus
+from catalog.models import CatalogModel, Category, Family, ModelEndpoint, SyncKind, SyncRun, SyncStatus
 from core.models import Alert, ApiKey, Scope
 from costs.ingest import IngestResult, ingest_events
 from costs.models import Budget, BudgetPeriod, BudgetScope
@@ -70,6 +70,25 @@ class CatalogModelFactory(DjangoModelFactory):
     supported_parameters = factory.LazyFunction(lambda: ["max_tokens", "temperature"])
     price_prompt = Decimal("0.00000125")
     price_completion = Decimal("0.00001")
+
+
+class ModelEndpointFactory(DjangoModelFactory):
+    """An endpoint of a new catalog model (unless model or model_id is given), up, in fp16, its tag
+    the provider's name lower-cased. Research replaces endpoints in bulk and bumps the catalog's
+    version itself; so does a test after making endpoints for a snapshot already built."""
+
+    class Meta:
+        model = ModelEndpoint
+
+    model = factory.Maybe(
+        factory.LazyAttribute(lambda e: _given(e, "model_id")),
+        no_declaration=factory.SubFactory(CatalogModelFactory),
+    )
+    provider_name = "Acme Cloud"
+    tag = factory.LazyAttribute(lambda e: "-".join(e.provider_name.lower().split()))
+    name = factory.LazyAttribute(lambda e: f"{e.provider_name}: model")
+    quantization = "fp16"
+    status = 0
 
 
 class SyncRunFactory(DjangoModelFactory):

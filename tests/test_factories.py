@@ -19,6 +19,7 @@ from tests.factories import (
     CatalogModelFactory,
     EscalationOverrideFactory,
     FamilyFactory,
+    ModelEndpointFactory,
     RoleFactory,
     RolePreferenceFactory,
     StrategyFactory,
@@ -141,3 +142,18 @@ def test_ingest_stores_a_count_or_the_events_given_completed_with_the_overrides(
     stored = {e.request_id: e for e in UsageEvent.objects.filter(request_id__in=["a", "b"])}
     assert (stored["a"].role, stored["a"].occurred_at, stored["a"].strategy) == ("planner", yesterday, "single")
     assert stored["b"].role == "reviewer"  # what an event says wins over the overrides
+
+
+def test_model_endpoint_factory_makes_an_endpoint_of_a_new_or_given_model():
+    endpoint = ModelEndpointFactory()
+    endpoint.full_clean()
+    assert endpoint.model_id and (endpoint.provider_name, endpoint.tag, endpoint.status) == (
+        "Acme Cloud",
+        "acme-cloud",
+        0,
+    )
+
+    model = CatalogModelFactory()
+    by_id = ModelEndpointFactory(model_id=model.id, provider_name="Amazon Bedrock")
+    assert (by_id.model, by_id.tag) == (model, "amazon-bedrock")
+    assert CatalogModel.objects.count() == 2
