@@ -7,12 +7,24 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import OuterRef, Prefetch, Subquery, Sum
 from django.http import HttpRequest
+from import_export.admin import ImportExportModelAdmin
+from import_export.formats.base_formats import CSV
 
 from catalog.models import CAPABILITIES
+from catalog.selectors import known_output_modalities
 from core.admin_mixins import ReadOnlyMixin
 from core.models import DataVersion
 from routing.memory import rebuild_strategy_memory
-from routing.models import ROUTING_VERSION, EscalationOverride, Role, RolePreference, Strategy, StrategyStat
+from routing.models import (
+    ROUTING_VERSION,
+    EscalationOverride,
+    QualityPrior,
+    Role,
+    RolePreference,
+    Strategy,
+    StrategyStat,
+)
+from routing.resources import QualityPriorResource
 
 # --- Admin-curated routing data ------------------------------------------------------------------
 
@@ -24,6 +36,17 @@ class RoleForm(forms.ModelForm):
         required=False,
         help_text="Every candidate for this role must have each ticked capability.",
     )
+    output_modalities = forms.MultipleChoiceField(
+        widget=forms.CheckboxSelectMultiple,
+        help_text="What a candidate may answer with: a model that outputs anything else (an image for a text "
+        "role) is never chosen.",
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # The modalities the catalog knows, and any the role already holds (so a form never drops one).
+        known = known_output_modalities() | set(self.instance.output_modalities or [])
+        self.fields["output_modalities"].choices = [(m, m) for m in sorted(known)]
 
     class Meta:
         model = Role
@@ -33,6 +56,8 @@ class RoleForm(forms.ModelForm):
             "description",
             "required_capabilities",
             "min_context_length",
+            "output_modalities",
+            "allow_free",
             "default_category",
             "default_accuracy",
             "active",
@@ -94,17 +119,21 @@ class RoleAdmin(admin.ModelAdmin):
         "name",
         "capability_list",
         "min_context_length",
+        "allow_free",
         "default_category",
         "default_accuracy",
         "preference_list",
         "active",
     )
-    list_filter = ("active", "default_accuracy", "default_category")
+    list_filter = ("active", "default_accuracy", "default_category", "allow_free")
     list_select_related = ("default_category",)
     search_fields = ("slug", "name")
     fieldsets = (
         (None, {"fields": ("slug", "name", "description", "active")}),
-        ("What a candidate needs", {"fields": ("required_capabilities", "min_context_length")}),
+        (
+            "What a candidate needs",
+            {"fields": ("required_capabilities", "min_context_length", "output_modalities", "allow_free")},
+        ),
         ("How to choose", {"fields": ("default_category", "default_accuracy")}),
     )
 
@@ -164,6 +193,26 @@ class EscalationOverrideAdmin(admin.ModelAdmin):
     autocomplete_fields = ("from_model", "from_family", "to_model", "role")
     ordering = ("position", "id")
     fields = ("from_model", "from_family", "to_model", "role", "position")
+
+
+@admin.register(QualityPrior)
+class QualityPriorAdmin(ImportExportModelAdmin):
+    """Quality priors from outside (arena or benchmark scores), imported as CSV: the prior a
+    decision starts from for a model or family where no category ranking speaks."""
+
+    resource_classes = [QualityPriorResource]
+    formats = [CSV]
+    list_display = ("__str__", "model", "family", "score", "source", "as_of", "updated_at")
+    list_filter = ("source", "family")
+    list_select_related = ("model", "family")
+    search_fields = ("model__id", "family__slug", "source")
+    autocomplete_fields = ("model", "family")
+    fields = ("model", "family", "score", "source", "as_of", "note")
+    date_hierarchy = "as_of"
+
+    def has_import_permission(self, request) -> bool:
+        # An import adds and changes priors: it needs both rights (the library asks for none).
+        return self.has_add_permission(request) and self.has_change_permission(request)
 
 
 @admin.register(Strategy)

@@ -25,7 +25,16 @@ from core import metrics
 from core.models import version_watch
 from health.models import HEALTH_VERSION
 from health.selectors import down_models, reliability_by_model
-from routing.models import ROUTING_VERSION, STATS_VERSION, EscalationOverride, Role, RolePreference, StrategyStat
+from routing.models import (
+    ROUTING_VERSION,
+    STATS_VERSION,
+    EscalationOverride,
+    QualityPrior,
+    Role,
+    RolePreference,
+    StrategyStat,
+    is_free_variant,
+)
 
 RECENT = timedelta(days=180)
 # The data a decision depends on (API keys have their own cache).
@@ -47,6 +56,7 @@ class ModelInfo:
     enabled: bool
     expired: bool
     recent: bool
+    output_modalities: frozenset[str] = frozenset()
     # prompt and completion as floats, for scoring only (money stays Decimal in answers).
     prompt_f: float = 0.0
     completion_f: float = 0.0
@@ -55,6 +65,10 @@ class ModelInfo:
     @property
     def priced(self) -> bool:
         return self.prices.get("prompt") is not None and self.prices.get("completion") is not None
+
+    @property
+    def free_variant(self) -> bool:
+        return is_free_variant(self.id)
 
     @property
     def reasoning(self) -> bool:
@@ -79,6 +93,8 @@ class RoleInfo:
     default_category: str | None
     default_accuracy: str
     preferences: list[tuple[str | None, int | None]]  # (model id, family id), in order
+    output_modalities: frozenset[str] = frozenset({"text"})
+    allow_free: bool = False
 
 
 @dataclass(slots=True)
@@ -94,7 +110,7 @@ class OverrideInfo:
 class Outcomes:
     requests: int = 0
     successes: int = 0
-    cost: float = 0.0
+    cost: Decimal = Decimal(0)
 
     @property
     def success_rate(self) -> float | None:
@@ -120,6 +136,11 @@ class Snapshot:
     # Price scale of the catalog, for the catalog-signal prior (log of a typical prompt price).
     log_price_low: float = 0.0
     log_price_high: float = 1.0
+    # Active category slugs: a request naming another is refused (unknown_category).
+    categories: frozenset[str] = frozenset()
+    # Imported quality priors (routing.QualityPrior): model id -> (score, label), family id -> (score, label).
+    model_priors: dict[str, tuple[float, str]] = field(default_factory=dict)
+    family_priors: dict[int, tuple[float, str]] = field(default_factory=dict)
     # Memoised static rankings: see scoring.ranked_for().
     cache: dict = field(default_factory=dict)
 
@@ -128,12 +149,18 @@ class Snapshot:
         return "-".join(f"{self.versions.get(name, 0):x}" for name in INPUTS)
 
     def prior_quality(self, model: ModelInfo, category: str | None) -> tuple[float, str]:
-        """Quality before any outcome: the category ranking when there is one, else what the catalog says."""
+        """Quality before any outcome: the category ranking when there is one, else an imported
+        prior for the model or its family, else what the catalog says."""
         ranks = self.rankings.get(category or "")
         if ranks:
             rank = ranks.get(model.id)
             if rank is not None:
                 return 1.0 - 0.6 * (rank - 1) / max(len(ranks) - 1, 1), f"rank {rank} of {len(ranks)} in {category}"
+        imported = self.model_priors.get(model.id)
+        if imported is None and model.family_id is not None:
+            imported = self.family_priors.get(model.family_id)
+        if imported is not None:
+            return imported
         # Catalog signals: reasoning, tools, long context, price tier (what providers charge for
         # tracks capability), recency.
         score = 0.35
@@ -162,6 +189,7 @@ def _models() -> tuple[dict[str, ModelInfo], dict[int, str]]:
         "enabled",
         "expiration_date",
         "created",
+        "output_modalities",
         *CAPABILITIES,
     ]
     fields += [f"price_{k}" for k in PRICE_KEYS]
@@ -182,6 +210,7 @@ def _models() -> tuple[dict[str, ModelInfo], dict[int, str]]:
             enabled=row["enabled"],
             expired=row["expiration_date"] is not None and row["expiration_date"] <= today,
             recent=row["created"] is not None and row["created"] >= recent,
+            output_modalities=frozenset(row["output_modalities"] or ()),
             prompt_f=float(prices["prompt"] or 0),
             completion_f=float(prices["completion"] or 0),
             request_f=float(prices["request"] or 0),
@@ -198,6 +227,21 @@ def _rankings() -> dict[str, dict[str, int]]:
     return rankings
 
 
+def _categories() -> frozenset[str]:
+    return frozenset(Category.objects.filter(active=True).values_list("slug", flat=True))
+
+
+def _priors() -> tuple[dict[str, tuple[float, str]], dict[int, tuple[float, str]]]:
+    models: dict[str, tuple[float, str]] = {}
+    families: dict[int, tuple[float, str]] = {}
+    for prior in QualityPrior.objects.all():
+        if prior.model_id:
+            models[prior.model_id] = (prior.score, prior.label)
+        else:
+            families[prior.family_id] = (prior.score, prior.label)
+    return models, families
+
+
 def _roles() -> tuple[dict[str, RoleInfo], list[OverrideInfo]]:
     categories = dict(Category.objects.values_list("id", "slug"))
     roles: dict[str, RoleInfo] = {}
@@ -211,6 +255,8 @@ def _roles() -> tuple[dict[str, RoleInfo], list[OverrideInfo]]:
             default_category=categories.get(role.default_category_id),
             default_accuracy=role.default_accuracy,
             preferences=[],
+            output_modalities=frozenset(role.output_modalities or ()),
+            allow_free=role.allow_free,
         )
         roles[role.slug] = by_id[role.pk] = info
     for pref in RolePreference.objects.order_by("role_id", "position", "id").values_list(
@@ -234,12 +280,12 @@ def _outcomes() -> tuple[dict, dict]:
         o = outcomes.setdefault((model, role, category), Outcomes())
         o.requests += requests
         o.successes += successes
-        o.cost += float(cost)
+        o.cost += cost
         if strategy:
             s = strategies.setdefault((role, category), {}).setdefault(strategy, Outcomes())
             s.requests += requests
             s.successes += successes
-            s.cost += float(cost)
+            s.cost += cost
     return outcomes, strategies
 
 
@@ -256,18 +302,22 @@ def build_snapshot(versions: dict[str, int], previous: Snapshot | None = None) -
     if changed(CATALOG_VERSION):
         models, families = _models()
         rankings = _rankings()
+        categories = _categories()
         bootstrap = tuple(bootstrap_fallback_models())
     else:
-        models, families, rankings, bootstrap = (
+        models, families, rankings, categories, bootstrap = (
             previous.models,
             previous.families,
             previous.rankings,
+            previous.categories,
             previous.bootstrap,
         )
     if changed(ROUTING_VERSION, CATALOG_VERSION):
         roles, overrides = _roles()
+        model_priors, family_priors = _priors()
     else:
         roles, overrides = previous.roles, previous.overrides
+        model_priors, family_priors = previous.model_priors, previous.family_priors
     if changed(STATS_VERSION):
         outcomes, strategy_outcomes = _outcomes()
     else:
@@ -291,6 +341,9 @@ def build_snapshot(versions: dict[str, int], previous: Snapshot | None = None) -
         bootstrap=bootstrap,
         log_price_low=low,
         log_price_high=high,
+        categories=categories,
+        model_priors=model_priors,
+        family_priors=family_priors,
     )
 
 
