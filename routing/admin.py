@@ -119,6 +119,7 @@ class RoleAdmin(admin.ModelAdmin):
         "name",
         "capability_list",
         "min_context_length",
+        "output_list",
         "allow_free",
         "default_category",
         "default_accuracy",
@@ -156,6 +157,10 @@ class RoleAdmin(admin.ModelAdmin):
     @admin.display(description="needs")
     def capability_list(self, obj: Role) -> str:
         return ", ".join(c.removeprefix("supports_").replace("_", " ") for c in obj.required_capabilities) or "—"
+
+    @admin.display(description="outputs")
+    def output_list(self, obj: Role) -> str:
+        return ", ".join(obj.output_modalities or []) or "—"
 
     @admin.display(description="preferences")
     def preference_list(self, obj: Role) -> str:

@@ -36,7 +36,9 @@ class RouteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     role: str = Field(min_length=1, max_length=64, examples=["coder"])
-    category: str | None = Field(None, max_length=64, description="an OpenRouter category; default: the role's")
+    category: str | None = Field(
+        None, max_length=64, description="an active OpenRouter category (else 422); default: the role's"
+    )
     accuracy: AccuracyName | None = Field(None, description="default: the role's (balanced unless set)")
     required_capabilities: list[Capability] = Field(default_factory=list)
     min_context_length: int | None = Field(None, ge=0, le=2_147_483_647)

@@ -157,3 +157,19 @@ def test_the_export_round_trips_and_escapes_formula_cells(catalog):
         }
     ]
     assert Decimal(rows[0]["score"]) == Decimal("0.75")
+
+
+def test_the_list_page_makes_as_many_queries_for_30_priors_as_for_3(admin_client, catalog):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    counts = []
+    for size in (3, 30):
+        for i in range(len(counts) * 3, size):
+            model = CatalogModelFactory(id=f"acme/ranked-{i}")
+            QualityPrior.objects.create(model=model, score=0.5, source="Arena", as_of=date(2026, 5, 1))
+        with CaptureQueriesContext(connection) as ctx:
+            page = admin_client.get(reverse("admin:routing_qualityprior_changelist"))
+        assert page.status_code == 200 and b"Arena (2026-05-01)" in page.content
+        counts.append(len(ctx))
+    assert counts[0] == counts[1], counts
