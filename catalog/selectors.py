@@ -104,3 +104,11 @@ def bootstrap_fallback_models() -> list[str]:
     if last is not None and last.status == SyncStatus.SUCCEEDED:
         return []
     return list(settings.BOOTSTRAP_FALLBACK_MODELS)
+
+
+def known_output_modalities() -> set[str]:
+    """The output modalities the catalog's models name (text always), for what a role may accept."""
+    known = {"text"}
+    for modalities in CatalogModel.objects.values_list("output_modalities", flat=True).distinct():
+        known.update(m for m in modalities or () if isinstance(m, str))
+    return known

@@ -42,7 +42,7 @@ class ErrorOut(BaseModel):
     """Every error answer under /api/: what went wrong for a person, a code for a program."""
 
     # Some answers carry more, named by their code: `budget` on 402, `rejected` on
-    # `no_eligible_model`; the schema lets them through.
+    # `no_eligible_model`, `known` on `unknown_category`; the schema lets them through.
     model_config = ConfigDict(extra="allow", title="ErrorOut")
 
     detail: str = Field(description="what went wrong, for a person to read")

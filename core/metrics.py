@@ -36,6 +36,7 @@ ROUTE_RESULTS = (
     "bootstrap",
     "degraded",
     "unknown_role",
+    "unknown_category",
     "no_eligible_model",
     "budget_exhausted",
     "invalid",

@@ -30,3 +30,11 @@ def decimal_str(value: Decimal | None) -> str | None:
     text = format(value, "f")
     text = text.rstrip("0").rstrip(".") if "." in text else text
     return "0" if text in ("-0", "") else text
+
+
+def money_per(total: Decimal, count: int) -> Decimal | None:
+    """An average cost (per request, per success) to the 14 decimals money is stored with; None
+    when there is nothing to divide by."""
+    if not count:
+        return None
+    return (total / count).quantize(Decimal(1).scaleb(-DECIMAL_PLACES))

@@ -37,6 +37,7 @@ GROUPS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
             "escalationoverride": (VIEW,),
             "strategy": (VIEW,),
             "strategystat": (VIEW,),
+            "qualityprior": (VIEW,),
         },
     },
     CURATORS: {
@@ -56,6 +57,7 @@ GROUPS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
             "escalationoverride": EDIT,
             "strategy": EDIT,
             "strategystat": (VIEW,),
+            "qualityprior": EDIT,  # and import them (which needs add and change)
         },
         "costs": {"budget": EDIT, "dailycost": (VIEW,), "usageevent": (VIEW,)},
         "health": {"healthcheckrun": (VIEW, "run"), "modelhealthcheck": (VIEW,), "modelreliability": (VIEW,)},

@@ -7,8 +7,11 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import OuterRef, Prefetch, Subquery, Sum
 from django.http import HttpRequest
+from import_export.admin import ImportExportModelAdmin
+from import_export.formats.base_formats import CSV
 
 from catalog.models import CAPABILITIES, ModelEndpoint
+from catalog.selectors import known_output_modalities
 from core.admin_mixins import ReadOnlyMixin
 from core.models import DataVersion
 from routing.memory import rebuild_strategy_memory
@@ -16,12 +19,14 @@ from routing.models import (
     QUANTIZATIONS,
     ROUTING_VERSION,
     EscalationOverride,
+    QualityPrior,
     Role,
     RolePreference,
     Strategy,
     StrategyStat,
 )
 from routing.providers import provider_key, provider_rules
+from routing.resources import QualityPriorResource
 
 # --- Admin-curated routing data ------------------------------------------------------------------
 
@@ -62,6 +67,17 @@ class RoleForm(forms.ModelForm):
         required=False,
         help_text="Only endpoints of a ticked quantization (none ticked: any). 'unknown' is an endpoint that does not say.",
     )
+    output_modalities = forms.MultipleChoiceField(
+        widget=forms.CheckboxSelectMultiple,
+        help_text="What a candidate may answer with: a model that outputs anything else (an image for a text "
+        "role) is never chosen.",
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # The modalities the catalog knows, and any the role already holds (so a form never drops one).
+        known = known_output_modalities() | set(self.instance.output_modalities or [])
+        self.fields["output_modalities"].choices = [(m, m) for m in sorted(known)]
 
     class Meta:
         model = Role
@@ -71,8 +87,11 @@ class RoleForm(forms.ModelForm):
             "description",
             "required_capabilities",
             "min_context_length",
+            "output_modalities",
+            "allow_free",
             "default_category",
             "default_accuracy",
+            "exploration_rate",
             "active",
             "max_latency_ms",
             "provider_sort",
@@ -145,18 +164,23 @@ class RoleAdmin(admin.ModelAdmin):
         "name",
         "capability_list",
         "min_context_length",
+        "output_list",
+        "allow_free",
         "default_category",
         "default_accuracy",
         "preference_list",
         "provider_summary",
         "active",
     )
-    list_filter = ("active", "default_accuracy", "default_category")
+    list_filter = ("active", "default_accuracy", "default_category", "allow_free")
     list_select_related = ("default_category",)
     search_fields = ("slug", "name")
     fieldsets = (
         (None, {"fields": ("slug", "name", "description", "active")}),
-        ("What a candidate needs", {"fields": ("required_capabilities", "min_context_length")}),
+        (
+            "What a candidate needs",
+            {"fields": ("required_capabilities", "min_context_length", "output_modalities", "allow_free")},
+        ),
         ("How to choose", {"fields": ("default_category", "default_accuracy", "exploration_rate", "max_latency_ms")}),
         (
             "Provider preferences",
@@ -195,6 +219,10 @@ class RoleAdmin(admin.ModelAdmin):
     @admin.display(description="needs")
     def capability_list(self, obj: Role) -> str:
         return ", ".join(c.removeprefix("supports_").replace("_", " ") for c in obj.required_capabilities) or "—"
+
+    @admin.display(description="outputs")
+    def output_list(self, obj: Role) -> str:
+        return ", ".join(obj.output_modalities or []) or "—"
 
     @admin.display(description="preferences")
     def preference_list(self, obj: Role) -> str:
@@ -267,6 +295,26 @@ class EscalationOverrideAdmin(admin.ModelAdmin):
     autocomplete_fields = ("from_model", "from_family", "to_model", "role")
     ordering = ("position", "id")
     fields = ("from_model", "from_family", "to_model", "role", "position")
+
+
+@admin.register(QualityPrior)
+class QualityPriorAdmin(ImportExportModelAdmin):
+    """Quality priors from outside (arena or benchmark scores), imported as CSV: the prior a
+    decision starts from for a model or family where no category ranking speaks."""
+
+    resource_classes = [QualityPriorResource]
+    formats = [CSV]
+    list_display = ("__str__", "model", "family", "score", "source", "as_of", "updated_at")
+    list_filter = ("source", "family")
+    list_select_related = ("model", "family")
+    search_fields = ("model__id", "family__slug", "source")
+    autocomplete_fields = ("model", "family")
+    fields = ("model", "family", "score", "source", "as_of", "note")
+    date_hierarchy = "as_of"
+
+    def has_import_permission(self, request) -> bool:
+        # An import adds and changes priors: it needs both rights (the library asks for none).
+        return self.has_add_permission(request) and self.has_change_permission(request)
 
 
 @admin.register(Strategy)

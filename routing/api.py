@@ -21,7 +21,7 @@ from core.auth import any_key, require
 from core.errors import ApiError, errors
 from core.models import version_watch
 from core.money import decimal_str
-from routing.decision import EscalateRequest, RouteRequest, RoutingError, decide, escalate
+from routing.decision import EscalateRequest, RouteRequest, RoutingError, check_category, decide, escalate
 from routing.scoring import internal_rankings
 from routing.snapshot import current_snapshot
 
@@ -36,7 +36,9 @@ class RouteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     role: str = Field(min_length=1, max_length=64, examples=["coder"])
-    category: str | None = Field(None, max_length=64, description="an OpenRouter category; default: the role's")
+    category: str | None = Field(
+        None, max_length=64, description="an active OpenRouter category (else 422); default: the role's"
+    )
     accuracy: AccuracyName | None = Field(None, description="default: the role's (balanced unless set)")
     required_capabilities: list[Capability] = Field(default_factory=list)
     min_context_length: int | None = Field(None, ge=0, le=2_147_483_647)
@@ -106,7 +108,7 @@ class StrategyOut(BaseModel):
     strategy: str
     success_rate: float
     samples: int
-    cost_per_request_usd: float
+    cost_per_request_usd: str = Field(description="the mean cost of a request with this strategy, in USD")
 
 
 class MaxPriceOut(BaseModel):
@@ -229,8 +231,8 @@ def counted(run):
 @decorate_view(counted)
 def route(request, payload: RouteIn):
     """Choose a model for one call, with fallbacks, the escalation chain and the score of each
-    candidate weighed. 404 for an unknown role; 422 `no_eligible_model` with the count rejected
-    per reason; 402 `budget_exhausted` when a blocking budget is spent. With the database
+    candidate weighed. 404 for an unknown role; 422 `unknown_category` (with the `known` ones) for
+    a category that is not active; 422 `no_eligible_model` with the count rejected per reason; 402 `budget_exhausted` when a blocking budget is spent. With the database
     unreachable it still answers, from the last snapshot, with `degraded: true`."""
     try:
         answer = decide(RouteRequest(**payload.model_dump()))
@@ -247,6 +249,9 @@ def route(request, payload: RouteIn):
         answer["budget"] = {k: _money(v) for k, v in answer["budget"].items()}
     for candidate in answer["candidates"]:
         candidate["estimated_cost_usd"] = _money(candidate["estimated_cost_usd"])
+    if answer["recommended_strategy"]:
+        strategy = answer["recommended_strategy"]
+        strategy["cost_per_request_usd"] = _money(strategy["cost_per_request_usd"])
     return fast_json(answer)
 
 
@@ -260,6 +265,11 @@ class EscalateIn(BaseModel):
     category: str | None = Field(None, max_length=64)
     strategy: str | None = Field(None, max_length=100)
     exclude: list[str] = Field(default_factory=list, max_length=500)
+    estimated_input_tokens: int | None = Field(None, ge=0, le=10_000_000)
+    estimated_output_tokens: int | None = Field(None, ge=0, le=10_000_000)
+    max_cost_usd: Decimal | None = Field(
+        None, ge=0, le=Decimal("1e9"), description="the most the next call may cost: dearer models are not offered"
+    )
 
 
 class EscalationStepOut(BaseModel):
@@ -291,7 +301,9 @@ class EscalateOut(BaseModel):
 def escalate_view(request, payload: EscalateIn):
     """Overrides first (for the model, then its family; role-specific before general), then
     dynamic: eligible models of higher quality, reasoning-capable first, cheaper first among
-    equals. Never the failed or an excluded model, no repeats, no cycles. With the database
+    equals. Never the failed or an excluded model, a model over `max_cost_usd`, or one the role
+    cannot use; no repeats, no cycles. 404 `unknown_model` when the failed model is not in the
+    catalog; 422 `unknown_category` for a category that is not active. With the database
     unreachable it still answers, from the last snapshot, with `degraded: true`."""
     try:
         answer = escalate(EscalateRequest(**payload.model_dump()))
@@ -318,7 +330,7 @@ class InternalRankingOut(Schema):
     success_rate: float | None
     learned_quality: float = Field(description="success rate shrunk toward the prior while samples are few")
     openrouter_rank: int | None = Field(description="the model's rank in OpenRouter's ranking of the category")
-    cost_per_success_usd: float | None
+    cost_per_success_usd: str | None = Field(description="the cost of the outcomes over their successes, in USD")
 
 
 class RankingsOut(Schema):
@@ -334,10 +346,18 @@ class RankingsOut(Schema):
     summary="Internal rankings from outcomes, beside OpenRouter's",
 )
 def rankings(request, filters: Query[RankingFilters]):
+    """Models by learned quality from the outcomes reported. 404 for an unknown role; 422
+    `unknown_category` (with the `known` ones) for a category that is not active."""
     snap = current_snapshot()
     if filters.role and filters.role not in snap.roles:
         raise ApiError(404, "unknown_role", f"No active role '{filters.role}'.")
+    try:
+        check_category(snap, filters.category, where="query")
+    except RoutingError as error:
+        raise _as_api_error(error) from None
     rows = internal_rankings(
         snap, role=filters.role, category=filters.category, min_samples=filters.min_samples, limit=filters.limit
     )
+    for row in rows:
+        row["cost_per_success_usd"] = decimal_str(row["cost_per_success_usd"])
     return {"role": filters.role, "category": filters.category, "items": rows}

@@ -11,9 +11,9 @@ class RoutingConfig(AppConfig):
         from catalog.signals import models_that_matter
         from costs.signals import usage_ingested, usage_stored
         from routing import memory, receivers
-        from routing.models import EscalationOverride, Role, RolePreference, Strategy
+        from routing.models import EscalationOverride, QualityPrior, Role, RolePreference, Strategy
 
-        for model in (Role, RolePreference, EscalationOverride, Strategy):
+        for model in (Role, RolePreference, EscalationOverride, Strategy, QualityPrior):
             post_save.connect(
                 receivers.routing_changed, sender=model, dispatch_uid=f"routing.version.save.{model.__name__}"
             )

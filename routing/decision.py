@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from django.conf import settings
 
-from core.money import decimal_str
+from core.money import decimal_str, money_per
 from costs.budgets import BudgetBook, BudgetStatus, budget_book
 from costs.models import BudgetAction, BudgetScope, BudgetState
 from routing.escalation import escalation_chain
@@ -97,6 +97,20 @@ def _budget_out(status: BudgetStatus | None) -> dict | None:
     }
 
 
+def check_category(snap: Snapshot, category: str | None, where: str = "body") -> None:
+    """A request that names a category must name an active one: an unknown or retired category
+    would otherwise be answered as if none were asked for. The refusal lists the known ones."""
+    if category and category not in snap.categories:
+        message = f"No active category '{category}'. Categories are OpenRouter's, curated in the admin."
+        raise RoutingError(
+            422,
+            "unknown_category",
+            message,
+            errors=[{"in": where, "field": "category", "message": message, "type": "unknown_category"}],
+            known=sorted(snap.categories),
+        )
+
+
 def bootstrap_answer(req: RouteRequest, bootstrap: tuple[str, ...], provider: dict | None = None) -> dict:
     models = [m for m in bootstrap if m not in set(req.exclude)]
     if not models:
@@ -129,6 +143,7 @@ def decide(req: RouteRequest, *, snap: Snapshot | None = None, book: BudgetBook 
     role = snap.roles.get(req.role)
     if role is None:
         raise RoutingError(404, "unknown_role", f"No active role '{req.role}'. Roles are made in the admin.")
+    check_category(snap, req.category)
     if snap.bootstrap:  # no routable model, and the last sync failed (catalog.selectors)
         # The role's provider demands (ZDR, data collection…) hold for bootstrap models too.
         return bootstrap_answer(req, snap.bootstrap, provider_object(role, None, None, 0, 0))
@@ -203,7 +218,17 @@ def decide(req: RouteRequest, *, snap: Snapshot | None = None, book: BudgetBook 
             explored = True
     best = chosen[0]
     blocked = excluded | {c.model.id for c in chosen}
-    escalation = escalation_chain(snap, role, best.model.id, ranking, blocked, model_budgets)
+    escalation = escalation_chain(
+        snap,
+        role,
+        best.model.id,
+        ranking,
+        blocked,
+        model_budgets,
+        max_cost=req.max_cost_usd,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+    )
     return {
         "model": best.model.id,
         "fallbacks": [c.model.id for c in chosen[1:]],
@@ -261,7 +286,7 @@ def recommend_strategy(snap: Snapshot, role: str, category: str | None) -> dict 
         "strategy": slug,
         "success_rate": round(outcome.successes / outcome.requests, 4),
         "samples": outcome.requests,
-        "cost_per_request_usd": round(outcome.cost / outcome.requests, 8),
+        "cost_per_request_usd": money_per(outcome.cost, outcome.requests),
     }
 
 
@@ -275,6 +300,7 @@ class EscalateRequest:
     exclude: list[str] = field(default_factory=list)
     estimated_input_tokens: int | None = None
     estimated_output_tokens: int | None = None
+    max_cost_usd: Decimal | None = None
 
 
 def escalate(req: EscalateRequest, *, snap: Snapshot | None = None, book: BudgetBook = budget_book) -> dict:
@@ -282,16 +308,16 @@ def escalate(req: EscalateRequest, *, snap: Snapshot | None = None, book: Budget
     role = snap.roles.get(req.role)
     if role is None:
         raise RoutingError(404, "unknown_role", f"No active role '{req.role}'. Roles are made in the admin.")
+    check_category(snap, req.category)
+    if req.failed_model not in snap.models:
+        raise RoutingError(
+            404, "unknown_model", f"No model '{req.failed_model}' in the catalog: there is nothing to escalate from."
+        )
     category = req.category or role.default_category
+    input_tokens = req.estimated_input_tokens if req.estimated_input_tokens is not None else DEFAULT_INPUT_TOKENS
+    output_tokens = req.estimated_output_tokens if req.estimated_output_tokens is not None else DEFAULT_OUTPUT_TOKENS
     ranking = ranked_for(
-        snap,
-        role,
-        category,
-        Accuracy.HIGH,
-        role.required,
-        role.min_context,
-        req.estimated_input_tokens or DEFAULT_INPUT_TOKENS,
-        req.estimated_output_tokens or DEFAULT_OUTPUT_TOKENS,
+        snap, role, category, Accuracy.HIGH, role.required, role.min_context, input_tokens, output_tokens
     )
     budget = book.state_for(role=role.slug, strategy=req.strategy)
     if budget is not None and budget.state == BudgetState.EXHAUSTED and budget.budget.action == BudgetAction.BLOCK:
@@ -299,7 +325,17 @@ def escalate(req: EscalateRequest, *, snap: Snapshot | None = None, book: Budget
             402, "budget_exhausted", f"Budget '{budget.budget.name}' is exhausted.", budget=_budget_out(budget)
         )
     model_budgets = _model_budgets(book, role.slug, req.strategy)
-    chain = escalation_chain(snap, role, req.failed_model, ranking, set(req.exclude), model_budgets)
+    chain = escalation_chain(
+        snap,
+        role,
+        req.failed_model,
+        ranking,
+        set(req.exclude),
+        model_budgets,
+        max_cost=req.max_cost_usd,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+    )
     return {
         "model": chain[0]["model"] if chain else None,
         "chain": [step["model"] for step in chain],

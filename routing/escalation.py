@@ -3,6 +3,8 @@ escalation toward better quality; no repeats, no cycles."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from costs.budgets import BudgetStatus
 from costs.models import BudgetState
 from routing.scoring import Ranking
@@ -34,11 +36,20 @@ def escalation_step(
     ranking: Ranking,
     blocked: set[str],
     model_budgets: dict[str, BudgetStatus],
+    max_cost: Decimal | None = None,
+    input_tokens: int = 0,
+    output_tokens: int = 0,
 ) -> tuple[str, str] | None:
-    """The model to try after `current` fails: (model id, 'override' or 'dynamic'), or None."""
+    """The model to try after `current` fails: (model id, 'override' or 'dynamic'), or None.
+    The ranking holds only models that can serve the role; `max_cost` is the request's cap."""
 
     def usable(model_id: str) -> bool:
         if model_id in blocked or model_id not in ranking.by_id:
+            return False
+        if (
+            max_cost is not None
+            and ranking.by_id[model_id].model.estimated_cost(input_tokens, output_tokens) > max_cost
+        ):
             return False
         status = model_budgets.get(model_id)
         return status is None or status.state != BudgetState.EXHAUSTED
@@ -63,13 +74,19 @@ def escalation_chain(
     blocked: set[str],
     model_budgets: dict[str, BudgetStatus],
     depth: int = ESCALATION_DEPTH,
+    *,
+    max_cost: Decimal | None = None,
+    input_tokens: int = 0,
+    output_tokens: int = 0,
 ) -> list[dict]:
     """Escalation steps from `start`: no repeats, no cycles (every model visited is blocked)."""
     blocked = set(blocked) | {start}
     chain = []
     current = start
     for _ in range(depth):
-        step = escalation_step(snap, role, current, ranking, blocked, model_budgets)
+        step = escalation_step(
+            snap, role, current, ranking, blocked, model_budgets, max_cost, input_tokens, output_tokens
+        )
         if step is None:
             break
         chain.append({"model": step[0], "source": step[1]})

@@ -11,6 +11,7 @@ from django.db import models
 from django.utils import timezone
 
 from catalog.models import CAPABILITIES, CatalogModel, Family, classify_family
+from catalog.selectors import known_output_modalities
 from core.money import money_field
 
 # The data versions routing's snapshot watches besides the catalog's: the admin-curated routing
@@ -28,6 +29,18 @@ class Accuracy(models.TextChoices):
     HIGH = "high", "High: reasoning-capable first, quality weighs most"
     BALANCED = "balanced", "Balanced"
     ECONOMY = "economy", "Economy: cost weighs most"
+
+
+def default_output_modalities() -> list[str]:
+    return ["text"]
+
+
+# OpenRouter's `:free` variants (rate-limited, may log prompts) are told by their id's suffix.
+FREE_SUFFIX = ":free"
+
+
+def is_free_variant(model_id: str) -> bool:
+    return model_id.endswith(FREE_SUFFIX)
 
 
 role_slug_validator = RegexValidator(r"^[a-z0-9][a-z0-9_\-]*$", "Lowercase letters, digits, '_' and '-'.")
@@ -82,6 +95,16 @@ class Role(models.Model):
             "Exploring never crosses a budget, a cost cap, a required capability or a cooldown."
         ),
     )
+    output_modalities = models.JSONField(
+        default=default_output_modalities,
+        blank=True,
+        help_text="What a candidate may answer with: a model whose output is not all among these is never chosen.",
+    )
+    allow_free = models.BooleanField(
+        "allow :free variants",
+        default=False,
+        help_text="OpenRouter's :free variants are rate-limited and may log prompts: chosen only when ticked.",
+    )
     active = models.BooleanField(default=True)
     max_latency_ms = models.PositiveIntegerField(
         null=True,
@@ -135,6 +158,15 @@ class Role(models.Model):
                     "required_capabilities": f"Unknown capabilities: {', '.join(unknown)}. Known: {', '.join(CAPABILITIES)}."
                 }
             )
+        modalities = self.output_modalities
+        if not isinstance(modalities, list) or not modalities or not all(isinstance(m, str) for m in modalities):
+            raise ValidationError({"output_modalities": 'A list of one or more modalities, e.g. ["text"].'})
+        known = known_output_modalities()
+        unknown = sorted(set(modalities) - known)
+        if unknown:
+            raise ValidationError(
+                {"output_modalities": f"Unknown modalities: {', '.join(unknown)}. Known: {', '.join(sorted(known))}."}
+            )
         self.clean_provider_preferences()
 
     def clean_provider_preferences(self) -> None:
@@ -178,6 +210,11 @@ class Role(models.Model):
         reasons = [f"lacks {c}" for c in self.required_capabilities or [] if not getattr(model, c, False)]
         if self.min_context_length and (model.context_length or 0) < self.min_context_length:
             reasons.append(f"context {model.context_length or 0} < {self.min_context_length}")
+        extra = sorted(set(model.output_modalities or []) - set(self.output_modalities or []))
+        if extra:
+            reasons.append(f"outputs {', '.join(extra)}, which the role does not take")
+        if is_free_variant(model.pk or "") and not self.allow_free:
+            reasons.append("a :free variant, and the role does not allow them")
         return reasons
 
 
@@ -296,6 +333,47 @@ class EscalationOverride(models.Model):
                     seen.add(nxt)
                     frontier.append((nxt, [*trail, nxt]))
         return []
+
+
+class QualityPrior(models.Model):
+    """A quality score from outside (an arena, a benchmark) for a model or a whole family: the
+    prior a decision starts from where no category ranking speaks, before any outcome."""
+
+    model = models.ForeignKey(CatalogModel, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    family = models.ForeignKey("catalog.Family", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    score = models.FloatField(
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)], help_text="0 to 1; higher is better."
+    )
+    source = models.CharField(max_length=100, help_text='Where the score comes from, e.g. "LMArena text".')
+    as_of = models.DateField(help_text="When the source published it.")
+    note = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model", "family"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(model__isnull=False, family__isnull=True)
+                | models.Q(model__isnull=True, family__isnull=False),
+                name="qualityprior_model_xor_family",
+            ),
+            models.CheckConstraint(condition=models.Q(score__gte=0, score__lte=1), name="qualityprior_score_0_1"),
+            models.UniqueConstraint(fields=["model"], name="qualityprior_one_per_model"),
+            models.UniqueConstraint(fields=["family"], name="qualityprior_one_per_family"),
+        ]
+        permissions = [("export_qualityprior", "Can export quality priors")]
+
+    def __str__(self) -> str:
+        return f"{self.model_id or self.family}: {self.score:g} ({self.label})"
+
+    @property
+    def label(self) -> str:
+        """How a candidate's parts name the prior: its source and date."""
+        return f"{self.source} ({self.as_of.isoformat()})"
+
+    def clean(self) -> None:
+        if bool(self.model_id) == bool(self.family_id):
+            raise ValidationError("Give a model or a family (one of them).")
 
 
 class Strategy(models.Model):

@@ -10,7 +10,7 @@ CURATED_PRIORITY = 10  # before health's most used models
 
 
 def routing_changed(**kwargs) -> None:
-    """A role, preference, override or strategy was saved or deleted: every worker's snapshot rebuilds."""
+    """A role, preference, override, strategy or quality prior was saved or deleted: every worker's snapshot rebuilds."""
     DataVersion.bump(ROUTING_VERSION)
 
 

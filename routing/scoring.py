@@ -24,10 +24,12 @@ import bisect
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 
 import numpy as np
 
 from catalog.models import CAPABILITIES
+from core.money import money_per
 from routing.models import Accuracy
 from routing.providers import endpoint_rejection
 from routing.snapshot import ModelInfo, RoleInfo, Snapshot
@@ -303,12 +305,12 @@ def learned_quality(successes: int, requests: int, prior: float) -> float:
 
 def internal_rankings(snap, *, role: str | None, category: str | None, min_samples: int, limit: int) -> list[dict]:
     """Models by learned quality from the outcomes in the snapshot (of one role and category when
-    given), with OpenRouter's rank of the category beside each."""
+    given), with OpenRouter's rank of the category beside each. Money stays Decimal."""
     totals: dict[str, list] = {}
     for (model, outcome_role, outcome_category), outcome in snap.outcomes.items():
         if (role and outcome_role != role) or (category and outcome_category != category):
             continue
-        t = totals.setdefault(model, [0, 0, 0.0])
+        t = totals.setdefault(model, [0, 0, Decimal(0)])
         t[0] += outcome.requests
         t[1] += outcome.successes
         t[2] += outcome.cost
@@ -327,7 +329,7 @@ def internal_rankings(snap, *, role: str | None, category: str | None, min_sampl
                 "success_rate": round(s / n, 4) if n else None,
                 "learned_quality": round(learned_quality(s, n, prior), 4),
                 "openrouter_rank": openrouter.get(model_id),
-                "cost_per_success_usd": round(cost / s, 8) if s else None,
+                "cost_per_success_usd": money_per(cost, s),
             }
         )
     rows.sort(key=lambda r: (-r["learned_quality"], -r["requests"], r["model"]))
@@ -361,6 +363,10 @@ def role_rejection(model: ModelInfo, role: RoleInfo) -> str | None:
     """Why a model can never serve this role, beyond its capabilities and context (None when it
     can): what the role demands of a model itself. Computed once per model and role for each
     snapshot, so it may be as slow as it needs to be."""
+    if model.free_variant and not role.allow_free:
+        return "free_variant"  # rate-limited, and the provider may log prompts: only where allowed
+    if not model.output_modalities <= role.output_modalities:
+        return "wrong_output_modality"  # e.g. an image-output model for a text role
     return endpoint_rejection(model, role)
 
 

@@ -42,9 +42,11 @@ from routing.models import (
     STATS_RESET_VERSION,
     STATS_VERSION,
     EscalationOverride,
+    QualityPrior,
     Role,
     RolePreference,
     StrategyStat,
+    is_free_variant,
 )
 from routing.providers import provider_key, provider_rules
 
@@ -81,6 +83,7 @@ class ModelInfo:
     enabled: bool
     expired: bool
     recent: bool
+    output_modalities: frozenset[str] = frozenset()
     # prompt and completion as floats, for scoring only (money stays Decimal in answers).
     prompt_f: float = 0.0
     completion_f: float = 0.0
@@ -95,6 +98,10 @@ class ModelInfo:
     @property
     def priced(self) -> bool:
         return self.prices.get("prompt") is not None and self.prices.get("completion") is not None
+
+    @property
+    def free_variant(self) -> bool:
+        return is_free_variant(self.id)
 
     @property
     def reasoning(self) -> bool:
@@ -128,6 +135,8 @@ class RoleInfo:
     max_latency_ms: int | None = None
     # The role's part of OpenRouter's `provider` object (None: nothing to say); /route adds max_price.
     provider: dict | None = None
+    output_modalities: frozenset[str] = frozenset({"text"})
+    allow_free: bool = False
 
 
 @dataclass(slots=True)
@@ -143,7 +152,7 @@ class OverrideInfo:
 class Outcomes:
     requests: int = 0
     successes: int = 0
-    cost: float = 0.0
+    cost: Decimal = Decimal(0)
     latency_ms_sum: int = 0
     latency_count: int = 0
 
@@ -174,6 +183,11 @@ class Snapshot:
     # Price scale of the catalog, for the catalog-signal prior (log of a typical prompt price).
     log_price_low: float = 0.0
     log_price_high: float = 1.0
+    # Active category slugs: a request naming another is refused (unknown_category).
+    categories: frozenset[str] = frozenset()
+    # Imported quality priors (routing.QualityPrior): model id -> (score, label), family id -> (score, label).
+    model_priors: dict[str, tuple[float, str]] = field(default_factory=dict)
+    family_priors: dict[int, tuple[float, str]] = field(default_factory=dict)
     # Memoised rankings per request shape, and the catalog as arrays: see routing.scoring.
     cache: dict = field(default_factory=dict)
     columns: object = None
@@ -196,12 +210,18 @@ class Snapshot:
         return "-".join(f"{self.versions.get(name, 0):x}" for name in INPUTS)
 
     def prior_quality(self, model: ModelInfo, category: str | None) -> tuple[float, str]:
-        """Quality before any outcome: the category ranking when there is one, else what the catalog says."""
+        """Quality before any outcome: the category ranking when there is one, else an imported
+        prior for the model or its family, else what the catalog says."""
         ranks = self.rankings.get(category or "")
         if ranks:
             rank = ranks.get(model.id)
             if rank is not None:
                 return 1.0 - 0.6 * (rank - 1) / max(len(ranks) - 1, 1), f"rank {rank} of {len(ranks)} in {category}"
+        imported = self.model_priors.get(model.id)
+        if imported is None and model.family_id is not None:
+            imported = self.family_priors.get(model.family_id)
+        if imported is not None:
+            return imported
         # Catalog signals: reasoning, tools, long context, price tier (what providers charge for
         # tracks capability), recency.
         score = 0.35
@@ -230,6 +250,7 @@ def _models() -> tuple[dict[str, ModelInfo], dict[int, str]]:
         "enabled",
         "expiration_date",
         "created",
+        "output_modalities",
         *CAPABILITIES,
     ]
     fields += [f"price_{k}" for k in PRICE_KEYS]
@@ -250,6 +271,7 @@ def _models() -> tuple[dict[str, ModelInfo], dict[int, str]]:
             enabled=row["enabled"],
             expired=row["expiration_date"] is not None and row["expiration_date"] <= today,
             recent=row["created"] is not None and row["created"] >= recent,
+            output_modalities=frozenset(row["output_modalities"] or ()),
             prompt_f=float(prices["prompt"] or 0),
             completion_f=float(prices["completion"] or 0),
             request_f=float(prices["request"] or 0),
@@ -300,6 +322,21 @@ def _rankings() -> dict[str, dict[str, int]]:
     return rankings
 
 
+def _categories() -> frozenset[str]:
+    return frozenset(Category.objects.filter(active=True).values_list("slug", flat=True))
+
+
+def _priors() -> tuple[dict[str, tuple[float, str]], dict[int, tuple[float, str]]]:
+    models: dict[str, tuple[float, str]] = {}
+    families: dict[int, tuple[float, str]] = {}
+    for prior in QualityPrior.objects.all():
+        if prior.model_id:
+            models[prior.model_id] = (prior.score, prior.label)
+        else:
+            families[prior.family_id] = (prior.score, prior.label)
+    return models, families
+
+
 def _roles() -> tuple[dict[str, RoleInfo], list[OverrideInfo]]:
     categories = dict(Category.objects.values_list("id", "slug"))
     roles: dict[str, RoleInfo] = {}
@@ -315,6 +352,8 @@ def _roles() -> tuple[dict[str, RoleInfo], list[OverrideInfo]]:
             preferences=[],
             exploration_rate=role.exploration_rate,
             **provider_rules(role),
+            output_modalities=frozenset(role.output_modalities or ()),
+            allow_free=role.allow_free,
         )
         roles[role.slug] = by_id[role.pk] = info
     for pref in RolePreference.objects.order_by("role_id", "position", "id").values_list(
@@ -337,7 +376,7 @@ def _sum(rows) -> Outcomes:
     for requests, successes, cost, latency_sum, latency_count in rows:
         total.requests += requests
         total.successes += successes
-        total.cost += float(cost)
+        total.cost += cost
         total.latency_ms_sum += latency_sum
         total.latency_count += latency_count
     return total
@@ -431,18 +470,22 @@ def build_snapshot(versions: dict[str, int], previous: Snapshot | None = None) -
     if changed(CATALOG_VERSION):
         models, families = _models()
         rankings = _rankings()
+        categories = _categories()
         bootstrap = tuple(bootstrap_fallback_models())
     else:
-        models, families, rankings, bootstrap = (
+        models, families, rankings, categories, bootstrap = (
             previous.models,
             previous.families,
             previous.rankings,
+            previous.categories,
             previous.bootstrap,
         )
     if changed(ROUTING_VERSION, CATALOG_VERSION):
         roles, overrides = _roles()
+        model_priors, family_priors = _priors()
     else:
         roles, overrides = previous.roles, previous.overrides
+        model_priors, family_priors = previous.model_priors, previous.family_priors
     touched: set[tuple[str, str]] | None = set()
     if changed(STATS_RESET_VERSION) or previous.book.read_at is None:
         book, touched = OutcomeBook.load(), None
@@ -469,6 +512,9 @@ def build_snapshot(versions: dict[str, int], previous: Snapshot | None = None) -
         bootstrap=bootstrap,
         log_price_low=low,
         log_price_high=high,
+        categories=categories,
+        model_priors=model_priors,
+        family_priors=family_priors,
     )
     if previous is not None and not changed(CATALOG_VERSION, ROUTING_VERSION):
         # The catalog's arrays and what was memoised on them stay valid, but for what changed.

@@ -35,6 +35,7 @@ from costs.models import UsageEvent
 from routing.decision import RouteRequest, decide
 from routing.models import Role
 from routing.snapshot import current_snapshot
+from tests.factories import CategoryFactory
 from tests.fake_openrouter import requires_recorded, snapshot_path
 from tests.servers import gunicorn
 
@@ -75,6 +76,9 @@ def test_route_speed(tmp_path, capsys):
         pytest.skip("the routing benchmark runs on PostgreSQL (set DATABASE_URL)")
     out = io.StringIO()
     call_command("sync_catalog", "--from-file", str(snapshot_path("2025-12-18")), "--no-progress", stdout=out)
+    # The category the requests name (a transactional test flushes what migrations seeded; an
+    # unknown category is a 422).
+    CategoryFactory(slug="programming", name="Programming")
     call_command("load_demo", "--days", "30", "--events-per-day", "1800", stdout=out)
     models, roles = CatalogModel.objects.count(), list(Role.objects.values_list("slug", flat=True))
     events = UsageEvent.objects.count()

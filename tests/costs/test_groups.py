@@ -166,6 +166,7 @@ def test_curators_change_a_model_and_a_budget_but_cannot_export(catalog_model):
             "description": "",
             "active": "on",
             "min_context_length": "",
+            "output_modalities": ["text"],
             "default_category": "",
             "default_accuracy": "balanced",
             "exploration_rate": "0",

@@ -67,6 +67,7 @@ def test_a_disabled_model_and_a_moved_preference_reach_every_worker_within_a_sec
                 "active": "on",
                 "required_capabilities": ["supports_tools"],
                 "min_context_length": "",
+                "output_modalities": ["text"],
                 "default_category": "",
                 "default_accuracy": "balanced",
                 "exploration_rate": "0",

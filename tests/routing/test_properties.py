@@ -83,9 +83,13 @@ def world(db):
 
 
 def statically_eligible(row: dict, required: set[str], min_context: int) -> bool:
+    """What a model must be for these requirements and for these roles (text output only, no
+    `:free` variants: the roles keep the defaults)."""
     today = timezone.now().date()
     return (
-        row["status"] == ModelStatus.ACTIVE
+        not row["id"].endswith(":free")
+        and set(row["output_modalities"] or []) <= {"text"}
+        and row["status"] == ModelStatus.ACTIVE
         and row["enabled"]
         and (row["expiration_date"] is None or row["expiration_date"] > today)
         and not row["variable_pricing"]
@@ -157,6 +161,7 @@ def test_every_decision_meets_the_request_and_every_chain_is_clean(world):
         assert not set(chain) & (set(chosen) | set(exclude))
         for model_id in chain:
             assert statically_eligible(rows[model_id], required, min_context), model_id
+            assert request.max_cost_usd is None or cost_of(rows[model_id], inp, out) <= request.max_cost_usd
         accuracy = request.accuracy or spec.get("default_accuracy", "balanced")
         if accuracy == "high" and drawn["role"] != "coder" and any(rows[m]["supports_reasoning"] for m in eligible):
             assert rows[answer["model"]]["supports_reasoning"], "high accuracy puts reasoning-capable models first"

@@ -39,6 +39,7 @@ def role_form(**overrides) -> dict:
         "active": "on",
         "required_capabilities": ["supports_tools"],
         "min_context_length": "",
+        "output_modalities": ["text"],
         "default_category": "",
         "default_accuracy": "balanced",
         "exploration_rate": "0",

@@ -54,6 +54,7 @@ CALLS = {
     "invalid": ({"role": ""}, 422),
     "no_eligible_model": ({"role": "coder", "min_context_length": 10**9}, 422),
     "unknown_role": ({"role": "nobody"}, 404),
+    "unknown_category": ({"role": "coder", "category": "cooking"}, 422),
 }
 
 
@@ -114,10 +115,11 @@ def test_it_counts_route_calls_by_result_in_one_process(api_client):
         "invalid": 2,
         "no_eligible_model": 2,
         "unknown_role": 2,
+        "unknown_category": 2,
         "unauthorized": 1,
     }
     count = ("llmhive_route_decision_seconds_count", ())
-    assert after[count] - before[count] == 9
+    assert after[count] - before[count] == 11
     assert 0 <= after[("llmhive_snapshot_age_seconds", ())] < 5
 
 
