@@ -74,8 +74,16 @@ def peak_rss_mb(pid: int) -> float:
 
 
 @contextmanager
-def gunicorn(workers: int = 2, threads: int = 1, **env: str) -> Iterator[Served]:
-    """Serve the project as README's deployment section says; yields the base URL."""
+def gunicorn(
+    workers: int = 2,
+    threads: int = 1,
+    *,
+    options: typing.Sequence[str] = (),
+    app: str = "llmhive_site.wsgi",
+    **env: str,
+) -> Iterator[Served]:
+    """Serve the project as README's deployment section says; yields the base URL. `options` are
+    more gunicorn command-line options (`--worker-class`, `--keep-alive`...), for benchmarks."""
     port = free_port()
     # Its output goes to a file, not a pipe: nobody reads a pipe while the server runs, and once
     # its 64 KB are full (a warning per 4xx answer fills it in a few thousand requests) every
@@ -86,7 +94,7 @@ def gunicorn(workers: int = 2, threads: int = 1, **env: str) -> Iterator[Served]
             sys.executable,
             "-m",
             "gunicorn",
-            "llmhive_site.wsgi",
+            app,
             "-w",
             str(workers),
             "--threads",
@@ -97,6 +105,7 @@ def gunicorn(workers: int = 2, threads: int = 1, **env: str) -> Iterator[Served]
             "warning",
             "--timeout",
             "120",
+            *options,
         ],
         cwd=ROOT,
         env=project_env(**env),
