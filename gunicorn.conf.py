@@ -58,3 +58,12 @@ def on_exit(server) -> None:
 # answered by gunicorn itself with a 400/414 page before Django sees it, so it cannot be JSON:
 # query filters are short (the API bounds them far below this), so only a malformed client hits it.
 limit_request_line = 8190
+
+# How the workers serve (docs/ops/deploying.md, "Serving /route"; measured by
+# tests/benchmarks/bench_workers.py): gthread with four threads per worker. A sync worker closes
+# the connection after every answer and holds its process while it waits for the client to close
+# its side (a fifth to a third of its time, measured on two cores), so its capacity falls when
+# clients or the machine are slow; gthread keeps connections open and answers them from its
+# threads. The number of workers (-w) stays on the command line.
+worker_class = "gthread"
+threads = 4
