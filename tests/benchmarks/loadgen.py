@@ -324,7 +324,7 @@ def main() -> None:
         per_second = args.rate / args.batch
         make, counts = usage_batches(args.url, args.key, plan, args.batch, per_second, args.trips)
         address, _ = prepared(args.url, args.key, [])
-        result = fixed_rate(address, make, per_second, args.duration, senders=4, keepalive=True)
+        result = fixed_rate(address, make, per_second, args.duration, senders=8, keepalive=True)
         result.update(counts, events_per_s=round(counts["events"] / result["elapsed_s"], 1))
         print(json.dumps(result))
         return
