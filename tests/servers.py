@@ -74,8 +74,17 @@ def peak_rss_mb(pid: int) -> float:
 
 
 @contextmanager
-def gunicorn(workers: int = 2, threads: int = 1, **env: str) -> Iterator[Served]:
-    """Serve the project as README's deployment section says; yields the base URL."""
+def gunicorn(
+    workers: int = 2,
+    threads: int | None = None,
+    *,
+    options: typing.Sequence[str] = (),
+    app: str = "llmhive_site.wsgi",
+    **env: str,
+) -> Iterator[Served]:
+    """Serve the project as README's deployment section says (gunicorn.conf.py's worker class and
+    threads, unless `threads` is given); yields the base URL. `options` are more gunicorn
+    command-line options (`--worker-class`, `--keep-alive`...), for benchmarks."""
     port = free_port()
     # Its output goes to a file, not a pipe: nobody reads a pipe while the server runs, and once
     # its 64 KB are full (a warning per 4xx answer fills it in a few thousand requests) every
@@ -86,17 +95,17 @@ def gunicorn(workers: int = 2, threads: int = 1, **env: str) -> Iterator[Served]
             sys.executable,
             "-m",
             "gunicorn",
-            "llmhive_site.wsgi",
+            app,
             "-w",
             str(workers),
-            "--threads",
-            str(threads),
+            *(["--threads", str(threads)] if threads is not None else []),
             "-b",
             f"127.0.0.1:{port}",
             "--log-level",
             "warning",
             "--timeout",
             "120",
+            *options,
         ],
         cwd=ROOT,
         env=project_env(**env),

@@ -1,13 +1,24 @@
-"""Routing speed (issue 5), on PostgreSQL, over the 349-model 2025-12-18 catalog with load_demo's
-twelve roles, preferences, overrides and budgets and 50,000 usage events in strategy memory.
+"""Routing speed (issues 5 and 12), on PostgreSQL, over the 349-model 2025-12-18 catalog with
+load_demo's twelve roles, preferences, overrides and budgets and 50,000 usage events in strategy
+memory.
 
-Printed, with the machine's core count:
+Printed side by side, with the machine's core count:
 - the decision in process (decide() on the current snapshot): median and p99;
 - database queries per decision in steady state;
 - /route through gunicorn with two workers (README's deployment), load from a separate process
-  (tests/benchmarks/loadgen.py): 300 requests/s for 10 s, p50 and p99;
+  (tests/benchmarks/loadgen.py): 300 requests/s for 10 s, p50 and p99, (a) quiet and (b) with
+  usage flowing (50 batches of 20 events a second to POST /usage, also from its own process)
+  while model cooldowns trip and clear ten times a second (three retryable failures of the next
+  model of a rotating set of chosen models, then a success once its cooldown has passed). A
+  server that does not know usage events' `error` field yet (a 422 naming it) gets the usage
+  flow without the trips, and the output says so;
 - /route's maximum throughput against the authenticated trivial endpoint GET /key, the
-  framework's floor, measured in the same run.
+  framework's floor, measured in the same run;
+- the warm decision (memoised request shapes) and the new-shape decision (a shape not memoised
+  yet), median and p99, at 349 models and at 3,490 (the same recorded list synced ten times
+  with suffixed ids, through sync_catalog).
+Only what must hold on any machine is asserted (no errors, no query per decision); the goals
+are printed beside the figures.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/llmhive bin/test tests/benchmarks/bench_route.py -s
 """
@@ -17,13 +28,17 @@ from __future__ import annotations
 import gc
 import io
 import json
+import math
 import os
+import random
 import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
 from django.core.management import call_command
 from django.db import connection
@@ -36,13 +51,24 @@ from routing.decision import RouteRequest, decide
 from routing.models import Role
 from routing.snapshot import current_snapshot
 from tests.factories import CategoryFactory
-from tests.fake_openrouter import requires_recorded, snapshot_path
+from tests.fake_openrouter import load_snapshot, requires_recorded, snapshot_path
 from tests.servers import gunicorn
 
 pytestmark = [pytest.mark.benchmark, pytest.mark.django_db(transaction=True), requires_recorded]
 
 LOADGEN = Path(__file__).with_name("loadgen.py")
-TARGETS = {"p50_ms": 2.0, "p99_ms": 6.0, "ratio": 0.70, "decision_us": 150.0}
+# Issue 12's goals (printed, not asserted: a busy two-core machine must not fail the suite).
+GOALS = {"p50_ms": 2.0, "p99_ms": 5.0, "ratio": 0.85, "decision_us": 150.0, "new_shape_us": 1000.0}
+COPIES = 10  # the 349-model list, ten times: 3,490 models
+USAGE_RATE, USAGE_BATCH, TRIPS_PER_SECOND = 1_000, 20, 10
+# The bench server's cooldown policy: three failures trip a model for one second (no growth),
+# so a trip is cleared by a success about a second later. Whole seconds: read as int or float.
+COOLDOWN_ENV = {
+    "LLMHIVE_COOLDOWN_FAILURES": "3",
+    "LLMHIVE_COOLDOWN_WINDOW_SECONDS": "1",
+    "LLMHIVE_COOLDOWN_SECONDS": "1",
+    "LLMHIVE_COOLDOWN_MAX_SECONDS": "1",
+}
 
 
 def request_bodies(roles: list[str]) -> list[dict]:
@@ -61,14 +87,112 @@ def request_bodies(roles: list[str]) -> list[dict]:
     return bodies
 
 
-def loadgen(mode: str, url: str, key: str, bodies_file: Path | None, **options) -> dict:
+def loadgen_command(mode: str, url: str, key: str, bodies_file: Path | None, **options) -> list[str]:
     command = [sys.executable, str(LOADGEN), mode, "--url", url, "--key", key]
     if bodies_file is not None:
         command += ["--bodies", str(bodies_file)]
     for name, value in options.items():
-        command += [f"--{name}", str(value)]
+        command += [f"--{name}"] if value is True else [f"--{name}", str(value)]
+    return command
+
+
+def loadgen(mode: str, url: str, key: str, bodies_file: Path | None, **options) -> dict:
+    command = loadgen_command(mode, url, key, bodies_file, **options)
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True)
     return json.loads(done.stdout)
+
+
+def new_shapes(roles: list[str], count: int, seed: int = 5) -> list[RouteRequest]:
+    """`count` request shapes no two of which share a memo entry: distinct (role, accuracy,
+    input and output token buckets), with the bucket as routing.scoring buckets estimates
+    (round(2 * log2(tokens + 1))), inputs 32 to 185k tokens, outputs 32 to 32k."""
+    rng = random.Random(seed)
+    seen, shapes = set(), []
+    while len(shapes) < count:
+        role, accuracy = rng.choice(roles), rng.choice(["economy", "balanced", "high"])
+        tokens_in, tokens_out = int(2 ** rng.uniform(5, 17.5)), int(2 ** rng.uniform(5, 15))
+        key = (role, accuracy, round(2 * math.log2(tokens_in + 1)), round(2 * math.log2(tokens_out + 1)))
+        if key not in seen:
+            seen.add(key)
+            shapes.append(
+                RouteRequest(
+                    role=role,
+                    accuracy=accuracy,
+                    estimated_input_tokens=tokens_in,
+                    estimated_output_tokens=tokens_out,
+                )
+            )
+    return shapes
+
+
+def decision_times(snap, warm: list[RouteRequest], fresh: list[RouteRequest], rounds: int = 3) -> dict:
+    """The warm decision (a mix of memoised shapes, best of `rounds` medians) and the new-shape
+    decision (each of `fresh` once, never memoised before), in µs."""
+    for req in warm * 3:
+        decide(req, snap=snap)
+    warm_samples, warm_medians = [], []
+    for _ in range(rounds):
+        gc.collect()
+        this_round = []
+        for i in range(3_000):
+            req = warm[i % len(warm)]
+            t0 = time.perf_counter_ns()
+            decide(req, snap=snap)
+            this_round.append(time.perf_counter_ns() - t0)
+        warm_medians.append(statistics.median(this_round) / 1000)
+        warm_samples += this_round
+    gc.collect()
+    fresh_samples = []
+    for req in fresh:
+        t0 = time.perf_counter_ns()
+        decide(req, snap=snap)
+        fresh_samples.append(time.perf_counter_ns() - t0)
+    warm_samples.sort()
+    fresh_samples.sort()
+    return {
+        "models": len(snap.models),
+        "warm_us": min(warm_medians),
+        "warm_p99_us": warm_samples[int(len(warm_samples) * 0.99)] / 1000,
+        "new_us": statistics.median(fresh_samples) / 1000,
+        "new_p99_us": fresh_samples[int(len(fresh_samples) * 0.99)] / 1000,
+        "new_count": len(fresh_samples),
+    }
+
+
+def catalog_times(copies: int, path: Path) -> Path:
+    """The recorded 349-model list `copies` times, copies after the first with suffixed ids (and
+    canonical slugs): a catalog of realistic prices, capabilities and contexts, 10x the size."""
+    payload = load_snapshot("2025-12-18")
+    models = list(payload["data"])
+    for n in range(1, copies):
+        for model in payload["data"]:
+            copy = json.loads(json.dumps(model))
+            copy["id"] = f"{model['id']}-x{n}"
+            if copy.get("canonical_slug"):
+                copy["canonical_slug"] = f"{model['canonical_slug']}-x{n}"
+            copy["name"] = f"{model['name']} (x{n})"
+            models.append(copy)
+    path.write_text(json.dumps({**payload, "data": models}))
+    return path
+
+
+def usage_errors_accepted(base: str, usage_key: str, model: str) -> bool:
+    """Whether the server knows usage events' `error` field (issue 12's failure classes): a 422
+    naming `events.0.error` means it does not yet. One failure: below any cooldown threshold."""
+    event = {
+        "request_id": f"bench-probe-{time.time_ns()}",
+        "occurred_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "model": model,
+        "success": False,
+        "error": "rate_limited",
+    }
+    answer = httpx.post(
+        f"{base}/api/v1/usage", json={"events": [event]}, headers={"Authorization": f"Bearer {usage_key}"}, timeout=10
+    )
+    if answer.status_code == 422 and any(e.get("field") == "events.0.error" for e in answer.json().get("errors", [])):
+        return False
+    assert answer.status_code == 200, answer.text
+    return True
 
 
 def test_route_speed(tmp_path, capsys):
@@ -123,11 +247,47 @@ def test_route_speed(tmp_path, capsys):
     burst_seconds = time.monotonic() - burst_started
     queries_per_decision = poll_queries / len(samples)
 
+    # Decision micro-benchmarks at 349 models: warm shapes and shapes never seen before.
+    at_349 = decision_times(current_snapshot(), requests, new_shapes(roles, 400))
+
+    # What the usage flow reports on: the models /route chooses (their cooldowns trip and clear),
+    # and, for the bulk of the events, those and a spread of the catalog.
+    chosen = Counter()
+    for req in requests:
+        answer = decide(req)
+        chosen.update([answer["model"], *answer["fallbacks"]])
+    trip_models = [m for m, _ in chosen.most_common(20)]
+    catalog_ids = sorted(CatalogModel.objects.values_list("id", flat=True))
+    flow_models = trip_models + random.Random(3).sample(catalog_ids, 80)
+    _, usage_key = ApiKey.issue(name="bench-usage", scopes=["usage:write"])
+
     bodies_file = tmp_path / "bodies.json"
     bodies_file.write_text(json.dumps(bodies))
-    with gunicorn(workers=2) as base:
-        route_url, key_url = f"{base}/api/v1/route", f"{base}/api/v1/key"
+    with gunicorn(workers=2, **COOLDOWN_ENV) as base:
+        route_url, key_url, usage_url = f"{base}/api/v1/route", f"{base}/api/v1/key", f"{base}/api/v1/usage"
         steady = loadgen("rate", route_url, key, bodies_file, rate=300, duration=10)
+
+        # (b) the same load while usage flows and cooldowns trip and clear.
+        trips = usage_errors_accepted(base, usage_key, catalog_ids[-1])
+        plan_file = tmp_path / "usage.json"
+        plan_file.write_text(json.dumps({"flow": flow_models, "roles": roles, "trip": trip_models if trips else []}))
+        usage_command = loadgen_command(
+            "usage",
+            usage_url,
+            usage_key,
+            None,
+            usage=plan_file,
+            rate=USAGE_RATE,
+            batch=USAGE_BATCH,
+            trips=TRIPS_PER_SECOND,
+            duration=13,
+        )
+        with subprocess.Popen(usage_command, stdout=subprocess.PIPE, text=True) as flowing:
+            time.sleep(1.5)  # the flow (and the trips) under way before the measurement starts
+            churned = loadgen("rate", route_url, key, bodies_file, rate=300, duration=10)
+            usage_out, _ = flowing.communicate(timeout=120)
+        usage = json.loads(usage_out)
+
         # Interleaved rounds, the best of each: a busy moment on the machine hits one round, not
         # one endpoint's whole measurement.
         route_rounds, floor_rounds = [], []
@@ -136,7 +296,23 @@ def test_route_speed(tmp_path, capsys):
             floor_rounds.append(loadgen("max", key_url, key, None, connections=4, duration=4))
         route_max = max(route_rounds, key=lambda r: r["rate_rps"])
         floor_max = max(floor_rounds, key=lambda r: r["rate_rps"])
+        server_log = base.output()
     ratio = route_max["rate_rps"] / floor_max["rate_rps"]
+
+    # The same catalog ten times (3,490 models), through the catalog's own write path.
+    big_file = catalog_times(COPIES, tmp_path / "models_x10.json")
+    sync_started = time.perf_counter()
+    call_command("sync_catalog", "--from-file", str(big_file), "--no-progress", stdout=out)
+    sync_seconds = time.perf_counter() - sync_started
+    version_watch.expire()
+    big = current_snapshot()
+    at_3490 = decision_times(big, requests, new_shapes(roles, 400, seed=6))
+
+    def rate_line(label: str, r: dict) -> str:
+        return (
+            f"{label} p50 {r['p50_ms']:.2f} ms, p90 {r['p90_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, "
+            f"{r['rate_rps']:.0f} rps achieved, {r['errors']} errors, {r['late_starts']} late starts"
+        )
 
     with capsys.disabled():
         print(
@@ -145,23 +321,43 @@ def test_route_speed(tmp_path, capsys):
         print(
             f"decision in process:   median {decision_us:.1f} µs (best of 5 rounds: "
             f"{', '.join(f'{m:.0f}' for m in round_medians)}), p99 {p99_us:.1f} µs over {len(samples):,} decisions "
-            f"(target median <= {TARGETS['decision_us']:.0f} µs)"
+            f"(goal median <= {GOALS['decision_us']:.0f} µs)"
         )
         print(
             f"queries per decision:  {queries_per_decision:.5f} ({poll_queries} version polls in {elapsed:.2f} s of "
-            f"back-to-back decisions; {len(burst)} in a burst of {len(requests)} between polls) (target 0 per decision)"
+            f"back-to-back decisions; {len(burst)} in a burst of {len(requests)} between polls) (goal 0 per decision)"
         )
         print(
-            f"/route at 300 rps:     p50 {steady['p50_ms']:.2f} ms, p90 {steady['p90_ms']:.2f} ms, p99 {steady['p99_ms']:.2f} ms, "
-            f"{steady['rate_rps']:.0f} rps achieved, {steady['errors']} errors, {steady['late_starts']} late starts "
-            f"(target p50 <= 2 ms, p99 <= 6 ms)"
+            f"/route at 300 rps, gunicorn -w 2 (goal p50 <= {GOALS['p50_ms']:.0f} ms, p99 <= {GOALS['p99_ms']:.0f} ms in both):"
+        )
+        print(rate_line("  (a) quiet:           ", steady))
+        print(rate_line("  (b) usage + trips:   ", churned))
+        churn = (
+            f"{usage['trips']} cooldown trips and {usage['clears']} clears ({usage['failures']} retryable failures)"
+            if trips
+            else "cooldown trips SKIPPED: the server answers 422 to usage events' `error` field (failure classes not merged)"
+        )
+        print(
+            f"      usage during (b):  {usage['events']:,} events in {usage['requests']} batches of {USAGE_BATCH}, "
+            f"{usage['events_per_s']:.0f} events/s (goal {USAGE_RATE:,}), batch p50 {usage['p50_ms']:.1f} ms, "
+            f"p99 {usage['p99_ms']:.1f} ms, {usage['errors']} errors, {usage['late_starts']} late; {churn}"
         )
         print(
             f"max throughput:        /route {route_max['rate_rps']:.0f} rps, GET /key (floor) {floor_max['rate_rps']:.0f} rps: "
-            f"{ratio:.0%} of the floor (target >= 70%), 4 connections, gunicorn -w 2, best of 3 interleaved rounds "
+            f"{ratio:.0%} of the floor (goal >= {GOALS['ratio']:.0%}), 4 connections, gunicorn -w 2, best of 3 interleaved rounds "
             f"(/route {', '.join(str(round(r['rate_rps'])) for r in route_rounds)}; "
             f"/key {', '.join(str(round(r['rate_rps'])) for r in floor_rounds)})"
         )
+        print(
+            f"decision by catalog size (in process; new shape = a request shape not memoised yet, "
+            f"goal <= {GOALS['new_shape_us']:.0f} µs at {models * COPIES:,}):"
+        )
+        for figures in (at_349, at_3490):
+            print(
+                f"  {figures['models']:>5,} models:  warm median {figures['warm_us']:7.1f} µs, p99 {figures['warm_p99_us']:8.1f} µs;"
+                f"  new shape median {figures['new_us']:8.1f} µs, p99 {figures['new_p99_us']:8.1f} µs ({figures['new_count']} shapes)"
+            )
+        print(f"  ({len(big.models):,} models synced from one file by sync_catalog in {sync_seconds:.1f} s)")
 
     assert steady["errors"] == 0 and all(r["errors"] == 0 for r in route_rounds + floor_rounds), (
         steady,
@@ -169,5 +365,10 @@ def test_route_speed(tmp_path, capsys):
         floor_rounds,
     )
     assert steady["statuses"] == {"200": steady["requests"]}
+    # Under churn a decision may find every model of a shape cooling down (a 422 is then the
+    # right answer), but never a 5xx or a transport error; the usage flow is all stored.
+    assert all(not s.startswith("5") and s != "0" for s in churned["statuses"]), (churned, server_log[-3000:])
+    assert usage["errors"] == 0, (usage, server_log[-3000:])
     assert burst_seconds < version_watch.interval, (burst_seconds, version_watch.interval)
     assert len(burst) == 0
+    assert len(big.models) == models * COPIES
