@@ -17,7 +17,7 @@ from datetime import date
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, connections
 from django.db.models import Q, Sum
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
@@ -154,6 +154,8 @@ class BudgetBook:
         self._day: date | None = None
         self._versions: tuple | None = None
         self._stale = False
+        self._local_changes = -1  # version_watch.local_changes the state has seen
+        self._refreshing = False
 
     def invalidate(self) -> None:
         self._stale = True  # the state is kept for when the database cannot be read
@@ -166,24 +168,46 @@ class BudgetBook:
         versions = tuple(seen.get(name, 0) for name in self.WATCHED)
         if statuses is not None and version_watch.degraded:
             return statuses  # the database is away: the last state read, until it returns
-        if (
-            statuses is None
-            or self._stale
-            or versions != self._versions
-            or now - self._loaded_at > ttl
-            or self._day != timezone.now().date()
-        ):
-            with self._lock:
-                try:
-                    statuses = budget_statuses()
-                except DatabaseError:
-                    version_watch.database_failed()
-                    if self._statuses is None:
-                        raise
-                    return self._statuses  # the last state read, until the database returns
-                self._statuses, self._loaded_at, self._day = statuses, now, timezone.now().date()
-                self._versions, self._stale = versions, False
+        if statuses is None or self._stale or self._day != timezone.now().date():
+            return self._reload(versions)
+        if versions != self._versions or now - self._loaded_at > ttl:
+            if version_watch.local_changes != self._local_changes:
+                return self._reload(versions)  # this process's own change: seen at once
+            # Another process's spend or budgets: reloaded in the background while decisions
+            # go on reading the state in hand (no request waits for the aggregate).
+            self._reload_in_background(versions)
         return statuses
+
+    def _reload(self, versions: tuple) -> list[BudgetStatus]:
+        with self._lock:
+            changes = version_watch.local_changes
+            try:
+                statuses = budget_statuses()
+            except DatabaseError:
+                version_watch.database_failed()
+                if self._statuses is None:
+                    raise
+                return self._statuses  # the last state read, until the database returns
+            self._statuses, self._loaded_at, self._day = statuses, time.monotonic(), timezone.now().date()
+            self._versions, self._stale, self._local_changes = versions, False, changes
+            return statuses
+
+    def _reload_in_background(self, versions: tuple) -> None:
+        with self._lock:
+            if self._refreshing:
+                return
+            self._refreshing = True
+
+        def reload() -> None:
+            try:
+                self._reload(versions)
+            except DatabaseError:
+                pass  # (the watch is degraded; the next check tries again)
+            finally:
+                self._refreshing = False
+                connections.close_all()  # this thread's connections: it ends here
+
+        threading.Thread(target=reload, name="llmhive-budgets", daemon=True).start()
 
     def state_for(
         self, *, role: str | None = None, strategy: str | None = None, model: str | None = None

@@ -371,17 +371,6 @@ def _roles() -> tuple[dict[str, RoleInfo], list[OverrideInfo]]:
 STAT_FIELDS = ("requests", "successes", "cost_usd", "latency_ms_sum", "latency_count")
 
 
-def _sum(rows) -> Outcomes:
-    total = Outcomes()
-    for requests, successes, cost, latency_sum, latency_count in rows:
-        total.requests += requests
-        total.successes += successes
-        total.cost += cost
-        total.latency_ms_sum += latency_sum
-        total.latency_count += latency_count
-    return total
-
-
 @dataclass
 class OutcomeBook:
     """The strategy memory as the snapshot reads it, refreshed row by row.
@@ -394,7 +383,6 @@ class OutcomeBook:
     """
 
     rows: dict[tuple[str, str, str, str], tuple] = field(default_factory=dict)
-    members: dict[tuple[str, str], frozenset[tuple[str, str]]] = field(default_factory=dict)
     outcomes: dict[tuple[str, str, str], Outcomes] = field(default_factory=dict)
     by_shape: dict[tuple[str, str], dict[str, Outcomes]] = field(default_factory=dict)
     strategies: dict[tuple[str, str], dict[str, Outcomes]] = field(default_factory=dict)
@@ -404,7 +392,7 @@ class OutcomeBook:
     def load(cls) -> OutcomeBook:
         book = cls(read_at=timezone.now())
         rows = StrategyStat.objects.values_list("model", "role", "category", "strategy", *STAT_FIELDS)
-        book._take(rows.iterator(chunk_size=5000), previous=None)
+        book._take(rows.iterator(chunk_size=5000))
         return book
 
     def refreshed(self) -> tuple[OutcomeBook, set[tuple[str, str]]]:
@@ -415,7 +403,6 @@ class OutcomeBook:
         since = self.read_at - timedelta(seconds=settings.LLMHIVE_STATS_REFRESH_LAG_SECONDS)
         book = OutcomeBook(
             rows=dict(self.rows),
-            members=dict(self.members),
             outcomes=dict(self.outcomes),
             by_shape=dict(self.by_shape),
             strategies=dict(self.strategies),
@@ -424,30 +411,49 @@ class OutcomeBook:
         rows = StrategyStat.objects.filter(updated_at__gte=since).values_list(
             "model", "role", "category", "strategy", *STAT_FIELDS
         )
-        return book, book._take(rows, previous=self)
+        return book, book._take(rows)
 
-    def _take(self, rows, previous: OutcomeBook | None) -> set[tuple[str, str]]:
-        touched: dict[tuple[str, str], set] = {}
+    def _take(self, rows) -> set[tuple[str, str]]:
+        """Take rows (totals) in: each changed row moves the sums it belongs to by its
+        difference from what was read before. Sums and the per-shape dicts are replaced, never
+        changed in place: the previous snapshot may still be read by another thread."""
+        touched: set[tuple[str, str]] = set()
+        copied: set[tuple[str, str]] = set()
         for model, role, category, strategy, *sums in rows:
             key = (model, role, category, strategy)
-            if previous is not None and previous.rows.get(key) == tuple(sums):
+            new = tuple(sums)
+            old = self.rows.get(key)
+            if old == new:
                 continue  # re-read within the lag, unchanged
-            self.rows[key] = tuple(sums)
-            touched.setdefault((role, category), set()).add((model, strategy))
-        for shape, new in touched.items():
-            members = self.members[shape] = self.members.get(shape, frozenset()) | new
-            per_model: dict[str, list] = {}
-            per_strategy: dict[str, list] = {}
-            for model, strategy in members:
-                row = self.rows[(model, *shape, strategy)]
-                per_model.setdefault(model, []).append(row)
-                if strategy:
-                    per_strategy.setdefault(strategy, []).append(row)
-            self.by_shape[shape] = {model: _sum(rows) for model, rows in per_model.items()}
-            self.strategies[shape] = {strategy: _sum(rows) for strategy, rows in per_strategy.items()}
-            for model, outcome in self.by_shape[shape].items():
-                self.outcomes[(model, *shape)] = outcome
-        return set(touched)
+            self.rows[key] = new
+            shape = (role, category)
+            if shape not in copied:
+                copied.add(shape)
+                self.by_shape[shape] = dict(self.by_shape.get(shape, {}))
+                self.strategies[shape] = dict(self.strategies.get(shape, {}))
+            touched.add(shape)
+            self.by_shape[shape][model] = self.outcomes[(model, role, category)] = _moved(
+                self.by_shape[shape].get(model), old, new
+            )
+            if strategy:
+                self.strategies[shape][strategy] = _moved(self.strategies[shape].get(strategy), old, new)
+        return touched
+
+
+def _moved(outcome: Outcomes | None, old: tuple | None, new: tuple) -> Outcomes:
+    """A new Outcomes: `outcome` with a row's totals moved from `old` to `new`."""
+    base = outcome or Outcomes()
+    requests, successes, cost, latency_sum, latency_count = new
+    if old is not None:
+        requests, successes, cost = requests - old[0], successes - old[1], cost - old[2]
+        latency_sum, latency_count = latency_sum - old[3], latency_count - old[4]
+    return Outcomes(
+        requests=base.requests + requests,
+        successes=base.successes + successes,
+        cost=base.cost + cost,
+        latency_ms_sum=base.latency_ms_sum + latency_sum,
+        latency_count=base.latency_count + latency_count,
+    )
 
 
 def _reliability() -> tuple[dict[str, float], frozenset[str]]:

@@ -166,3 +166,46 @@ def test_another_process_change_is_built_in_the_background_while_requests_go_on(
     # A change this process makes is seen by its next request, built there and then.
     Role.objects.get(slug="writer").delete()
     assert "writer" not in current_snapshot().roles
+
+
+def test_outcomes_refreshed_batch_by_batch_equal_a_full_read(api_client, roles):
+    from routing.snapshot import OutcomeBook
+
+    def as_tuples(book) -> tuple[dict, dict]:
+        outcomes = {
+            k: (o.requests, o.successes, o.cost, o.latency_ms_sum, o.latency_count) for k, o in book.outcomes.items()
+        }
+        strategies = {
+            (shape, s): (o.requests, o.successes, o.cost)
+            for shape, per in book.strategies.items()
+            for s, o in per.items()
+        }
+        return outcomes, strategies
+
+    current_snapshot()
+    for i in range(6):
+        ingest(
+            *[
+                {
+                    "model": f"acme/{name}",
+                    "role": role,
+                    "category": category,
+                    "strategy": strategy,
+                    "success": (i + j) % 3 != 0,
+                    "latency_ms": 100 * (i + j),
+                    "cost_usd": "0.001",
+                }
+                for j, (name, role, category, strategy) in enumerate(
+                    [
+                        ("cheap", "coder", "", "single"),
+                        ("mid", "coder", "programming", "ensemble"),
+                        ("cheap", "writer", "", "single"),
+                        ("dear", "coder", "", "refine_on_failure" if i % 2 else "single"),
+                    ]
+                )
+            ]
+        )
+        refreshed = current_snapshot().book
+        assert refreshed.read_at is not None
+    assert as_tuples(refreshed) == as_tuples(OutcomeBook.load())
+    assert refreshed.outcomes[("acme/dear", "coder", "")].requests == 6
