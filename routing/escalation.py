@@ -44,12 +44,12 @@ def escalation_step(
     The ranking holds only models that can serve the role; `max_cost` is the request's cap."""
 
     def usable(model_id: str) -> bool:
-        if model_id in blocked or model_id not in ranking.by_id:
+        if model_id in blocked:
             return False
-        if (
-            max_cost is not None
-            and ranking.by_id[model_id].model.estimated_cost(input_tokens, output_tokens) > max_cost
-        ):
+        model = ranking.model(model_id)
+        if model is None:
+            return False
+        if max_cost is not None and model.estimated_cost(input_tokens, output_tokens) > max_cost:
             return False
         status = model_budgets.get(model_id)
         return status is None or status.state != BudgetState.EXHAUSTED
@@ -57,12 +57,13 @@ def escalation_step(
     for target in _override_targets(snap, role, current):
         if usable(target):
             return target, "override"
-    floor = ranking.by_id[current].quality if current in ranking.by_id else -1.0
+    floor = ranking.quality_of(current)
+    floor = -1.0 if floor is None else floor
     if ranking.better_than(floor) == 0:
         return None  # nothing is better than the model that failed: most chains end here
-    for candidate in ranking.escalation_order():
-        if candidate.quality > floor + 1e-9 and usable(candidate.model.id):
-            return candidate.model.id, "dynamic"
+    for model in ranking.escalation_above(floor):
+        if usable(model.id):
+            return model.id, "dynamic"
     return None
 
 

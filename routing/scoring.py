@@ -119,6 +119,18 @@ def columns(snap: Snapshot) -> Columns:
     return snap.columns
 
 
+def prepare(snap: Snapshot) -> None:
+    """What the first decision of each role and category would otherwise pay for, computed when
+    the snapshot is built (in the background, for another process's change): the catalog's
+    arrays, each role's eligibility, each ranked or default category's priors, the health arrays."""
+    cols = columns(snap)
+    for role in snap.roles.values():
+        cols.role_reasons(role)
+    for category in {None, *snap.rankings, *(r.default_category for r in snap.roles.values())}:
+        cols.priors(snap, category)
+    _health_arrays(snap, cols)
+
+
 def _health_arrays(snap: Snapshot, cols: Columns) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Reliability (a default where unknown), whether it is known, and the models down right now."""
     found = snap.health_arrays
@@ -191,9 +203,8 @@ class Ranking:
         self.preferred_at: dict[int, int] = a.get("preferred_at", {})
         self._built: dict[int, Scored] = {}
         self._order: list[int] | None = None
-        self._local: list[int] | None = None
         self._rejected: dict[str, int] | None = None
-        self._escalation: np.ndarray | None = None
+        self._escalation: tuple[np.ndarray, np.ndarray] | None = None
         self._neg_qualities: list[float] | None = None
         self.by_id = _ById(self)
 
@@ -213,9 +224,7 @@ class Ranking:
         g = self.cols.index.get(model_id)
         if g is None or not len(self.idx):
             return None
-        if self._local is None:
-            self._local = self.values["local"].tolist()
-        i = self._local[g]
+        i = int(self.values["local"][g])
         return i if i >= 0 else None
 
     def scored(self, i: int) -> Scored:
@@ -278,17 +287,28 @@ class Ranking:
             self._rejected = counts
         return self._rejected
 
-    def escalation_order(self) -> Iterator[Scored]:
-        """Reasoning-capable first, then the best quality, cheaper first among equals."""
+    def escalation_above(self, floor: float) -> Iterator[ModelInfo]:
+        """The candidates of a quality above `floor`, in the order escalation prefers:
+        reasoning-capable first, then the best quality, cheaper first among equals."""
         if self._escalation is None:
             v = self.values
             if len(self.idx):
-                self._escalation = np.lexsort(
-                    (self.idx, v["cost"], -np.round(v["quality"], 2), ~self.cols.reasoning[self.idx])
-                )
+                order = np.lexsort((self.idx, v["cost"], -np.round(v["quality"], 2), ~self.cols.reasoning[self.idx]))
+                self._escalation = (v["quality"][order], self.idx[order])
             else:
-                self._escalation = np.zeros(0, dtype=np.int64)
-        return (self.scored(int(i)) for i in self._escalation)
+                self._escalation = (np.zeros(0), np.zeros(0, dtype=np.int64))
+        qualities, models = self._escalation
+        above = models[qualities > floor + 1e-9]
+        return (self.cols.models[int(g)] for g in above)
+
+    def model(self, model_id: str) -> ModelInfo | None:
+        """The model, when it is a candidate of this ranking."""
+        i = self.local(model_id)
+        return None if i is None else self.cols.models[int(self.idx[i])]
+
+    def quality_of(self, model_id: str) -> float | None:
+        i = self.local(model_id)
+        return None if i is None else float(self.values["quality"][i])
 
     def better_than(self, quality: float) -> int:
         """How many candidates have a quality above `quality`."""

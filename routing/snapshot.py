@@ -576,7 +576,9 @@ class SnapshotHolder:
             if snapshot is None or snapshot.versions != versions:
                 changes = version_watch.local_changes
                 try:
-                    snapshot = self._snapshot = build_snapshot(versions, snapshot)
+                    fresh = build_snapshot(versions, snapshot)
+                    prepare(fresh)
+                    snapshot = self._snapshot = fresh
                     self._local_changes = changes
                 except DatabaseError:
                     # Cut while rebuilding: answer from the last snapshot; the next check
@@ -618,6 +620,12 @@ class SnapshotHolder:
 
 
 holder = SnapshotHolder()
+
+
+def prepare(snapshot: Snapshot) -> None:
+    from routing.scoring import prepare as prepare_ranking  # (scoring reads the snapshot's types)
+
+    prepare_ranking(snapshot)
 
 
 def current_snapshot() -> Snapshot:
