@@ -37,6 +37,7 @@ GROUPS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
             "escalationoverride": (VIEW,),
             "strategy": (VIEW,),
             "strategystat": (VIEW,),
+            "modelcooldown": (VIEW,),
         },
     },
     CURATORS: {
@@ -56,6 +57,8 @@ GROUPS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
             "escalationoverride": EDIT,
             "strategy": EDIT,
             "strategystat": (VIEW,),
+            # Change: the action that closes a cooldown (its rows are written by the ingest only).
+            "modelcooldown": (VIEW, CHANGE),
         },
         "costs": {"budget": EDIT, "dailycost": (VIEW,), "usageevent": (VIEW,)},
         "health": {"healthcheckrun": (VIEW, "run"), "modelhealthcheck": (VIEW,), "modelreliability": (VIEW,)},

@@ -6,6 +6,8 @@ memoised ranking of routing.scoring; the escalation chain comes from routing.esc
 
 from __future__ import annotations
 
+import random
+import time
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -24,6 +26,8 @@ DEFAULT_INPUT_TOKENS = 1_000
 DEFAULT_OUTPUT_TOKENS = 500
 CANDIDATES_SHOWN = 10
 STRATEGY_MIN_SAMPLES = 20
+# The draws that let a share of decisions try a half-open model (seed it in tests).
+rng = random.Random()
 
 
 class RoutingError(Exception):
@@ -141,6 +145,7 @@ def decide(req: RouteRequest, *, snap: Snapshot | None = None, book: BudgetBook 
     chosen: list[Scored] = []
     shown: list[Scored] = []
     rejected = dict(ranking.rejected)
+    cooldowns, now = snap.cooldowns, time.time()
     for candidate in ranking.ordered:
         model = candidate.model
         reason = None
@@ -150,6 +155,8 @@ def decide(req: RouteRequest, *, snap: Snapshot | None = None, book: BudgetBook 
             reason = "over_max_cost"
         elif model.id in model_budgets and model_budgets[model.id].state == BudgetState.EXHAUSTED:
             reason = "budget_exhausted"
+        elif cooldowns and cooldowns.blocks(model.id, role.slug, now, rng.random()):
+            reason = "cooling_down"
         if reason:
             rejected[reason] = rejected.get(reason, 0) + 1
             continue

@@ -3,6 +3,8 @@ escalation toward better quality; no repeats, no cycles."""
 
 from __future__ import annotations
 
+import time
+
 from costs.budgets import BudgetStatus
 from costs.models import BudgetState
 from routing.scoring import Ranking
@@ -39,6 +41,9 @@ def escalation_step(
 
     def usable(model_id: str) -> bool:
         if model_id in blocked or model_id not in ranking.by_id:
+            return False
+        # A model cooling down is no step up, half-open ones included (draw 1: never tried here).
+        if snap.cooldowns and snap.cooldowns.blocks(model_id, role.slug, time.time(), 1.0):
             return False
         status = model_budgets.get(model_id)
         return status is None or status.state != BudgetState.EXHAUSTED

@@ -25,11 +25,20 @@ from core import metrics
 from core.models import version_watch
 from health.models import HEALTH_VERSION
 from health.selectors import down_models, reliability_by_model
-from routing.models import ROUTING_VERSION, STATS_VERSION, EscalationOverride, Role, RolePreference, StrategyStat
+from routing.cooldowns import EMPTY_BOOK, CooldownBook, load_book
+from routing.models import (
+    COOLDOWN_VERSION,
+    ROUTING_VERSION,
+    STATS_VERSION,
+    EscalationOverride,
+    Role,
+    RolePreference,
+    StrategyStat,
+)
 
 RECENT = timedelta(days=180)
 # The data a decision depends on (API keys have their own cache).
-INPUTS = (CATALOG_VERSION, ROUTING_VERSION, STATS_VERSION, HEALTH_VERSION)
+INPUTS = (CATALOG_VERSION, ROUTING_VERSION, STATS_VERSION, HEALTH_VERSION, COOLDOWN_VERSION)
 
 
 @dataclass(slots=True)
@@ -120,6 +129,8 @@ class Snapshot:
     # Price scale of the catalog, for the catalog-signal prior (log of a typical prompt price).
     log_price_low: float = 0.0
     log_price_high: float = 1.0
+    # Models cooling down (routing.cooldowns): applied while walking a ranking, not in it.
+    cooldowns: CooldownBook = EMPTY_BOOK
     # Memoised static rankings: see scoring.ranked_for().
     cache: dict = field(default_factory=dict)
 
@@ -273,6 +284,9 @@ def build_snapshot(versions: dict[str, int], previous: Snapshot | None = None) -
     else:
         outcomes, strategy_outcomes = previous.outcomes, previous.strategy_outcomes
     reliability, down = _reliability() if changed(HEALTH_VERSION) else (previous.reliability, previous.down)
+    cooldowns = load_book() if changed(COOLDOWN_VERSION, ROUTING_VERSION) else previous.cooldowns
+    # Cooldowns are not in the memoised rankings: a trip alone keeps them.
+    cache = previous.cache if not changed(*(n for n in INPUTS if n != COOLDOWN_VERSION)) else {}
 
     logs = sorted(math.log10(m.prompt_f) for m in models.values() if m.prompt_f > 0 and m.active)
     low = logs[len(logs) // 20] if logs else 0.0
@@ -291,6 +305,8 @@ def build_snapshot(versions: dict[str, int], previous: Snapshot | None = None) -
         bootstrap=bootstrap,
         log_price_low=low,
         log_price_high=high,
+        cooldowns=cooldowns,
+        cache=cache,
     )
 
 
