@@ -86,8 +86,14 @@ class UsageEvent(models.Model):
         null=True, blank=True, help_text="From the catalog's prices in force at occurred_at."
     )
     success = models.BooleanField()
+    # A database default too: rows loaded with SQL (a restore, a bulk load) are successes unless they say.
     error = models.CharField(
-        max_length=16, blank=True, choices=ErrorClass.choices, help_text="Why the call failed; empty on success."
+        max_length=16,
+        blank=True,
+        default="",
+        db_default="",
+        choices=ErrorClass.choices,
+        help_text="Why the call failed; empty on success.",
     )
     quality_score = models.FloatField(
         null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
@@ -144,14 +150,15 @@ class DailyCost(models.Model):
     unpriced_requests = models.PositiveBigIntegerField(default=0)
     latency_ms_sum = models.PositiveBigIntegerField(default=0)
     latency_count = models.PositiveBigIntegerField(default=0)
-    # Failures by class (ERROR_COUNTERS, one per ErrorClass); a failure reported without a class is in none.
-    rate_limited_errors = models.PositiveBigIntegerField(default=0)
-    provider_error_errors = models.PositiveBigIntegerField(default=0)
-    timeout_errors = models.PositiveBigIntegerField(default=0)
-    context_length_errors = models.PositiveBigIntegerField(default=0)
-    content_filter_errors = models.PositiveBigIntegerField(default=0)
-    invalid_request_errors = models.PositiveBigIntegerField(default=0)
-    quality_errors = models.PositiveBigIntegerField(default=0)
+    # Failures by class (ERROR_COUNTERS, one per ErrorClass); a failure reported without a class is in
+    # none. Database defaults too, for rows written with SQL that names the older columns only.
+    rate_limited_errors = models.PositiveBigIntegerField(default=0, db_default=0)
+    provider_error_errors = models.PositiveBigIntegerField(default=0, db_default=0)
+    timeout_errors = models.PositiveBigIntegerField(default=0, db_default=0)
+    context_length_errors = models.PositiveBigIntegerField(default=0, db_default=0)
+    content_filter_errors = models.PositiveBigIntegerField(default=0, db_default=0)
+    invalid_request_errors = models.PositiveBigIntegerField(default=0, db_default=0)
+    quality_errors = models.PositiveBigIntegerField(default=0, db_default=0)
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

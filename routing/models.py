@@ -270,13 +270,13 @@ class StrategyStat(models.Model):
     latency_ms_sum = models.PositiveBigIntegerField(default=0)
     latency_count = models.PositiveBigIntegerField(default=0)
     # Failures by class (costs.models.ERROR_COUNTERS, one per ErrorClass).
-    rate_limited_errors = models.PositiveBigIntegerField(default=0)
-    provider_error_errors = models.PositiveBigIntegerField(default=0)
-    timeout_errors = models.PositiveBigIntegerField(default=0)
-    context_length_errors = models.PositiveBigIntegerField(default=0)
-    content_filter_errors = models.PositiveBigIntegerField(default=0)
-    invalid_request_errors = models.PositiveBigIntegerField(default=0)
-    quality_errors = models.PositiveBigIntegerField(default=0)
+    rate_limited_errors = models.PositiveBigIntegerField(default=0, db_default=0)
+    provider_error_errors = models.PositiveBigIntegerField(default=0, db_default=0)
+    timeout_errors = models.PositiveBigIntegerField(default=0, db_default=0)
+    context_length_errors = models.PositiveBigIntegerField(default=0, db_default=0)
+    content_filter_errors = models.PositiveBigIntegerField(default=0, db_default=0)
+    invalid_request_errors = models.PositiveBigIntegerField(default=0, db_default=0)
+    quality_errors = models.PositiveBigIntegerField(default=0, db_default=0)
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -8,14 +8,16 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from costs.ingest import ingest_events
-from routing import decision
+from routing import cooldowns, decision
 from routing.models import CooldownState, ModelCooldown
+from routing.snapshot import current_snapshot
 from tests.factories import (
     CatalogModelFactory,
     EscalationOverrideFactory,
@@ -261,8 +263,6 @@ def test_the_role_admin_edits_the_cooldown_settings(admin_client, coder):
 
 def hold_rows(model):
     """A second connection holding every row of `model` locked, until it is rolled back."""
-    import psycopg
-
     db = connection.settings_dict
     holder = psycopg.connect(
         host=db.get("HOST") or "127.0.0.1", port=db.get("PORT") or 5432, user=db.get("USER"), dbname=db["NAME"]
@@ -315,3 +315,17 @@ def test_concurrent_ingests_trip_exactly_once(split):
     row = ModelCooldown.objects.get(model="acme/a", role="")
     assert row.state == CooldownState.OPEN and row.trips == 1
     assert row.reason.startswith(f"{split[0] if split[0] >= 3 else sum(split)} timeout in 60 s")
+
+
+def test_a_cooldown_change_alone_keeps_the_memoised_rankings(api_client, coder):
+    report(api_client, "acme/a", 3, error="timeout")
+    assert route(api_client)["model"] != "acme/a"
+    before = current_snapshot()
+    assert before.cache
+
+    with transaction.atomic():
+        assert cooldowns.close(ModelCooldown.objects.all(), "by the test") == 1
+
+    assert route(api_client)["model"] == "acme/a"
+    after = current_snapshot()
+    assert after is not before and after.cache is before.cache
