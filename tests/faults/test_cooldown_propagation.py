@@ -18,8 +18,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 WITHIN = 1.0  # seconds: what the issue promises
 POLLERS = 6
-POLL_SECONDS = 3.0
 TRIP_AFTER = 0.8  # seconds of polling before the failures are posted
+AFTER = 60  # answers wanted after the trip (from every worker: sync workers take one connection each)
+DEADLINE = 20.0  # seconds: the longest the polling may last on a slow machine
 
 
 def test_a_trip_is_honoured_by_three_workers_within_a_second(capsys):
@@ -35,12 +36,24 @@ def test_a_trip_is_honoured_by_three_workers_within_a_second(capsys):
     lock = threading.Lock()
     failures: list[str] = []
 
+    tripped = None
+
+    def enough() -> bool:
+        """Polled past the promise, with enough answers after the trip (or out of time)."""
+        now = time.monotonic()
+        if now > started + DEADLINE:
+            return True
+        if tripped is None or now < tripped + WITHIN + 0.3:
+            return False
+        with lock:
+            return sum(1 for sent, _, _ in answers if sent >= tripped) >= AFTER
+
     with gunicorn(workers=3, LLMHIVE_SNAPSHOT_CHECK_SECONDS="0.5") as base:
-        stop = time.monotonic() + POLL_SECONDS
+        started = time.monotonic()
 
         def poll() -> None:
             with httpx.Client(headers={"Authorization": f"Bearer {route_key}"}, timeout=10) as client:
-                while time.monotonic() < stop:
+                while not enough():
                     sent = time.monotonic()
                     response = client.post(f"{base}/api/v1/route", json={"role": "coder"})
                     if response.status_code != 200:
@@ -80,7 +93,7 @@ def test_a_trip_is_honoured_by_three_workers_within_a_second(capsys):
     before = [model for sent, _, model in answers if sent < posted]
     assert before and set(before) == {"acme/first"}, "the first model was not chosen before the trip"
     after = [(sent, answered, model) for sent, answered, model in answers if sent >= tripped]
-    assert len(after) >= 60, f"only {len(after)} answers after the trip"
+    assert len(after) >= AFTER, f"only {len(after)} answers after the trip"
     # An answer sent after the trip that still chose the model was decided before it arrived:
     # its arrival bounds how late the trip was honoured.
     lag = max((answered - tripped for _, answered, model in after if model == "acme/first"), default=0.0)
@@ -89,7 +102,7 @@ def test_a_trip_is_honoured_by_three_workers_within_a_second(capsys):
         print(
             f"\ncooldown trip honoured by 3 workers within {lag * 1000:.0f} ms of the batch's answer "
             f"(last stale answer requested {'-' if last_stale is None else f'{last_stale * 1000:.0f} ms'} after it; "
-            f"{len(after)} answers after the trip, {len(answers) / POLL_SECONDS:.0f} per second)"
+            f"{len(after)} answers after the trip)"
         )
     assert lag <= WITHIN, f"a worker still chose the cooled model {lag:.2f} s after the trip"
     settled = [model for sent, _, model in after if sent >= tripped + WITHIN]
