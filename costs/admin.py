@@ -16,7 +16,7 @@ from core.money import decimal_str
 from costs.budgets import budget_statuses
 from costs.charts import cost_chart_svg
 from costs.csvsafe import escape_cell
-from costs.models import Budget, DailyCost, UsageEvent
+from costs.models import ERROR_COUNTERS, Budget, DailyCost, UsageEvent, error_summary
 
 
 class EstimatedCountPaginator(Paginator):
@@ -77,9 +77,10 @@ class UsageEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "cost_usd",
         "computed_cost_usd",
         "success",
+        "error",
         "latency_ms",
     )
-    list_filter = ("success", StrategyFilter, RoleFilter)
+    list_filter = ("success", "error", StrategyFilter, RoleFilter)
     change_list_template = "admin/costs/usageevent/change_list.html"
     search_fields = ("=request_id", "=model_ref", "=decision_id")
     date_hierarchy = "occurred_at"
@@ -91,7 +92,7 @@ class UsageEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 class DailyCostResource(resources.ModelResource):
     """Finance's CSV: day, model, strategy, role, requests, successes, tokens, cost, cost per
-    success (empty when nothing was priced), unpriced requests. Every string cell is escaped against formula injection (the library's own
+    success (empty when nothing was priced), unpriced requests, then failures per error class. Every string cell is escaped against formula injection (the library's own
     setting escapes only '=')."""
 
     tokens = fields.Field(column_name="tokens")
@@ -111,6 +112,7 @@ class DailyCostResource(resources.ModelResource):
             "cost",
             "cost_per_success",
             "unpriced_requests",
+            *ERROR_COUNTERS,
         )
         export_order = fields
 
@@ -142,6 +144,7 @@ class DailyCostAdmin(ReadOnlyMixin, ExportMixin, admin.ModelAdmin):
         "cost_usd",
         "per_success",
         "drift",
+        "errors",
     )
     list_filter = ("strategy", "role")
     search_fields = ("model",)
@@ -157,6 +160,10 @@ class DailyCostAdmin(ReadOnlyMixin, ExportMixin, admin.ModelAdmin):
     @admin.display(description="cost per success")
     def per_success(self, row: DailyCost) -> str:
         return decimal_str(row.cost_per_success_usd) or "—"
+
+    @admin.display(description="failures by class")
+    def errors(self, row: DailyCost) -> str:
+        return error_summary(row)
 
     @admin.display(description="drift (reported − computed)")
     def drift(self, row: DailyCost) -> str:

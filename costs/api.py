@@ -19,6 +19,7 @@ from core.money import decimal_str
 from costs import reports
 from costs.budgets import budget_statuses
 from costs.ingest import IdempotencyConflict, ingest_events
+from costs.models import ErrorClass
 from costs.reports import Window
 
 router = Router(tags=["usage and costs"])
@@ -66,11 +67,23 @@ class UsageEventIn(BaseModel):
     cache_write_tokens: int = Field(0, ge=0, le=2_000_000_000, description="prompt tokens written to the cache")
     cost_usd: Decimal | None = Field(None, ge=0, lt=Decimal("1e9"), description="OpenRouter's usage.cost, if known")
     success: bool
+    error: Literal["", *ErrorClass.values] = Field(  # type: ignore[valid-type]
+        "",
+        description="why the call failed, empty on success: rate_limited, provider_error and timeout are retryable "
+        "and count toward the model's cooldown; context_length, content_filter, invalid_request, quality do not",
+    )
     quality_score: float | None = Field(None, ge=0, le=1)
     latency_ms: int | None = Field(None, ge=0, le=2_000_000_000)
     escalation_depth: int = Field(0, ge=0, le=100)
     tools: list[Annotated[str, Field(max_length=100)]] = Field(default_factory=list, max_length=100)
     generation_id: str = Field("", max_length=100)
+
+    @field_validator("error")
+    @classmethod
+    def only_on_failure(cls, value: str, info: ValidationInfo) -> str:
+        if value and info.data.get("success"):
+            raise ValueError("must be empty when success is true: an error class says why a call failed")
+        return value
 
     @field_validator("occurred_at")
     @classmethod
@@ -278,6 +291,10 @@ class Figures(BaseModel):
     drift_usd: str = Field(description="reported minus computed cost over those events")
     unpriced_requests: int = Field(description="events with no reported cost and no usable price: not counted as free")
     latency_ms_mean: float | None
+    errors: dict[str, int] = Field(
+        description="failed requests per error class (every class, 0 when none); a failure reported without a class "
+        "is in none"
+    )
 
 
 class DailyRow(Figures):
@@ -309,6 +326,7 @@ class TelemetryRow(BaseModel):
     unpriced_requests: int
     latency_ms_p50: float | None
     latency_ms_p95: float | None
+    errors: dict[str, int] = Field(description="failed requests per error class (every class, 0 when none)")
 
 
 class TelemetryOut(BaseModel):

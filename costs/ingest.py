@@ -27,8 +27,8 @@ from django.utils import timezone
 from catalog.models import CatalogModel
 from core.alerts import NewAlert, raise_alerts
 from core.upsert import add_to_rows, chunks, values_clause
+from costs.models import ERROR_COUNTERS, DailyCost, UsageEvent, error_counter
 from costs.models import AlertKind as CostAlertKind
-from costs.models import DailyCost, UsageEvent
 from costs.pricing import PriceBook, Usage
 from costs.signals import usage_ingested, usage_stored
 
@@ -50,6 +50,7 @@ EVENT_COLUMNS = (
     "cost_usd",
     "computed_cost_usd",
     "success",
+    "error",
     "quality_score",
     "latency_ms",
     "escalation_depth",
@@ -71,6 +72,7 @@ ROLLUP_SUMS = (
     "unpriced_requests",
     "latency_ms_sum",
     "latency_count",
+    *ERROR_COUNTERS,
 )
 
 
@@ -186,6 +188,7 @@ def ingest_events(events: Sequence[dict]) -> IngestResult:
                 "cost_usd": event.get("cost_usd"),
                 "computed_cost_usd": computed,
                 "success": bool(event["success"]),
+                "error": event.get("error") or "",
                 "quality_score": event.get("quality_score"),
                 "latency_ms": event.get("latency_ms"),
                 "escalation_depth": event.get("escalation_depth") or 0,
@@ -339,6 +342,8 @@ def rollup_deltas(rows: Iterable[dict]) -> dict[tuple, dict]:
         if row["latency_ms"] is not None:
             d["latency_ms_sum"] += row["latency_ms"]
             d["latency_count"] += 1
+        if row["error"]:
+            d[error_counter(row["error"])] += 1
     return deltas
 
 

@@ -29,6 +29,36 @@ class AlertKind(models.TextChoices):
     BUDGET_THRESHOLD = "budget_threshold", "Budget threshold"
 
 
+class ErrorClass(models.TextChoices):
+    """Why a call failed, as the orchestrator classed it (empty on success). Retryable classes are
+    the provider's trouble, not the request's: they count toward a model's cooldown."""
+
+    RATE_LIMITED = "rate_limited", "Rate limited"
+    PROVIDER_ERROR = "provider_error", "Provider error"
+    TIMEOUT = "timeout", "Timeout"
+    CONTEXT_LENGTH = "context_length", "Context length exceeded"
+    CONTENT_FILTER = "content_filter", "Content filter"
+    INVALID_REQUEST = "invalid_request", "Invalid request"
+    QUALITY = "quality", "Quality (the answer was not good enough)"
+
+
+RETRYABLE_ERRORS = (ErrorClass.RATE_LIMITED, ErrorClass.PROVIDER_ERROR, ErrorClass.TIMEOUT)
+
+
+def error_counter(error: str) -> str:
+    """The counter column of an error class in the rollups (DailyCost, StrategyStat)."""
+    return f"{error}_errors"
+
+
+ERROR_COUNTERS = tuple(error_counter(e) for e in ErrorClass.values)
+
+
+def error_summary(row) -> str:
+    """A rollup row's failures by class, for the admin: "2 rate_limited, 1 timeout" ("—" for none)."""
+    parts = [f"{n} {e}" for e in ErrorClass.values if (n := getattr(row, error_counter(e)))]
+    return ", ".join(parts) or "—"
+
+
 class UsageEvent(models.Model):
     """One call the orchestrator made, as it reported it. Never updated, never deleted."""
 
@@ -56,6 +86,15 @@ class UsageEvent(models.Model):
         null=True, blank=True, help_text="From the catalog's prices in force at occurred_at."
     )
     success = models.BooleanField()
+    # A database default too: rows loaded with SQL (a restore, a bulk load) are successes unless they say.
+    error = models.CharField(
+        max_length=16,
+        blank=True,
+        default="",
+        db_default="",
+        choices=ErrorClass.choices,
+        help_text="Why the call failed; empty on success.",
+    )
     quality_score = models.FloatField(
         null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
     )
@@ -71,6 +110,12 @@ class UsageEvent(models.Model):
             models.Index(fields=["occurred_at"], name="usage_occurred_idx"),
             models.Index(fields=["model", "occurred_at"], name="usage_model_idx"),
             models.Index(fields=["strategy", "occurred_at"], name="usage_strategy_idx"),
+            # The cooldown check counts a model's recent retryable failures: only those rows are in it.
+            models.Index(
+                fields=["model", "occurred_at"],
+                condition=models.Q(error__in=RETRYABLE_ERRORS),
+                name="usage_retryable_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -105,6 +150,15 @@ class DailyCost(models.Model):
     unpriced_requests = models.PositiveBigIntegerField(default=0)
     latency_ms_sum = models.PositiveBigIntegerField(default=0)
     latency_count = models.PositiveBigIntegerField(default=0)
+    # Failures by class (ERROR_COUNTERS, one per ErrorClass); a failure reported without a class is in
+    # none. Database defaults too, for rows written with SQL that names the older columns only.
+    rate_limited_errors = models.PositiveBigIntegerField(default=0, db_default=0)
+    provider_error_errors = models.PositiveBigIntegerField(default=0, db_default=0)
+    timeout_errors = models.PositiveBigIntegerField(default=0, db_default=0)
+    context_length_errors = models.PositiveBigIntegerField(default=0, db_default=0)
+    content_filter_errors = models.PositiveBigIntegerField(default=0, db_default=0)
+    invalid_request_errors = models.PositiveBigIntegerField(default=0, db_default=0)
+    quality_errors = models.PositiveBigIntegerField(default=0, db_default=0)
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -17,7 +17,7 @@ from django.db.models import Q, Sum
 
 from core.money import decimal_str
 from costs.csvsafe import escape_row
-from costs.models import DailyCost, UsageEvent, utc_midnight
+from costs.models import ERROR_COUNTERS, DailyCost, ErrorClass, UsageEvent, error_counter, utc_midnight
 
 GROUPS = ("model", "strategy", "role")
 TELEMETRY_GROUPS = ("strategy", "model", "tool")
@@ -32,6 +32,7 @@ DAILY_COLUMNS = [
     "cost_usd",
     "cost_per_success_usd",
     "unpriced_requests",
+    *ERROR_COUNTERS,
 ]
 EVENT_COLUMNS = [
     "request_id",
@@ -53,6 +54,7 @@ EVENT_COLUMNS = [
     "escalation_depth",
     "tools",
     "generation_id",
+    "error",
 ]
 SUMS = {
     "requests": Sum("requests"),
@@ -66,6 +68,7 @@ SUMS = {
     "unpriced_requests": Sum("unpriced_requests"),
     "latency_ms_sum": Sum("latency_ms_sum"),
     "latency_count": Sum("latency_count"),
+    **{name: Sum(name) for name in ERROR_COUNTERS},
 }
 
 
@@ -113,6 +116,7 @@ def _finish(row: dict) -> dict:
         "drift_usd": reported - computed,
         "unpriced_requests": row["unpriced_requests"] or 0,
         "latency_ms_mean": round(row["latency_ms_sum"] / row["latency_count"], 1) if row["latency_count"] else None,
+        "errors": {e: row[error_counter(e)] or 0 for e in ErrorClass.values},
     }
 
 
@@ -180,9 +184,10 @@ def daily_csv_rows(window: Window, filters: dict[str, str | None]) -> Iterator[l
             "completion_tokens",
             "cost_usd",
             "unpriced_requests",
+            *ERROR_COUNTERS,
         )
     )
-    for day, model, strategy, role, requests, successes, prompt, completion, cost, unpriced in qs.iterator(
+    for day, model, strategy, role, requests, successes, prompt, completion, cost, unpriced, *failures in qs.iterator(
         chunk_size=2000
     ):
         yield [
@@ -196,6 +201,7 @@ def daily_csv_rows(window: Window, filters: dict[str, str | None]) -> Iterator[l
             _money(cost),
             _money(cost_per_success(cost, successes, requests, unpriced)),
             unpriced,
+            *failures,
         ]
 
 
@@ -290,29 +296,40 @@ def _telemetry_pg(events, by: str) -> list[dict]:
                SUM(COALESCE({table}.cost_usd, {table}.computed_cost_usd)),
                COUNT(*) FILTER (WHERE {table}.cost_usd IS NULL AND {table}.computed_cost_usd IS NULL),
                percentile_cont(0.5) WITHIN GROUP (ORDER BY {table}.latency_ms),
-               percentile_cont(0.95) WITHIN GROUP (ORDER BY {table}.latency_ms)
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY {table}.latency_ms),
+               {", ".join(f"COUNT(*) FILTER (WHERE {table}.error = '{e}')" for e in ErrorClass.values)}
         FROM {table}{join}
         WHERE {where_sql}
         GROUP BY 1 ORDER BY 2 DESC, 1
     """
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return [_telemetry_row(*row) for row in cursor.fetchall()]
+        return [_telemetry_row(*row[:7], errors=row[7:]) for row in cursor.fetchall()]
 
 
 def _telemetry_python(events, by: str) -> list[dict]:
     groups: dict[str, dict] = {}
     qs = events.values_list(
-        "strategy", "model_id", "model_ref", "tools", "success", "cost_usd", "computed_cost_usd", "latency_ms"
+        "strategy", "model_id", "model_ref", "tools", "success", "error", "cost_usd", "computed_cost_usd", "latency_ms"
     )
-    for strategy, model_id, model_ref, tools, success, cost, computed, latency in qs.iterator(chunk_size=2000):
+    for strategy, model_id, model_ref, tools, success, error, cost, computed, latency in qs.iterator(chunk_size=2000):
         keys = {"strategy": [strategy], "model": [model_id or model_ref], "tool": list(tools or [])}[by]
         for key in keys:
             g = groups.setdefault(
-                key, {"requests": 0, "successes": 0, "cost": Decimal(0), "unpriced": 0, "latencies": []}
+                key,
+                {
+                    "requests": 0,
+                    "successes": 0,
+                    "cost": Decimal(0),
+                    "unpriced": 0,
+                    "latencies": [],
+                    "errors": dict.fromkeys(ErrorClass.values, 0),
+                },
             )
             g["requests"] += 1
             g["successes"] += bool(success)
+            if error:
+                g["errors"][error] += 1
             value = cost if cost is not None else computed
             if value is None:
                 g["unpriced"] += 1
@@ -332,13 +349,15 @@ def _telemetry_python(events, by: str) -> list[dict]:
                 g["unpriced"],
                 _percentile(latencies, 0.5),
                 _percentile(latencies, 0.95),
+                errors=g["errors"].values(),
             )
         )
     rows.sort(key=lambda r: (-r["requests"], r["key"]))
     return rows
 
 
-def _telemetry_row(key, requests, successes, cost, unpriced, p50, p95) -> dict:
+def _telemetry_row(key, requests, successes, cost, unpriced, p50, p95, *, errors) -> dict:
+    """`errors`: the failure counts in ErrorClass order."""
     cost = cost or Decimal(0)
     return {
         "key": key,
@@ -350,6 +369,7 @@ def _telemetry_row(key, requests, successes, cost, unpriced, p50, p95) -> dict:
         "unpriced_requests": unpriced,
         "latency_ms_p50": None if p50 is None else round(float(p50), 1),
         "latency_ms_p95": None if p95 is None else round(float(p95), 1),
+        "errors": dict(zip(ErrorClass.values, errors, strict=True)),
     }
 
 

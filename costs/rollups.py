@@ -14,7 +14,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from core.models import DataVersion
-from costs.models import SPEND_VERSION, DailyCost, UsageEvent, utc_midnight
+from costs.models import SPEND_VERSION, DailyCost, ErrorClass, UsageEvent, error_counter, utc_midnight
 
 SUMS = {
     "requests": "COUNT(*)",
@@ -30,6 +30,7 @@ SUMS = {
     "unpriced_requests": "SUM(CASE WHEN cost_usd IS NULL AND computed_cost_usd IS NULL THEN 1 ELSE 0 END)",
     "latency_ms_sum": "COALESCE(SUM(latency_ms), 0)",
     "latency_count": "COUNT(latency_ms)",
+    **{error_counter(e): f"SUM(CASE WHEN error = '{e}' THEN 1 ELSE 0 END)" for e in ErrorClass.values},
 }
 
 

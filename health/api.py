@@ -16,6 +16,7 @@ from core.errors import errors
 from core.models import version_watch
 from core.money import decimal_str
 from health.selectors import latest_health, oldest_queued_task_age
+from health.signals import model_cooldowns
 
 router = Router(tags=["health"])
 
@@ -120,12 +121,22 @@ def _orm_broker() -> bool:
     return bool(Conf.ORM)
 
 
+class CooldownOut(Schema):
+    state: Literal["closed", "open", "half-open"] = Field(
+        description="open: left out until `until`; half-open: its time is up, a share of decisions may try it "
+        "until a success closes it"
+    )
+    reason: str = Field(description="what tripped (or closed) it, e.g. '3 rate_limited in 60 s; out for 30 s'")
+    until: datetime | None
+    trips: int = Field(description="times it was opened, ever")
+
+
 class ModelHealthOut(Schema):
     model_id: str
-    reliability: float
+    reliability: float | None = Field(description="null for a model never health-checked (listed for its cooldown)")
     consecutive_failures: int
     checks_count: int
-    last_checked_at: datetime
+    last_checked_at: datetime | None
     last_ok_at: datetime | None
     ok: bool | None = Field(description="the latest check's verdict")
     endpoints_total: int | None
@@ -137,15 +148,32 @@ class ModelHealthOut(Schema):
     ping_cost_usd: str | None = Field(description="what the latest ping cost, USD (a decimal string)")
     error_code: str = Field(description="the latest check's error code, empty when it passed")
     last_error: str = Field(description="the error of the latest failed check while failures continue")
+    cooldown: CooldownOut | None = Field(
+        description="the model's circuit breaker under the default policy (null when it never tripped)"
+    )
+    role_cooldowns: dict[str, CooldownOut] = Field(
+        description="its circuit breakers for roles with cooldown settings of their own, by role"
+    )
+
+
+def _cooldowns() -> dict[str, dict]:
+    found: dict[str, dict] = {}
+    for _, answer in model_cooldowns.send(sender=None):
+        found.update(answer or {})
+    return found
 
 
 @router.get(
     "/health/models",
     response={200: list[ModelHealthOut], **errors(401, 403)},
     auth=require("route"),
-    summary="The latest health and reliability of each checked model",
+    summary="The latest health, reliability and cooldown of each checked or cooling model",
 )
 def model_health(request):
+    """Every health-checked model, and every model cooling down (open or half-open) even if never
+    checked, by model id."""
+    cooldowns = _cooldowns()
+    no_cooldown = {"cooldown": None, "role_cooldowns": {}}
     out = []
     for r, check in latest_health():
         out.append(
@@ -166,6 +194,32 @@ def model_health(request):
                 "ping_cost_usd": decimal_str(check.ping_cost_usd) if check else None,
                 "error_code": check.error_code if check else "",
                 "last_error": r.last_error,
+                **cooldowns.pop(r.model_id, no_cooldown),
             }
         )
+    for model_id, cooling in cooldowns.items():
+        states = [c["state"] for c in [cooling["cooldown"], *cooling["role_cooldowns"].values()] if c]
+        if any(state != "closed" for state in states):
+            out.append(
+                {
+                    "model_id": model_id,
+                    "reliability": None,
+                    "consecutive_failures": 0,
+                    "checks_count": 0,
+                    "last_checked_at": None,
+                    "last_ok_at": None,
+                    "ok": None,
+                    "endpoints_total": None,
+                    "endpoints_up": None,
+                    "best_uptime": None,
+                    "pinged": None,
+                    "ping_ok": None,
+                    "latency_ms": None,
+                    "ping_cost_usd": None,
+                    "error_code": "",
+                    "last_error": "",
+                    **cooling,
+                }
+            )
+    out.sort(key=lambda row: row["model_id"])
     return out

@@ -38,6 +38,7 @@ GROUPS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
             "strategy": (VIEW,),
             "strategystat": (VIEW,),
             "qualityprior": (VIEW,),
+            "modelcooldown": (VIEW,),
         },
     },
     CURATORS: {
@@ -58,6 +59,8 @@ GROUPS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
             "strategy": EDIT,
             "strategystat": (VIEW,),
             "qualityprior": EDIT,  # and import them (which needs add and change)
+            # Change: the action that closes a cooldown (its rows are written by the ingest only).
+            "modelcooldown": (VIEW, CHANGE),
         },
         "costs": {"budget": EDIT, "dailycost": (VIEW,), "usageevent": (VIEW,)},
         "health": {"healthcheckrun": (VIEW, "run"), "modelhealthcheck": (VIEW,), "modelreliability": (VIEW,)},

@@ -368,6 +368,15 @@ LLMHIVE_STATS_REFRESH_LAG_SECONDS = envfloat("LLMHIVE_STATS_REFRESH_LAG_SECONDS"
 # LLMHIVE_SNAPSHOT_CHECK_SECONDS); this TTL is only a safety net: the longest a worker keeps
 # its budget state when no version seems to move (default 60 s).
 LLMHIVE_BUDGET_STATE_TTL_SECONDS = envfloat("LLMHIVE_BUDGET_STATE_TTL_SECONDS", 60.0)
+# Cooldowns (routing.cooldowns): this many retryable failures of a model (rate_limited,
+# provider_error, timeout) reported within the window leave it out for LLMHIVE_COOLDOWN_SECONDS,
+# doubling on each trip in a row up to the max; past that, this share of decisions may try it
+# (half-open) until a success closes it or a failure reopens it. A role may override each.
+LLMHIVE_COOLDOWN_FAILURES = envint("LLMHIVE_COOLDOWN_FAILURES", 3)
+LLMHIVE_COOLDOWN_WINDOW_SECONDS = envint("LLMHIVE_COOLDOWN_WINDOW_SECONDS", 60)
+LLMHIVE_COOLDOWN_SECONDS = envint("LLMHIVE_COOLDOWN_SECONDS", 30)
+LLMHIVE_COOLDOWN_MAX_SECONDS = envint("LLMHIVE_COOLDOWN_MAX_SECONDS", 600)
+LLMHIVE_COOLDOWN_HALF_OPEN_SHARE = envfloat("LLMHIVE_COOLDOWN_HALF_OPEN_SHARE", 0.1)
 
 # --- Usage ---------------------------------------------------------------------------------------
 # The oldest usage event accepted, in days before now (older is a 422; default two years): late

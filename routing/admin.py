@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import OuterRef, Prefetch, Subquery, Sum
 from django.http import HttpRequest
+from django.utils import timezone
 from import_export.admin import ImportExportModelAdmin
 from import_export.formats.base_formats import CSV
 
@@ -14,11 +16,16 @@ from catalog.models import CAPABILITIES, ModelEndpoint
 from catalog.selectors import known_output_modalities
 from core.admin_mixins import ReadOnlyMixin
 from core.models import DataVersion
+from costs.models import error_summary
+from routing import cooldowns
 from routing.memory import rebuild_strategy_memory
 from routing.models import (
+    COOLDOWN_FIELDS,
     QUANTIZATIONS,
     ROUTING_VERSION,
+    CooldownState,
     EscalationOverride,
+    ModelCooldown,
     QualityPrior,
     Role,
     RolePreference,
@@ -103,6 +110,7 @@ class RoleForm(forms.ModelForm):
             "provider_data_collection",
             "provider_zdr",
             "provider_quantizations",
+            *COOLDOWN_FIELDS,
         )
 
     def clean_provider_quantizations(self) -> list[str]:
@@ -196,6 +204,14 @@ class RoleAdmin(admin.ModelAdmin):
                     ("provider_allow_fallbacks", "provider_require_parameters", "provider_zdr"),
                     "provider_quantizations",
                 ),
+            },
+        ),
+        (
+            "Cooldowns",
+            {
+                "fields": COOLDOWN_FIELDS,
+                "description": "When a model's retryable failures trip its circuit breaker for this role. Empty "
+                "fields use the LLMHIVE_COOLDOWN_* settings; a role with none set follows the default policy.",
             },
         ),
     )
@@ -358,7 +374,18 @@ class StrategyAdmin(admin.ModelAdmin):
 class StrategyStatAdmin(ReadOnlyMixin, admin.ModelAdmin):
     """What the outcomes taught: read-only, rebuilt from the ledger, never edited by hand."""
 
-    list_display = ("model", "role", "category", "strategy", "requests", "successes", "rate", "cost_usd", "updated_at")
+    list_display = (
+        "model",
+        "role",
+        "category",
+        "strategy",
+        "requests",
+        "successes",
+        "rate",
+        "errors",
+        "cost_usd",
+        "updated_at",
+    )
     list_filter = ("strategy", "role", "category")
     search_fields = ("model", "role", "strategy")
     show_full_result_count = False
@@ -367,3 +394,54 @@ class StrategyStatAdmin(ReadOnlyMixin, admin.ModelAdmin):
     def rate(self, obj: StrategyStat) -> str:
         rate = obj.success_rate
         return "—" if rate is None else f"{rate:.1%}"
+
+    @admin.display(description="failures by class")
+    def errors(self, obj: StrategyStat) -> str:
+        return error_summary(obj)
+
+
+class CooldownStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("open", "open"), ("half-open", "half-open"), ("closed", "closed")]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        if self.value() == "open":
+            return queryset.filter(state=CooldownState.OPEN, until__gt=now)
+        if self.value() == "half-open":
+            return queryset.filter(state=CooldownState.OPEN, until__lte=now)
+        if self.value() == "closed":
+            return queryset.filter(state=CooldownState.CLOSED)
+        return queryset
+
+
+@admin.register(ModelCooldown)
+class ModelCooldownAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """The circuit breakers, tripped by reported failures (routing.cooldowns): read here, closed
+    by hand with the action (a model known to be fine again), never edited."""
+
+    list_display = ("model", "policy", "shown", "reason", "until", "trips", "streak", "opened_at", "updated_at")
+    list_filter = (CooldownStateFilter, "role")
+    search_fields = ("model", "role")
+    ordering = ("-updated_at",)
+    actions = ("close_selected",)
+
+    @admin.display(description="role")
+    def policy(self, obj: ModelCooldown) -> str:
+        return obj.role or "(default policy)"
+
+    @admin.display(description="state", ordering="state")
+    def shown(self, obj: ModelCooldown) -> str:
+        return obj.shown_state
+
+    @admin.action(description="Close selected cooldowns (route to the models again)", permissions=["close"])
+    def close_selected(self, request: HttpRequest, queryset) -> None:
+        with transaction.atomic():
+            closed = cooldowns.close(queryset, f"by {request.user.get_username()} in the admin")
+        self.message_user(request, f"{closed} cooldown(s) closed.", messages.SUCCESS)
+
+    def has_close_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("routing.change_modelcooldown")

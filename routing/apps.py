@@ -10,7 +10,8 @@ class RoutingConfig(AppConfig):
 
         from catalog.signals import models_that_matter
         from costs.signals import usage_ingested, usage_stored
-        from routing import memory, receivers
+        from health.signals import model_cooldowns
+        from routing import cooldowns, memory, receivers
         from routing.models import EscalationOverride, QualityPrior, Role, RolePreference, Strategy
 
         for model in (Role, RolePreference, EscalationOverride, Strategy, QualityPrior):
@@ -21,5 +22,7 @@ class RoutingConfig(AppConfig):
                 receivers.routing_changed, sender=model, dispatch_uid=f"routing.version.delete.{model.__name__}"
             )
         usage_stored.connect(memory.remember_outcomes, dispatch_uid="routing.memory.remember_outcomes")
+        usage_stored.connect(cooldowns.react_to_usage, dispatch_uid="routing.cooldowns.react_to_usage")
+        model_cooldowns.connect(cooldowns.cooldowns_by_model, dispatch_uid="routing.cooldowns.by_model")
         usage_ingested.connect(memory.stats_changed, dispatch_uid="routing.memory.stats_changed")
         models_that_matter.connect(receivers.curated_models, dispatch_uid="routing.models_that_matter")

@@ -7,6 +7,7 @@ memoised ranking of routing.scoring; the escalation chain comes from routing.esc
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -180,6 +181,7 @@ def decide(req: RouteRequest, *, snap: Snapshot | None = None, book: BudgetBook 
     shown: list[Scored] = []
     pool: list[Scored] = []
     rejected: dict[str, int] = {}
+    cooldowns, now = snap.cooldowns, time.time()
     for candidate in ranking.ordered:
         model = candidate.model
         reason = None
@@ -189,6 +191,8 @@ def decide(req: RouteRequest, *, snap: Snapshot | None = None, book: BudgetBook 
             reason = "over_max_cost"
         elif model.id in model_budgets and model_budgets[model.id].state == BudgetState.EXHAUSTED:
             reason = "budget_exhausted"
+        elif model.id in cooldowns and cooldowns.blocks(model.id, role.slug, now, rng.random()):
+            reason = "cooling_down"
         if reason:
             rejected[reason] = rejected.get(reason, 0) + 1
             continue

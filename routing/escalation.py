@@ -3,6 +3,7 @@ escalation toward better quality; no repeats, no cycles."""
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
 from costs.budgets import BudgetStatus
@@ -50,6 +51,9 @@ def escalation_step(
         if model is None:
             return False
         if max_cost is not None and model.estimated_cost(input_tokens, output_tokens) > max_cost:
+            return False
+        # A model cooling down is no step up, half-open ones included (draw 1: never tried here).
+        if snap.cooldowns and snap.cooldowns.blocks(model_id, role.slug, time.time(), 1.0):
             return False
         status = model_budgets.get(model_id)
         return status is None or status.state != BudgetState.EXHAUSTED

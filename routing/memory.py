@@ -13,11 +13,20 @@ from django.db.models import Count, Q, Sum
 
 from core.models import DataVersion
 from core.upsert import add_to_rows
-from costs.models import UsageEvent
+from costs.models import ERROR_COUNTERS, ErrorClass, UsageEvent, error_counter
 from routing.models import STATS_RESET_VERSION, STATS_VERSION, Strategy, StrategyStat
 
 KEY = ("model", "role", "category", "strategy")
-SUMS = ("requests", "successes", "quality_sum", "quality_count", "cost_usd", "latency_ms_sum", "latency_count")
+SUMS = (
+    "requests",
+    "successes",
+    "quality_sum",
+    "quality_count",
+    "cost_usd",
+    "latency_ms_sum",
+    "latency_count",
+    *ERROR_COUNTERS,
+)
 # The ledger's own probes are not the orchestrator's work: they teach routing nothing.
 IGNORED_STRATEGIES = {"health_check"}
 
@@ -43,6 +52,8 @@ def memory_deltas(rows: list[dict]) -> dict[tuple, dict]:
         if row["latency_ms"] is not None:
             d["latency_ms_sum"] += row["latency_ms"]
             d["latency_count"] += 1
+        if row["error"]:
+            d[error_counter(row["error"])] += 1
     return deltas
 
 
@@ -75,6 +86,7 @@ def rebuild_strategy_memory() -> int:
             cost=cost,
             latency_ms_sum=Sum("latency_ms", default=0),
             latency_count=Count("latency_ms"),
+            **{error_counter(e): Count("id", filter=Q(error=e)) for e in ErrorClass.values},
         )
         .order_by()
     )

@@ -20,6 +20,9 @@ ROUTING_VERSION = "routing"
 STATS_VERSION = "stats"
 # Bumped when the memory is rebuilt from scratch (rows deleted): every worker reads it all again.
 STATS_RESET_VERSION = "stats_reset"
+# Bumped on every change of a model's cooldown (routing.cooldowns): each worker sees a trip
+# within one version check, and rebuilds only its cooldown read model.
+COOLDOWN_VERSION = "cooldowns"
 
 
 # --- Admin-curated routing data ------------------------------------------------------------------
@@ -143,6 +146,40 @@ class Role(models.Model):
     provider_quantizations = models.JSONField(
         "quantizations", default=list, blank=True, help_text="Only endpoints of these quantizations (empty: any)."
     )
+    # Cooldown policy: empty uses the LLMHIVE_COOLDOWN_* setting of the same name.
+    cooldown_failures = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Retryable failures (rate limited, provider error, timeout) within the window that leave a model "
+        "out for this role. Empty: LLMHIVE_COOLDOWN_FAILURES.",
+    )
+    cooldown_window_seconds = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Empty: LLMHIVE_COOLDOWN_WINDOW_SECONDS.",
+    )
+    cooldown_seconds = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="How long a first trip leaves the model out; doubled on each trip in a row. "
+        "Empty: LLMHIVE_COOLDOWN_SECONDS.",
+    )
+    cooldown_max_seconds = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="The longest a model is left out. Empty: LLMHIVE_COOLDOWN_MAX_SECONDS.",
+    )
+    cooldown_half_open_share = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Once its time is up, the share of decisions that may try the model (0..1) until a success "
+        "closes its cooldown. Empty: LLMHIVE_COOLDOWN_HALF_OPEN_SHARE.",
+    )
 
     class Meta:
         ordering = ["slug"]
@@ -205,6 +242,10 @@ class Role(models.Model):
         if errors:
             raise ValidationError(errors)
 
+    @property
+    def overrides_cooldowns(self) -> bool:
+        return any(getattr(self, name) is not None for name in COOLDOWN_FIELDS)
+
     def missing_for(self, model: CatalogModel) -> list[str]:
         """Why `model` cannot serve this role (empty when it can)."""
         reasons = [f"lacks {c}" for c in self.required_capabilities or [] if not getattr(model, c, False)]
@@ -216,6 +257,15 @@ class Role(models.Model):
         if is_free_variant(model.pk or "") and not self.allow_free:
             reasons.append("a :free variant, and the role does not allow them")
         return reasons
+
+
+COOLDOWN_FIELDS = (
+    "cooldown_failures",
+    "cooldown_window_seconds",
+    "cooldown_seconds",
+    "cooldown_max_seconds",
+    "cooldown_half_open_share",
+)
 
 
 class RolePreference(models.Model):
@@ -405,6 +455,14 @@ class StrategyStat(models.Model):
     cost_usd = money_field(total=True, default=0)
     latency_ms_sum = models.PositiveBigIntegerField(default=0)
     latency_count = models.PositiveBigIntegerField(default=0)
+    # Failures by class (costs.models.ERROR_COUNTERS, one per ErrorClass).
+    rate_limited_errors = models.PositiveBigIntegerField(default=0, db_default=0)
+    provider_error_errors = models.PositiveBigIntegerField(default=0, db_default=0)
+    timeout_errors = models.PositiveBigIntegerField(default=0, db_default=0)
+    context_length_errors = models.PositiveBigIntegerField(default=0, db_default=0)
+    content_filter_errors = models.PositiveBigIntegerField(default=0, db_default=0)
+    invalid_request_errors = models.PositiveBigIntegerField(default=0, db_default=0)
+    quality_errors = models.PositiveBigIntegerField(default=0, db_default=0)
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -423,3 +481,49 @@ class StrategyStat(models.Model):
     @property
     def success_rate(self) -> float | None:
         return self.successes / self.requests if self.requests else None
+
+
+# --- Cooldowns -----------------------------------------------------------------------------------
+
+
+class CooldownState(models.TextChoices):
+    CLOSED = "closed", "Closed: routed as usual"
+    OPEN = "open", "Open: left out (half-open once `until` has passed)"
+
+
+class ModelCooldown(models.Model):
+    """A model's circuit breaker (routing.cooldowns), for the default policy (`role` empty) or for a
+    role with its own cooldown settings. Open until `until`, then half-open: a share of decisions
+    may try the model; a success reported after `until` closes it, a retryable failure reopens it
+    for twice as long (up to the max)."""
+
+    model = models.CharField(max_length=200)
+    role = models.CharField(
+        max_length=64, blank=True, help_text="Empty: the default policy (every role without its own)."
+    )
+    state = models.CharField(max_length=8, choices=CooldownState.choices, default=CooldownState.CLOSED)
+    reason = models.CharField(max_length=300, blank=True)
+    trips = models.PositiveIntegerField(default=0, help_text="Times it was opened, ever.")
+    streak = models.PositiveIntegerField(
+        default=0, help_text="Trips in a row without a success closing it: the open time doubles with each."
+    )
+    opened_at = models.DateTimeField(null=True, blank=True)
+    until = models.DateTimeField(null=True, blank=True)
+    # Failures before this instant no longer count (set when it closes).
+    closed_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["model", "role"]
+        constraints = [models.UniqueConstraint(fields=["model", "role"], name="modelcooldown_key")]
+        indexes = [models.Index(fields=["state"], name="modelcooldown_state_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.model} {self.role or '(default)'}: {self.shown_state}"
+
+    @property
+    def shown_state(self) -> str:
+        """closed, open or half-open (open with its time up)."""
+        if self.state == CooldownState.OPEN and self.until is not None and self.until <= timezone.now():
+            return "half-open"
+        return self.state

@@ -37,7 +37,9 @@ from core import metrics
 from core.models import version_watch
 from health.models import HEALTH_VERSION
 from health.selectors import down_models, reliability_by_model
+from routing.cooldowns import EMPTY_BOOK, CooldownBook, load_book
 from routing.models import (
+    COOLDOWN_VERSION,
     ROUTING_VERSION,
     STATS_RESET_VERSION,
     STATS_VERSION,
@@ -52,7 +54,7 @@ from routing.providers import provider_key, provider_rules
 
 RECENT = timedelta(days=180)
 # The data a decision depends on (API keys have their own cache).
-INPUTS = (CATALOG_VERSION, ROUTING_VERSION, STATS_VERSION, STATS_RESET_VERSION, HEALTH_VERSION)
+INPUTS = (CATALOG_VERSION, ROUTING_VERSION, STATS_VERSION, STATS_RESET_VERSION, HEALTH_VERSION, COOLDOWN_VERSION)
 
 
 @dataclass(slots=True)
@@ -188,6 +190,8 @@ class Snapshot:
     # Imported quality priors (routing.QualityPrior): model id -> (score, label), family id -> (score, label).
     model_priors: dict[str, tuple[float, str]] = field(default_factory=dict)
     family_priors: dict[int, tuple[float, str]] = field(default_factory=dict)
+    # Models cooling down (routing.cooldowns): applied while walking a ranking, not in it.
+    cooldowns: CooldownBook = EMPTY_BOOK
     # Memoised rankings per request shape, and the catalog as arrays: see routing.scoring.
     cache: dict = field(default_factory=dict)
     columns: object = None
@@ -501,6 +505,7 @@ def build_snapshot(versions: dict[str, int], previous: Snapshot | None = None) -
         book = previous.book
     health_changed = changed(HEALTH_VERSION)
     reliability, down = _reliability() if health_changed else (previous.reliability, previous.down)
+    cooldowns = load_book() if changed(COOLDOWN_VERSION, ROUTING_VERSION) else previous.cooldowns
 
     logs = sorted(math.log10(m.prompt_f) for m in models.values() if m.prompt_f > 0 and m.active)
     low = logs[len(logs) // 20] if logs else 0.0
@@ -521,15 +526,21 @@ def build_snapshot(versions: dict[str, int], previous: Snapshot | None = None) -
         categories=categories,
         model_priors=model_priors,
         family_priors=family_priors,
+        cooldowns=cooldowns,
     )
     if previous is not None and not changed(CATALOG_VERSION, ROUTING_VERSION):
         # The catalog's arrays and what was memoised on them stay valid, but for what changed.
         snapshot.columns = previous.columns
-        if touched is not None and not health_changed:
-            snapshot.shape_arrays = {k: v for k, v in previous.shape_arrays.items() if k not in touched}
-            snapshot.cache = {k: v for k, v in previous.cache.items() if (k[0], k[1] or "") not in touched}
+        if touched == set():  # (a cooldown or a budget moved, nothing the rankings read)
+            snapshot.shape_arrays = previous.shape_arrays
         elif touched is not None:
             snapshot.shape_arrays = {k: v for k, v in previous.shape_arrays.items() if k not in touched}
+        if touched == set() and not health_changed:
+            snapshot.cache = previous.cache
+        elif touched is not None and not health_changed:
+            snapshot.cache = {k: v for k, v in previous.cache.items() if (k[0], k[1] or "") not in touched}
+        if not health_changed:
+            snapshot.health_arrays = previous.health_arrays
     return snapshot
 
 

@@ -32,6 +32,7 @@ BATCHES = 30
 MODELS = [f"bench/model-{i}" for i in range(20)]
 ROLES = ["coder", "writer", "reviewer", "planner"]
 STRATEGIES = ["single", "refine_on_failure", "ensemble"]
+ERRORS = ["rate_limited", "timeout", "quality", "provider_error", ""]
 
 
 def make_batch(run: str, b: int) -> list[dict]:
@@ -48,6 +49,8 @@ def make_batch(run: str, b: int) -> list[dict]:
             "reasoning_tokens": i % 50,
             "cost_usd": "0.00123" if i % 3 else None,
             "success": i % 7 != 0,
+            # Failures carry a class, retryable ones included: the cooldown check runs on every batch.
+            "error": "" if i % 7 else ERRORS[(i // 7) % len(ERRORS)],
             "latency_ms": 300 + i % 900,
             "tools": ["search"] if i % 5 == 0 else [],
         }

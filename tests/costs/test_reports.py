@@ -166,6 +166,14 @@ def test_the_csv_export_streams_the_daily_rows_with_formulas_escaped(reader, db)
         "cost_usd",
         "cost_per_success_usd",
         "unpriced_requests",
+        # Added after: failures per error class (the columns above keep their places).
+        "rate_limited_errors",
+        "provider_error_errors",
+        "timeout_errors",
+        "context_length_errors",
+        "content_filter_errors",
+        "invalid_request_errors",
+        "quality_errors",
     ]
     roles = sorted(r[3] for r in rows[1:])
     assert roles == sorted("'" + value for value in nasty)

@@ -1,0 +1,295 @@
+"""Cooldowns: a circuit breaker per model, tripped by the retryable failures reported through
+POST /usage.
+
+When a model's retryable failures (rate_limited, provider_error, timeout) reported within the
+window reach the threshold, it is left out (open) for a while that doubles on each trip in a row,
+up to the max. Past that it is half-open: a share of decisions may try it; a success that
+happened after its time was up closes it, a retryable failure that happened then reopens it for
+longer. Failures are counted over every role's events for the model (an outage is the
+provider's); a role with its own cooldown settings has its own row, judged by them.
+
+The check runs in the ingest's transaction (`usage_stored`), only for models with a retryable
+failure in the batch, or a success while half-open (known from the in-process read model, without
+a query): a batch of successes costs nothing. It locks the model's rows (SELECT … FOR UPDATE, in a
+fixed order) before counting, so two ingests at once see each other's failures and trip once.
+Every state change bumps COOLDOWN_VERSION: each worker's version watch sees it within a check
+interval, and decisions read the open models from the snapshot's `CooldownBook`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from core.models import DataVersion, version_watch
+from costs.models import RETRYABLE_ERRORS, UsageEvent
+from routing.models import COOLDOWN_FIELDS, COOLDOWN_VERSION, ROUTING_VERSION, CooldownState, ModelCooldown, Role
+
+DEFAULT_POLICY = ""  # the `role` of the rows judged by the settings
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    failures: int
+    window_seconds: float
+    seconds: float
+    max_seconds: float
+    half_open_share: float
+
+    @classmethod
+    def default(cls) -> Policy:
+        return cls(
+            failures=settings.LLMHIVE_COOLDOWN_FAILURES,
+            window_seconds=settings.LLMHIVE_COOLDOWN_WINDOW_SECONDS,
+            seconds=settings.LLMHIVE_COOLDOWN_SECONDS,
+            max_seconds=settings.LLMHIVE_COOLDOWN_MAX_SECONDS,
+            half_open_share=settings.LLMHIVE_COOLDOWN_HALF_OPEN_SHARE,
+        )
+
+    @classmethod
+    def for_role(cls, role: Role) -> Policy:
+        """The role's overrides over the settings."""
+        base = cls.default()
+
+        def pick(field: str):
+            value = getattr(role, f"cooldown_{field}")
+            return getattr(base, field) if value is None else value
+
+        return cls(
+            *(pick(field) for field in ("failures", "window_seconds", "seconds", "max_seconds", "half_open_share"))
+        )
+
+    def open_seconds(self, streak: int) -> float:
+        """How long the `streak`-th trip in a row leaves the model out."""
+        return min(self.seconds * 2 ** max(streak - 1, 0), self.max_seconds)
+
+
+def policies() -> dict[str, Policy]:
+    """The default policy ('') and one per active role with cooldown settings of its own."""
+    own = Q()
+    for name in COOLDOWN_FIELDS:
+        own |= Q(**{f"{name}__isnull": False})
+    found = {DEFAULT_POLICY: Policy.default()}
+    for role in Role.objects.filter(own, active=True):
+        found[role.slug] = Policy.for_role(role)
+    return found
+
+
+# --- The read model a decision asks ----------------------------------------------------------------
+
+
+class CooldownBook:
+    """The open cooldowns, as the snapshot holds them: one dict lookup per question.
+
+    `until` maps (model, policy role) to the POSIX time its open period ends; `shares` the
+    half-open share of each policy; a role without its own policy is judged by the default one.
+    """
+
+    __slots__ = ("_until", "_shares", "_earliest")
+
+    def __init__(self, until: dict[tuple[str, str], float], shares: dict[str, float]) -> None:
+        self._until = until
+        self._shares = shares
+        # Per model, the earliest end of an open period: a success after it may close one.
+        self._earliest: dict[str, float] = {}
+        for (model, _), end in until.items():
+            self._earliest[model] = min(end, self._earliest.get(model, math.inf))
+
+    def __bool__(self) -> bool:
+        return bool(self._until)
+
+    def _policy(self, role_slug: str) -> str:
+        return role_slug if role_slug in self._shares else DEFAULT_POLICY
+
+    def blocks(self, model_id: str, role_slug: str, now: float, draw: float) -> bool:
+        """True while the model is open for this role; while half-open (past `until`), True unless
+        `draw` (uniform in [0, 1)) falls under the half-open share."""
+        policy = self._policy(role_slug)
+        until = self._until.get((model_id, policy))
+        if until is None:
+            return False
+        if now < until:
+            return True
+        return draw >= self._shares[policy]
+
+    def half_open_by(self, model_id: str, occurred: float) -> bool:
+        """Whether some open period of this model had ended by `occurred` (a success then may close it)."""
+        earliest = self._earliest.get(model_id)
+        return earliest is not None and occurred >= earliest
+
+    def __contains__(self, model_id: str) -> bool:
+        return model_id in self._earliest
+
+
+EMPTY_BOOK = CooldownBook({}, {DEFAULT_POLICY: 0.0})
+
+
+def load_book() -> CooldownBook:
+    """Two small queries: the open rows, and the policies' half-open shares."""
+    until = {
+        (model, role): at.timestamp()
+        for model, role, at in ModelCooldown.objects.filter(state=CooldownState.OPEN, until__isnull=False).values_list(
+            "model", "role", "until"
+        )
+    }
+    shares = {slug: policy.half_open_share for slug, policy in policies().items()}
+    return CooldownBook(until, shares)
+
+
+_current: tuple[tuple[int, int], CooldownBook] | None = None
+
+
+def current_book() -> CooldownBook:
+    """This process's book, reloaded when the cooldowns or the roles changed (read through the
+    shared version watch: at most one query per check interval)."""
+    global _current
+    versions = version_watch.versions()
+    key = (versions.get(COOLDOWN_VERSION, 0), versions.get(ROUTING_VERSION, 0))
+    memo = _current
+    if memo is None or memo[0] != key:
+        memo = _current = (key, load_book())
+    return memo[1]
+
+
+# --- Reacting to outcomes --------------------------------------------------------------------------
+
+
+def react_to_usage(rows: list[dict], **kwargs) -> None:
+    """On `usage_stored`, in the batch's transaction: trip, close or reopen what the batch says."""
+    failing: dict[str, list[dict]] = {}
+    for row in rows:
+        if row["error"] in RETRYABLE_ERRORS and row["model_id"] is not None:
+            failing.setdefault(row["model_id"], []).append(row)
+    book = current_book()
+    recovering: dict[str, list[dict]] = {}
+    if book:
+        for row in rows:
+            model_id = row["model_id"]
+            if row["success"] and model_id in book and book.half_open_by(model_id, row["occurred_at"].timestamp()):
+                recovering.setdefault(model_id, []).append(row)
+    if failing or recovering:
+        evaluate(failing, recovering)
+
+
+def _lock(models: list[str], roles: list[str]) -> list[ModelCooldown]:
+    # A fixed order, so that two batches locking the same rows cannot deadlock.
+    return list(
+        ModelCooldown.objects.select_for_update().filter(model__in=models, role__in=roles).order_by("model", "role")
+    )
+
+
+def evaluate(failing: dict[str, list[dict]], recovering: dict[str, list[dict]]) -> list[ModelCooldown]:
+    """Judge each model's rows against what was reported; returns the rows that changed."""
+    now = timezone.now()
+    by_policy = policies()
+    roles = sorted(by_policy)
+    locked = _lock(sorted(set(failing) | set(recovering)), roles)
+    have = {(c.model, c.role) for c in locked}
+    missing = [ModelCooldown(model=m, role=r) for m in sorted(failing) for r in roles if (m, r) not in have]
+    if missing:
+        ModelCooldown.objects.bulk_create(missing, ignore_conflicts=True)
+        locked = _lock(sorted(set(failing) | set(recovering)), roles)
+
+    changed: list[ModelCooldown] = []
+    counted: dict[str, dict[str, int]] = {}
+    for cooldown in locked:
+        policy = by_policy[cooldown.role]
+        reported = failing.get(cooldown.model, []) + recovering.get(cooldown.model, [])
+        if cooldown.state == CooldownState.OPEN:
+            if cooldown.until is None or cooldown.until > now:
+                continue  # still open: reports of calls made before the trip change nothing
+            # Half-open: what happened since its time was up decides, the latest report first.
+            since = [r for r in reported if r["occurred_at"] >= cooldown.until]
+            if not since:
+                continue
+            latest = max(since, key=lambda r: (r["occurred_at"], not r["success"]))
+            if latest["success"]:
+                _close(cooldown, now, "a success after its time was up")
+            else:
+                _open(cooldown, now, policy, f"{latest['error']} while half-open")
+            changed.append(cooldown)
+        elif cooldown.model in failing:
+            start = now - timedelta(seconds=policy.window_seconds)
+            if cooldown.closed_at is not None and cooldown.closed_at > start:
+                start = cooldown.closed_at
+            counts = _count_failures(cooldown.model, start, now, counted)
+            total = sum(counts.values())
+            if total >= policy.failures:
+                parts = ", ".join(f"{n} {error}" for error, n in sorted(counts.items()) if n)
+                _open(cooldown, now, policy, f"{parts} in {policy.window_seconds:g} s")
+                changed.append(cooldown)
+    if changed:
+        ModelCooldown.objects.bulk_update(
+            changed, ["state", "reason", "trips", "streak", "opened_at", "until", "closed_at", "updated_at"]
+        )
+        DataVersion.bump(COOLDOWN_VERSION)
+    return changed
+
+
+def _count_failures(model_id: str, start: datetime, now: datetime, memo: dict) -> dict[str, int]:
+    """Retryable failures of the model since `start`, by class (over the partial index
+    usage_retryable_idx). Memoised per (model, start) within one evaluation."""
+    key = (model_id, start)
+    if key not in memo:
+        memo[key] = dict(
+            UsageEvent.objects.filter(model_id=model_id, error__in=RETRYABLE_ERRORS, occurred_at__gte=start)
+            .values("error")
+            .annotate(n=Count("id"))
+            .order_by()
+            .values_list("error", "n")
+        )
+    return memo[key]
+
+
+def _open(cooldown: ModelCooldown, now: datetime, policy: Policy, reason: str) -> None:
+    cooldown.streak += 1
+    cooldown.trips += 1
+    seconds = policy.open_seconds(cooldown.streak)
+    cooldown.state = CooldownState.OPEN
+    cooldown.opened_at = now
+    cooldown.until = now + timedelta(seconds=seconds)
+    cooldown.reason = f"{reason}; out for {seconds:g} s"[:300]
+    cooldown.updated_at = now
+
+
+def _close(cooldown: ModelCooldown, now: datetime, reason: str) -> None:
+    cooldown.state = CooldownState.CLOSED
+    cooldown.streak = 0
+    cooldown.until = None
+    cooldown.closed_at = now
+    cooldown.reason = f"closed: {reason}"[:300]
+    cooldown.updated_at = now
+
+
+def close(queryset, reason: str) -> int:
+    """Close the given cooldowns now (the admin's action); returns how many were open."""
+    now = timezone.now()
+    rows = list(queryset.select_for_update().filter(state=CooldownState.OPEN).order_by("model", "role"))
+    for cooldown in rows:
+        _close(cooldown, now, reason)
+    if rows:
+        ModelCooldown.objects.bulk_update(rows, ["state", "reason", "streak", "until", "closed_at", "updated_at"])
+        DataVersion.bump(COOLDOWN_VERSION)
+    return len(rows)
+
+
+def cooldown_out(cooldown: ModelCooldown) -> dict:
+    return {"state": cooldown.shown_state, "reason": cooldown.reason, "until": cooldown.until, "trips": cooldown.trips}
+
+
+def cooldowns_by_model(**kwargs) -> dict[str, dict]:
+    """For GET /health/models (health's `model_cooldowns` signal): each model that has ever been
+    tripped, with its default-policy cooldown and those of roles with their own policy."""
+    found: dict[str, dict] = {}
+    for cooldown in ModelCooldown.objects.filter(trips__gt=0).order_by("model", "role"):
+        entry = found.setdefault(cooldown.model, {"cooldown": None, "role_cooldowns": {}})
+        if cooldown.role == DEFAULT_POLICY:
+            entry["cooldown"] = cooldown_out(cooldown)
+        else:
+            entry["role_cooldowns"][cooldown.role] = cooldown_out(cooldown)
+    return found
