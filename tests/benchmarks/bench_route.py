@@ -60,7 +60,7 @@ LOADGEN = Path(__file__).with_name("loadgen.py")
 # Issue 12's goals (printed, not asserted: a busy two-core machine must not fail the suite).
 GOALS = {"p50_ms": 2.0, "p99_ms": 5.0, "ratio": 0.85, "decision_us": 150.0, "new_shape_us": 1000.0}
 COPIES = 10  # the 349-model list, ten times: 3,490 models
-USAGE_RATE, USAGE_BATCH, TRIPS_PER_SECOND = 1_000, 20, 10
+USAGE_RATE, USAGE_BATCH, TRIPS_PER_SECOND = 1_000, 100, 10
 # The bench server's cooldown policy: three failures trip a model for one second (no growth),
 # so a trip is cleared by a success about a second later. Whole seconds: read as int or float.
 COOLDOWN_ENV = {
@@ -271,22 +271,30 @@ def test_route_speed(tmp_path, capsys):
         trips = usage_errors_accepted(base, usage_key, catalog_ids[-1])
         plan_file = tmp_path / "usage.json"
         plan_file.write_text(json.dumps({"flow": flow_models, "roles": roles, "trip": trip_models if trips else []}))
-        usage_command = loadgen_command(
-            "usage",
-            usage_url,
-            usage_key,
-            None,
-            usage=plan_file,
-            rate=USAGE_RATE,
-            batch=USAGE_BATCH,
-            trips=TRIPS_PER_SECOND,
-            duration=13,
-        )
-        with subprocess.Popen(usage_command, stdout=subprocess.PIPE, text=True) as flowing:
-            time.sleep(1.5)  # the flow (and the trips) under way before the measurement starts
-            churned = loadgen("rate", route_url, key, bodies_file, rate=300, duration=10)
-            usage_out, _ = flowing.communicate(timeout=120)
-        usage = json.loads(usage_out)
+
+        def route_while_usage_flows(usage_url: str) -> tuple[dict, dict]:
+            usage_command = loadgen_command(
+                "usage",
+                usage_url,
+                usage_key,
+                None,
+                usage=plan_file,
+                rate=USAGE_RATE,
+                batch=USAGE_BATCH,
+                trips=TRIPS_PER_SECOND,
+                duration=13,
+            )
+            with subprocess.Popen(usage_command, stdout=subprocess.PIPE, text=True) as flowing:
+                time.sleep(1.5)  # the flow (and the trips) under way before the measurement starts
+                routed = loadgen("rate", route_url, key, bodies_file, rate=300, duration=10)
+                usage_out, _ = flowing.communicate(timeout=120)
+            return routed, json.loads(usage_out)
+
+        churned, usage = route_while_usage_flows(usage_url)
+        # (c) the same, with usage reported to its own pool of workers (as the deploying guide
+        # advises): the same database, cooldowns and versions, but no decision queues behind a batch.
+        with gunicorn(workers=2, **COOLDOWN_ENV) as ingest:
+            split, split_usage = route_while_usage_flows(f"{ingest}/api/v1/usage")
 
         # Interleaved rounds, the best of each: a busy moment on the machine hits one round, not
         # one endpoint's whole measurement.
@@ -331,17 +339,22 @@ def test_route_speed(tmp_path, capsys):
             f"/route at 300 rps, gunicorn -w 2 (goal p50 <= {GOALS['p50_ms']:.0f} ms, p99 <= {GOALS['p99_ms']:.0f} ms in both):"
         )
         print(rate_line("  (a) quiet:           ", steady))
-        print(rate_line("  (b) usage + trips:   ", churned))
-        churn = (
-            f"{usage['trips']} cooldown trips and {usage['clears']} clears ({usage['failures']} retryable failures)"
-            if trips
-            else "cooldown trips SKIPPED: the server answers 422 to usage events' `error` field (failure classes not merged)"
-        )
-        print(
-            f"      usage during (b):  {usage['events']:,} events in {usage['requests']} batches of {USAGE_BATCH}, "
-            f"{usage['events_per_s']:.0f} events/s (goal {USAGE_RATE:,}), batch p50 {usage['p50_ms']:.1f} ms, "
-            f"p99 {usage['p99_ms']:.1f} ms, {usage['errors']} errors, {usage['late_starts']} late; {churn}"
-        )
+        for label, routed, flow in (
+            ("(b) usage + trips, same workers:", churned, usage),
+            ("(c) usage + trips, usage on its own 2 workers:", split, split_usage),
+        ):
+            print(f"  {label}")
+            print(rate_line("                        ", routed))
+            churn = (
+                f"{flow['trips']} cooldown trips and {flow['clears']} clears ({flow['failures']} retryable failures)"
+                if trips
+                else "cooldown trips SKIPPED: the server answers 422 to usage events' `error` field"
+            )
+            print(
+                f"      usage meanwhile:   {flow['events']:,} events in {flow['requests']} batches of {USAGE_BATCH}, "
+                f"{flow['events_per_s']:.0f} events/s (goal {USAGE_RATE:,}), batch p50 {flow['p50_ms']:.1f} ms, "
+                f"p99 {flow['p99_ms']:.1f} ms, {flow['errors']} errors, {flow['late_starts']} late; {churn}"
+            )
         print(
             f"max throughput:        /route {route_max['rate_rps']:.0f} rps, GET /key (floor) {floor_max['rate_rps']:.0f} rps: "
             f"{ratio:.0%} of the floor (goal >= {GOALS['ratio']:.0%}), 4 connections, gunicorn -w 2, best of 3 interleaved rounds "
@@ -369,6 +382,8 @@ def test_route_speed(tmp_path, capsys):
     # right answer), but never a 5xx or a transport error; the usage flow is all stored.
     assert all(not s.startswith("5") and s != "0" for s in churned["statuses"]), (churned, server_log[-3000:])
     assert usage["errors"] == 0, (usage, server_log[-3000:])
+    assert all(not s.startswith("5") and s != "0" for s in split["statuses"]), split
+    assert split_usage["errors"] == 0, split_usage
     assert burst_seconds < version_watch.interval, (burst_seconds, version_watch.interval)
     assert len(burst) == 0
     assert len(big.models) == models * COPIES
