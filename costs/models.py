@@ -53,6 +53,23 @@ def error_counter(error: str) -> str:
 ERROR_COUNTERS = tuple(error_counter(e) for e in ErrorClass.values)
 
 
+class ErrorCounters(models.Model):
+    """Failures by class (ERROR_COUNTERS, one per ErrorClass), for the rollups that count them
+    (DailyCost, routing's StrategyStat); a failure reported without a class is in none. Database
+    defaults too, for rows written with SQL that names the older columns only."""
+
+    rate_limited_errors = models.PositiveBigIntegerField(default=0, db_default=0)
+    provider_error_errors = models.PositiveBigIntegerField(default=0, db_default=0)
+    timeout_errors = models.PositiveBigIntegerField(default=0, db_default=0)
+    context_length_errors = models.PositiveBigIntegerField(default=0, db_default=0)
+    content_filter_errors = models.PositiveBigIntegerField(default=0, db_default=0)
+    invalid_request_errors = models.PositiveBigIntegerField(default=0, db_default=0)
+    quality_errors = models.PositiveBigIntegerField(default=0, db_default=0)
+
+    class Meta:
+        abstract = True
+
+
 def error_summary(row) -> str:
     """A rollup row's failures by class, for the admin: "2 rate_limited, 1 timeout" ("—" for none)."""
     parts = [f"{n} {e}" for e in ErrorClass.values if (n := getattr(row, error_counter(e)))]
@@ -122,7 +139,7 @@ class UsageEvent(models.Model):
         return f"{self.request_id} {self.model_ref}"
 
 
-class DailyCost(models.Model):
+class DailyCost(ErrorCounters):
     """The ledger rolled up by UTC day × model × strategy × role, kept current on ingest.
 
     Keys are strings ('' when absent) so the unique key works for upserts on every database
@@ -150,15 +167,6 @@ class DailyCost(models.Model):
     unpriced_requests = models.PositiveBigIntegerField(default=0)
     latency_ms_sum = models.PositiveBigIntegerField(default=0)
     latency_count = models.PositiveBigIntegerField(default=0)
-    # Failures by class (ERROR_COUNTERS, one per ErrorClass); a failure reported without a class is in
-    # none. Database defaults too, for rows written with SQL that names the older columns only.
-    rate_limited_errors = models.PositiveBigIntegerField(default=0, db_default=0)
-    provider_error_errors = models.PositiveBigIntegerField(default=0, db_default=0)
-    timeout_errors = models.PositiveBigIntegerField(default=0, db_default=0)
-    context_length_errors = models.PositiveBigIntegerField(default=0, db_default=0)
-    content_filter_errors = models.PositiveBigIntegerField(default=0, db_default=0)
-    invalid_request_errors = models.PositiveBigIntegerField(default=0, db_default=0)
-    quality_errors = models.PositiveBigIntegerField(default=0, db_default=0)
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

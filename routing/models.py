@@ -13,6 +13,7 @@ from django.utils import timezone
 from catalog.models import CAPABILITIES, CatalogModel, Family, classify_family
 from catalog.selectors import known_output_modalities
 from core.money import money_field
+from costs.models import ErrorCounters
 
 # The data versions routing's snapshot watches besides the catalog's: the admin-curated routing
 # data (roles, preferences, overrides, strategies) and the strategy memory learned from outcomes.
@@ -441,7 +442,7 @@ class Strategy(models.Model):
         return self.slug
 
 
-class StrategyStat(models.Model):
+class StrategyStat(ErrorCounters):
     """Strategy memory: outcomes per (model, role, category, strategy), from the usage ledger."""
 
     model = models.CharField(max_length=200)
@@ -455,14 +456,6 @@ class StrategyStat(models.Model):
     cost_usd = money_field(total=True, default=0)
     latency_ms_sum = models.PositiveBigIntegerField(default=0)
     latency_count = models.PositiveBigIntegerField(default=0)
-    # Failures by class (costs.models.ERROR_COUNTERS, one per ErrorClass).
-    rate_limited_errors = models.PositiveBigIntegerField(default=0, db_default=0)
-    provider_error_errors = models.PositiveBigIntegerField(default=0, db_default=0)
-    timeout_errors = models.PositiveBigIntegerField(default=0, db_default=0)
-    context_length_errors = models.PositiveBigIntegerField(default=0, db_default=0)
-    content_filter_errors = models.PositiveBigIntegerField(default=0, db_default=0)
-    invalid_request_errors = models.PositiveBigIntegerField(default=0, db_default=0)
-    quality_errors = models.PositiveBigIntegerField(default=0, db_default=0)
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
