@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, connections
 
 # How often a degraded watch tries the database again: the first request after it returns is
 # at most this late to see it. A try that waited (an unreachable host: up to the connect
@@ -15,6 +15,39 @@ from django.db import DatabaseError, connection
 # waiting on tries.
 RETRY_SECONDS = 0.25
 RETRY_BACKOFF = 4
+
+
+class BackgroundRefresh:
+    """One refresh at a time, in a thread of its own, for an in-process cache that goes on
+    answering from what it holds meanwhile (the routing snapshot, the budget book): a change made
+    by another process never makes a request wait for the rebuild."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self.running = False
+
+    def start(self, refresh: Callable[..., object], *args) -> None:
+        with self._lock:
+            if self.running:
+                return
+            self.running = True
+        threading.Thread(target=self._run, args=(refresh, *args), name=self.name, daemon=True).start()
+
+    def _run(self, refresh: Callable[..., object], *args) -> None:
+        try:
+            refresh(*args)
+        except DatabaseError:
+            pass  # (the cache marked the watch degraded; the next check tries again)
+        finally:
+            self.running = False
+            connections.close_all()  # this thread's connections: it ends here
+
+    def wait_idle(self, timeout: float = 5.0) -> None:
+        """Wait for a refresh under way to finish (for tests and benchmarks)."""
+        deadline = time.monotonic() + timeout
+        while self.running and time.monotonic() < deadline:
+            time.sleep(0.001)
 
 
 def drop_broken_connection() -> None:

@@ -17,7 +17,7 @@ from datetime import date
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import DatabaseError, connections
+from django.db import DatabaseError
 from django.db.models import Q, Sum
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
@@ -25,6 +25,7 @@ from django.utils import timezone
 from core.alerts import NewAlert, raise_alerts
 from core.models import DataVersion, version_watch
 from core.money import decimal_str
+from core.versions import BackgroundRefresh
 from costs.models import BUDGETS_VERSION, SPEND_VERSION, Budget, BudgetScope, BudgetState, DailyCost
 from costs.models import AlertKind as CostAlertKind
 
@@ -155,7 +156,7 @@ class BudgetBook:
         self._versions: tuple | None = None
         self._stale = False
         self._local_changes = -1  # version_watch.local_changes the state has seen
-        self._refreshing = False
+        self._background = BackgroundRefresh("llmhive-budgets")
 
     def invalidate(self) -> None:
         self._stale = True  # the state is kept for when the database cannot be read
@@ -175,7 +176,7 @@ class BudgetBook:
                 return self._reload(versions)  # this process's own change: seen at once
             # Another process's spend or budgets: reloaded in the background while decisions
             # go on reading the state in hand (no request waits for the aggregate).
-            self._reload_in_background(versions)
+            self._background.start(self._reload, versions)
         return statuses
 
     def _reload(self, versions: tuple) -> list[BudgetStatus]:
@@ -191,23 +192,6 @@ class BudgetBook:
             self._statuses, self._loaded_at, self._day = statuses, time.monotonic(), timezone.now().date()
             self._versions, self._stale, self._local_changes = versions, False, changes
             return statuses
-
-    def _reload_in_background(self, versions: tuple) -> None:
-        with self._lock:
-            if self._refreshing:
-                return
-            self._refreshing = True
-
-        def reload() -> None:
-            try:
-                self._reload(versions)
-            except DatabaseError:
-                pass  # (the watch is degraded; the next check tries again)
-            finally:
-                self._refreshing = False
-                connections.close_all()  # this thread's connections: it ends here
-
-        threading.Thread(target=reload, name="llmhive-budgets", daemon=True).start()
 
     def state_for(
         self, *, role: str | None = None, strategy: str | None = None, model: str | None = None

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from functools import cached_property
 
 from django.conf import settings
-from django.db import DatabaseError, connections
+from django.db import DatabaseError
 from django.utils import timezone
 
 from catalog.models import (
@@ -35,6 +34,7 @@ from catalog.models import (
 from catalog.selectors import bootstrap_fallback_models, current_rankings_queryset
 from core import metrics
 from core.models import version_watch
+from core.versions import BackgroundRefresh
 from health.models import HEALTH_VERSION
 from health.selectors import down_models, reliability_by_model
 from routing.cooldowns import EMPTY_BOOK, CooldownBook, load_book
@@ -560,7 +560,7 @@ class SnapshotHolder:
         self._snapshot: Snapshot | None = None
         self._confirmed_at = 0.0
         self._local_changes = -1  # version_watch.local_changes the snapshot has seen
-        self._refreshing = False
+        self._background = BackgroundRefresh("llmhive-snapshot")
         self._generation = 0
 
     def get(self) -> Snapshot:
@@ -569,7 +569,7 @@ class SnapshotHolder:
         snapshot = self._snapshot
         if snapshot is None or snapshot.versions != versions:
             if snapshot is not None and version_watch.local_changes == self._local_changes:
-                self._refresh_in_background(versions)
+                self._background.start(self._rebuild, versions, self._generation)
             else:
                 snapshot = self._rebuild(versions)
         # The snapshot matches the versions read at `loaded_at`: it was current then. (A float
@@ -599,29 +599,9 @@ class SnapshotHolder:
                         raise
             return snapshot
 
-    def _refresh_in_background(self, versions: dict[str, int]) -> None:
-        with self._lock:
-            if self._refreshing:
-                return
-            self._refreshing = True
-        threading.Thread(
-            target=self._refresh, args=(versions, self._generation), name="llmhive-snapshot", daemon=True
-        ).start()
-
-    def _refresh(self, versions: dict[str, int], generation: int) -> None:
-        try:
-            self._rebuild(versions, generation)
-        except DatabaseError:
-            pass  # (the watch is degraded; the next check tries again)
-        finally:
-            self._refreshing = False
-            connections.close_all()  # this thread's connections: it ends here
-
     def wait_idle(self, timeout: float = 5.0) -> None:
         """Wait for a background refresh to finish (for tests and benchmarks)."""
-        deadline = time.monotonic() + timeout
-        while self._refreshing and time.monotonic() < deadline:
-            time.sleep(0.001)
+        self._background.wait_idle(timeout)
 
     def clear(self) -> None:
         self._generation += 1
