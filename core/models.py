@@ -11,7 +11,7 @@ import secrets
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import models
+from django.db import connection, models
 from django.db.models import Q
 from django.utils import timezone
 
@@ -40,15 +40,20 @@ class DataVersion(models.Model):
         return f"{self.name} v{self.version}"
 
     @classmethod
-    def bump(cls, *names: str) -> None:
+    def bump(cls, *names: str) -> dict[str, int]:
+        """Give each named version a new value; returns them (a cache that has taken in the
+        change itself can record the version it is at, and skip the rebuild the bump asks for)."""
         # A random value rather than a counter: a bump rolled back and made again (a failed
         # transaction, a test) can never bring back a value a cache has already seen.
         now = timezone.now()
+        values = {}
         for name in names:
-            value = secrets.randbits(62)
+            value = values[name] = secrets.randbits(62)
             if not cls.objects.filter(name=name).update(version=value, changed_at=now):
                 cls.objects.get_or_create(name=name, defaults={"version": value, "changed_at": now})
-        version_watch.expire()  # this process sees its own change at once
+        # This process sees its own change at once.
+        version_watch.expire(values, committed=not connection.in_atomic_block)
+        return values
 
     @classmethod
     def current(cls) -> dict[str, int]:

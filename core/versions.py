@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -82,14 +83,15 @@ class VersionWatch:
         self._interval = interval
         self._lock = threading.Lock()
         self._versions: dict[str, int] | None = None
-        self._checked_at = 0.0
+        self._checked_at = -math.inf  # due whatever the monotonic clock reads
         self.degraded = False
         self._retry = RETRY_SECONDS
         # Wall-clock time of the last successful read, for the snapshot's age in GET /metrics.
         self.loaded_at = 0.0
-        # Changes this process made (expire() calls): caches rebuild for those at once, in the
-        # request that follows, and for other processes' changes in the background.
-        self.local_changes = 0
+        # The values this process gave the versions it changed (expire() calls): caches rebuild
+        # for those at once, in the request that follows, and for other processes' changes in
+        # the background.
+        self.local_values: dict[str, int] = {}
 
     @property
     def interval(self) -> float:
@@ -136,9 +138,20 @@ class VersionWatch:
 
     def poll_now(self) -> None:
         """Check on the next call, as the periodic check would (not after a change of this process)."""
-        self._checked_at = 0.0
+        self._checked_at = -math.inf  # due whatever the monotonic clock reads
 
-    def expire(self) -> None:
-        """Check again on the next call (after a change made in this process)."""
-        self._checked_at = 0.0
-        self.local_changes += 1
+    def expire(self, values: dict[str, int] | None = None, *, committed: bool = False) -> None:
+        """After a change made in this process, which gave the versions in `values` their new
+        values: the caches see it on the next call. A committed change is known exactly and
+        taken as it is; one made inside a transaction that may still roll back (or whose rows
+        other threads cannot read yet) makes the next call read the versions again."""
+        self.local_values.update(values or {})
+        if committed and values and self._versions is not None:
+            self._versions = {**self._versions, **values}
+        else:
+            self._checked_at = -math.inf  # due whatever the monotonic clock reads
+
+    def changed_here(self, held: dict[str, int], current: dict[str, int]) -> bool:
+        """Whether a version that moved between what a cache holds and what was read now moved
+        by this process's own change (the cache must show it at once), rather than another's."""
+        return any(value != held.get(name) and value == self.local_values.get(name) for name, value in current.items())

@@ -17,8 +17,7 @@ from datetime import date
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import DatabaseError
-from django.db.models import Q, Sum
+from django.db import DatabaseError, connection
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
@@ -30,6 +29,7 @@ from costs.models import BUDGETS_VERSION, SPEND_VERSION, Budget, BudgetScope, Bu
 from costs.models import AlertKind as CostAlertKind
 
 SEVERITY = {BudgetState.OK: 0, BudgetState.SOFT_LIMIT: 1, BudgetState.EXHAUSTED: 2}
+SPEND_QUANTUM = Decimal("1e-14")  # the ledger's precision
 
 
 @dataclass(frozen=True)
@@ -75,10 +75,27 @@ class BudgetStatus:
         }
 
 
-def scope_filter(budget: Budget) -> Q:
-    if budget.scope == BudgetScope.GLOBAL:
-        return Q()
-    return Q(**{budget.scope: budget.scope_value})
+SCOPE_COLUMNS = {BudgetScope.ROLE: "role", BudgetScope.STRATEGY: "strategy", BudgetScope.MODEL: "model"}
+
+
+def _spend_query(budgets: list[Budget], windows: dict[int, tuple[date, date]]) -> tuple[str, list]:
+    """One aggregate over the daily rollup: each budget's spend in its window and scope.
+
+    Written out rather than built with the ORM: routing reads it again on every change of the
+    spend (each usage batch), and compiling a FILTER per budget cost more than running it."""
+    ops = connection.ops
+    table, day, cost = ops.quote_name(DailyCost._meta.db_table), ops.quote_name("day"), ops.quote_name("cost_usd")
+    sums, params = [], []
+    for b in budgets:
+        start, end = windows[b.pk]
+        condition = f"{day} >= %s AND {day} < %s"
+        params += [ops.adapt_datefield_value(start), ops.adapt_datefield_value(end)]
+        if b.scope != BudgetScope.GLOBAL:
+            condition += f" AND {ops.quote_name(SCOPE_COLUMNS[b.scope])} = %s"
+            params.append(b.scope_value)
+        sums.append(f"SUM(CASE WHEN {condition} THEN {cost} END)")
+    params.append(ops.adapt_datefield_value(min(start for start, _ in windows.values())))
+    return f"SELECT {', '.join(sums)} FROM {table} WHERE {day} >= %s", params
 
 
 def budget_statuses(budgets: list[Budget] | None = None, today: date | None = None) -> list[BudgetStatus]:
@@ -89,16 +106,15 @@ def budget_statuses(budgets: list[Budget] | None = None, today: date | None = No
         return []
     today = today or timezone.now().date()
     windows = {b.pk: b.window(today) for b in budgets}
-    earliest = min(start for start, _ in windows.values())
-    sums = DailyCost.objects.filter(day__gte=earliest).aggregate(
-        **{
-            f"b{b.pk}": Sum("cost_usd", filter=Q(day__gte=windows[b.pk][0], day__lt=windows[b.pk][1]) & scope_filter(b))
-            for b in budgets
-        }
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(*_spend_query(budgets, windows))
+        sums = cursor.fetchone()
     return [
-        BudgetStatus(b, windows[b.pk][0], windows[b.pk][1], Decimal(sums[f"b{b.pk}"] or 0).quantize(Decimal("1e-14")))
-        for b in budgets
+        # PostgreSQL sums numerics exactly; SQLite answers a float, read at its 15 digits.
+        BudgetStatus(
+            b, *windows[b.pk], Decimal(str(spent) if isinstance(spent, float) else spent or 0).quantize(SPEND_QUANTUM)
+        )
+        for b, spent in zip(budgets, sums, strict=True)
     ]
 
 
@@ -155,11 +171,14 @@ class BudgetBook:
         self._day: date | None = None
         self._versions: tuple | None = None
         self._stale = False
-        self._local_changes = -1  # version_watch.local_changes the state has seen
+        self._budgets_stale = True  # the budgets themselves are read again with the spend
         self._background = BackgroundRefresh("llmhive-budgets")
 
-    def invalidate(self) -> None:
-        self._stale = True  # the state is kept for when the database cannot be read
+    def invalidate(self, *, budgets: bool = True) -> None:
+        """Read the state again on the next call (the budgets too, unless only the spend moved).
+        The state is kept for when the database cannot be read."""
+        self._stale = True
+        self._budgets_stale = self._budgets_stale or budgets
 
     def statuses(self) -> list[BudgetStatus]:
         ttl = self.ttl if self.ttl is not None else settings.LLMHIVE_BUDGET_STATE_TTL_SECONDS
@@ -172,7 +191,11 @@ class BudgetBook:
         if statuses is None or self._stale or self._day != timezone.now().date():
             return self._reload(versions)
         if versions != self._versions or now - self._loaded_at > ttl:
-            if version_watch.local_changes != self._local_changes:
+            held, current = (
+                dict(zip(self.WATCHED, self._versions, strict=True)),
+                dict(zip(self.WATCHED, versions, strict=True)),
+            )
+            if version_watch.changed_here(held, current):
                 return self._reload(versions)  # this process's own change: seen at once
             # Another process's spend or budgets: reloaded in the background while decisions
             # go on reading the state in hand (no request waits for the aggregate).
@@ -181,16 +204,23 @@ class BudgetBook:
 
     def _reload(self, versions: tuple) -> list[BudgetStatus]:
         with self._lock:
-            changes = version_watch.local_changes
+            # The budgets as read last time, while their data version stands and no save in
+            # this process has touched them: only the spend is read again.
+            same_budgets = (
+                self._statuses is not None
+                and not self._budgets_stale
+                and self._versions is not None
+                and self._versions[1] == versions[1]
+            )
             try:
-                statuses = budget_statuses()
+                statuses = budget_statuses([s.budget for s in self._statuses] if same_budgets else None)
             except DatabaseError:
                 version_watch.database_failed()
                 if self._statuses is None:
                     raise
                 return self._statuses  # the last state read, until the database returns
             self._statuses, self._loaded_at, self._day = statuses, time.monotonic(), timezone.now().date()
-            self._versions, self._stale, self._local_changes = versions, False, changes
+            self._versions, self._stale, self._budgets_stale = versions, False, False
             return statuses
 
     def state_for(
@@ -220,7 +250,16 @@ post_delete.connect(_invalidate, sender=Budget, dispatch_uid="costs.budget_book.
 
 
 def after_ingest(rows: list[dict], **kwargs) -> None:
-    """Budgets move with the ledger: check thresholds, and let every worker see the new spend."""
+    """Budgets move with the ledger: every worker sees the new spend through the spend version,
+    and a threshold passed raises its alert.
+
+    This process's book is read again here, once, and the threshold check uses that read: the
+    next decision in this process finds the book current instead of reading it on its own path.
+    Inside an outer transaction (a health check's ping costs), which may still roll back, the
+    book is only marked stale."""
     DataVersion.bump(SPEND_VERSION)
-    budget_book.invalidate()
-    check_budget_thresholds()
+    budget_book.invalidate(budgets=False)
+    if connection.in_atomic_block:
+        check_budget_thresholds()
+        return
+    check_budget_thresholds(budget_book.statuses())

@@ -14,22 +14,19 @@ different event rolls the batch back with `IdempotencyConflict`.
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from decimal import Context, Decimal
 
 from django.db import connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 
-from catalog.models import CatalogModel
 from core.alerts import NewAlert, raise_alerts
-from core.upsert import add_to_rows, chunks, values_clause
+from core.upsert import add_to_rows, chunks, json_rows, recordset, values_clause
 from costs.models import ERROR_COUNTERS, DailyCost, UsageEvent, error_counter
 from costs.models import AlertKind as CostAlertKind
-from costs.pricing import PriceBook, Usage
+from costs.pricing import PriceBook, Usage, catalog_prices
 from costs.signals import usage_ingested, usage_stored
 
 EVENT_COLUMNS = (
@@ -109,30 +106,6 @@ class IngestResult:
     unpriced_models: list[str] = field(default_factory=list)
 
 
-def resolve_models(refs: Iterable[str]) -> dict[str, str]:
-    """Map what the orchestrator reported to catalog ids, in one query.
-
-    A catalog id matches itself. Otherwise the canonical slug OpenRouter answers with
-    (`openai/gpt-5.4-nano-20260317`) resolves to the model that carries it; when variants share
-    the slug (`:free`, `:thinking`), to the base model without a variant suffix.
-    """
-    refs = set(refs)
-    if not refs:
-        return {}
-    rows = list(
-        CatalogModel.objects.filter(Q(id__in=refs) | Q(canonical_slug__in=refs)).values_list("id", "canonical_slug")
-    )
-    resolved = {model_id: model_id for model_id, _ in rows if model_id in refs}
-    by_slug: dict[str, list[str]] = defaultdict(list)
-    for model_id, slug in rows:
-        if slug in refs:
-            by_slug[slug].append(model_id)
-    for slug, ids in by_slug.items():
-        if slug not in resolved:
-            resolved[slug] = min(ids, key=lambda i: (":" in i, len(i), i))
-    return resolved
-
-
 def ingest_events(events: Sequence[dict]) -> IngestResult:
     """Store a validated batch. Each event is a dict with the keys of the usage contract.
 
@@ -152,9 +125,10 @@ def ingest_events(events: Sequence[dict]) -> IngestResult:
     if not unique:
         return result
 
-    resolved = resolve_models(e["model"] for e in unique.values())
+    catalog = catalog_prices.current()
+    resolved = catalog.resolve({e["model"] for e in unique.values()})
     since = min(e["occurred_at"] for e in unique.values())
-    book = PriceBook.load(resolved.values(), since)
+    book = catalog.book if since > catalog.since else PriceBook.load(resolved.values(), since)
     now = timezone.now()
 
     rows: list[dict] = []
@@ -244,7 +218,7 @@ def _check_repeats(repeats: list[dict]) -> None:
         raise IdempotencyConflict(conflicts)
 
 
-# PostgreSQL types of the event columns, for the array form of the insert.
+# PostgreSQL types of the event columns, for the JSON form of the insert (text where not named).
 PG_TYPES = {
     "occurred_at": "timestamptz",
     "received_at": "timestamptz",
@@ -272,12 +246,11 @@ def _insert_new(rows: list[dict]) -> set[str]:
     inserted: set[str] = set()
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            # One array per column (unnest): a statement with 22 parameters instead of 22,000,
-            # which PostgreSQL parses and psycopg prepares far faster.
-            arrays = [[row[c] for row in rows] for c in EVENT_COLUMNS]
-            arrays[EVENT_COLUMNS.index("tools")] = [json.dumps(t) for t in arrays[EVENT_COLUMNS.index("tools")]]
-            selects = ", ".join(f"%s::{PG_TYPES.get(c, 'text')}[]" for c in EVENT_COLUMNS)
-            cursor.execute(f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({selects}) {returning}", arrays)
+            # The whole batch as one JSON parameter: a statement PostgreSQL parses once and
+            # psycopg sends without adapting 2,300 values one by one.
+            select = recordset([(c, PG_TYPES.get(c, "text")) for c in EVENT_COLUMNS])
+            payload = json_rows([[row[c] for c in EVENT_COLUMNS] for row in rows])
+            cursor.execute(f"INSERT INTO {table} ({columns}) {select} {returning}", [payload])
             inserted.update(r[0] for r in cursor.fetchall())
             return inserted
         for chunk in chunks(rows, len(EVENT_COLUMNS)):

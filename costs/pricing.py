@@ -7,14 +7,18 @@ after t, or the current price when nothing changed since.
 
 from __future__ import annotations
 
+import threading
 from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
-from catalog.models import PRICE_FIELDS, PRICE_KEYS, CatalogModel, PriceChange
+from django.utils import timezone
+
+from catalog.models import CATALOG_VERSION, PRICE_FIELDS, PRICE_KEYS, CatalogModel, PriceChange
+from core.models import DataVersion
 
 # The prices a chat completion's cost depends on.
 COST_KEYS = ("prompt", "completion", "request", "internal_reasoning", "input_cache_read", "input_cache_write")
@@ -72,20 +76,21 @@ class PriceBook:
             self._changes[key] = ([r[0] for r in rows], [r[1] for r in rows])
 
     @classmethod
-    def load(cls, model_ids: Iterable[str], since: datetime) -> PriceBook:
-        ids = list(set(model_ids))
-        if not ids:
-            return cls({}, set(), [])
+    def load(cls, model_ids: Iterable[str] | None, since: datetime) -> PriceBook:
+        """The book of `model_ids` (every model: None) for moments after `since`."""
+        models, changes = CatalogModel.objects.all(), PriceChange.objects.filter(observed_at__gt=since)
+        if model_ids is not None:
+            ids = list(set(model_ids))
+            if not ids:
+                return cls({}, set(), [])
+            models, changes = models.filter(id__in=ids), changes.filter(model_id__in=ids)
         current: dict[str, dict[str, Decimal | None]] = {}
         variable: set[str] = set()
-        for row in CatalogModel.objects.filter(id__in=ids).values("id", "variable_pricing", *PRICE_FIELDS):
+        for row in models.values("id", "variable_pricing", *PRICE_FIELDS):
             current[row["id"]] = {key: row[f"price_{key}"] for key in PRICE_KEYS}
             if row["variable_pricing"]:
                 variable.add(row["id"])
-        changes = PriceChange.objects.filter(model_id__in=ids, observed_at__gt=since).values_list(
-            "model_id", "field", "observed_at", "old"
-        )
-        return cls(current, variable, list(changes))
+        return cls(current, variable, list(changes.values_list("model_id", "field", "observed_at", "old")))
 
     def prices_at(self, model_id: str, moment: datetime) -> dict[str, Decimal | None] | None:
         """The model's prices in force at `moment`; None for a model this book does not know."""
@@ -107,3 +112,76 @@ class PriceBook:
             return None  # a router's price depends on the model it picked: only the report knows
         prices = self.prices_at(model_id, moment)
         return None if prices is None else cost_of(prices, usage)
+
+
+@dataclass(frozen=True)
+class CatalogPrices:
+    """What ingest needs of the catalog: how a reported model string maps to a catalog id, and
+    every model's prices for moments after `since`."""
+
+    version: int | None
+    since: datetime
+    ids: frozenset[str]
+    by_slug: dict[str, str]  # canonical slug -> the model that carries it
+    book: PriceBook
+
+    @classmethod
+    def load(cls, version: int | None, horizon: timedelta) -> CatalogPrices:
+        by_slug: dict[str, list[str]] = defaultdict(list)
+        ids = []
+        for model_id, slug in CatalogModel.objects.values_list("id", "canonical_slug"):
+            ids.append(model_id)
+            if slug:
+                by_slug[slug].append(model_id)
+        since = timezone.now() - horizon
+        return cls(
+            version=version,
+            since=since,
+            ids=frozenset(ids),
+            # When variants share the slug (`:free`, `:thinking`): the base model, without a suffix.
+            by_slug={slug: min(group, key=lambda i: (":" in i, len(i), i)) for slug, group in by_slug.items()},
+            book=PriceBook.load(None, since),
+        )
+
+    def resolve(self, refs: Iterable[str]) -> dict[str, str]:
+        """Map what the orchestrator reported to catalog ids: a catalog id matches itself, else the
+        canonical slug OpenRouter answers with (`openai/gpt-5.4-nano-20260317`) names its model."""
+        resolved = {}
+        for ref in refs:
+            model_id = ref if ref in self.ids else self.by_slug.get(ref)
+            if model_id is not None:
+                resolved[ref] = model_id
+        return resolved
+
+
+class CatalogPriceCache:
+    """`CatalogPrices` kept in the process while the catalog data version stands.
+
+    Ingest asks once per batch: one indexed read of the catalog's version, instead of reading the
+    reported models, their prices and their price history. The version moves with every sync
+    and every edit of a model or price change, in the transaction that makes it, so a batch is
+    never priced from a catalog older than the one committed when it starts. The history held
+    starts HORIZON before the load and stays right for as long as the version stands; a batch
+    with an event older than its start reads a book of its own."""
+
+    HORIZON = timedelta(days=35)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._prices: CatalogPrices | None = None
+
+    def current(self) -> CatalogPrices:
+        version = DataVersion.objects.filter(name=CATALOG_VERSION).values_list("version", flat=True).first()
+        prices = self._prices
+        if prices is None or prices.version != version:
+            with self._lock:
+                prices = self._prices
+                if prices is None or prices.version != version:
+                    prices = self._prices = CatalogPrices.load(version, self.HORIZON)
+        return prices
+
+    def clear(self) -> None:
+        self._prices = None
+
+
+catalog_prices = CatalogPriceCache()

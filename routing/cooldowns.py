@@ -19,11 +19,12 @@ interval, and decisions read the open models from the snapshot's `CooldownBook`.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from core.models import DataVersion, version_watch
@@ -69,8 +70,27 @@ class Policy:
         return min(self.seconds * 2 ** max(streak - 1, 0), self.max_seconds)
 
 
+_policies: tuple[tuple, dict[str, Policy]] | None = None
+
+
 def policies() -> dict[str, Policy]:
-    """The default policy ('') and one per active role with cooldown settings of its own."""
+    """The default policy ('') and one per active role with cooldown settings of its own, kept
+    while the routing data version and the settings stand (read again when a role is saved
+    anywhere)."""
+    global _policies
+    key = (version_watch.versions().get(ROUTING_VERSION, 0), Policy.default())
+    memo = _policies
+    if memo is None or memo[0] != key:
+        memo = _policies = (key, _load_policies())
+    return memo[1]
+
+
+def forget_policies() -> None:
+    global _policies
+    _policies = None
+
+
+def _load_policies() -> dict[str, Policy]:
     own = Q()
     for name in COOLDOWN_FIELDS:
         own |= Q(**{f"{name}__isnull": False})
@@ -196,7 +216,11 @@ def evaluate(failing: dict[str, list[dict]], recovering: dict[str, list[dict]]) 
         locked = _lock(sorted(set(failing) | set(recovering)), roles)
 
     changed: list[ModelCooldown] = []
-    counted: dict[str, dict[str, int]] = {}
+    recent = (
+        _recent_failures(sorted(failing), now - timedelta(seconds=max(p.window_seconds for p in by_policy.values())))
+        if failing
+        else {}
+    )
     for cooldown in locked:
         policy = by_policy[cooldown.role]
         reported = failing.get(cooldown.model, []) + recovering.get(cooldown.model, [])
@@ -217,7 +241,7 @@ def evaluate(failing: dict[str, list[dict]], recovering: dict[str, list[dict]]) 
             start = now - timedelta(seconds=policy.window_seconds)
             if cooldown.closed_at is not None and cooldown.closed_at > start:
                 start = cooldown.closed_at
-            counts = _count_failures(cooldown.model, start, now, counted)
+            counts = Counter(error for at, error in recent[cooldown.model] if start <= at)
             total = sum(counts.values())
             if total >= policy.failures:
                 parts = ", ".join(f"{n} {error}" for error, n in sorted(counts.items()) if n)
@@ -231,19 +255,14 @@ def evaluate(failing: dict[str, list[dict]], recovering: dict[str, list[dict]]) 
     return changed
 
 
-def _count_failures(model_id: str, start: datetime, now: datetime, memo: dict) -> dict[str, int]:
-    """Retryable failures of the model since `start`, by class (over the partial index
-    usage_retryable_idx). Memoised per (model, start) within one evaluation."""
-    key = (model_id, start)
-    if key not in memo:
-        memo[key] = dict(
-            UsageEvent.objects.filter(model_id=model_id, error__in=RETRYABLE_ERRORS, occurred_at__gte=start)
-            .values("error")
-            .annotate(n=Count("id"))
-            .order_by()
-            .values_list("error", "n")
-        )
-    return memo[key]
+def _recent_failures(models: list[str], since: datetime) -> dict[str, list[tuple[datetime, str]]]:
+    """Each model's retryable failures since `since` (time, class), in one query over the partial
+    index usage_retryable_idx: the failures of the last window are few, whatever the ledger holds."""
+    found: dict[str, list[tuple[datetime, str]]] = {model: [] for model in models}
+    rows = UsageEvent.objects.filter(model_id__in=models, error__in=RETRYABLE_ERRORS, occurred_at__gte=since)
+    for model_id, occurred_at, error in rows.values_list("model_id", "occurred_at", "error"):
+        found[model_id].append((occurred_at, error))
+    return found
 
 
 def _open(cooldown: ModelCooldown, now: datetime, policy: Policy, reason: str) -> None:

@@ -559,7 +559,6 @@ class SnapshotHolder:
         self._lock = threading.Lock()
         self._snapshot: Snapshot | None = None
         self._confirmed_at = 0.0
-        self._local_changes = -1  # version_watch.local_changes the snapshot has seen
         self._background = BackgroundRefresh("llmhive-snapshot")
         self._generation = 0
 
@@ -568,7 +567,7 @@ class SnapshotHolder:
         versions = {name: stored.get(name, 0) for name in INPUTS}
         snapshot = self._snapshot
         if snapshot is None or snapshot.versions != versions:
-            if snapshot is not None and version_watch.local_changes == self._local_changes:
+            if snapshot is not None and not version_watch.changed_here(snapshot.versions, versions):
                 self._background.start(self._rebuild, versions, self._generation)
             else:
                 snapshot = self._rebuild(versions)
@@ -585,12 +584,10 @@ class SnapshotHolder:
             if generation is not None and generation != self._generation:
                 return snapshot  # cleared while this refresh waited: what it would build is stale
             if snapshot is None or snapshot.versions != versions:
-                changes = version_watch.local_changes
                 try:
                     fresh = build_snapshot(versions, snapshot)
                     prepare(fresh)
                     snapshot = self._snapshot = fresh
-                    self._local_changes = changes
                 except DatabaseError:
                     # Cut while rebuilding: answer from the last snapshot; the next check
                     # after the database returns rebuilds it.
@@ -607,7 +604,6 @@ class SnapshotHolder:
         self._generation += 1
         self._snapshot = None
         self._confirmed_at = 0.0
-        self._local_changes = -1
 
 
 holder = SnapshotHolder()

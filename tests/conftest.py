@@ -11,14 +11,18 @@ pytest_plugins = ["tests.fake_openrouter"]
 
 @pytest.fixture(autouse=True)
 def fresh_routing_snapshot():
-    """Each test starts from no routing snapshot and reloads the budget state. Production never needs this: a process reads
+    """Each test starts from no routing snapshot, catalog prices or cooldown policies and reloads the budget state. Production never needs this: a process reads
     only new memory rows on a stats change (routing.snapshot.OutcomeBook), which is right as
     committed rows are never removed but by a rebuild; a test's rolled-back rows are."""
     from costs.budgets import budget_book
+    from costs.pricing import catalog_prices
+    from routing.cooldowns import forget_policies
     from routing.snapshot import holder
 
     holder.clear()
     budget_book.invalidate()
+    catalog_prices.clear()
+    forget_policies()
     yield
 
 

@@ -1,4 +1,6 @@
-"""Usage ingest throughput through the HTTP API (issue 3: >= 5,000 events/s in batches of 1,000).
+"""Usage ingest throughput through the HTTP API (issue 3: >= 5,000 events/s in batches of 1,000),
+and what a batch of 100 costs when batches come one at a time (issue 12: usage at 1,000 events/s
+as ten such batches a second shares the cores with /route).
 
 The server is gunicorn with two workers on the test database, as README's deployment section
 says; the client sends batches of 1,000 events from two connections at once. The baseline,
@@ -29,6 +31,7 @@ pytestmark = [pytest.mark.benchmark, pytest.mark.django_db(transaction=True)]
 
 BATCH = 1_000
 BATCHES = 30
+SMALL_BATCH, SMALL_BATCHES = 100, 60
 MODELS = [f"bench/model-{i}" for i in range(20)]
 ROLES = ["coder", "writer", "reviewer", "planner"]
 STRATEGIES = ["single", "refine_on_failure", "ensemble"]
@@ -133,6 +136,18 @@ def test_ingest_throughput_over_http():
             repeats = list(pool.map(send, batches[:10]))
         dup_elapsed = time.perf_counter() - started_dup
 
+        # Small batches, one after another on one connection: each answer's time is the batch's
+        # whole cost on the server (parsing, validation, storing, rollups, memory, budgets).
+        small: list[float] = []
+        with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=120) as client:
+            for b in range(SMALL_BATCHES):
+                events = make_batch(f"{run}-small", b)[:SMALL_BATCH]
+                t = time.perf_counter()
+                response = client.post("/api/v1/usage", json={"events": events})
+                small.append(time.perf_counter() - t)
+                assert response.status_code == 200, response.text[:500]
+        small.sort()
+
     accepted = sum(a["accepted"] for a in answers)
     rate = accepted / elapsed
     print(
@@ -140,8 +155,11 @@ def test_ingest_throughput_over_http():
         f"  {BATCHES} batches of {BATCH:,} events:        {rate:10,.0f} events/s   (target >= 5,000)\n"
         f"  batch latency p50 / max:            {statistics.median(latencies) * 1000:7.1f} / {max(latencies) * 1000:.1f} ms\n"
         f"  re-sent batches (all duplicates):   {10 * BATCH / dup_elapsed:10,.0f} events/s\n"
+        f"  {SMALL_BATCHES} batches of {SMALL_BATCH}, one at a time:  p50 {small[len(small) // 2] * 1000:.1f} ms, "
+        f"p90 {small[int(len(small) * 0.9)] * 1000:.1f} ms a batch\n"
         f"  baseline, naive ORM ingest:         {naive_rate:10,.0f} events/s   (same run, in process)"
     )
     assert accepted == BATCHES * BATCH
     assert sum(r["duplicates"] for r in repeats) == 10 * BATCH
-    assert UsageEvent.objects.filter(request_id__startswith=run).count() == BATCHES * BATCH + 2 * BATCH
+    stored = BATCHES * BATCH + 2 * BATCH + SMALL_BATCHES * SMALL_BATCH
+    assert UsageEvent.objects.filter(request_id__startswith=run).count() == stored

@@ -78,3 +78,27 @@ def test_a_watch_that_never_read_the_versions_raises():
     watch = VersionWatch(db.load, interval=0.0)
     with pytest.raises(OperationalError):
         watch.versions()
+
+
+def test_a_committed_change_of_this_process_is_known_without_a_read_and_told_from_anothers():
+    db = Database()
+    watch = VersionWatch(db.load, interval=3600)
+    held = watch.versions()
+    reads = db.reads
+
+    # Committed here: the new value is taken as it is (no read), and is this process's own.
+    db.versions = {"catalog": 7}
+    watch.expire({"catalog": 7}, committed=True)
+    assert watch.versions() == {"catalog": 7} and db.reads == reads
+    assert watch.changed_here(held, watch.versions())
+
+    # Inside a transaction that may roll back: the next call reads the versions again.
+    db.versions = {"catalog": 7, "stats": 3}
+    watch.expire({"stats": 3})
+    assert watch.versions() == {"catalog": 7, "stats": 3} and db.reads == reads + 1
+
+    # Another process moved a version this one never wrote: not this process's change.
+    held = watch.versions()
+    db.versions = {"catalog": 7, "stats": 3, "health": 9}
+    watch.poll_now()
+    assert not watch.changed_here(held, watch.versions())

@@ -204,3 +204,28 @@ def test_every_budget_book_sees_new_spend_and_edited_budgets_through_the_data_ve
     budget.refresh_from_db()
     budget.save()
     assert other_worker.state_for().state == BudgetState.OK
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_brings_this_process_book_up_to_date_so_the_next_decision_reads_nothing():
+    """After a committed batch, the ingest reads this process's budget state once, shares that
+    read with the threshold check, and routing's next decision finds it current; the budgets
+    themselves are not read again while their version stands."""
+    from costs.budgets import budget_book
+
+    BudgetFactory(name="g", limit_usd=Decimal("1"))
+    BudgetFactory(name="r", scope=BudgetScope.ROLE, scope_value="writer", limit_usd=Decimal("1"))
+    assert budget_book.state_for().state == BudgetState.OK
+
+    with CaptureQueriesContext(connection) as during:
+        spend("1", datetime.now(UTC), "1.5")
+    with CaptureQueriesContext(connection) as after:
+        state = budget_book.state_for(role="coder")
+
+    assert state.budget.name == "g" and state.state == BudgetState.EXHAUSTED
+    assert len(after) == 0
+    reads = [q["sql"] for q in during if "costs_dailycost" in q["sql"] and q["sql"].startswith("SELECT")]
+    assert len(reads) == 1
+    assert not [q for q in during if 'FROM "costs_budget"' in q["sql"]]
+    assert Alert.objects.filter(kind=CostAlertKind.BUDGET_THRESHOLD, details__level="exhausted").count() == 1
+    assert budget_book.state_for(role="writer").budget.name == "g"

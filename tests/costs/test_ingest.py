@@ -281,6 +281,44 @@ def test_the_price_in_force_when_the_call_happened_is_used(writer, model):
     assert costs == {"req-1": Decimal("0.002"), "req-2": Decimal("0.00125")}
 
 
+def test_recent_events_are_priced_from_the_catalog_in_hand_and_a_price_change_is_seen_at_once(writer, model):
+    """The catalog's prices are kept in the process while its version stands (one small read per
+    batch); a sync or an edit moves the version in the transaction that changes the prices."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    writer.post_json(URL, {"events": [event(1, occurred_at=(now - timedelta(minutes=5)).isoformat())]})
+    with CaptureQueriesContext(connection) as captured:
+        writer.post_json(URL, {"events": [event(2, occurred_at=(now - timedelta(minutes=4)).isoformat())]})
+    catalog_reads = [
+        q["sql"] for q in captured if 'FROM "model_catalog"' in q["sql"] or "catalog_pricechange" in q["sql"]
+    ]
+    assert catalog_reads == []
+
+    # A sync lowers the prompt price a minute ago (the model and its history, as catalog.apply
+    # writes them). An event from before the change keeps the old price.
+    changed_at = now - timedelta(minutes=1)
+    model.price_prompt = Decimal("0.000001")
+    model.save()
+    PriceChange.objects.create(
+        model=model, field="prompt", old=Decimal("0.00000125"), new=Decimal("0.000001"), observed_at=changed_at
+    )
+    writer.post_json(
+        URL,
+        {
+            "events": [
+                event(3, occurred_at=(changed_at - timedelta(seconds=30)).isoformat(), completion_tokens=0),
+                event(4, occurred_at=now.isoformat(), completion_tokens=0),
+            ]
+        },
+    )
+
+    costs = dict(UsageEvent.objects.values_list("request_id", "computed_cost_usd"))
+    assert costs["req-2"] == Decimal("0.00325")
+    assert costs["req-3"] == Decimal("0.00125") and costs["req-4"] == Decimal("0.001")
+
+
 def test_reported_cost_wins_in_reports_and_the_drift_is_kept(writer, model):
     writer.post_json(URL, {"events": [event(1, cost_usd=0.0034), event(2)]})
 
