@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from django.db.models import Count, Sum
 from django.db.utils import DatabaseError
 from django.http import HttpResponse
+from django.utils import timezone
 from ninja import Router
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -29,6 +30,7 @@ from core.auth import require
 from core.errors import errors
 from costs.models import DailyCost
 from health.selectors import oldest_queued_task_age
+from routing.models import CooldownState, ModelCooldown
 from routing.snapshot import current_snapshot
 
 logger = logging.getLogger(__name__)
@@ -41,7 +43,7 @@ class DatabaseCollector(Collector):
     left out of the scrape (Prometheus shows the gap) rather than failing it."""
 
     def collect(self) -> Iterator[Metric]:
-        for part in (self._sync_runs, self._usage_events, self._task_queue):
+        for part in (self._sync_runs, self._usage_events, self._cooldowns, self._task_queue):
             try:
                 yield from part()
             except DatabaseError as exc:
@@ -69,6 +71,30 @@ class DatabaseCollector(Collector):
             "llmhive_usage_events", "Usage events stored in the ledger, by any process.", value=stored
         )
 
+    def _cooldowns(self) -> Iterator[Metric]:
+        """Trips are counted on the cooldown rows (`trips` only grows), so the figure is the same
+        whichever worker stored the batch that tripped one."""
+        trips = CounterMetricFamily(
+            "llmhive_cooldown_trips",
+            "Times a model was taken out by a cooldown (retryable failures past the threshold, or a failure while half-open).",
+            value=ModelCooldown.objects.aggregate(n=Sum("trips"))["n"] or 0,
+        )
+        out = GaugeMetricFamily(
+            "llmhive_cooldowns_open",
+            "Models out now: cooldowns open and not yet past their time, per policy (role; '' is the default policy).",
+            labels=["role"],
+        )
+        rows = (
+            ModelCooldown.objects.filter(state=CooldownState.OPEN, until__gt=timezone.now())
+            .values_list("role")
+            .annotate(n=Count("id"))
+            .order_by("role")
+        )
+        for role, n in rows:
+            out.add_metric([role], n)
+        yield trips
+        yield out
+
     def _task_queue(self) -> Iterator[Metric]:
         from django_q.conf import Conf
 
@@ -92,8 +118,8 @@ class DatabaseCollector(Collector):
     },
 )
 def prometheus_metrics(request):
-    """Route decisions by result and their latency, the routing snapshot's age, sync runs and
-    usage events, the oldest queued task. Summed over every web worker under gunicorn."""
+    """Route decisions by result and their latency, the routing snapshot's age, sync runs,
+    usage events, cooldown trips and models out, the oldest queued task. Summed over every web worker under gunicorn."""
     try:
         current_snapshot()  # re-checked now if due: this worker's age is as fresh as can be
     except DatabaseError:

@@ -147,6 +147,24 @@ def test_syncs_usage_and_the_queue_come_from_the_database(api_client):
     assert 1 <= age < 30
 
 
+@pytest.mark.django_db
+def test_cooldown_trips_and_the_models_out_come_from_the_database(api_client):
+    """Three retryable failures within the window trip a model (routing.cooldowns): the trip is
+    counted, and the model is out under the default policy until its time is up."""
+    CatalogModelFactory(id="acme/flaky")
+    figures = samples(api_client.get(URL).content.decode())
+    assert figures[("llmhive_cooldown_trips_total", ())] == 0
+    assert by_label(figures, "llmhive_cooldowns_open", "role") == {}
+
+    now = timezone.now()
+    errors = ["rate_limited", "timeout", "provider_error"]
+    ingest(*[usage_event(model="acme/flaky", success=False, error=e, occurred_at=now) for e in errors])
+
+    figures = samples(api_client.get(URL).content.decode())
+    assert figures[("llmhive_cooldown_trips_total", ())] == 1
+    assert by_label(figures, "llmhive_cooldowns_open", "role") == {"": 1}
+
+
 # --- Under gunicorn, two workers -----------------------------------------------------------------
 
 
