@@ -177,6 +177,8 @@ def _skipped(item: SkippedEntry) -> dict:
 # The largest magnitude a price column (DecimalField(24, 14)) holds: an unknown price past it is
 # kept in extra_prices, but its changes cannot go into the price history.
 _PRICE_LIMIT = Decimal(10) ** (PRICE_DIGITS - DECIMAL_PLACES)
+# Nor can a key longer than the history's `field` column.
+_FIELD_LENGTH = PriceChange._meta.get_field("field").max_length
 
 
 def _extra_price(prices: dict, key: str) -> Decimal | None:
@@ -189,7 +191,7 @@ def _extra_price(prices: dict, key: str) -> Decimal | None:
 
 def price_moves(model: CatalogModel, values: dict) -> list[tuple[str, Decimal | None, Decimal | None]]:
     """(key, old, new) for every price that moved: the known keys' columns, then the unknown
-    keys kept in extra_prices (those whose values fit a price column)."""
+    keys kept in extra_prices (those whose key and values fit the history's columns)."""
     moves = []
     for key in PRICE_KEYS:
         old, new = model.price(key), values[f"price_{key}"]
@@ -197,6 +199,8 @@ def price_moves(model: CatalogModel, values: dict) -> list[tuple[str, Decimal | 
             moves.append((key, old, new))
     before, after = model.extra_prices or {}, values["extra_prices"]
     for key in sorted(set(before) | set(after)):
+        if len(key) > _FIELD_LENGTH:
+            continue
         old, new = _extra_price(before, key), _extra_price(after, key)
         if old != new and all(v is None or abs(v) < _PRICE_LIMIT for v in (old, new)):
             moves.append((key, old, new))

@@ -173,6 +173,13 @@ def test_usage_with_a_new_category_proposes_it_in_one_query_and_known_ones_cost_
     # "programming" turned out to be active in that statement: never asked about again.
     assert category_queries(later) == []
     assert not Category.objects.get(slug="programming").proposed
+    listed = {c["slug"]: c for c in ApiClient(make_api_key("route")).get("/api/v1/categories").json()}
+    assert (listed["poetry"]["state"], listed["poetry"]["source"], listed["poetry"]["seen_count"]) == (
+        "proposed",
+        "usage",
+        1,
+    )
+    assert (listed["programming"]["state"], listed["programming"]["source"]) == ("active", "seed")
 
 
 def test_research_proposes_the_categories_openrouter_documents_that_the_catalog_lacks(fake_openrouter, settings):

@@ -151,13 +151,19 @@ def test_an_unknown_key_that_is_not_a_number_never_fails_the_entry(fake_openrout
 
 
 def test_a_price_going_to_zero_or_away_is_one_change_and_zero_or_absent_is_none(fake_openrouter):
-    fake_openrouter.set_models([entry("acme/a", audio="0.000001", image_token="0.00001", fresh_key="0.1")])
-    sync_catalog()
-    fake_openrouter.set_models([entry("acme/a", audio="0", fresh_key="0")])
-    sync_catalog()
+    long_key, huge = "k" * 80, "1" + "0" * 12
+    fake_openrouter.set_models(
+        [entry("acme/a", audio="0.000001", image_token="0.00001", fresh_key="0.1", **{long_key: "1"}, huge=huge)]
+    )
+    first = sync_catalog()
+    fake_openrouter.set_models([entry("acme/a", audio="0", fresh_key="0", **{long_key: "2"}, huge="2")])
+    second = sync_catalog()
 
+    assert first.status == second.status == SyncStatus.SUCCEEDED, (first.error, second.error)
     fields = sorted(PriceChange.objects.filter(model_id="acme/a").values_list("field", "new"))
     assert fields == [("audio", None), ("fresh_key", None), ("image_token", None)]
+    # A key or a value past the history's columns is still kept on the model.
+    assert CatalogModel.objects.get(id="acme/a").extra_prices == {"fresh_key": "0", "huge": "2", long_key: "2"}
 
 
 def test_chat_cost_is_computed_as_before_whatever_the_other_prices():
