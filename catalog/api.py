@@ -39,7 +39,14 @@ class ModelOut(Schema):
     context_length: int | None
     max_completion_tokens: int | None
     pricing: dict[str, str | None] = Field(
-        description="USD per token as decimal strings; null when absent or zero (optional keys)"
+        description=(
+            "every price key OpenRouter documents, as decimal strings: USD per token (per request for `request`, "
+            "per image for `image` and `image_output`, per search for `web_search`; `discount` is a fraction); "
+            "null when absent or zero (optional keys)"
+        )
+    )
+    extra_prices: dict[str, str] = Field(
+        description="pricing keys OpenRouter sent that the catalog does not know yet, as decimal strings"
     )
     variable_pricing: bool
     capabilities: dict[str, bool]
@@ -117,6 +124,7 @@ def model_out(model: CatalogModel) -> dict:
         "context_length": model.context_length,
         "max_completion_tokens": model.max_completion_tokens,
         "pricing": {key: decimal_str(model.price(key)) for key in PRICE_KEYS},
+        "extra_prices": dict(model.extra_prices or {}),
         "variable_pricing": model.variable_pricing,
         "capabilities": model.capabilities,
         "input_modalities": model.input_modalities,
@@ -198,10 +206,18 @@ class CategoryOut(Schema):
     slug: str
     name: str
     active: bool
+    state: Literal["active", "proposed", "retired"] = Field(
+        description="`proposed`: discovered (by research, /route or usage) and waiting for a curator"
+    )
+    source: str = Field(description="where the category was first seen: seed, openrouter, route, usage or admin")
+    first_seen_at: datetime | None
+    last_seen_at: datetime | None
+    seen_count: int
 
 
 @router.get("/categories", response={200: list[CategoryOut], **errors(401, 403)}, auth=ROUTE, summary="Categories")
 def list_categories(request):
+    """Every category, active, proposed or retired; only active ones may be routed on."""
     return Category.objects.all()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -31,13 +32,14 @@ from catalog.models import (
 )
 from core.alerts import NewAlert, raise_alerts
 from core.models import Alert, DataVersion
-from core.money import decimal_str
+from core.money import DECIMAL_PLACES, PRICE_DIGITS, decimal_str
 from core.text import UNSTORABLE, printable, unstorable_in
 from openrouter import (
     ModelEntry,
     ModelList,
     SkippedEntry,
 )
+from openrouter.parsing import unknown_price_keys
 
 # Keep a run's details readable in the admin: ids beyond this are counted, not listed.
 DETAIL_LIST_LIMIT = 200
@@ -107,6 +109,7 @@ def model_values(entry: ModelEntry, families: list[Family]) -> dict:
     }
     for key in PRICE_KEYS:
         values[f"price_{key}"] = entry.pricing.get(key)
+    values["extra_prices"] = {key: decimal_str(price) for key, price in sorted(entry.extra_prices.items())}
     values.update(derive_capabilities(entry.supported_parameters, entry.input_modalities))
     return values
 
@@ -143,7 +146,7 @@ def check_entry(entry: ModelEntry, values: dict) -> tuple[str, str] | None:
     if where:
         return where, f"{where} contains a NUL character or a lone surrogate, which the database cannot store"
     for name, value in values.items():
-        if value is None or name in ("family_id", "raw"):
+        if value is None or name in ("family_id", "raw", "extra_prices"):
             continue
         model_field = CatalogModel._meta.get_field(name)
         source = SOURCE_FIELDS.get(name, name)
@@ -169,6 +172,60 @@ def _skipped(item: SkippedEntry) -> dict:
         "field": printable(item.field) if item.field else None,
         "reason": printable(item.reason),
     }
+
+
+# The largest magnitude a price column (DecimalField(24, 14)) holds: an unknown price past it is
+# kept in extra_prices, but its changes cannot go into the price history.
+_PRICE_LIMIT = Decimal(10) ** (PRICE_DIGITS - DECIMAL_PLACES)
+# Nor can a key longer than the history's `field` column.
+_FIELD_LENGTH = PriceChange._meta.get_field("field").max_length
+
+
+def _extra_price(prices: dict, key: str) -> Decimal | None:
+    """An extra price as the history compares it: absent and "0" alike (as for the optional
+    known keys, which OpenRouter stopped sending when zero in January 2026)."""
+    value = prices.get(key)
+    price = None if value is None else Decimal(value)
+    return None if price == 0 else price
+
+
+def price_moves(model: CatalogModel, values: dict) -> list[tuple[str, Decimal | None, Decimal | None]]:
+    """(key, old, new) for every price that moved: the known keys' columns, then the unknown
+    keys kept in extra_prices (those whose key and values fit the history's columns)."""
+    moves = []
+    for key in PRICE_KEYS:
+        old, new = model.price(key), values[f"price_{key}"]
+        if old != new:
+            moves.append((key, old, new))
+    before, after = model.extra_prices or {}, values["extra_prices"]
+    for key in sorted(set(before) | set(after)):
+        if len(key) > _FIELD_LENGTH:
+            continue
+        old, new = _extra_price(before, key), _extra_price(after, key)
+        if old != new and all(v is None or abs(v) < _PRICE_LIMIT for v in (old, new)):
+            moves.append((key, old, new))
+    return moves
+
+
+def unknown_price_key_alerts(entries: list[tuple[ModelEntry, dict]]) -> list[NewAlert]:
+    """One alert per pricing key the catalog has no column for, raised once ever per key: the
+    key's values are kept in extra_prices meanwhile, and a release should give it a column."""
+    models_by_key: dict[str, list[str]] = {}
+    for entry, _values in entries:
+        for key in unknown_price_keys(entry.raw.get("pricing")):
+            models_by_key.setdefault(key, []).append(entry.id)
+    return [
+        NewAlert(
+            AlertKind.UNKNOWN_PRICE_KEY,
+            f"OpenRouter prices {len(ids)} model(s) with '{printable(key)[:64]}', a key the catalog has "
+            f"no column for (e.g. {ids[0]}). Its values are kept in each model's extra prices and their "
+            f"changes in the price history; cost estimates do not use it.",
+            subject=printable(key)[:200],
+            once=True,
+            details={"key": printable(key), "models": ids[:DETAIL_LIST_LIMIT], "count": len(ids)},
+        )
+        for key, ids in sorted(models_by_key.items())
+    ]
 
 
 def _changed_fields(model: CatalogModel, values: dict) -> list[str]:
@@ -246,22 +303,20 @@ def apply_model_list(
                 )
             elif changed:
                 outcome.updated.append(entry.id)
-            price_moves = []
-            for key in PRICE_KEYS:
-                old, new = model.price(key), values[f"price_{key}"]
-                if old != new:
-                    price_moves.append({"field": key, "old": decimal_str(old), "new": decimal_str(new)})
-                    price_changes.append(
-                        PriceChange(model_id=entry.id, field=key, old=old, new=new, observed_at=now, run=run)
-                    )
-            if price_moves:
-                text = ", ".join(f"{m['field']} {m['old']} → {m['new']}" for m in price_moves)
+            moves = price_moves(model, values)
+            for key, old, new in moves:
+                price_changes.append(
+                    PriceChange(model_id=entry.id, field=key, old=old, new=new, observed_at=now, run=run)
+                )
+            if moves:
+                shown = [{"field": key, "old": decimal_str(old), "new": decimal_str(new)} for key, old, new in moves]
+                text = ", ".join(f"{m['field']} {m['old']} → {m['new']}" for m in shown)
                 alerts.append(
                     NewAlert(
                         AlertKind.PRICE_CHANGE,
                         f"{entry.id}: {text}",
                         model_id=entry.id,
-                        details={"changes": price_moves},
+                        details={"changes": shown},
                     )
                 )
             cap_moves = {c: values[c] for c in CAPABILITIES if getattr(model, c) != values[c]}
@@ -295,6 +350,7 @@ def apply_model_list(
             NewAlert(AlertKind.MODEL_MISSING, f"{model_id} is no longer in OpenRouter's list.", model_id=model_id)
         )
     alerts += malformed_entry_alerts(outcome.skipped, run=run)
+    alerts += unknown_price_key_alerts(entries)
     outcome.missing = newly_missing
     outcome.price_changes = len(price_changes)
     if outcome.initial:

@@ -81,6 +81,22 @@ def classify_family(model_id: str, families) -> Family | None:
     return None
 
 
+class CategorySource(models.TextChoices):
+    """Where a category was first seen."""
+
+    SEED = "seed", "Seed"
+    OPENROUTER = "openrouter", "OpenRouter"
+    ROUTE = "route", "/route request"
+    USAGE = "usage", "Usage report"
+    ADMIN = "admin", "Admin"
+
+
+class CategoryState(models.TextChoices):
+    ACTIVE = "active", "Active"
+    PROPOSED = "proposed", "Proposed"
+    RETIRED = "retired", "Retired"
+
+
 class Category(models.Model):
     slug = models.CharField(
         max_length=64,
@@ -90,13 +106,33 @@ class Category(models.Model):
     )
     name = models.CharField(max_length=100)
     active = models.BooleanField(default=True, help_text="Retired categories are not researched.")
+    # A category discovered (by research, /route or usage) and not yet adopted or retired by a
+    # curator: inactive until adopted, and never proposed again once retired.
+    proposed = models.BooleanField(default=False)
+    source = models.CharField(max_length=16, choices=CategorySource.choices, default=CategorySource.ADMIN)
+    first_seen_at = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    seen_count = models.PositiveIntegerField(
+        default=0, help_text="Sightings while proposed (at most one a minute per process)."
+    )
 
     class Meta:
         ordering = ["slug"]
         verbose_name_plural = "categories"
+        constraints = [
+            models.CheckConstraint(
+                condition=~(Q(active=True) & Q(proposed=True)), name="category_proposed_is_inactive"
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def state(self) -> str:
+        if self.active:
+            return CategoryState.ACTIVE
+        return CategoryState.PROPOSED if self.proposed else CategoryState.RETIRED
 
 
 class ModelStatus(models.TextChoices):
@@ -149,10 +185,22 @@ class CatalogModel(models.Model):
     price_completion = money_field(null=True, blank=True)
     price_request = money_field(null=True, blank=True)
     price_image = money_field(null=True, blank=True)
+    price_image_token = money_field(null=True, blank=True)
+    price_image_output = money_field(null=True, blank=True)
+    price_audio = money_field(null=True, blank=True)
+    price_audio_output = money_field(null=True, blank=True)
+    price_input_audio_cache = money_field(null=True, blank=True)
     price_web_search = money_field(null=True, blank=True)
     price_internal_reasoning = money_field(null=True, blank=True)
     price_input_cache_read = money_field(null=True, blank=True)
     price_input_cache_write = money_field(null=True, blank=True)
+    price_input_cache_write_1h = money_field(null=True, blank=True)
+    price_discount = money_field(null=True, blank=True, help_text="A fraction: prices are multiplied by 1 - discount.")
+    extra_prices = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Pricing keys OpenRouter sent that the catalog has no column for: {key: decimal string}.",
+    )
     variable_pricing = models.BooleanField(
         default=False, help_text='Router models priced "-1": the price depends on the model it picks.'
     )
@@ -219,7 +267,8 @@ class PriceChange(models.Model):
     """Effective-dated price history: the price `field` went from `old` to `new` at observed_at."""
 
     model = models.ForeignKey(CatalogModel, on_delete=models.CASCADE, related_name="price_changes")
-    field = models.CharField(max_length=32, choices=[(key, key) for key in PRICE_KEYS])
+    # One of PRICE_KEYS, or a key of CatalogModel.extra_prices (a price OpenRouter added since).
+    field = models.CharField(max_length=64)
     old = money_field(null=True, blank=True)
     new = money_field(null=True, blank=True)
     observed_at = models.DateTimeField(default=timezone.now)
@@ -365,3 +414,5 @@ class AlertKind(models.TextChoices):
     MALFORMED_ENTRY = "malformed_entry", "Malformed entry skipped"
     RUN_ABANDONED = "run_abandoned", "Run abandoned"
     RESEARCH_DIGEST = "research_digest", "Research digest"
+    UNKNOWN_PRICE_KEY = "unknown_price_key", "Unknown price key"
+    NEW_CATEGORY = "new_category", "New category"

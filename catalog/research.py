@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from catalog import signals
+from catalog.categories import category_name, new_category_alert
 from catalog.client import openrouter_client
 from catalog.models import (
     CAPABILITIES,
@@ -24,6 +25,7 @@ from catalog.models import (
     CatalogModel,
     Category,
     CategoryRanking,
+    CategorySource,
     ModelEndpoint,
     ModelStatus,
     SyncKind,
@@ -41,6 +43,7 @@ from openrouter import (
     OpenRouterClient,
     OpenRouterError,
 )
+from openrouter.types import DOCUMENTED_CATEGORIES
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +59,7 @@ def research_catalog(*, trigger: str = SyncTrigger.COMMAND, progress: Progress |
 
 def _research_steps(run: SyncRun, progress: Progress | None) -> None:
     errors: list[str] = []
+    discovered = discover_categories()
     with openrouter_client() as client:
         rankings = record_rankings(client, run=run, errors=errors, progress=progress)
     endpoints = refresh_endpoints(models_that_matter(), errors=errors, progress=progress)
@@ -63,6 +67,10 @@ def _research_steps(run: SyncRun, progress: Progress | None) -> None:
     matrix = capability_counts()
     run.details.update(
         {
+            "discovered_categories": discovered,
+            "proposed_categories": list(
+                Category.objects.filter(active=False, proposed=True).values_list("slug", flat=True)[:DETAIL_LIMIT]
+            ),
             "rankings": rankings,
             "endpoints": endpoints,
             "suggested_families": suggestions,
@@ -82,6 +90,41 @@ def _research_steps(run: SyncRun, progress: Progress | None) -> None:
         # Every step went through this time: an earlier run's step errors are answered.
         Alert.objects.open().filter(key=step_alert.key).update(acknowledged_at=timezone.now())
     raise_alerts([digest_alert(run, suggestions)])
+
+
+DETAIL_LIMIT = 200
+
+
+def discover_categories() -> list[str]:
+    """OpenRouter's categories the catalog does not know, added as proposed (a curator adopts or
+    retires them in the admin) with a `new_category` alert each. OpenRouter has no endpoint that
+    lists them: its API description documents them as the enum of `GET /models?category=`
+    (openrouter.types.DOCUMENTED_CATEGORIES). Retired categories are known, never proposed again.
+    The categories /route requests and usage reports name are recorded as they arrive
+    (catalog.categories)."""
+    known = set(Category.objects.values_list("slug", flat=True))
+    new = [slug for slug in DOCUMENTED_CATEGORIES if slug not in known]
+    if not new:
+        return []
+    now = timezone.now()
+    created = Category.objects.bulk_create(
+        [
+            Category(
+                slug=slug,
+                name=category_name(slug),
+                active=False,
+                proposed=True,
+                source=CategorySource.OPENROUTER,
+                first_seen_at=now,
+                last_seen_at=now,
+                seen_count=1,
+            )
+            for slug in new
+        ],
+        ignore_conflicts=True,  # a /route call may have proposed one a moment ago
+    )
+    raise_alerts(new_category_alert(category.slug, CategorySource.OPENROUTER) for category in created)
+    return new
 
 
 def record_rankings(

@@ -14,20 +14,25 @@ different event rolls the batch back with `IdempotencyConflict`.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from decimal import Context, Decimal
 
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from catalog.categories import record_categories
+from catalog.models import CategorySource
 from core.alerts import NewAlert, raise_alerts
 from core.upsert import add_to_rows, chunks, json_rows, recordset, values_clause
 from costs.models import ERROR_COUNTERS, DailyCost, UsageEvent, error_counter
 from costs.models import AlertKind as CostAlertKind
 from costs.pricing import PriceBook, Usage, catalog_prices
 from costs.signals import usage_ingested, usage_stored
+
+logger = logging.getLogger(__name__)
 
 EVENT_COLUMNS = (
     "request_id",
@@ -193,6 +198,7 @@ def ingest_events(events: Sequence[dict]) -> IngestResult:
             }
         )
         _raise_model_alerts(result)
+        _note_categories(stored)
         usage_ingested.send(sender=UsageEvent, rows=stored)
     return result
 
@@ -322,6 +328,16 @@ def rollup_deltas(rows: Iterable[dict]) -> dict[tuple, dict]:
 
 def _move_rollups(rows: list[dict]) -> None:
     add_to_rows(DailyCost, ROLLUP_KEY, ROLLUP_SUMS, rollup_deltas(rows))
+
+
+def _note_categories(rows: list[dict]) -> None:
+    """Categories the catalog does not know are proposed to its curators (catalog.categories):
+    no query when every category of the batch is known to this process, else one statement for
+    the unknown ones. The batch is stored whatever happens here."""
+    try:
+        record_categories({row["category"] for row in rows if row["category"]}, CategorySource.USAGE)
+    except DatabaseError:
+        logger.warning("could not record the categories of a usage batch", exc_info=True)
 
 
 def _raise_model_alerts(result: IngestResult) -> None:

@@ -14,6 +14,7 @@ from openrouter.errors import MalformedEntry, OpenRouterBadResponse
 from openrouter.types import (
     PRICE_DECIMAL_PLACES,
     PRICE_KEYS,
+    PRICING_STRUCTURES,
     REQUIRED_PRICE_KEYS,
     VARIABLE_PRICE,
     ChatCompletion,
@@ -171,6 +172,7 @@ def parse_model(raw: Any) -> ModelEntry:
     for key in PRICE_KEYS:
         pricing[key], is_variable = parse_price(key, pricing_raw.get(key))
         variable = variable or is_variable
+    extra_prices = parse_extra_prices(pricing_raw)
 
     architecture = raw.get("architecture") if isinstance(raw.get("architecture"), dict) else {}
     top_provider = raw.get("top_provider") if isinstance(raw.get("top_provider"), dict) else {}
@@ -194,7 +196,35 @@ def parse_model(raw: Any) -> ModelEntry:
         variable_pricing=variable,
         expiration_date=_date(raw.get("expiration_date")),
         raw=raw,
+        extra_prices=extra_prices,
     )
+
+
+def unknown_price_keys(pricing_raw: Any) -> list[str]:
+    """The keys of a `pricing` object that are neither a known price nor a documented structure."""
+    if not isinstance(pricing_raw, dict):
+        return []
+    return sorted(str(key) for key in pricing_raw if key not in PRICE_KEYS and key not in PRICING_STRUCTURES)
+
+
+def parse_extra_prices(pricing_raw: dict) -> dict[str, Decimal]:
+    """The numeric values of the unknown pricing keys, exact (rounded to the catalog's 14
+    decimals like the known ones). A new key is how OpenRouter announces a new way to charge,
+    so it is kept rather than dropped; a value that is not a number never fails the entry (the
+    key may not be a price at all) and stays in `raw`."""
+    extra: dict[str, Decimal] = {}
+    for key in unknown_price_keys(pricing_raw):
+        value = pricing_raw[key]
+        if isinstance(value, (dict, list)):
+            continue
+        try:
+            price = _decimal(value)
+        except ValueError:
+            continue
+        if price.as_tuple().exponent < -PRICE_DECIMAL_PLACES:  # type: ignore[operator]
+            price = price.quantize(_PRICE_QUANTUM)
+        extra[key] = price
+    return extra
 
 
 def _data(payload: Any, kind: type, what: str) -> Any:

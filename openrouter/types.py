@@ -12,16 +12,30 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+# Every scalar key of OpenRouter's `PublicPricing` schema (its OpenAPI description of
+# 2025-12-16 and 2026-08-22), in the order the admin and the API show them. USD per token,
+# except `request` (per request), `image` and `image_output` (per image), `web_search` (per
+# search) and `discount` (a fraction: the price is multiplied by 1 - discount).
 PRICE_KEYS = (
     "prompt",
     "completion",
     "request",
     "image",
+    "image_token",
+    "image_output",
+    "audio",
+    "audio_output",
+    "input_audio_cache",
     "web_search",
     "internal_reasoning",
     "input_cache_read",
     "input_cache_write",
+    "input_cache_write_1h",
+    "discount",
 )
+# Documented pricing entries that are not a price (`overrides`: a list of conditional prices).
+# They stay in the entry's `raw`; any other key is an unknown price (ModelEntry.extra_prices).
+PRICING_STRUCTURES = ("overrides",)
 # Always sent, and "0" there means free; every other key is optional.
 REQUIRED_PRICE_KEYS = ("prompt", "completion")
 # The catalog stores prices with 14 decimals (DecimalField(24, 14)).
@@ -54,6 +68,27 @@ class ModelEntry:
     variable_pricing: bool
     expiration_date: date | None
     raw: dict[str, Any] = field(repr=False, compare=False)
+    # Pricing keys OpenRouter sends that PRICE_KEYS does not know yet, with their numeric value:
+    # kept (and announced) rather than dropped, until a release gives them a column.
+    extra_prices: dict[str, Decimal] = field(default_factory=dict)
+
+
+# The model-level categories of `GET /models?category=X`: OpenRouter publishes no listing
+# endpoint, only this enum on the `category` parameter (OpenAPI description of 2026-08-22).
+DOCUMENTED_CATEGORIES = (
+    "programming",
+    "roleplay",
+    "marketing",
+    "marketing/seo",
+    "technology",
+    "science",
+    "translation",
+    "legal",
+    "finance",
+    "health",
+    "trivia",
+    "academia",
+)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from decimal import Decimal
 from functools import wraps
@@ -10,12 +11,14 @@ from typing import Literal
 
 import orjson
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import HttpResponse
 from ninja import Field, Query, Router, Schema
 from ninja.decorators import decorate_view
 from pydantic import BaseModel, ConfigDict
 
-from catalog.models import CAPABILITIES
+from catalog.categories import record_categories
+from catalog.models import CAPABILITIES, CategorySource
 from core import metrics
 from core.auth import any_key, require
 from core.errors import ApiError, errors
@@ -24,6 +27,8 @@ from core.money import decimal_str
 from routing.decision import EscalateRequest, RouteRequest, RoutingError, check_category, decide, escalate
 from routing.scoring import internal_rankings
 from routing.snapshot import current_snapshot
+
+logger = logging.getLogger(__name__)
 
 router = Router(tags=["routing"])
 ROUTE = require("route")
@@ -174,6 +179,19 @@ def _money(value):
     return decimal_str(value) if isinstance(value, Decimal) else value
 
 
+def _note_unknown_category(error: RoutingError, category: str | None) -> None:
+    """A category the catalog does not route on is proposed to the curators (catalog.categories:
+    at most one write a minute per slug and process, none for adopted or retired ones). Only
+    refusals get here, so a request for a known category costs no query; and a refusal stays a
+    422 when the database is away."""
+    if error.code != "unknown_category" or not category:
+        return
+    try:
+        record_categories([category], CategorySource.ROUTE)
+    except DatabaseError:
+        logger.warning("could not record the unknown category %r", category, exc_info=True)
+
+
 def _as_api_error(error: RoutingError) -> ApiError:
     extra = dict(error.extra)
     if extra.get("budget"):
@@ -238,6 +256,7 @@ def route(request, payload: RouteIn):
         answer = decide(RouteRequest(**payload.model_dump()))
     except RoutingError as error:
         request.route_result = error.code
+        _note_unknown_category(error, payload.category)
         raise _as_api_error(error) from None
     answer["degraded"] = version_watch.degraded
     if answer["degraded"]:
@@ -308,6 +327,7 @@ def escalate_view(request, payload: EscalateIn):
     try:
         answer = escalate(EscalateRequest(**payload.model_dump()))
     except RoutingError as error:
+        _note_unknown_category(error, payload.category)
         raise _as_api_error(error) from None
     answer["degraded"] = version_watch.degraded
     return fast_json(answer)

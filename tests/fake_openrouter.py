@@ -77,6 +77,15 @@ def load_recorded(relative_path: str) -> Any:
     return json.loads(_read_text(recorded_dir() / relative_path))
 
 
+@cache
+def openapi_document(filename: str) -> dict:
+    """OpenRouter's published OpenAPI description (`reference/<filename>`), parsed once per run
+    with libyaml's loader (the pure-Python one takes seconds over its 30,000 lines)."""
+    import yaml
+
+    return yaml.load(_read_text(recorded_dir() / "reference" / filename), Loader=yaml.CSafeLoader)
+
+
 def published_endpoint(provider: str = "Acme", **overrides) -> dict:
     """One endpoint as `/models/{author}/{slug}/endpoints` lists it. No recorded endpoint list
     exists under ../shared/openrouter, so this follows the example of OpenRouter's published

@@ -1,4 +1,5 @@
-"""The families and categories admin: editing a family re-classifies the catalog."""
+"""The families and categories admin: editing a family re-classifies the catalog; discovered
+categories wait here, proposed, until a curator adopts or retires them."""
 
 from __future__ import annotations
 
@@ -6,13 +7,15 @@ from django import forms
 from django.contrib import admin, messages
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from catalog.admin.common import EMPTY
 from catalog.apply import reclassify_models
-from catalog.models import Category, Family
+from catalog.models import CATALOG_VERSION, AlertKind, Category, CategoryState, Family
 from catalog.selectors import families_with_counts
 from core.admin_mixins import plural
+from core.models import Alert, DataVersion
 
 
 class FamilyForm(forms.ModelForm):
@@ -83,9 +86,62 @@ class FamilyAdmin(admin.ModelAdmin):
         )
 
 
+class CategoryStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return CategoryState.choices
+
+    def queryset(self, request, queryset):
+        if self.value() == CategoryState.ACTIVE:
+            return queryset.filter(active=True)
+        if self.value() == CategoryState.PROPOSED:
+            return queryset.filter(active=False, proposed=True)
+        if self.value() == CategoryState.RETIRED:
+            return queryset.filter(active=False, proposed=False)
+        return queryset
+
+
 @admin.register(Category)
 class CategoryAdmin(admin.ModelAdmin):
-    list_display = ("slug", "name", "active")
+    list_display = ("slug", "name", "state", "active", "source", "seen_count", "last_seen_at", "first_seen_at")
     list_editable = ("active",)
-    list_filter = ("active",)
+    list_filter = (CategoryStateFilter, "source")
     search_fields = ("slug", "name")
+    fields = ("slug", "name", "active", "state", "source", "first_seen_at", "last_seen_at", "seen_count")
+    readonly_fields = ("state", "source", "first_seen_at", "last_seen_at", "seen_count")
+    actions = ("adopt_categories", "retire_categories")
+
+    @admin.display(description="state")
+    def state(self, obj: Category) -> str:
+        return CategoryState(obj.state).label
+
+    def save_model(self, request, obj, form, change):
+        # Ticking "active" on a proposed category adopts it.
+        if obj.active:
+            obj.proposed = False
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Adopt selected categories (route and research them)", permissions=["change"])
+    def adopt_categories(self, request: HttpRequest, queryset) -> None:
+        changed = self._settle(queryset.exclude(active=True), active=True)
+        self.message_user(request, f"Adopted {plural(changed, 'category', 'categories')}.", messages.SUCCESS)
+
+    @admin.action(description="Retire selected categories (never proposed again)", permissions=["change"])
+    def retire_categories(self, request: HttpRequest, queryset) -> None:
+        changed = self._settle(queryset.exclude(active=False, proposed=False), active=False)
+        self.message_user(request, f"Retired {plural(changed, 'category', 'categories')}.", messages.SUCCESS)
+
+    @staticmethod
+    def _settle(queryset, *, active: bool) -> int:
+        """Adopt or retire: either way the category is no longer proposed, and its
+        `new_category` alert has been answered."""
+        slugs = list(queryset.values_list("slug", flat=True))
+        changed = Category.objects.filter(slug__in=slugs).update(active=active, proposed=False)
+        if changed:
+            Alert.objects.open().filter(
+                kind=AlertKind.NEW_CATEGORY, key__in=[f"{AlertKind.NEW_CATEGORY}:{slug}" for slug in slugs]
+            ).update(acknowledged_at=timezone.now())
+            DataVersion.bump(CATALOG_VERSION)  # no save signal on update(): routing's categories moved
+        return changed

@@ -18,6 +18,7 @@ from catalog.models import (
     CAPABILITIES,
     CATALOG_VERSION,
     NO_FAMILY,
+    PRICE_FIELDS,
     CatalogModel,
     Family,
     ModelEndpoint,
@@ -154,14 +155,8 @@ class CatalogModelAdmin(admin.ModelAdmin):
                 "fields": (
                     "prompt_per_million",
                     "completion_per_million",
-                    "price_prompt",
-                    "price_completion",
-                    "price_request",
-                    "price_image",
-                    "price_web_search",
-                    "price_internal_reasoning",
-                    "price_input_cache_read",
-                    "price_input_cache_write",
+                    *PRICE_FIELDS,
+                    "extra_prices_shown",
                     "variable_pricing",
                 )
             },
@@ -177,7 +172,8 @@ class CatalogModelAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         synced = [f.name for f in CatalogModel._meta.concrete_fields if f.name not in self.editable_fields]
         synced.remove("raw")  # shown pretty-printed instead
-        return (*synced, "prompt_per_million", "completion_per_million", "raw_payload")
+        synced.remove("extra_prices")  # shown as a list instead
+        return (*synced, "prompt_per_million", "completion_per_million", "extra_prices_shown", "raw_payload")
 
     def has_add_permission(self, request):
         return False  # models come from OpenRouter
@@ -213,6 +209,13 @@ class CatalogModelAdmin(admin.ModelAdmin):
                 ),
             ),
         )
+
+    @admin.display(description="other prices")
+    def extra_prices_shown(self, obj: CatalogModel) -> str:
+        """Pricing keys OpenRouter sent that the catalog has no column for (kept, not dropped)."""
+        if not obj.extra_prices:
+            return EMPTY
+        return format_html_join(", ", "{}: {}", sorted(obj.extra_prices.items()))
 
     @admin.display(description="raw payload")
     def raw_payload(self, obj: CatalogModel) -> str:

@@ -188,7 +188,9 @@ def test_fields_that_appeared_in_2026_are_tolerated_and_kept_in_raw():
     alias = models["~anthropic/claude-sonnet-latest"]
 
     assert alias.author == "anthropic"
-    assert "input_cache_write_1h" in alias.raw["pricing"] and "input_cache_write_1h" not in alias.pricing
+    # A key OpenRouter documented in 2026 has its own price now, not only a place in raw.
+    assert alias.pricing["input_cache_write_1h"] == Decimal("0.000006")
+    assert alias.extra_prices == {}
     assert alias.pricing["input_cache_write"] == Decimal("0.00000375")
     assert any("benchmarks" in m.raw for m in models.values())
     assert any(isinstance(m.expiration_date, date) for m in models.values())
