@@ -11,9 +11,11 @@ pytest_plugins = ["tests.fake_openrouter"]
 
 @pytest.fixture(autouse=True)
 def fresh_routing_snapshot():
-    """Each test starts from no routing snapshot, catalog prices or cooldown policies and reloads the budget state. Production never needs this: a process reads
+    """Each test starts from no routing snapshot, catalog prices, cooldown policies or category
+    sightings, and reloads the budget state. Production never needs this: a process reads
     only new memory rows on a stats change (routing.snapshot.OutcomeBook), which is right as
     committed rows are never removed but by a rebuild; a test's rolled-back rows are."""
+    from catalog.categories import sightings
     from costs.budgets import budget_book
     from costs.pricing import catalog_prices
     from routing.cooldowns import forget_policies
@@ -23,6 +25,7 @@ def fresh_routing_snapshot():
     budget_book.invalidate()
     catalog_prices.clear()
     forget_policies()
+    sightings.clear()
     yield
 
 
