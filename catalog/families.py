@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from catalog.apply import reclassify_models
 from catalog.models import (
+    CATALOG_VERSION,
     AlertKind,
     CatalogModel,
     Family,
@@ -32,7 +33,7 @@ from catalog.models import (
     classify_family,
 )
 from core.alerts import NewAlert, raise_alerts
-from core.models import Alert
+from core.models import Alert, DataVersion
 
 ALIAS_PREFIX = "~"
 ALIAS_SUFFIX = "-latest"
@@ -306,37 +307,60 @@ def refresh_suggestions() -> list[FamilySuggestion]:
     """Bring the pending suggestions up to date and return them, biggest first. A pending one
     still suggested keeps what an admin edited (slug, name, priority...) and gets its current
     models; one no longer suggested goes; rejected patterns are never suggested again (an
-    accepted one whose family was deleted is suggested anew)."""
+    accepted one whose family was deleted is suggested anew). A fixed number of queries."""
     suggestions = current_suggestions()
     patterns = [s.pattern for s in suggestions]
     FamilySuggestion.objects.filter(state=SuggestionState.PENDING).exclude(pattern__in=patterns).delete()
     existing = {row.pattern: row for row in FamilySuggestion.objects.filter(pattern__in=patterns)}
+    now = timezone.now()
+    kept, renewed, new = [], [], []
     for s in suggestions:
         row = existing.get(s.pattern)
         if row is not None and row.state == SuggestionState.PENDING:
             row.model_ids, row.drift = s.model_ids, s.drift
-            row.save(update_fields=["model_ids", "drift"])
+            kept.append(row)
             continue
-        FamilySuggestion.objects.update_or_create(
-            pattern=s.pattern,
-            defaults={
-                "aliases": s.aliases,
-                "slug": s.slug,
-                "name": s.name,
-                "vendor": s.vendor,
-                "priority": s.priority,
-                "model_ids": s.model_ids,
-                "drift": s.drift,
-                "state": SuggestionState.PENDING,
-                "created_at": timezone.now(),
-                "decided_at": None,
-                "family": None,
-            },
-        )
+        fresh = {
+            "aliases": s.aliases,
+            "slug": s.slug,
+            "name": s.name,
+            "vendor": s.vendor,
+            "priority": s.priority,
+            "model_ids": s.model_ids,
+            "drift": s.drift,
+            "state": SuggestionState.PENDING,
+            "created_at": now,
+            "decided_at": None,
+            "family": None,
+        }
+        if row is None:
+            new.append(FamilySuggestion(pattern=s.pattern, **fresh))
+        else:
+            for name, value in fresh.items():
+                setattr(row, name, value)
+            renewed.append(row)
+    FamilySuggestion.objects.bulk_update(kept, ["model_ids", "drift"], batch_size=500)
+    FamilySuggestion.objects.bulk_update(renewed, list(_RENEWED_FIELDS), batch_size=500)
+    FamilySuggestion.objects.bulk_create(new, batch_size=500)
     return sorted(
         FamilySuggestion.objects.filter(state=SuggestionState.PENDING),
         key=lambda row: (-len(row.model_ids), row.pattern),
     )
+
+
+_RENEWED_FIELDS = (
+    "aliases",
+    "slug",
+    "name",
+    "vendor",
+    "priority",
+    "model_ids",
+    "drift",
+    "state",
+    "created_at",
+    "decided_at",
+    "family",
+)
 
 
 class AcceptError(Exception):
@@ -344,30 +368,38 @@ class AcceptError(Exception):
 
 
 def accept(suggestions: Iterable[FamilySuggestion]) -> tuple[list[Family], int]:
-    """Create a family for each pending suggestion, then reclassify the catalog once.
-    Returns the families and the number of models that moved."""
-    created = []
+    """Create a family for each pending suggestion, then reclassify the catalog once (and bump
+    the catalog's version). Returns the families and the number of models that moved."""
+    pending = [s for s in suggestions if s.state == SuggestionState.PENDING]
+    if not pending:
+        return [], 0
+    slugs = [s.slug for s in pending]
+    taken = set(Family.objects.filter(slug__in=slugs).values_list("slug", flat=True))
+    taken |= {slug for slug in slugs if slugs.count(slug) > 1}
+    if taken:
+        raise AcceptError(f"a family with slug {sorted(taken)[0]!r} exists; edit the suggestion's slug")
+    now = timezone.now()
     with transaction.atomic():
-        for suggestion in suggestions:
-            if suggestion.state != SuggestionState.PENDING:
-                continue
-            if Family.objects.filter(slug=suggestion.slug).exists():
-                raise AcceptError(f"a family with slug {suggestion.slug!r} exists; edit the suggestion's slug")
-            family = Family.objects.create(
-                slug=suggestion.slug,
-                name=suggestion.name,
-                pattern=suggestion.pattern,
-                aliases=suggestion.aliases,
-                priority=suggestion.priority,
-                vendor=suggestion.vendor,
-            )
-            suggestion.state = SuggestionState.ACCEPTED
-            suggestion.decided_at = timezone.now()
-            suggestion.family = family
-            suggestion.save(update_fields=["state", "decided_at", "family"])
-            created.append(family)
-        moved = reclassify_models() if created else 0
-    return created, moved
+        families = Family.objects.bulk_create(
+            [
+                Family(
+                    slug=s.slug,
+                    name=s.name,
+                    pattern=s.pattern,
+                    aliases=s.aliases,
+                    priority=s.priority,
+                    vendor=s.vendor,
+                )
+                for s in pending
+            ]
+        )
+        for suggestion, family in zip(pending, families, strict=True):
+            suggestion.state, suggestion.decided_at, suggestion.family = SuggestionState.ACCEPTED, now, family
+        FamilySuggestion.objects.bulk_update(pending, ["state", "decided_at", "family"], batch_size=500)
+        moved = reclassify_models()
+        # bulk_create sends no post_save: routing's snapshot learns of the new families here.
+        DataVersion.bump(CATALOG_VERSION)
+    return families, moved
 
 
 def reject(suggestions: Iterable[FamilySuggestion]) -> int:
