@@ -206,7 +206,7 @@ def suggest(
     for prefix in aliases:
         groups.setdefault(prefix, [])
     # An id without a version joins the shorter versionless line it extends (sonar-pro -> sonar).
-    versionless = sorted((p for p in groups if keys_version(groups[p], aliases[p], keys) is None), key=len)
+    versionless = sorted((p for p in groups if parse_id(p).version is None), key=len)
     for prefix in reversed(versionless):
         shorter = next((p for p in versionless if p != prefix and prefix.startswith(p + "-")), None)
         if shorter:
@@ -240,7 +240,7 @@ def suggest(
                 slug=slug,
                 name=family_name(stem),
                 vendor=vendors.get(author, author),
-                priority=_priority(pattern, members, drifted, keys, current),
+                priority=_priority(pattern, members, drifted, current),
                 model_ids=members + alias_ids,
                 aliases=alias_ids,
                 drift=bool(drifted),
@@ -249,14 +249,7 @@ def suggest(
     return sorted(suggestions, key=lambda s: (-len(s.model_ids), s.pattern))
 
 
-def keys_version(ids: list[str], alias_ids: list[str], keys: dict[str, ModelKey]) -> str | None:
-    for model_id in ids:
-        if keys[model_id].version:
-            return keys[model_id].version
-    return "alias" if alias_ids else None
-
-
-def _priority(pattern: str, members: list[str], drifted: list, keys: dict, current: dict) -> int:
+def _priority(pattern: str, members: list[str], drifted: list, current: dict) -> int:
     """Before the families it takes drifted models from; after the families that rightly hold
     other ids its glob matches; otherwise by specificity (a longer prefix first)."""
     if drifted:

@@ -137,10 +137,7 @@ class FamilySuggestionForm(forms.ModelForm):
         }
 
     def clean_pattern(self) -> str:
-        pattern = _check_glob(self.cleaned_data["pattern"])
-        if FamilySuggestion.objects.filter(pattern=pattern).exclude(pk=self.instance.pk).exists():
-            raise forms.ValidationError("Another suggestion has this pattern.", code="taken")
-        return pattern
+        return _check_glob(self.cleaned_data["pattern"])
 
     def clean_aliases(self) -> list[str]:
         return _check_globs(self.cleaned_data["aliases"])

@@ -480,3 +480,30 @@ def entry(model_id: str) -> dict:
         "top_provider": {"context_length": 128000, "max_completion_tokens": None, "is_moderated": False},
         "supported_parameters": ["max_tokens"],
     }
+
+
+def test_a_family_claims_aliases_through_its_extra_globs_edited_in_the_admin(admin_client):
+    CatalogModelFactory(id="~anthropic/claude-opus-latest", family=None)
+    family = Family.objects.get(slug="claude-4.5")
+    url = reverse("admin:catalog_family_change", args=[family.pk])
+    form = {"slug": family.slug, "name": family.name, "pattern": family.pattern, "priority": family.priority}
+
+    bad = admin_client.post(url, {**form, "vendor": "", "aliases": '"~anthropic/claude-opus-latest"'})
+    assert bad.context["adminform"].form.errors["aliases"] == [
+        'A list of globs, e.g. ["~anthropic/claude-opus-latest"].'
+    ]
+    admin_client.post(url, {**form, "vendor": "", "aliases": '["~anthropic/claude-opus-latest"]'}, follow=True)
+
+    assert CatalogModel.objects.get(pk="~anthropic/claude-opus-latest").family == family
+
+
+def test_a_suggestion_is_rejected_from_its_change_form(admin_client, gpt_55):
+    url = reverse("admin:catalog_familysuggestion_change", args=[gpt_55.pk])
+    form = {"slug": gpt_55.slug, "name": gpt_55.name, "pattern": gpt_55.pattern, "aliases": "[]", "priority": "5"}
+
+    response = admin_client.post(url, {**form, "vendor": "", "state": SuggestionState.REJECTED}, follow=True)
+
+    assert "Rejected openai/gpt-5.5*: it will not be suggested again." in messages_of(response)
+    gpt_55.refresh_from_db()
+    assert gpt_55.state == SuggestionState.REJECTED
+    assert not Family.objects.filter(pattern="openai/gpt-5.5*").exists()
