@@ -173,6 +173,8 @@ class Suggestion:
     model_ids: list[str]
     aliases: list[str] = field(default_factory=list)
     drift: bool = False
+    # An alias whose line already has its family is suggested as an extra glob of that family.
+    extends: Family | None = None
 
 
 def suggest(
@@ -195,10 +197,15 @@ def suggest(
 
     groups: dict[str, list[str]] = defaultdict(list)
     aliases: dict[str, list[str]] = defaultdict(list)
+    extensions = []
     for model_id in wanted:
         key = keys[model_id]
         if key.alias:
             target = alias_target(key, keys.values())
+            holder = current.get(target.model_id) if target else None
+            if holder is not None and not drifts(target.model_id, holder):
+                extensions.append(_extension(model_id, holder))
+                continue
             if target is not None:
                 aliases[target.prefix].append(model_id)
                 continue
@@ -246,7 +253,23 @@ def suggest(
                 drift=bool(drifted),
             )
         )
+    suggestions.extend(e for e in extensions if e.pattern not in rejected)
     return sorted(suggestions, key=lambda s: (-len(s.model_ids), s.pattern))
+
+
+def _extension(alias_id: str, family) -> Suggestion:
+    """`~anthropic/claude-haiku-latest` when claude-haiku-4.5 is in "Claude 4.5": the alias
+    becomes one more glob of that family, not a family of its own."""
+    return Suggestion(
+        pattern=alias_id,
+        slug=family.slug,
+        name=family.name,
+        vendor=family.vendor,
+        priority=family.priority,
+        model_ids=[alias_id],
+        aliases=[alias_id],
+        extends=family,
+    )
 
 
 def _priority(pattern: str, members: list[str], drifted: list, current: dict) -> int:
@@ -324,7 +347,7 @@ def refresh_suggestions() -> list[FamilySuggestion]:
             "state": SuggestionState.PENDING,
             "created_at": now,
             "decided_at": None,
-            "family": None,
+            "family": s.extends,
         }
         if row is None:
             new.append(FamilySuggestion(pattern=s.pattern, **fresh))
@@ -336,7 +359,7 @@ def refresh_suggestions() -> list[FamilySuggestion]:
     FamilySuggestion.objects.bulk_update(renewed, list(_RENEWED_FIELDS), batch_size=500)
     FamilySuggestion.objects.bulk_create(new, batch_size=500)
     return sorted(
-        FamilySuggestion.objects.filter(state=SuggestionState.PENDING),
+        FamilySuggestion.objects.filter(state=SuggestionState.PENDING).select_related("family"),
         key=lambda row: (-len(row.model_ids), row.pattern),
     )
 
@@ -361,19 +384,21 @@ class AcceptError(Exception):
 
 
 def accept(suggestions: Iterable[FamilySuggestion]) -> tuple[list[Family], int]:
-    """Create a family for each pending suggestion, then reclassify the catalog once (and bump
-    the catalog's version). Returns the families and the number of models that moved."""
+    """Create a family for each pending suggestion (or, for one that names a family, add its
+    aliases to that family), then reclassify the catalog once and bump the catalog's version.
+    Returns the families created or extended and the number of models that moved."""
     pending = [s for s in suggestions if s.state == SuggestionState.PENDING]
     if not pending:
         return [], 0
-    slugs = [s.slug for s in pending]
+    creating = [s for s in pending if s.family_id is None]
+    slugs = [s.slug for s in creating]
     taken = set(Family.objects.filter(slug__in=slugs).values_list("slug", flat=True))
     taken |= {slug for slug in slugs if slugs.count(slug) > 1}
     if taken:
         raise AcceptError(f"a family with slug {sorted(taken)[0]!r} exists; edit the suggestion's slug")
     now = timezone.now()
     with transaction.atomic():
-        families = Family.objects.bulk_create(
+        created = Family.objects.bulk_create(
             [
                 Family(
                     slug=s.slug,
@@ -383,16 +408,23 @@ def accept(suggestions: Iterable[FamilySuggestion]) -> tuple[list[Family], int]:
                     priority=s.priority,
                     vendor=s.vendor,
                 )
-                for s in pending
+                for s in creating
             ]
         )
-        for suggestion, family in zip(pending, families, strict=True):
-            suggestion.state, suggestion.decided_at, suggestion.family = SuggestionState.ACCEPTED, now, family
+        for suggestion, family in zip(creating, created, strict=True):
+            suggestion.family = family
+        extended = {}
+        for suggestion in pending:
+            if suggestion.family not in created:
+                family = extended.setdefault(suggestion.family_id, suggestion.family)
+                family.aliases = [*family.aliases, *(a for a in suggestion.aliases if a not in family.aliases)]
+            suggestion.state, suggestion.decided_at = SuggestionState.ACCEPTED, now
+        Family.objects.bulk_update(extended.values(), ["aliases"])
         FamilySuggestion.objects.bulk_update(pending, ["state", "decided_at", "family"], batch_size=500)
         moved = reclassify_models()
-        # bulk_create sends no post_save: routing's snapshot learns of the new families here.
+        # bulk writes send no post_save: routing's snapshot learns of the families here.
         DataVersion.bump(CATALOG_VERSION)
-    return families, moved
+    return [*created, *extended.values()], moved
 
 
 def reject(suggestions: Iterable[FamilySuggestion]) -> int:

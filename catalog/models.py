@@ -111,6 +111,8 @@ class FamilySuggestion(models.Model):
     drift = models.BooleanField(default=False, help_text="Some of them drifted from the family that holds them.")
     created_at = models.DateTimeField(default=timezone.now)
     decided_at = models.DateTimeField(null=True, blank=True)
+    # While pending: the family an alias would be added to (none: a new family is created).
+    # Once accepted: the family created or extended.
     family = models.ForeignKey(Family, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     class Meta:
@@ -131,6 +133,8 @@ class FamilySuggestion(models.Model):
             "count": len(self.model_ids),
             "models": self.model_ids,
             "drift": self.drift,
+            # a suggestion for an alias can add it to an existing family instead of creating one
+            "extends": self.family.slug if self.family_id and self.state == SuggestionState.PENDING else None,
         }
 
 

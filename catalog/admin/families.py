@@ -155,7 +155,8 @@ class FamilySuggestionForm(forms.ModelForm):
 @admin.register(FamilySuggestion)
 class FamilySuggestionAdmin(admin.ModelAdmin):
     form = FamilySuggestionForm
-    list_display = ("slug", "name", "pattern", "priority", "model_count", "models_preview", "state")
+    list_display = ("slug", "name", "pattern", "priority", "model_count", "models_preview", "outcome", "state")
+    list_select_related = ("family",)
     list_display_links = ("slug", "name")
     list_filter = (SuggestionStateFilter,)
     search_fields = ("slug", "name", "pattern")
@@ -181,6 +182,12 @@ class FamilySuggestionAdmin(admin.ModelAdmin):
     def models_preview(self, obj: FamilySuggestion) -> str:
         ids = obj.model_ids or []
         return ", ".join(ids[:6]) + (f", … ({len(ids) - 6} more)" if len(ids) > 6 else "") if ids else EMPTY
+
+    @admin.display(description="accepting")
+    def outcome(self, obj: FamilySuggestion) -> str:
+        if obj.state == SuggestionState.PENDING:
+            return f"adds its aliases to {obj.family.slug}" if obj.family_id else "creates a family"
+        return obj.family.slug if obj.family_id else EMPTY
 
     @admin.display(description="models it would take")
     def models_taken(self, obj: FamilySuggestion) -> str:

@@ -367,7 +367,18 @@ def test_family_suggestions_json_and_accept_all(gpt_55):
     result = json.loads(out.getvalue())
     assert set(result) == {"suggestions", "accepted", "moved"}
     first = next(s for s in result["suggestions"] if s["slug"] == "gpt-5.5")
-    assert set(first) == {"pattern", "aliases", "slug", "name", "vendor", "priority", "count", "models", "drift"}
+    assert set(first) == {
+        "pattern",
+        "aliases",
+        "slug",
+        "name",
+        "vendor",
+        "priority",
+        "count",
+        "models",
+        "drift",
+        "extends",
+    }
     assert first["models"] == ["openai/gpt-5.5", "openai/gpt-5.5-pro"]
     assert sorted(result["accepted"]) == ["gpt-5.5", "widget-2"] and result["moved"] == 3
     out = io.StringIO()
@@ -507,3 +518,27 @@ def test_a_suggestion_is_rejected_from_its_change_form(admin_client, gpt_55):
     gpt_55.refresh_from_db()
     assert gpt_55.state == SuggestionState.REJECTED
     assert not Family.objects.filter(pattern="openai/gpt-5.5*").exists()
+
+
+def test_an_alias_whose_line_has_its_family_is_added_to_that_family():
+    ids = ["anthropic/claude-haiku-4.5", "~anthropic/claude-haiku-latest"]
+
+    [suggestion] = suggest(ids, seeded())
+
+    assert (suggestion.pattern, suggestion.extends.slug) == ("~anthropic/claude-haiku-latest", "claude-4.5")
+    assert suggestion.aliases == ["~anthropic/claude-haiku-latest"]
+
+
+@pytest.mark.django_db
+def test_accepting_an_alias_extension_adds_the_glob_to_the_family():
+    CatalogModelFactory(id="anthropic/claude-haiku-4.5", family=Family.objects.get(slug="claude-4.5"))
+    CatalogModelFactory(id="~anthropic/claude-haiku-latest", family=None)
+    out = io.StringIO()
+
+    call_command("family_suggestions", "--accept-all", stdout=out)
+
+    assert "(adds to claude-4.5)" in out.getvalue()
+    family = Family.objects.get(slug="claude-4.5")
+    assert family.aliases == ["~anthropic/claude-haiku-latest"]
+    assert CatalogModel.objects.get(pk="~anthropic/claude-haiku-latest").family == family
+    assert Family.objects.count() == len(SEEDED)

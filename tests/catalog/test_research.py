@@ -426,6 +426,7 @@ def test_research_over_the_2026_06_29_snapshot_suggests_families_and_raises_one_
         "count": 3,
         "models": [*gpt_55, "~openai/gpt-latest"],
         "drift": False,
+        "extends": None,
     }
     # every unclassified model is suggested once, under a pattern that matches it
     suggested = [m for s in suggestions.values() for m in s["models"]]

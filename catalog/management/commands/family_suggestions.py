@@ -30,9 +30,10 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(result, indent=2))
             return
         for s in suggestions:
-            drift = " (version drift)" if s["drift"] else ""
+            notes = " (version drift)" if s["drift"] else ""
+            notes += f" (adds to {s['extends']})" if s["extends"] else ""
             self.stdout.write(
-                f"{s['slug']}: {s['pattern']} priority {s['priority']}, {s['count']} model(s){drift}: "
+                f"{s['slug']}: {s['pattern']} priority {s['priority']}, {s['count']} model(s){notes}: "
                 + ", ".join(s["models"])
             )
         self.stdout.write(f"{len(suggestions)} pending suggestion(s)")
