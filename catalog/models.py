@@ -60,6 +60,11 @@ class Family(models.Model):
         default=100, help_text="Lower is tried first: give the more specific pattern the lower number."
     )
     vendor = models.CharField(max_length=100, blank=True)
+    # More globs the family claims, besides `pattern`: OpenRouter's moving aliases
+    # (`~anthropic/claude-opus-latest`) start with "~" and share no prefix with the line's ids.
+    aliases = models.JSONField(
+        default=list, blank=True, help_text="More globs on the model id, e.g. ~anthropic/claude-opus-latest"
+    )
 
     class Meta:
         ordering = ["priority", "slug"]
@@ -68,9 +73,13 @@ class Family(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def patterns(self) -> list[str]:
+        return [self.pattern, *(self.aliases or [])]
+
     def matches(self, model_id: str) -> bool:
         # fnmatchcase: the same answer on every OS (fnmatch folds case on Windows).
-        return fnmatch.fnmatchcase(model_id, self.pattern)
+        return any(fnmatch.fnmatchcase(model_id, pattern) for pattern in self.patterns)
 
 
 def classify_family(model_id: str, families) -> Family | None:
@@ -95,6 +104,54 @@ class CategoryState(models.TextChoices):
     ACTIVE = "active", "Active"
     PROPOSED = "proposed", "Proposed"
     RETIRED = "retired", "Retired"
+
+
+class SuggestionState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    ACCEPTED = "accepted", "Accepted"
+    REJECTED = "rejected", "Rejected"
+
+
+class FamilySuggestion(models.Model):
+    """A family research proposes for unclassified or version-drifted models (catalog.families).
+    One row per pattern: a rejected pattern stays, so that it is never suggested again."""
+
+    pattern = models.CharField(max_length=200, unique=True)
+    aliases = models.JSONField(default=list, blank=True)
+    slug = models.CharField(max_length=64, validators=[family_slug_validator])
+    name = models.CharField(max_length=100)
+    vendor = models.CharField(max_length=100, blank=True)
+    priority = models.PositiveIntegerField(default=100)
+    state = models.CharField(max_length=16, choices=SuggestionState.choices, default=SuggestionState.PENDING)
+    model_ids = models.JSONField(default=list, blank=True, help_text="The ids the family would take.")
+    drift = models.BooleanField(default=False, help_text="Some of them drifted from the family that holds them.")
+    created_at = models.DateTimeField(default=timezone.now)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    # While pending: the family an alias would be added to (none: a new family is created).
+    # Once accepted: the family created or extended.
+    family = models.ForeignKey(Family, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["state", "priority", "slug"]
+
+    def __str__(self) -> str:
+        return f"{self.slug} ({self.pattern})"
+
+    def as_dict(self) -> dict:
+        """As research's details and `manage.py family_suggestions --json` show it."""
+        return {
+            "pattern": self.pattern,
+            "aliases": self.aliases,
+            "slug": self.slug,
+            "name": self.name,
+            "vendor": self.vendor,
+            "priority": self.priority,
+            "count": len(self.model_ids),
+            "models": self.model_ids,
+            "drift": self.drift,
+            # a suggestion for an alias can add it to an existing family instead of creating one
+            "extends": self.family.slug if self.family_id and self.state == SuggestionState.PENDING else None,
+        }
 
 
 class Category(models.Model):
@@ -416,3 +473,4 @@ class AlertKind(models.TextChoices):
     RESEARCH_DIGEST = "research_digest", "Research digest"
     UNKNOWN_PRICE_KEY = "unknown_price_key", "Unknown price key"
     NEW_CATEGORY = "new_category", "New category"
+    VERSION_DRIFT = "version_drift", "Version drift"

@@ -1,23 +1,23 @@
 """The weekly research job: a sync, then category rankings, endpoints of the models that matter,
-family suggestions for unclassified models, and a digest alert of the week."""
+family suggestions for unclassified and version-drifted models (catalog.families), and a digest
+alert of the week. From a saved file it runs offline: the steps that need OpenRouter are skipped."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
-from collections import defaultdict
+import os
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Min, Q, Sum
 from django.utils import timezone
-from django.utils.text import slugify
 
 from catalog import signals
 from catalog.categories import category_name, new_category_alert
 from catalog.client import openrouter_client
+from catalog.families import refresh_suggestions
 from catalog.models import (
     CAPABILITIES,
     CATALOG_VERSION,
@@ -51,19 +51,39 @@ TOP_RANKED_PER_CATEGORY = 10
 ENDPOINT_CONCURRENCY = 8
 
 
-def research_catalog(*, trigger: str = SyncTrigger.COMMAND, progress: Progress | None = None) -> SyncRun:
+# What a research run from a saved file leaves out (recorded in the run's details as `skipped`).
+OFFLINE_SKIPPED = (
+    "rankings: skipped, the run reads a saved file (category rankings need OpenRouter)",
+    "endpoints: skipped, the run reads a saved file (endpoints need OpenRouter)",
+)
+
+
+def research_catalog(
+    *,
+    trigger: str = SyncTrigger.COMMAND,
+    progress: Progress | None = None,
+    from_file: str | os.PathLike | None = None,
+) -> SyncRun:
+    """Research from OpenRouter, or offline from a saved `GET /models` response (`from_file`)."""
+    offline = from_file is not None
+
+    def steps(run: SyncRun, step_progress: Progress | None) -> None:
+        _research_steps(run, step_progress, offline=offline)
+
     return run_catalog_job(
-        kind=SyncKind.RESEARCH, trigger=trigger, progress=progress, after_apply=_research_steps, **model_list_source()
+        kind=SyncKind.RESEARCH, trigger=trigger, progress=progress, after_apply=steps, **model_list_source(from_file)
     )
 
 
-def _research_steps(run: SyncRun, progress: Progress | None) -> None:
+def _research_steps(run: SyncRun, progress: Progress | None, *, offline: bool = False) -> None:
     errors: list[str] = []
     discovered = discover_categories()
-    with openrouter_client() as client:
-        rankings = record_rankings(client, run=run, errors=errors, progress=progress)
-    endpoints = refresh_endpoints(models_that_matter(), errors=errors, progress=progress)
-    suggestions = suggest_families()
+    rankings = endpoints = 0
+    if not offline:
+        with openrouter_client() as client:
+            rankings = record_rankings(client, run=run, errors=errors, progress=progress)
+        endpoints = refresh_endpoints(models_that_matter(), errors=errors, progress=progress)
+    suggestions = [s.as_dict() for s in refresh_suggestions()]
     matrix = capability_counts()
     run.details.update(
         {
@@ -76,8 +96,13 @@ def _research_steps(run: SyncRun, progress: Progress | None) -> None:
             "suggested_families": suggestions,
             "capability_matrix": matrix,
             "errors": errors,
+            "skipped": list(OFFLINE_SKIPPED) if offline else [],
         }
     )
+    if offline:
+        # Nothing was asked of OpenRouter: an earlier run's step errors are neither answered nor repeated.
+        raise_alerts([digest_alert(run, suggestions)])
+        return
     step_alert = NewAlert(
         AlertKind.SYNC_FAILED,
         f"Research #{run.pk} finished with {len(errors)} error(s): {errors[0] if errors else ''}",
@@ -236,36 +261,6 @@ async def _fetch_endpoints(model_ids: list[str]) -> list:
         return await asyncio.gather(*(one(model_id) for model_id in model_ids))
 
 
-_VERSION_STEM = re.compile(r"^(.*?\d+(?:\.\d+)*)")
-
-
-def suggest_pattern(model_id: str) -> str:
-    """`openai/gpt-5.5-pro` -> `openai/gpt-5.5*`: the slug up to its first version number."""
-    author, _, slug = model_id.partition("/")
-    slug = slug.split(":", 1)[0]
-    match = _VERSION_STEM.match(slug)
-    return f"{author}/{match.group(1) if match else slug}*"
-
-
-def suggest_families() -> list[dict]:
-    """Group the active models no family matches under a suggested pattern, biggest group first."""
-    groups: dict[str, list[str]] = defaultdict(list)
-    for model_id in CatalogModel.objects.active().unclassified().values_list("id", flat=True):
-        groups[suggest_pattern(model_id)].append(model_id)
-    suggestions = []
-    for pattern, ids in sorted(groups.items(), key=lambda item: (-len(item[1]), item[0])):
-        stem = pattern.rstrip("*").split("/", 1)[-1]
-        suggestions.append(
-            {
-                "pattern": pattern,
-                "slug": slugify(stem.replace(".", "-"))[:64],
-                "count": len(ids),
-                "models": sorted(ids)[:20],
-            }
-        )
-    return suggestions
-
-
 def capability_counts() -> dict[str, int]:
     active = CatalogModel.objects.filter(status=ModelStatus.ACTIVE)
     counts = active.aggregate(total=Count("id"), **{c: Count("id", filter=Q(**{c: True})) for c in CAPABILITIES})
@@ -294,7 +289,7 @@ def digest_alert(run: SyncRun, suggestions: list[dict]) -> NewAlert:
         f"This week: {week['added']} models added, {week['missing']} went missing, {week['reactivated']} returned, "
         f"{week['price_changes']} price changes over {week['runs']} runs; "
         f"{run.details.get('rankings', 0)} ranking rows, {run.details.get('endpoints', 0)} endpoints; "
-        f"{len(suggestions)} suggested families for unclassified models."
+        f"{len(suggestions)} suggested families for unclassified or version-drifted models."
     )
     year, weekno, _ = timezone.now().isocalendar()
     return NewAlert(

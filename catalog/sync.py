@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from catalog.apply import Progress, SyncRefused, apply_model_list
 from catalog.client import openrouter_client
+from catalog.families import raise_drift_alerts
 from catalog.models import (
     CATALOG_VERSION,
     AlertKind,
@@ -142,6 +143,8 @@ def run_catalog_job(
             model_list = fetch(deadline=_remaining(ends_at, deadline))
             heartbeat("fetch", 1, 1)
             apply_model_list(model_list, run=run, force=force, progress=heartbeat).record_on(run)
+            # Newer versions land in older families (Claude Opus 4.8 in "Claude 4"): said after every list applied.
+            run.details["version_drift"] = raise_drift_alerts()
             if after_apply:
                 after_apply(run, heartbeat)
         run.status = SyncStatus.SUCCEEDED

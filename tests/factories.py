@@ -16,7 +16,16 @@ from django.utils import timezone
 from factory.django import DjangoModelFactory
 
 from catalog.models import AlertKind as CatalogAlertKind
-from catalog.models import CatalogModel, Category, Family, ModelEndpoint, SyncKind, SyncRun, SyncStatus
+from catalog.models import (
+    CatalogModel,
+    Category,
+    Family,
+    FamilySuggestion,
+    ModelEndpoint,
+    SyncKind,
+    SyncRun,
+    SyncStatus,
+)
 from core.models import Alert, ApiKey, Scope
 from costs.ingest import IngestResult, ingest_events
 from costs.models import Budget, BudgetPeriod, BudgetScope
@@ -44,6 +53,19 @@ class FamilyFactory(DjangoModelFactory):
     name = factory.LazyAttribute(lambda f: f.slug.title())
     pattern = factory.LazyAttribute(lambda f: f"test/{f.slug}*")
     priority = 50
+
+
+class FamilySuggestionFactory(DjangoModelFactory):
+    """A pending suggestion (research writes them; tests make their own)."""
+
+    class Meta:
+        model = FamilySuggestion
+
+    slug = factory.Sequence(lambda n: f"suggested-{n}")
+    name = factory.LazyAttribute(lambda f: f.slug.title())
+    pattern = factory.LazyAttribute(lambda f: f"test/{f.slug}*")
+    priority = 150
+    model_ids = factory.LazyFunction(list)
 
 
 class CategoryFactory(DjangoModelFactory):

@@ -1,5 +1,6 @@
-"""The families and categories admin: editing a family re-classifies the catalog; discovered
-categories wait here, proposed, until a curator adopts or retires them."""
+"""The families and categories admin: editing a family re-classifies the catalog; family
+suggestions are accepted (as they are or edited first) or rejected; discovered categories wait,
+proposed, until a curator adopts or retires them."""
 
 from __future__ import annotations
 
@@ -12,26 +13,49 @@ from django.utils.html import format_html
 
 from catalog.admin.common import EMPTY
 from catalog.apply import reclassify_models
-from catalog.models import CATALOG_VERSION, AlertKind, Category, CategoryState, Family
+from catalog.families import AcceptError, accept, reject
+from catalog.models import (
+    CATALOG_VERSION,
+    AlertKind,
+    Category,
+    CategoryState,
+    Family,
+    FamilySuggestion,
+    SuggestionState,
+)
 from catalog.selectors import families_with_counts
 from core.admin_mixins import plural
 from core.models import Alert, DataVersion
 
 
+def _check_glob(pattern: str) -> str:
+    pattern = pattern.strip()
+    if "/" not in pattern and "*" not in pattern:
+        raise forms.ValidationError(
+            "The pattern is a glob on the model id and must contain “/” or “*”, "
+            "for example openai/gpt-5.2* or anthropic/claude-*-4.5*.",
+            code="not_a_glob",
+        )
+    return pattern
+
+
+def _check_globs(aliases) -> list[str]:
+    aliases = aliases or []
+    if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+        raise forms.ValidationError('A list of globs, e.g. ["~anthropic/claude-opus-latest"].', code="not_a_list")
+    return [_check_glob(a) for a in aliases]
+
+
 class FamilyForm(forms.ModelForm):
     class Meta:
         model = Family
-        fields = ("slug", "name", "pattern", "priority", "vendor")
+        fields = ("slug", "name", "pattern", "aliases", "priority", "vendor")
 
     def clean_pattern(self) -> str:
-        pattern = self.cleaned_data["pattern"].strip()
-        if "/" not in pattern and "*" not in pattern:
-            raise forms.ValidationError(
-                "The pattern is a glob on the model id and must contain “/” or “*”, "
-                "for example openai/gpt-5.2* or anthropic/claude-*-4.5*.",
-                code="not_a_glob",
-            )
-        return pattern
+        return _check_glob(self.cleaned_data["pattern"])
+
+    def clean_aliases(self) -> list[str]:
+        return _check_globs(self.cleaned_data["aliases"])
 
 
 @admin.register(Family)
@@ -41,7 +65,7 @@ class FamilyAdmin(admin.ModelAdmin):
     list_display_links = ("slug", "name")
     search_fields = ("slug", "name", "pattern", "vendor")
     readonly_fields = ("matching_models",)
-    fields = ("slug", "name", "pattern", "priority", "vendor", "matching_models")
+    fields = ("slug", "name", "pattern", "aliases", "priority", "vendor", "matching_models")
 
     def get_queryset(self, request):
         return families_with_counts()
@@ -101,6 +125,133 @@ class CategoryStateFilter(admin.SimpleListFilter):
         if self.value() == CategoryState.RETIRED:
             return queryset.filter(active=False, proposed=False)
         return queryset
+
+
+class SuggestionStateFilter(admin.SimpleListFilter):
+    """Pending suggestions unless asked otherwise: the page is a to-do list."""
+
+    title = "state"
+    parameter_name = "state"
+    ALL = "all"
+
+    def lookups(self, request, model_admin):
+        return [*SuggestionState.choices[1:], (self.ALL, "All")]
+
+    def choices(self, changelist):
+        value = self.value()
+        yield {
+            "selected": value is None or value == SuggestionState.PENDING,
+            "query_string": changelist.get_query_string(remove=[self.parameter_name]),
+            "display": "Pending",
+        }
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": value == str(lookup),
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
+
+    def queryset(self, request, queryset):
+        value = self.value() or SuggestionState.PENDING
+        return queryset if value == self.ALL else queryset.filter(state=value)
+
+
+class FamilySuggestionForm(forms.ModelForm):
+    class Meta:
+        model = FamilySuggestion
+        fields = ("slug", "name", "pattern", "aliases", "priority", "vendor", "state")
+        help_texts = {
+            "state": "Set to Accepted to create the family as edited here; Rejected is never suggested again."
+        }
+
+    def clean_pattern(self) -> str:
+        return _check_glob(self.cleaned_data["pattern"])
+
+    def clean_aliases(self) -> list[str]:
+        return _check_globs(self.cleaned_data["aliases"])
+
+    def clean(self):
+        cleaned = super().clean()
+        if (
+            cleaned.get("state") == SuggestionState.ACCEPTED
+            and Family.objects.filter(slug=cleaned.get("slug")).exists()
+        ):
+            self.add_error("slug", "A family with this slug exists: choose another before accepting.")
+        return cleaned
+
+
+@admin.register(FamilySuggestion)
+class FamilySuggestionAdmin(admin.ModelAdmin):
+    form = FamilySuggestionForm
+    list_display = ("slug", "name", "pattern", "priority", "model_count", "models_preview", "outcome", "state")
+    list_select_related = ("family",)
+    list_display_links = ("slug", "name")
+    list_filter = (SuggestionStateFilter,)
+    search_fields = ("slug", "name", "pattern")
+    actions = ("accept_suggestions", "reject_suggestions")
+    readonly_fields = ("models_taken", "family", "created_at", "decided_at")
+
+    def has_add_permission(self, request):
+        return False  # research and `manage.py family_suggestions` write them
+
+    def get_fields(self, request, obj=None):
+        return (*FamilySuggestionForm.Meta.fields, *self.readonly_fields)
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and obj.state != SuggestionState.PENDING:
+            return self.get_fields(request, obj)  # decided: kept as a record
+        return self.readonly_fields
+
+    @admin.display(description="models")
+    def model_count(self, obj: FamilySuggestion) -> int:
+        return len(obj.model_ids)
+
+    @admin.display(description="models it would take")
+    def models_preview(self, obj: FamilySuggestion) -> str:
+        ids = obj.model_ids or []
+        return ", ".join(ids[:6]) + (f", … ({len(ids) - 6} more)" if len(ids) > 6 else "") if ids else EMPTY
+
+    @admin.display(description="accepting")
+    def outcome(self, obj: FamilySuggestion) -> str:
+        if obj.state == SuggestionState.PENDING:
+            return f"adds its aliases to {obj.family.slug}" if obj.family_id else "creates a family"
+        return obj.family.slug if obj.family_id else EMPTY
+
+    @admin.display(description="models it would take")
+    def models_taken(self, obj: FamilySuggestion) -> str:
+        return ", ".join(obj.model_ids) if obj.model_ids else EMPTY
+
+    def save_model(self, request, obj, form, change):
+        wanted = obj.state
+        obj.state = SuggestionState.PENDING
+        super().save_model(request, obj, form, change)
+        if wanted == SuggestionState.ACCEPTED:
+            self._accept(request, [obj])
+        elif wanted == SuggestionState.REJECTED:
+            reject([obj])
+            self.message_user(request, f"Rejected {obj.pattern}: it will not be suggested again.", messages.INFO)
+
+    @admin.action(description="Accept the selected suggestions (create their families)")
+    def accept_suggestions(self, request, queryset) -> None:
+        self._accept(request, list(queryset.order_by("priority", "slug")))
+
+    @admin.action(description="Reject the selected suggestions (never suggested again)")
+    def reject_suggestions(self, request, queryset) -> None:
+        rejected = reject(list(queryset))
+        self.message_user(request, f"Rejected {plural(rejected, 'suggestion')}.", messages.SUCCESS)
+
+    def _accept(self, request, suggestions: list[FamilySuggestion]) -> None:
+        try:
+            families, moved = accept(suggestions)
+        except AcceptError as exc:
+            self.message_user(request, f"Nothing accepted: {exc}.", messages.ERROR)
+            return
+        self.message_user(
+            request,
+            f"Accepted {plural(len(families), 'suggestion')}: created {', '.join(f.slug for f in families) or 'no family'}; "
+            f"{plural(moved, 'model')} changed family.",
+            messages.SUCCESS,
+        )
 
 
 @admin.register(Category)

@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from catalog.admin.common import EMPTY, PRICE_HISTORY_LIMIT, NewestFirstFormSet, ReadOnlyInline
+from catalog.families import drifted_models
 from catalog.models import (
     CAPABILITIES,
     CATALOG_VERSION,
@@ -60,6 +61,22 @@ class FamilyListFilter(admin.SimpleListFilter):
         if self.value():
             return queryset.in_family(NO_FAMILY if self.value() == self.NONE else self.value())
         return queryset
+
+
+class VersionDriftFilter(admin.SimpleListFilter):
+    """Models whose version differs from their family's (catalog.families.drifts)."""
+
+    title = "version drift"
+    parameter_name = "drift"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request, queryset):
+        if self.value() not in ("yes", "no"):
+            return queryset
+        drifted = [model_id for model_id, _family in drifted_models(active_only=False)]
+        return queryset.filter(id__in=drifted) if self.value() == "yes" else queryset.exclude(id__in=drifted)
 
 
 class AuthorListFilter(admin.SimpleListFilter):
@@ -119,6 +136,7 @@ class CatalogModelAdmin(admin.ModelAdmin):
     list_select_related = ("family",)
     list_filter = (
         FamilyListFilter,
+        VersionDriftFilter,
         "status",
         *CAPABILITIES,
         AuthorListFilter,

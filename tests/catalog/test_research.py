@@ -22,6 +22,7 @@ from catalog.models import (
     Category,
     CategoryRanking,
     Family,
+    FamilySuggestion,
     ModelEndpoint,
     SyncKind,
     SyncRun,
@@ -33,8 +34,6 @@ from catalog.research import (
     record_rankings,
     refresh_endpoints,
     research_catalog,
-    suggest_families,
-    suggest_pattern,
 )
 from catalog.selectors import current_rankings_queryset
 from catalog.signals import models_that_matter as models_that_matter_signal
@@ -399,22 +398,6 @@ def test_the_concurrency_bound_is_the_modules_setting(fake_openrouter, monkeypat
 # --- Suggestions and the digest -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "model_id, pattern",
-    [
-        ("openai/gpt-5.5", "openai/gpt-5.5*"),
-        ("openai/gpt-5.5-pro", "openai/gpt-5.5*"),
-        ("anthropic/claude-opus-4.8:thinking", "anthropic/claude-opus-4.8*"),
-        ("google/gemini-3.5-flash", "google/gemini-3.5*"),
-        ("qwen/qwen3-235b-a22b", "qwen/qwen3*"),
-        ("mistralai/mistral-large", "mistralai/mistral-large*"),
-    ],
-)
-def test_suggest_pattern(model_id, pattern):
-    assert suggest_pattern(model_id) == pattern
-    assert fnmatch.fnmatchcase(model_id, pattern)
-
-
 @requires_recorded
 def test_research_over_the_2026_06_29_snapshot_suggests_families_and_raises_one_digest(fake_openrouter):
     snapshot = load_snapshot("2026-06-29")
@@ -435,21 +418,38 @@ def test_research_over_the_2026_06_29_snapshot_suggests_families_and_raises_one_
     suggestions = {s["pattern"]: s for s in run.details["suggested_families"]}
     assert suggestions["openai/gpt-5.5*"] == {
         "pattern": "openai/gpt-5.5*",
-        "slug": "gpt-5-5",
-        "count": 2,
-        "models": gpt_55,
+        "aliases": ["~openai/gpt-latest"],
+        "slug": "gpt-5.5",
+        "name": "GPT 5.5",
+        "vendor": "OpenAI",
+        "priority": suggestions["openai/gpt-5.5*"]["priority"],
+        "count": 3,
+        "models": [*gpt_55, "~openai/gpt-latest"],
+        "drift": False,
+        "extends": None,
     }
     # every unclassified model is suggested once, under a pattern that matches it
-    assert sum(s["count"] for s in suggestions.values()) == len(unclassified)
+    suggested = [m for s in suggestions.values() for m in s["models"]]
+    assert len(suggested) == len(set(suggested))
+    assert unclassified <= set(suggested)
     for suggestion in suggestions.values():
-        assert all(fnmatch.fnmatchcase(m, suggestion["pattern"]) for m in suggestion["models"])
-        assert set(suggestion["models"]) <= unclassified
+        globs = [suggestion["pattern"], *suggestion["aliases"]]
+        assert all(any(fnmatch.fnmatchcase(m, g) for g in globs) for m in suggestion["models"])
     # biggest group first
     counts = [s["count"] for s in run.details["suggested_families"]]
     assert counts == sorted(counts, reverse=True)
-    # models the 2025 patterns already cover are not suggested again
-    assert not any(fnmatch.fnmatchcase("anthropic/claude-opus-4.8", p) for p in suggestions)
-    assert suggest_families() == run.details["suggested_families"]
+    # Claude Opus 4.8 sits in "Claude 4" (anthropic/claude-*-4*, priority 20): a narrower family
+    # is suggested for it, tried before Claude 4, and it is flagged
+    opus = suggestions["anthropic/claude-opus-4.8*"]
+    assert opus["drift"] and opus["priority"] < 20
+    assert opus["models"] == [
+        "anthropic/claude-opus-4.8",
+        "anthropic/claude-opus-4.8-fast",
+        "~anthropic/claude-opus-latest",
+    ]
+    assert Alert.objects.open().filter(kind=AlertKind.VERSION_DRIFT, model_id="anthropic/claude-opus-4.8").exists()
+    # the suggestions are kept as pending rows the admin adopts
+    assert sorted(FamilySuggestion.objects.values_list("pattern", flat=True)) == sorted(suggestions)
 
     [digest] = Alert.objects.filter(kind=AlertKind.RESEARCH_DIGEST)
     assert digest.times == 1 and digest.details["run"] == run.pk
