@@ -80,7 +80,7 @@ def list_alerts(request, filters: Query[AlertFilters]):
 
 @router.post(
     "/alerts/{alert_id}/acknowledge",
-    response={200: AlertOut, **errors(401, 403, 404, 422, 503)},
+    response={200: AlertOut, **errors(400, 401, 403, 404, 413, 422, 503)},
     auth=ALERTS_WRITE,
     summary="Acknowledge an alert",
 )
@@ -105,7 +105,7 @@ class AcknowledgeOut(Schema):
 
 @router.post(
     "/alerts/acknowledge",
-    response={200: AcknowledgeOut, **errors(400, 401, 403, 422, 503)},
+    response={200: AcknowledgeOut, **errors(400, 401, 403, 413, 422, 503)},
     auth=ALERTS_WRITE,
     summary="Acknowledge several alerts",
 )

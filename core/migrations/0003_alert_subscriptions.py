@@ -5,13 +5,22 @@ import django.utils.timezone
 from django.db import migrations, models
 
 
+def forget_content_types(apps, schema_editor):
+    # Undone, the tables go and so do their content types (and, with them, their permissions):
+    # undoing core altogether then leaves nothing under the core label.
+    ContentType = apps.get_model("contenttypes", "ContentType")
+    ContentType.objects.filter(app_label="core", model__in=["alertsubscription", "alertdelivery"]).delete()
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
+        ('contenttypes', '0002_remove_content_type_name'),
         ('core', '0002_lock_holder_process'),
     ]
 
     operations = [
+        migrations.RunPython(migrations.RunPython.noop, forget_content_types),
         migrations.CreateModel(
             name='AlertSubscription',
             fields=[
