@@ -291,7 +291,8 @@ def test_an_email_subscription_gets_a_mail(mailoutbox, settings):
     assert AlertDelivery.objects.get().status == "delivered"
 
 
-def test_raising_alerts_with_no_subscription_costs_no_extra_query():
+def test_raising_alerts_with_no_subscription_costs_no_extra_query(settings):
+    settings.LLMHIVE_SNAPSHOT_CHECK_SECONDS = 60  # no periodic version check falls inside
     subscription_cache.active()  # warm, as a process is after its first alert
     with CaptureQueriesContext(connection) as queries:
         raise_new()
