@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import Count, F, Q
 from django.http import HttpRequest
 from django.utils import timezone
@@ -14,7 +15,8 @@ from django.utils.text import Truncator
 from core.admin_mixins import ReadOnlyMixin, plural, pretty_json
 from core.auth import api_keys_changed
 from core.kinds import alert_kinds
-from core.models import Alert, AlertDelivery, AlertSubscription, ApiKey, Scope
+from core.models import Alert, AlertDelivery, AlertSubscription, ApiKey, DeliveryStatus, Scope
+from core.tasks import queue_deliveries, send_test
 
 
 class ApiKeyForm(forms.ModelForm):
@@ -241,8 +243,6 @@ class AlertSubscriptionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Send a test alert to the selected subscriptions", permissions=["change"])
     def send_test_alert(self, request: HttpRequest, queryset) -> None:
-        from core.tasks import send_test
-
         for subscription in queryset:
             outcome = send_test(subscription)
             if outcome.ok:
@@ -269,6 +269,19 @@ class AlertDeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_select_related = ("alert", "subscription")
     list_filter = ("status", "subscription")
     date_hierarchy = "created_at"
+    actions = ("send_again",)
+
+    def has_resend_permission(self, request) -> bool:
+        return request.user.has_perm("core.change_alertsubscription")
+
+    @admin.action(description="Send the selected deliveries again", permissions=["resend"])
+    def send_again(self, request: HttpRequest, queryset) -> None:
+        """For a receiver that was down past the last retry, or a delivery that could not be
+        queued: each starts again from its first attempt."""
+        pks = list(queryset.exclude(status=DeliveryStatus.DELIVERED).values_list("pk", flat=True))
+        AlertDelivery.objects.filter(pk__in=pks).update(status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=None)
+        transaction.on_commit(lambda: queue_deliveries(pks))
+        self.message_user(request, f"Queued {plural(len(pks), 'delivery', 'deliveries')} again.", messages.SUCCESS)
 
     @admin.display(description="alert")
     def alert_summary(self, obj: AlertDelivery) -> str:

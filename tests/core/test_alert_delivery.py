@@ -373,3 +373,23 @@ def test_the_delivery_log_is_read_only_and_filters_by_status_and_subscription(ad
     by_subscription = admin_client.get(url, {"subscription__id__exact": delivered.subscription_id})
     assert [d.pk for d in by_subscription.context["cl"].result_list] == [delivered.pk]
     assert admin_client.get(reverse("admin:core_alertdelivery_add")).status_code == HTTPStatus.FORBIDDEN
+
+
+def test_the_log_sends_failed_deliveries_again_from_their_first_attempt(admin_client, receiver):
+    hook = receiver()
+    failed = AlertDeliveryFactory(
+        subscription__target=hook.url, status=DeliveryStatus.FAILED, attempts=3, last_error="gave up after 3 attempts"
+    )
+    done = AlertDeliveryFactory(subscription=failed.subscription, status=DeliveryStatus.DELIVERED, attempts=1)
+
+    with committed():
+        response = admin_client.post(
+            reverse("admin:core_alertdelivery_changelist"),
+            {"action": "send_again", "_selected_action": [failed.pk, done.pk]},
+            follow=True,
+        )
+
+    assert message_texts(response) == ["Queued 1 delivery again."]
+    failed.refresh_from_db()
+    assert (failed.status, failed.attempts, failed.last_error, failed.last_status_code) == ("delivered", 1, "", 200)
+    assert [b["alert"]["id"] for b in hook.bodies()] == [failed.alert_id]
