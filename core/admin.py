@@ -1,19 +1,22 @@
-"""Core in the admin: API keys (secret shown once, revoked, never deleted) and the alerts every
-app raises (read, filtered, acknowledged)."""
+"""Core in the admin: API keys (secret shown once, revoked, never deleted), the alerts every
+app raises (read, filtered, acknowledged), who they are sent to and the log of what was sent."""
 
 from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import F
+from django.db import transaction
+from django.db.models import Count, F, Q
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from core.admin_mixins import plural, pretty_json
+from core.admin_mixins import ReadOnlyMixin, plural, pretty_json
 from core.auth import api_keys_changed
-from core.models import Alert, ApiKey, Scope
+from core.kinds import alert_kinds
+from core.models import Alert, AlertDelivery, AlertSubscription, ApiKey, DeliveryStatus, Scope
+from core.tasks import queue_deliveries, send_test
 
 
 class ApiKeyForm(forms.ModelForm):
@@ -187,3 +190,103 @@ class AlertAdmin(admin.ModelAdmin):
             acknowledged_at=timezone.now(), acknowledged_by=request.user
         )
         self.message_user(request, f"Acknowledged {plural(changed, 'alert')}.", messages.SUCCESS)
+
+
+# --- Alert subscriptions and deliveries -----------------------------------------------------------
+
+
+class AlertSubscriptionForm(forms.ModelForm):
+    kinds = forms.MultipleChoiceField(
+        choices=alert_kinds,
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        help_text="The alert kinds to send; none ticked means every kind.",
+    )
+
+    class Meta:
+        model = AlertSubscription
+        fields = ("target", "kinds", "format", "secret", "active")
+
+    def clean_kinds(self) -> list[str]:
+        return sorted(set(self.cleaned_data["kinds"]))
+
+
+@admin.register(AlertSubscription)
+class AlertSubscriptionAdmin(admin.ModelAdmin):
+    form = AlertSubscriptionForm
+    list_display = ("target", "kind_list", "format", "active", "created_at", "delivered", "failed")
+    list_filter = ("active", "format")
+    search_fields = ("target",)
+    actions = ("send_test_alert",)
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                delivered_count=Count("deliveries", filter=Q(deliveries__status="delivered")),
+                failed_count=Count("deliveries", filter=Q(deliveries__status="failed")),
+            )
+        )
+
+    @admin.display(description="kinds")
+    def kind_list(self, obj: AlertSubscription) -> str:
+        return ", ".join(obj.kinds) or "every kind"
+
+    @admin.display(description="delivered", ordering="delivered_count")
+    def delivered(self, obj: AlertSubscription) -> int:
+        return obj.delivered_count
+
+    @admin.display(description="failed", ordering="failed_count")
+    def failed(self, obj: AlertSubscription) -> int:
+        return obj.failed_count
+
+    @admin.action(description="Send a test alert to the selected subscriptions", permissions=["change"])
+    def send_test_alert(self, request: HttpRequest, queryset) -> None:
+        for subscription in queryset:
+            outcome = send_test(subscription)
+            if outcome.ok:
+                self.message_user(request, f"Test alert sent to {subscription.target}.", messages.SUCCESS)
+            else:
+                self.message_user(
+                    request, f"Test alert to {subscription.target} failed: {outcome.error}", messages.ERROR
+                )
+
+
+@admin.register(AlertDelivery)
+class AlertDeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = (
+        "created_at",
+        "alert_summary",
+        "subscription",
+        "status",
+        "attempts",
+        "last_status_code",
+        "short_error",
+        "next_attempt_at",
+        "delivered_at",
+    )
+    list_select_related = ("alert", "subscription")
+    list_filter = ("status", "subscription")
+    date_hierarchy = "created_at"
+    actions = ("send_again",)
+
+    def has_resend_permission(self, request) -> bool:
+        return request.user.has_perm("core.change_alertsubscription")
+
+    @admin.action(description="Send the selected deliveries again", permissions=["resend"])
+    def send_again(self, request: HttpRequest, queryset) -> None:
+        """For a receiver that was down past the last retry, or a delivery that could not be
+        queued: each starts again from its first attempt."""
+        pks = list(queryset.exclude(status=DeliveryStatus.DELIVERED).values_list("pk", flat=True))
+        AlertDelivery.objects.filter(pk__in=pks).update(status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=None)
+        transaction.on_commit(lambda: queue_deliveries(pks))
+        self.message_user(request, f"Queued {plural(len(pks), 'delivery', 'deliveries')} again.", messages.SUCCESS)
+
+    @admin.display(description="alert")
+    def alert_summary(self, obj: AlertDelivery) -> str:
+        return Truncator(f"#{obj.alert_id} {obj.alert}").chars(80)
+
+    @admin.display(description="last error")
+    def short_error(self, obj: AlertDelivery) -> str:
+        return Truncator(obj.last_error).chars(120)

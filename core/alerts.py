@@ -1,14 +1,19 @@
-"""Raising alerts without duplicates: an open alert with the same key is bumped, not repeated."""
+"""Raising alerts without duplicates: an open alert with the same key is bumped, not repeated;
+a new one is sent to the subscriptions that want its kind (`core.tasks.deliver_alert`)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
 
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from core.models import Alert
+from core.models import ALERT_SUBSCRIPTIONS_VERSION, Alert, AlertDelivery, AlertSubscription, version_watch
 
 
 @dataclass
@@ -60,6 +65,8 @@ def raise_alerts(alerts: Iterable[NewAlert]) -> dict[str, int]:
     ]
     # ignore_conflicts: if another process raised the same alert a moment ago, theirs stands.
     Alert.objects.bulk_create(to_create, ignore_conflicts=True)
+    if to_create:
+        _queue_deliveries(to_create, now)
 
     to_bump, reworded = [], []
     for key, existing in open_alerts.items():
@@ -76,3 +83,76 @@ def raise_alerts(alerts: Iterable[NewAlert]) -> dict[str, int]:
         # A repeat that says the same thing (a model reported in every batch) costs one statement.
         Alert.objects.filter(pk__in=to_bump).update(times=F("times") + 1, last_raised_at=now)
     return {"created": len(to_create), "bumped": len(to_bump)}
+
+
+class SubscriptionCache:
+    """The active subscriptions as (id, kinds) pairs, kept per process and rebuilt when the
+    `alert_subscriptions` data version moves: raising alerts with no subscription costs no query."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._version: int | None = None
+        self._subscriptions: list[tuple[int, frozenset[str]]] = []
+
+    def active(self) -> list[tuple[int, frozenset[str]]]:
+        version = version_watch.versions().get(ALERT_SUBSCRIPTIONS_VERSION, 0)
+        if version != self._version:
+            with self._lock:
+                if version != self._version:
+                    self._subscriptions = [
+                        (pk, frozenset(kinds))
+                        for pk, kinds in AlertSubscription.objects.filter(active=True).values_list("pk", "kinds")
+                    ]
+                    self._version = version
+        return self._subscriptions
+
+    def clear(self) -> None:
+        self._version = None
+
+
+subscription_cache = SubscriptionCache()
+
+
+def _queue_deliveries(created: list[Alert], now: datetime) -> None:
+    """Log a pending delivery per new alert and subscription that wants its kind, and queue
+    them once the transaction commits (a rolled-back alert is never sent)."""
+    cached = subscription_cache.active()
+    wanted = {a.key for a in created if any(not kinds or a.kind in kinds for _, kinds in cached)}
+    if not wanted:
+        return
+    # The cache may be a check interval behind another process's change: the subscriptions are
+    # read again (one query, only when some may want these alerts), so none deleted is referenced.
+    subscriptions = [
+        (pk, frozenset(kinds)) for pk, kinds in AlertSubscription.objects.filter(active=True).values_list("pk", "kinds")
+    ]
+    # bulk_create with ignore_conflicts returns no ids; the rows this call made are those with
+    # its keys and its timestamp (a concurrent raiser's row for the same key has its own).
+    rows = Alert.objects.open().filter(key__in=wanted, created_at=now).values_list("pk", "kind")
+    deliveries = [
+        AlertDelivery(subscription_id=sub_id, alert_id=alert_id, created_at=now)
+        for alert_id, kind in rows
+        for sub_id, kinds in subscriptions
+        if not kinds or kind in kinds
+    ]
+    AlertDelivery.objects.bulk_create(deliveries)
+    from core.tasks import queue_deliveries
+
+    transaction.on_commit(partial(queue_deliveries, [d.pk for d in deliveries]))
+
+
+def alert_payload(alert: Alert) -> dict:
+    """An alert as the API lists it and a webhook receives it."""
+    return {
+        "id": alert.pk,
+        "kind": alert.kind,
+        "kind_label": alert.kind_label,
+        "model_id": alert.model_id,
+        "key": alert.key,
+        "message": alert.message,
+        "details": alert.details,
+        "created_at": alert.created_at,
+        "last_raised_at": alert.last_raised_at,
+        "times": alert.times,
+        "state": "open" if alert.acknowledged_at is None else "acknowledged",
+        "acknowledged_at": alert.acknowledged_at,
+    }

@@ -11,8 +11,12 @@ import secrets
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator, validate_email
 from django.db import connection, models
 from django.db.models import Q
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 from django.utils import timezone
 
 from core.kinds import alert_kind_label, alert_kinds
@@ -75,6 +79,8 @@ class Scope(models.TextChoices):
     COSTS_READ = "costs:read", "costs:read: cost reports and budgets"
     CATALOG_SYNC = "catalog:sync", "catalog:sync: start syncs, read runs"
     METRICS_READ = "metrics:read", "metrics:read: Prometheus metrics (GET /metrics)"
+    ALERTS_READ = "alerts:read", "alerts:read: list alerts"
+    ALERTS_WRITE = "alerts:write", "alerts:write: acknowledge alerts"
 
 
 def hash_secret(raw_key: str) -> str:
@@ -212,3 +218,107 @@ class Alert(models.Model):
     @property
     def kind_label(self) -> str:
         return alert_kind_label(self.kind)
+
+
+# --- Alert subscriptions -------------------------------------------------------------------------
+
+ALERT_SUBSCRIPTIONS_VERSION = "alert_subscriptions"
+
+
+class AlertFormat(models.TextChoices):
+    JSON = "json", "JSON (signed)"
+    SLACK = "slack", "Slack-compatible"
+
+
+def validate_kinds(kinds: list[str]) -> None:
+    known = {value for value, _ in alert_kinds()}
+    unknown = sorted(set(kinds) - known)
+    if unknown:
+        raise ValidationError(f"unknown alert kind(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+
+
+class AlertSubscription(models.Model):
+    """Someone to tell when an alert is raised: a webhook (signed JSON or a Slack-compatible
+    body) or an e-mail address. Only new alerts are sent (`core.alerts.raise_alerts`), not repeats."""
+
+    target = models.CharField(max_length=500, help_text="A webhook URL (http or https) or an e-mail address.")
+    kinds = models.JSONField(default=list, blank=True, help_text="The alert kinds to send; none means every kind.")
+    secret = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Webhooks: the key of the X-LLMHive-Signature HMAC (one is generated when left blank).",
+    )
+    format = models.CharField(max_length=10, choices=AlertFormat.choices, default=AlertFormat.JSON)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name = "alert subscription"
+
+    def __str__(self) -> str:
+        return f"{self.target} ({', '.join(self.kinds) or 'every kind'})"
+
+    @property
+    def is_email(self) -> bool:
+        return "://" not in self.target
+
+    def clean(self) -> None:
+        if self.is_email:
+            try:
+                validate_email(self.target)
+            except ValidationError:
+                raise ValidationError(
+                    {"target": "Enter a webhook URL (http:// or https://) or an e-mail address."}
+                ) from None
+        else:
+            try:
+                URLValidator(schemes=["http", "https"])(self.target)
+            except ValidationError:
+                raise ValidationError({"target": f"Not a valid http(s) URL: {self.target}"}) from None
+            if not self.secret:
+                self.secret = secrets.token_urlsafe(32)
+        try:
+            validate_kinds(self.kinds)
+        except ValidationError as error:
+            raise ValidationError({"kinds": error.messages}) from None
+
+
+@receiver(post_save, sender=AlertSubscription, dispatch_uid="core.alert_subscriptions.save")
+@receiver(post_delete, sender=AlertSubscription, dispatch_uid="core.alert_subscriptions.delete")
+def alert_subscriptions_changed(**kwargs) -> None:
+    # Every process's cache of the active subscriptions (core.alerts) rebuilds on this.
+    DataVersion.bump(ALERT_SUBSCRIPTIONS_VERSION)
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed"
+
+
+class AlertDelivery(models.Model):
+    """One alert sent to one subscription: the delivery log, and the state its retries go on from."""
+
+    subscription = models.ForeignKey(AlertSubscription, on_delete=models.CASCADE, related_name="deliveries")
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="deliveries")
+    status = models.CharField(max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_status_code = models.PositiveIntegerField(null=True, blank=True, help_text="The receiver's last HTTP status.")
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "alert delivery"
+        verbose_name_plural = "alert deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["subscription", "alert"], name="alert_delivery_once"),
+        ]
+        indexes = [models.Index(fields=["status", "-created_at"], name="alert_delivery_status_idx")]
+
+    def __str__(self) -> str:
+        return f"alert #{self.alert_id} to {self.subscription_id}: {self.status}"

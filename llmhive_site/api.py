@@ -3,6 +3,7 @@
 from ninja import NinjaAPI
 
 from catalog.api import router as catalog_router
+from core.api import router as core_router
 from core.errors import install_error_handlers
 from costs.api import router as costs_router
 from health.api import router as health_router
@@ -24,3 +25,4 @@ api.add_router("/v1/", catalog_router)
 api.add_router("/v1/", costs_router)
 api.add_router("/v1/", routing_router)
 api.add_router("/v1/", metrics_router)
+api.add_router("/v1/", core_router)

@@ -317,6 +317,17 @@ LLMHIVE_UNHEALTHY_RELIABILITY = envfloat("LLMHIVE_UNHEALTHY_RELIABILITY", 0.5)
 # many checks (hourly checks: half a day).
 LLMHIVE_HEALTH_RELIABILITY_HALF_LIFE = envfloat("LLMHIVE_HEALTH_RELIABILITY_HALF_LIFE", 12.0)
 
+# --- Alert deliveries (core.tasks) -----------------------------------------------------------
+# Attempts per delivery; the wait before retry n is RETRY_SECONDS × BACKOFF^(n − 1) (60 s, 4 min,
+# 16 min, 64 min by default), then the delivery is logged as failed.
+LLMHIVE_ALERT_MAX_ATTEMPTS = envint("LLMHIVE_ALERT_MAX_ATTEMPTS", 5)
+LLMHIVE_ALERT_RETRY_SECONDS = envfloat("LLMHIVE_ALERT_RETRY_SECONDS", 60.0)
+LLMHIVE_ALERT_RETRY_BACKOFF = envfloat("LLMHIVE_ALERT_RETRY_BACKOFF", 4.0)
+LLMHIVE_ALERT_WEBHOOK_TIMEOUT_SECONDS = envfloat("LLMHIVE_ALERT_WEBHOOK_TIMEOUT_SECONDS", 10.0)
+# The sender of alert e-mails; empty: Django's DEFAULT_FROM_EMAIL. The mail server is Django's
+# EMAIL_* settings.
+LLMHIVE_ALERT_EMAIL_FROM = os.environ.get("LLMHIVE_ALERT_EMAIL_FROM", "")
+
 
 # --- Task queue (django-q2) ------------------------------------------------------------------
 LLMHIVE_REDIS_URL = os.environ.get("LLMHIVE_REDIS_URL", "")

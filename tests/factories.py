@@ -26,7 +26,7 @@ from catalog.models import (
     SyncRun,
     SyncStatus,
 )
-from core.models import Alert, ApiKey, Scope
+from core.models import Alert, AlertDelivery, AlertFormat, AlertSubscription, ApiKey, Scope
 from costs.ingest import IngestResult, ingest_events
 from costs.models import Budget, BudgetPeriod, BudgetScope
 from routing.models import EscalationOverride, Role, RolePreference, Strategy
@@ -142,6 +142,29 @@ class AlertFactory(DjangoModelFactory):
     message = factory.LazyAttribute(lambda a: f"Test alert: {a.key}")
     created_at = factory.LazyFunction(timezone.now)
     last_raised_at = factory.SelfAttribute("created_at")
+
+
+class AlertSubscriptionFactory(DjangoModelFactory):
+    """An active webhook subscription to every kind, signed JSON; give `target` (a receiver's URL)."""
+
+    class Meta:
+        model = AlertSubscription
+
+    target = factory.Sequence(lambda n: f"http://127.0.0.1:9/hook-{n}")
+    kinds = factory.LazyFunction(list)
+    secret = factory.Sequence(lambda n: f"secret-{n}")
+    format = AlertFormat.JSON
+    active = True
+
+
+class AlertDeliveryFactory(DjangoModelFactory):
+    """A pending delivery of a new alert to a new subscription."""
+
+    class Meta:
+        model = AlertDelivery
+
+    subscription = factory.SubFactory(AlertSubscriptionFactory)
+    alert = factory.SubFactory(AlertFactory, key=factory.Sequence(lambda n: f"delivered:{n}"))
 
 
 class ApiKeyFactory(DjangoModelFactory):

@@ -31,10 +31,12 @@ from schemathesis.specs.openapi.checks import (
 
 from catalog.research import research_catalog
 from catalog.sync import sync_catalog
+from core.api import EXAMPLE_ID as EXAMPLE_ALERT_ID
 from core.models import Scope
 from health.checks import run_health_checks
 from llmhive_site.api import api
 from tests.factories import (
+    AlertFactory,
     ApiKeyFactory,
     BudgetFactory,
     CategoryFactory,
@@ -95,6 +97,7 @@ def fill_the_database(fake: FakeOpenRouter) -> str:
         ]
     )
     ingest(model="acme/unknown-model", role="coder")  # an unknown model, stored and unpriced
+    AlertFactory(id=EXAMPLE_ALERT_ID, key="schemathesis:example")  # the acknowledge example's alert
     return ApiKeyFactory(name="schemathesis", scopes=list(Scope.values)).raw_key
 
 
