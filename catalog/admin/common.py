@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.forms.models import BaseInlineFormSet
 
-from core.admin_mixins import ReadOnlyMixin
+from core.admin_mixins import EmptyMessageInline, ReadOnlyMixin
 
 EMPTY = "—"
 PRICE_HISTORY_LIMIT = 20
@@ -22,7 +22,7 @@ class NewestFirstFormSet(BaseInlineFormSet):
         return self._queryset
 
 
-class ReadOnlyInline(ReadOnlyMixin, admin.TabularInline):
+class ReadOnlyInline(EmptyMessageInline, ReadOnlyMixin, admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = False
