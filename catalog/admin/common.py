@@ -26,6 +26,8 @@ class ReadOnlyInline(EmptyMessageInline, ReadOnlyMixin, admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = False
+    # Each row's str() above it repeats its columns, with the stored prices' 14 decimals.
+    classes = ("without-original",)
 
     def get_readonly_fields(self, request, obj=None):
         return self.fields
