@@ -213,11 +213,13 @@ def test_every_list_page_shows_its_key_columns_at_1400_px(wide_page, tmp_path):
     assert not cut_off, f"key columns out of sight at {WIDTH} px (screenshots in {tmp_path}): {cut_off}"
 
 
-def test_no_same_origin_link_on_a_list_page_leads_to_an_error(wide_page, live_server):
+def test_no_same_origin_link_on_a_list_page_or_the_dashboard_leads_to_an_error(wide_page, live_server):
     page = wide_page
     origin = urlsplit(live_server.url).netloc
     visited, links = set(), {}
-    for _, url in changelists():
+    # the dashboard and the site's own pages too
+    extra = [reverse("admin:index"), reverse("admin:capability_matrix"), reverse("admin:category_rankings")]
+    for url in [url for _, url in changelists()] + extra:
         page.goto(url, wait_until="domcontentloaded")
         visited.add(url)
         hrefs = page.eval_on_selector_all("a[href]", "els => els.map((a) => a.getAttribute('href'))")
