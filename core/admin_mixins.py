@@ -28,3 +28,14 @@ class ReadOnlyMixin:
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class EmptyMessageInline:
+    """A tabular inline that says it is empty ("No price changes recorded.") instead of showing
+    bare column headers; `empty_message` overrides the sentence made from the verbose name."""
+
+    template = "admin/edit_inline/tabular_or_empty.html"
+    empty_message = ""
+
+    def get_empty_message(self) -> str:
+        return self.empty_message or f"No {self.verbose_name_plural} recorded."

@@ -12,7 +12,7 @@ from import_export.admin import ExportMixin
 from import_export.formats.base_formats import CSV
 
 from core.admin_mixins import ReadOnlyMixin
-from core.money import decimal_str
+from core.money import decimal_str, usd_html
 from costs.budgets import budget_statuses
 from costs.charts import cost_chart_svg
 from costs.csvsafe import escape_cell
@@ -72,12 +72,12 @@ class UsageEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "model_ref",
         "role",
         "strategy",
+        "success",
+        "cost",
+        "computed_cost",
+        "error",
         "prompt_tokens",
         "completion_tokens",
-        "cost_usd",
-        "computed_cost_usd",
-        "success",
-        "error",
         "latency_ms",
     )
     list_filter = ("success", "error", StrategyFilter, RoleFilter)
@@ -88,6 +88,14 @@ class UsageEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
     paginator = EstimatedCountPaginator
     show_full_result_count = False
     list_per_page = 100
+
+    @admin.display(description="cost (reported)", ordering="cost_usd")
+    def cost(self, event: UsageEvent) -> str:
+        return usd_html(event.cost_usd)
+
+    @admin.display(description="cost (computed)", ordering="computed_cost_usd")
+    def computed_cost(self, event: UsageEvent) -> str:
+        return usd_html(event.computed_cost_usd)
 
 
 class DailyCostResource(resources.ModelResource):
@@ -140,11 +148,11 @@ class DailyCostAdmin(ReadOnlyMixin, ExportMixin, admin.ModelAdmin):
         "role",
         "requests",
         "successes",
-        "tokens",
-        "cost_usd",
+        "cost",
         "per_success",
-        "drift",
         "errors",
+        "drift",
+        "tokens",
     )
     list_filter = ("strategy", "role")
     search_fields = ("model",)
@@ -157,9 +165,13 @@ class DailyCostAdmin(ReadOnlyMixin, ExportMixin, admin.ModelAdmin):
     def tokens(self, row: DailyCost) -> int:
         return row.tokens
 
-    @admin.display(description="cost per success")
+    @admin.display(description="cost", ordering="cost_usd")
+    def cost(self, row: DailyCost) -> str:
+        return usd_html(row.cost_usd)
+
+    @admin.display(description="per success")
     def per_success(self, row: DailyCost) -> str:
-        return decimal_str(row.cost_per_success_usd) or "—"
+        return usd_html(row.cost_per_success_usd)
 
     @admin.display(description="failures by class")
     def errors(self, row: DailyCost) -> str:
@@ -167,7 +179,7 @@ class DailyCostAdmin(ReadOnlyMixin, ExportMixin, admin.ModelAdmin):
 
     @admin.display(description="drift (reported − computed)")
     def drift(self, row: DailyCost) -> str:
-        return decimal_str(row.drift_usd) if row.reported_requests else "—"
+        return usd_html(row.drift_usd) if row.reported_requests else "—"
 
     def changelist_view(self, request, extra_context=None):
         extra_context = {"cost_chart": cost_chart_svg(days=30), **(extra_context or {})}
@@ -181,7 +193,7 @@ class BudgetAdmin(admin.ModelAdmin):
         "scope",
         "scope_value",
         "period",
-        "limit_usd",
+        "limit",
         "spent",
         "remaining",
         "state",
@@ -205,15 +217,19 @@ class BudgetAdmin(admin.ModelAdmin):
     def _status(self, budget: Budget):
         return getattr(budget, "window_status", None)
 
+    @admin.display(description="limit", ordering="limit_usd")
+    def limit(self, budget: Budget) -> str:
+        return usd_html(budget.limit_usd)
+
     @admin.display(description="spent this window")
     def spent(self, budget: Budget) -> str:
         status = self._status(budget)
-        return decimal_str(status.spent_usd) if status else "—"
+        return usd_html(status.spent_usd) if status else "—"
 
     @admin.display(description="remaining")
     def remaining(self, budget: Budget) -> str:
         status = self._status(budget)
-        return decimal_str(status.remaining_usd) if status else "—"
+        return usd_html(status.remaining_usd) if status else "—"
 
     @admin.display(description="state")
     def state(self, budget: Budget) -> str:

@@ -12,7 +12,11 @@ from costs.reports import spend_by_day_and_model
 
 COLOURS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1"]
 WIDTH, HEIGHT = 760, 240
-LEFT, RIGHT, TOP, BOTTOM = 56, 180, 12, 28
+LEFT, RIGHT, TOP, BOTTOM = 56, 230, 12, 28
+# The legend's room for "name $amount" at font-size 10: 26 px go to the swatch, and a wide
+# character is ~6 px, so a line of LEGEND_CHARS never reaches the edge and its amount is whole.
+LEGEND_CHARS = 33
+LABEL_EVERY = 7  # days between labels on the day axis
 
 
 def _nice_ceiling(value: float) -> float:
@@ -60,7 +64,8 @@ def cost_chart_svg(days: int = 30) -> SafeString:
                 f'fill="{COLOURS[index % len(COLOURS)]}"><title>{day.isoformat()} {escape(name)}: ${values[i]:.4f}</title></rect>'
             )
             base += h
-        if i % 7 == 0 or i == len(day_list) - 1:
+        # Counted back from the last day: it is always labelled, and no label crowds it.
+        if (len(day_list) - 1 - i) % LABEL_EVERY == 0:
             parts.append(
                 f'<text x="{x + bar_w / 2:.1f}" y="{HEIGHT - 10}" text-anchor="middle" font-size="10" fill="currentColor">{day:%m-%d}</text>'
             )
@@ -70,9 +75,11 @@ def cost_chart_svg(days: int = 30) -> SafeString:
         parts.append(
             f'<rect x="{WIDTH - RIGHT + 12}" y="{y - 8}" width="10" height="10" fill="{COLOURS[index % len(COLOURS)]}"/>'
         )
-        label = name if len(name) <= 24 else name[:23] + "…"
+        amount = f"${total:,.2f}"
+        room = LEGEND_CHARS - len(amount) - 1  # the amount is never cut: the name gives way
+        label = name if len(name) <= room else name[: max(room - 1, 1)] + "…"
         parts.append(
-            f'<text x="{WIDTH - RIGHT + 26}" y="{y + 1}" font-size="10" fill="currentColor">{escape(label)} ${total:,.2f}</text>'
+            f'<text x="{WIDTH - RIGHT + 26}" y="{y + 1}" font-size="10" fill="currentColor">{escape(label)} {amount}</text>'
         )
     if not series:
         parts.append(

@@ -11,7 +11,8 @@ from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from core.admin_mixins import ReadOnlyMixin
+from core.admin_mixins import EmptyMessageInline, ReadOnlyMixin
+from core.money import usd_html
 from health.models import HealthCheckRun, ModelHealthCheck, ModelReliability, RunStatus, Trigger
 
 RUN_PERMISSION = "health.run_healthcheckrun"
@@ -34,7 +35,7 @@ def queue_health_checks(model_ids: list[str] | None = None) -> str:
     return async_task("health.tasks.run_health_checks_task", task_name="health checks (admin)", **kwargs)
 
 
-class CheckInline(ReadOnlyMixin, admin.TabularInline):
+class CheckInline(EmptyMessageInline, ReadOnlyMixin, admin.TabularInline):
     model = ModelHealthCheck
     fields = (
         "model",
@@ -48,14 +49,19 @@ class CheckInline(ReadOnlyMixin, admin.TabularInline):
         "http_status",
         "error_code",
         "error_message",
-        "ping_cost_usd",
+        "ping_cost",
     )
     readonly_fields = fields
     extra = 0
     show_change_link = True
+    empty_message = "No model was checked in this run."
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("model")
+
+    @admin.display(description="ping cost")
+    def ping_cost(self, check: ModelHealthCheck) -> str:
+        return usd_html(check.ping_cost_usd)
 
 
 @admin.register(HealthCheckRun)
@@ -67,14 +73,18 @@ class HealthCheckRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "models_checked",
         "models_failed",
         "pinged",
-        "ping_spend_usd",
-        "note",
+        "ping_spend",
         "error",
+        "note",
     )
     list_filter = ("status", "trigger")
     date_hierarchy = "started_at"
     inlines = (CheckInline,)
     change_list_template = "admin/health/healthcheckrun/change_list.html"
+
+    @admin.display(description="ping spend", ordering="ping_spend_usd")
+    def ping_spend(self, run: HealthCheckRun) -> str:
+        return usd_html(run.ping_spend_usd)
 
     @admin.display(description="status", ordering="status")
     def coloured_status(self, run: HealthCheckRun) -> str:
@@ -126,15 +136,15 @@ class ModelHealthCheckAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "checked_at",
         "model",
         "ok",
+        "ping_ok",
+        "latency_ms",
+        "error_code",
+        "ping_cost",
         "endpoints_up",
         "endpoints_total",
         "best_uptime",
         "pinged",
-        "ping_ok",
-        "latency_ms",
         "http_status",
-        "error_code",
-        "ping_cost_usd",
         "run",
     )
     list_filter = (CheckedModelFilter, "ok", "pinged", "error_code")
@@ -143,6 +153,10 @@ class ModelHealthCheckAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_select_related = ("model", "run")
     show_full_result_count = False
 
+    @admin.display(description="ping cost", ordering="ping_cost_usd")
+    def ping_cost(self, check: ModelHealthCheck) -> str:
+        return usd_html(check.ping_cost_usd)
+
 
 @admin.register(ModelReliability)
 class ModelReliabilityAdmin(ReadOnlyMixin, admin.ModelAdmin):
@@ -150,10 +164,10 @@ class ModelReliabilityAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "model",
         "reliability_percent",
         "consecutive_failures",
-        "checks_count",
+        "last_error",
         "last_checked_at",
         "last_ok_at",
-        "last_error",
+        "checks_count",
         "history",
     )
     list_filter = ("consecutive_failures",)

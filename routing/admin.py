@@ -14,8 +14,9 @@ from import_export.formats.base_formats import CSV
 
 from catalog.models import CAPABILITIES, ModelEndpoint
 from catalog.selectors import known_output_modalities
-from core.admin_mixins import ReadOnlyMixin
+from core.admin_mixins import EmptyMessageInline, ReadOnlyMixin
 from core.models import DataVersion
+from core.money import usd_html
 from costs.models import error_summary
 from routing import cooldowns
 from routing.memory import rebuild_strategy_memory
@@ -140,7 +141,7 @@ class PreferenceFormSet(forms.BaseInlineFormSet):
                     form.add_error("model", f"{model.pk} cannot serve this role: {'; '.join(reasons)}.")
 
 
-class RolePreferenceInline(admin.TabularInline):
+class RolePreferenceInline(EmptyMessageInline, admin.TabularInline):
     model = RolePreference
     formset = PreferenceFormSet
     fields = ("position", "model", "family")
@@ -150,9 +151,10 @@ class RolePreferenceInline(admin.TabularInline):
     classes = ("preference-order",)
     verbose_name = "preference"
     verbose_name_plural = "preferences, in order (▲ ▼ move a row; the first eligible one wins)"
+    empty_message = "No preferences saved: the best-scored eligible model wins."
 
 
-class OverrideInline(admin.TabularInline):
+class OverrideInline(EmptyMessageInline, admin.TabularInline):
     model = EscalationOverride
     fk_name = "role"
     fields = ("position", "from_model", "from_family", "to_model")
@@ -161,6 +163,7 @@ class OverrideInline(admin.TabularInline):
     ordering = ("position", "id")
     verbose_name = "escalation override for this role"
     verbose_name_plural = "escalation overrides for this role only"
+    empty_message = "No escalation overrides for this role: escalation follows the global overrides, then scores."
 
 
 @admin.register(Role)
@@ -360,9 +363,9 @@ class StrategyAdmin(admin.ModelAdmin):
     def success_rate(self, obj) -> str:
         return f"{obj.total_successes / obj.total_requests:.1%}" if obj.total_requests else "—"
 
-    @admin.display(description="cost (USD)", ordering="total_cost")
+    @admin.display(description="cost", ordering="total_cost")
     def cost(self, obj) -> str:
-        return "—" if obj.total_cost is None else f"{obj.total_cost:.4f}"
+        return usd_html(obj.total_cost)
 
     @admin.action(description="Rebuild strategy memory from the usage ledger", permissions=["change"])
     def rebuild_memory(self, request: HttpRequest, queryset) -> None:
@@ -382,13 +385,17 @@ class StrategyStatAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "requests",
         "successes",
         "rate",
+        "cost",
         "errors",
-        "cost_usd",
         "updated_at",
     )
     list_filter = ("strategy", "role", "category")
     search_fields = ("model", "role", "strategy")
     show_full_result_count = False
+
+    @admin.display(description="cost", ordering="cost_usd")
+    def cost(self, obj: StrategyStat) -> str:
+        return usd_html(obj.cost_usd)
 
     @admin.display(description="success rate")
     def rate(self, obj: StrategyStat) -> str:

@@ -36,7 +36,7 @@ def test_role_factory_makes_a_valid_role_once_per_slug():
     role.full_clean()
     assert role.pk and role.required_capabilities == [] and role.active
     assert RoleFactory(slug=role.slug) == role
-    assert Role.objects.count() == 1
+    assert Role.objects.filter(slug=role.slug).count() == 1
 
 
 def test_role_preference_factory_makes_a_model_or_a_family_preference():

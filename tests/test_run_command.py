@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import threading
@@ -225,3 +226,52 @@ def test_bin_run_starts_serves_and_stops_and_a_second_start_reuses_the_login(tmp
 
     assert said_again == "admin login"  # not created again
     assert (username_again, password_again) == (username, password)
+
+
+def test_bin_run_help_prints_only_the_usage_and_runs_nothing(tmp_path):
+    env = {**os.environ, "LLMHIVE_VAR_DIR": str(tmp_path / "var"), "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3"}
+    done = subprocess.run(["bin/run", "--help"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=10)
+
+    assert done.returncode == 0 and done.stderr == ""
+    lines = done.stdout.splitlines()
+    assert lines[0] == "Usage: bin/run [--from-file PATH]"
+    assert not any(line.startswith("#") or "set -euo" in line for line in lines), done.stdout  # no script text
+    assert "PORT=9000 bin/run" in done.stdout and "admin-login.txt" in done.stdout
+    assert not (tmp_path / "db.sqlite3").exists() and not (tmp_path / "var").exists()
+
+
+def test_bin_run_on_a_port_in_use_stops_before_touching_anything(tmp_path):
+    var_dir = tmp_path / "var"
+    var_dir.mkdir()
+    worker_log = var_dir / "qcluster.log"
+    worker_log.write_text("the running worker's log\n")
+    database = tmp_path / "db.sqlite3"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {
+            **os.environ,
+            "DATABASE_URL": f"sqlite:///{database}",
+            "LLMHIVE_VAR_DIR": str(var_dir),
+            "PORT": str(port),
+            "OPENROUTER_BASE_URL": f"http://127.0.0.1:{free_port()}/api/v1",
+        }
+        done = subprocess.run(["bin/run"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+
+    assert done.returncode != 0
+    assert done.stdout == ""
+    assert done.stderr.strip().splitlines() == [
+        f"run: port {port} is already in use (another bin/run?); stop it or pick another: PORT=9000 bin/run"
+    ]
+    assert worker_log.read_text() == "the running worker's log\n"  # not truncated
+    assert not database.exists()  # no migration ran
+
+
+def test_bin_run_refuses_a_port_that_is_not_a_number(tmp_path):
+    env = {**os.environ, "PORT": "80a", "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3"}
+    done = subprocess.run(["bin/run"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=10)
+
+    assert done.returncode == 2
+    assert done.stderr.strip() == "run: PORT must be a number from 1 to 65535, not '80a'"
+    assert not (tmp_path / "db.sqlite3").exists()

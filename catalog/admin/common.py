@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.forms.models import BaseInlineFormSet
 
-from core.admin_mixins import ReadOnlyMixin
+from core.admin_mixins import EmptyMessageInline, ReadOnlyMixin
 
 EMPTY = "—"
 PRICE_HISTORY_LIMIT = 20
@@ -22,10 +22,12 @@ class NewestFirstFormSet(BaseInlineFormSet):
         return self._queryset
 
 
-class ReadOnlyInline(ReadOnlyMixin, admin.TabularInline):
+class ReadOnlyInline(EmptyMessageInline, ReadOnlyMixin, admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = False
+    # Each row's str() above it repeats its columns, with the stored prices' 14 decimals.
+    classes = ("without-original",)
 
     def get_readonly_fields(self, request, obj=None):
         return self.fields

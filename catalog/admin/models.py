@@ -34,7 +34,7 @@ from catalog.queueing import request_catalog_job
 from catalog.tasks import queue_catalog_job
 from core.admin_mixins import plural, pretty_json
 from core.models import DataVersion
-from core.money import decimal_str
+from core.money import usd_html
 
 # The compact capability column: one letter per capability, in CAPABILITIES order.
 CAPABILITY_LETTERS = {
@@ -95,11 +95,31 @@ class AuthorListFilter(admin.SimpleListFilter):
         return queryset
 
 
+# Prices charged per request, per image or per search; every other price key is per token.
+PER_UNIT_PRICES = frozenset({"request", "image", "web_search"})
+
+
+def price_html(key: str, value) -> str:
+    """A price as people read it: per million tokens for token prices, in dollars for the rest;
+    the exact stored value on hover."""
+    return usd_html(value, per_million=key not in PER_UNIT_PRICES)
+
+
 class PriceChangeInline(ReadOnlyInline):
     model = PriceChange
     formset = NewestFirstFormSet
-    fields = ("field", "old", "new", "observed_at", "run")
+    fields = ("field", "old_price", "new_price", "observed_at", "run")
+    readonly_fields = ("old_price", "new_price")
     verbose_name_plural = f"price history (newest {PRICE_HISTORY_LIMIT})"
+    empty_message = "No price changes recorded."
+
+    @admin.display(description="old")
+    def old_price(self, obj: PriceChange) -> str:
+        return price_html(obj.field, obj.old)
+
+    @admin.display(description="new")
+    def new_price(self, obj: PriceChange) -> str:
+        return price_html(obj.field, obj.new)
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("run")
@@ -118,6 +138,7 @@ class ModelEndpointInline(ReadOnlyInline):
         "latency_last_30m",
         "observed_at",
     )
+    empty_message = "No provider endpoints recorded (the next health check or sync fetches them)."
 
 
 @admin.register(CatalogModel)
@@ -203,14 +224,13 @@ class CatalogModelAdmin(admin.ModelAdmin):
     def _per_million(obj: CatalogModel, key: str) -> str:
         if obj.variable_pricing:
             return "variable"
-        value = obj.per_million(key)
-        return EMPTY if value is None else decimal_str(value)
+        return usd_html(obj.price(key), per_million=True, unit=False)
 
-    @admin.display(description="prompt $/M", ordering="price_prompt")
+    @admin.display(description="prompt $/M tok", ordering="price_prompt")
     def prompt_per_million(self, obj: CatalogModel) -> str:
         return self._per_million(obj, "prompt")
 
-    @admin.display(description="completion $/M", ordering="price_completion")
+    @admin.display(description="completion $/M tok", ordering="price_completion")
     def completion_per_million(self, obj: CatalogModel) -> str:
         return self._per_million(obj, "completion")
 

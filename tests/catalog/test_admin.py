@@ -106,8 +106,14 @@ def test_it_shows_prices_per_million_tokens(admin_client):
     response = admin_client.get(reverse(CHANGELIST))
 
     content = response.content.decode()
-    assert '<td class="field-prompt_per_million">1.25</td>' in content
-    assert '<td class="field-completion_per_million">10</td>' in content
+    assert (
+        '<td class="field-prompt_per_million"><span class="money" title="0.00000125 USD per token">$1.25</span></td>'
+        in content
+    )
+    assert (
+        '<td class="field-completion_per_million"><span class="money" title="0.00001 USD per token">$10.00</span>'
+        in content
+    )
     assert '<td class="field-prompt_per_million">variable</td>' in content
     assert '<td class="field-prompt_per_million">—</td>' in content
 

@@ -16,6 +16,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from core.money import usd_html
 from costs.admin import EstimatedCountPaginator
 from costs.charts import cost_chart_svg
 from costs.models import BudgetScope, UsageEvent
@@ -133,7 +134,7 @@ def test_the_ledger_page_lists_filters_and_searches(admin_client, model):
     page = admin_client.get(reverse("admin:costs_usageevent_changelist"))
     assert page.status_code == 200
     content = page.content.decode()
-    for column in ("model_ref", "role", "strategy", "prompt_tokens", "cost_usd", "success", "occurred_at"):
+    for column in ("model_ref", "role", "strategy", "prompt_tokens", "cost", "success", "occurred_at"):
         assert f"column-{column}" in content
     assert len(page.context["cl"].result_list) == 5
 
@@ -224,10 +225,17 @@ def test_budgets_show_spend_remaining_and_state(admin_client, model):
         admin.spent(rows["coder month"]),
         admin.remaining(rows["coder month"]),
         admin.state(rows["coder month"]),
-    ) == ("0.04", "0.01", "soft_limit")
-    assert (admin.spent(rows["writer month"]), admin.state(rows["writer month"])) == ("0.03", "exhausted")
+    ) == (usd_html(Decimal("0.04")), usd_html(Decimal("0.01")), "soft_limit")
+    assert (admin.spent(rows["writer month"]), admin.state(rows["writer month"])) == (
+        '<span class="money" title="0.03 USD">$0.03</span>',
+        "exhausted",
+    )
     assert admin.state(rows["old"]) == "inactive"
-    assert "soft_limit" in response.content.decode() and "exhausted" in response.content.decode()
+    content = response.content.decode()
+    assert "soft_limit" in content and "exhausted" in content
+    # limits without the stored padding ('0.05000000000000'), the exact value on hover
+    assert '<td class="field-limit"><span class="money" title="0.05 USD">$0.05</span></td>' in content
+    assert 'class="field-limit">0.05' not in content
 
 
 # --- Daily costs: chart and export ---------------------------------------------------------------
