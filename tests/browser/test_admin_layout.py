@@ -23,13 +23,16 @@ from health.models import HealthCheckRun, ModelHealthCheck, ModelReliability
 from routing.models import ModelCooldown, QualityPrior, StrategyStat
 from tests.browser.conftest import PASSWORD, login
 from tests.factories import (
+    AlertDeliveryFactory,
     AlertFactory,
+    AlertSubscriptionFactory,
     ApiKeyFactory,
     BudgetFactory,
     CatalogModelFactory,
     CategoryFactory,
     EscalationOverrideFactory,
     FamilyFactory,
+    FamilySuggestionFactory,
     RoleFactory,
     RolePreferenceFactory,
     StrategyFactory,
@@ -60,8 +63,11 @@ KEY_COLUMNS = {
     "django_q.ormq": ("key", "task_id"),
     "core.apikey": ("name", "scope_list", "revoked"),
     "core.alert": ("kind", "model_id", "short_message", "acknowledged"),
+    "core.alertsubscription": ("target", "kind_list", "active", "delivered", "failed"),
+    "core.alertdelivery": ("created_at", "alert_summary", "status", "attempts", "short_error"),
     "catalog.family": ("slug", "pattern", "priority", "model_count"),
-    "catalog.category": ("slug", "active"),
+    "catalog.category": ("slug", "state", "active"),
+    "catalog.familysuggestion": ("slug", "pattern", "model_count", "state"),
     "catalog.catalogmodel": ("id", "prompt_per_million", "completion_per_million", "status", "enabled"),
     "catalog.syncrun": ("kind", "coloured_status", "started_at", "price_changes", "short_error"),
     "catalog.categoryranking": ("category", "rank", "model"),
@@ -101,6 +107,11 @@ def fill_every_list() -> None:
     PriceChange.objects.create(model=model, field="prompt", old=Decimal("0.00002"), new=Decimal("0.000021"), run=run)
     CategoryRanking.objects.create(category=category, rank=1, model=model, observed_at=timezone.now(), run=run)
     AlertFactory(model_id=LONG_ID, message=LONG_TEXT)
+    subscription = AlertSubscriptionFactory(
+        target="https://hooks.example.com/services/T0000/B0000/llmhive-alerts-for-the-platform-team", kinds=[]
+    )
+    AlertDeliveryFactory(subscription=subscription, status="failed", attempts=5, last_error=LONG_TEXT)
+    FamilySuggestionFactory(pattern="nousresearch/hermes-3-llama-3.1*", slug="hermes-3-llama-3-1", model_ids=[LONG_ID])
     ApiKeyFactory(name="finance dashboard (read-only, reports and telemetry)", scopes=["route", "usage:write"])
     role = RoleFactory(slug="code-reviewer-with-long-context", required_capabilities=["supports_tools"])
     RolePreferenceFactory(role=role, model=model)
