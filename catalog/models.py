@@ -11,7 +11,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from core.money import money_field
+from core.money import decimal_str, money_field
 from openrouter import PRICE_KEYS
 
 # The data version routing's snapshot watches for the catalog (models, families, categories,
@@ -336,7 +336,7 @@ class PriceChange(models.Model):
         indexes = [models.Index(fields=["model", "field", "observed_at"], name="pricechange_lookup_idx")]
 
     def __str__(self) -> str:
-        return f"{self.model_id} {self.field}: {self.old} -> {self.new}"
+        return f"{self.model_id} {self.field}: {decimal_str(self.old)} -> {decimal_str(self.new)}"
 
 
 class SyncKind(models.TextChoices):

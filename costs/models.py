@@ -14,7 +14,7 @@ from django.db import models
 from django.utils import timezone
 
 from catalog.models import CatalogModel
-from core.money import money_field
+from core.money import money_field, usd_display
 
 # The data versions the budget book watches: the ledger's rollups moved (spend), and budgets changed.
 SPEND_VERSION = "spend"
@@ -282,7 +282,7 @@ class Budget(models.Model):
 
     def __str__(self) -> str:
         target = f" {self.scope_value}" if self.scope_value else ""
-        return f"{self.name} ({self.get_scope_display()}{target}, {self.limit_usd} USD per {self.period})"
+        return f"{self.name} ({self.get_scope_display()}{target}, {usd_display(self.limit_usd)} per {self.period})"
 
     def clean(self) -> None:
         from django.core.exceptions import ValidationError

@@ -63,3 +63,16 @@ def test_view_site_leads_to_the_api_docs_which_answer(admin_client):
     page = admin_client.get(reverse("admin:index")).content.decode()
     assert '<a href="/api/docs">View site</a>' in page
     assert admin_client.get("/api/docs").status_code == 200
+
+
+def test_names_the_admin_shows_in_checkboxes_and_delete_pages_carry_no_padded_money(admin_client):
+    from tests.factories import BudgetFactory
+
+    budget = BudgetFactory(name="monthly", limit_usd=Decimal("400"))
+    model = CatalogModelFactory(id="acme/priced")
+    change = PriceChange.objects.create(model=model, field="prompt", old=Decimal("0.00002"), new=Decimal("0.000021"))
+
+    assert str(budget) == "monthly (Global, $400.00 per month)"
+    assert str(change) == "acme/priced prompt: 0.00002 -> 0.000021"
+    delete_page = admin_client.get(reverse("admin:costs_budget_delete", args=[budget.pk])).content.decode()
+    assert "$400.00" in delete_page and "400.000000" not in delete_page
