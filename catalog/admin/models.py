@@ -34,7 +34,7 @@ from catalog.queueing import request_catalog_job
 from catalog.tasks import queue_catalog_job
 from core.admin_mixins import plural, pretty_json
 from core.models import DataVersion
-from core.money import usd_html
+from core.money import decimal_str, usd_html
 
 # The compact capability column: one letter per capability, in CAPABILITIES order.
 CAPABILITY_LETTERS = {
@@ -100,8 +100,10 @@ PER_UNIT_PRICES = frozenset({"request", "image", "web_search"})
 
 
 def price_html(key: str, value) -> str:
-    """A price as people read it: per million tokens for token prices, in dollars for the rest;
-    the exact stored value on hover."""
+    """A price as people read it: per million tokens for token prices, in dollars for the rest,
+    the discount (a fraction off, not money) as a percentage; the exact stored value on hover."""
+    if key == "discount" and value is not None:
+        return format_html('<span title="{}">{} %</span>', decimal_str(value), decimal_str(value * 100))
     return usd_html(value, per_million=key not in PER_UNIT_PRICES)
 
 

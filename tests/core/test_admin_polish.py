@@ -35,12 +35,14 @@ def test_price_history_reads_per_million_tokens_with_the_exact_price_on_hover(ad
     model = CatalogModelFactory(id="acme/priced")
     PriceChange.objects.create(model=model, field="prompt", old=Decimal("0.00002"), new=Decimal("0.000021"))
     PriceChange.objects.create(model=model, field="request", old=None, new=Decimal("0.005"))
+    PriceChange.objects.create(model=model, field="discount", old=Decimal("0"), new=Decimal("0.25"))
 
     page = change_page(admin_client, model)
 
     assert '<span class="money" title="0.000021 USD per token">$21.00 / M tokens</span>' in page
     assert '<span class="money" title="0.00002 USD per token">$20.00 / M tokens</span>' in page
     assert '<span class="money" title="0.005 USD">$0.005</span>' in page  # per request, not per token
+    assert '<span title="0.25">25 %</span>' in page  # a fraction off, not money
     assert "price_changes-empty" not in page
     # the row's str() (the stored prices, 14 decimals) is hidden: the columns say it
     assert '<fieldset class="module without-original"' in page
