@@ -325,8 +325,19 @@ LLMHIVE_ALERT_RETRY_SECONDS = envfloat("LLMHIVE_ALERT_RETRY_SECONDS", 60.0)
 LLMHIVE_ALERT_RETRY_BACKOFF = envfloat("LLMHIVE_ALERT_RETRY_BACKOFF", 4.0)
 LLMHIVE_ALERT_WEBHOOK_TIMEOUT_SECONDS = envfloat("LLMHIVE_ALERT_WEBHOOK_TIMEOUT_SECONDS", 10.0)
 # The sender of alert e-mails; empty: Django's DEFAULT_FROM_EMAIL. The mail server is Django's
-# EMAIL_* settings.
+# EMAIL_* settings, read from the environment below.
 LLMHIVE_ALERT_EMAIL_FROM = os.environ.get("LLMHIVE_ALERT_EMAIL_FROM", "")
+
+# The mail server alert e-mails go through (Django's own settings, from the environment; the
+# defaults are Django's: SMTP on localhost:25, no login).
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = envbool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "llmhive@localhost")
 
 
 # --- Task queue (django-q2) ------------------------------------------------------------------

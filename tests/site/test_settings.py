@@ -84,3 +84,21 @@ def test_a_number_that_is_not_one_is_named():
 
     assert result.returncode != 0
     assert "LLMHIVE_HEALTH_TOP='twenty' is not a whole number" in result.stderr
+
+
+def test_the_mail_server_for_alert_e_mails_comes_from_the_environment():
+    shown = "from django.conf import settings as s; print(s.EMAIL_HOST, s.EMAIL_PORT, s.EMAIL_USE_TLS, s.DEFAULT_FROM_EMAIL)"
+    result = manage(
+        "shell",
+        "--no-imports",
+        "-c",
+        shown,
+        DEBUG="true",
+        EMAIL_HOST="smtp.example.com",
+        EMAIL_PORT="587",
+        EMAIL_USE_TLS="yes",
+        DEFAULT_FROM_EMAIL="alerts@example.com",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["smtp.example.com", "587", "True", "alerts@example.com"]
