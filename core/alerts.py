@@ -85,6 +85,13 @@ def raise_alerts(alerts: Iterable[NewAlert]) -> dict[str, int]:
     return {"created": len(to_create), "bumped": len(to_bump)}
 
 
+def active_subscriptions() -> list[tuple[int, frozenset[str]]]:
+    """The active subscriptions as (id, kinds wanted; empty: every kind), read now."""
+    return [
+        (pk, frozenset(kinds)) for pk, kinds in AlertSubscription.objects.filter(active=True).values_list("pk", "kinds")
+    ]
+
+
 class SubscriptionCache:
     """The active subscriptions as (id, kinds) pairs, kept per process and rebuilt when the
     `alert_subscriptions` data version moves: raising alerts with no subscription costs no query."""
@@ -99,10 +106,7 @@ class SubscriptionCache:
         if version != self._version:
             with self._lock:
                 if version != self._version:
-                    self._subscriptions = [
-                        (pk, frozenset(kinds))
-                        for pk, kinds in AlertSubscription.objects.filter(active=True).values_list("pk", "kinds")
-                    ]
+                    self._subscriptions = active_subscriptions()
                     self._version = version
         return self._subscriptions
 
@@ -122,9 +126,7 @@ def _queue_deliveries(created: list[Alert], now: datetime) -> None:
         return
     # The cache may be a check interval behind another process's change: the subscriptions are
     # read again (one query, only when some may want these alerts), so none deleted is referenced.
-    subscriptions = [
-        (pk, frozenset(kinds)) for pk, kinds in AlertSubscription.objects.filter(active=True).values_list("pk", "kinds")
-    ]
+    subscriptions = active_subscriptions()
     # bulk_create with ignore_conflicts returns no ids; the rows this call made are those with
     # its keys and its timestamp (a concurrent raiser's row for the same key has its own).
     rows = Alert.objects.open().filter(key__in=wanted, created_at=now).values_list("pk", "kind")
