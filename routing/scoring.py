@@ -394,8 +394,12 @@ def _bucket(tokens: int) -> int:
     return int(round(math.log2(tokens + 1) * 2))
 
 
-def weights_for(accuracy: str, optimize: str | None) -> tuple[float, float, float, float]:
-    return LATENCY_WEIGHTS if optimize == "latency" else WEIGHTS[accuracy]
+def weights_for(accuracy: str, optimize: str | None, changed: dict | None = None) -> tuple[float, float, float, float]:
+    """The weights of an accuracy (or of a request optimising for latency); `changed` is a
+    policy's under evaluation (Snapshot.weights, routing.policies), None in live routing."""
+    if optimize == "latency":
+        return LATENCY_WEIGHTS
+    return changed.get(accuracy, WEIGHTS[accuracy]) if changed else WEIGHTS[accuracy]
 
 
 def ranked_for(
@@ -409,7 +413,7 @@ def ranked_for(
     output_tokens: int,
     optimize: str | None = None,
 ) -> Ranking:
-    weights = weights_for(accuracy, optimize)
+    weights = weights_for(accuracy, optimize, snap.weights)
     key = (role.slug, category, accuracy, required, min_context, _bucket(input_tokens), _bucket(output_tokens), weights)
     ranking = snap.cache.get(key)
     if ranking is None:

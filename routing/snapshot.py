@@ -198,6 +198,9 @@ class Snapshot:
     # (role, category) -> that shape's outcomes as arrays over the catalog (routing.scoring).
     shape_arrays: dict = field(default_factory=dict)
     health_arrays: tuple | None = None
+    # Scoring weights per accuracy that differ from routing.scoring.WEIGHTS: only a policy under
+    # evaluation sets them (routing.policies); live routing keeps None.
+    weights: dict | None = None
 
     @property
     def outcomes(self) -> dict[tuple[str, str, str], Outcomes]:
