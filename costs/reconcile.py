@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import IO, Any
+from typing import IO
 
 from django.conf import settings
 from django.db import transaction
@@ -55,7 +55,7 @@ from core.locks import hold_lock
 from core.money import DECIMAL_PLACES, decimal_str
 from costs.csvsafe import escape_cell
 from costs.models import UNSETTLED_CHECKS, CheckStatus, GenerationCheck, UsageEvent, utc_midnight
-from openrouter import OpenRouterAuthError, OpenRouterBadResponse, OpenRouterError
+from openrouter import OpenRouterAuthError, OpenRouterBadResponse, OpenRouterClient, OpenRouterError
 from openrouter.types import Generation
 
 logger = logging.getLogger(__name__)
@@ -212,12 +212,11 @@ def reconcile(
     since: datetime | None = None,
     *,
     progress: Progress | None = None,
-    client: Any = None,
 ) -> RunResult:
     """Check up to `limit` (LLMHIVE_RECONCILE_LIMIT) unsettled events since `since` (default
     LLMHIVE_RECONCILE_MAX_AGE_DAYS ago). Raises NotConfigured without a key, KeyRefused on a
     401/403 (after saving what was learnt), LockBusy while another run holds the lock."""
-    if not settings.OPENROUTER_API_KEY and client is None:
+    if not settings.OPENROUTER_API_KEY:
         raise NotConfigured("no OpenRouter key is configured (OPENROUTER_API_KEY): nothing can be reconciled")
     limit = settings.LLMHIVE_RECONCILE_LIMIT if limit is None else limit
     since = since or default_since()
@@ -229,8 +228,7 @@ def reconcile(
         # Read after the lock: a run that just finished has settled its events.
         events = list(events_to_check(limit, since))
         result.selected = len(events)
-        own_client = client is None
-        client = client or openrouter_client()
+        client = openrouter_client()
         batch: list[GenerationCheck] = []
         try:
             for done, event in enumerate(events, 1):
@@ -248,13 +246,14 @@ def reconcile(
                     progress(done, result.selected)
         finally:
             save_checks(batch)
-            if own_client:
-                client.close()
+            client.close()
     logger.info("%s", result.summary())
     return result
 
 
-def _ask(client: Any, event: UsageEvent, tolerance: Tolerance, result: RunResult) -> GenerationCheck | None:
+def _ask(
+    client: OpenRouterClient, event: UsageEvent, tolerance: Tolerance, result: RunResult
+) -> GenerationCheck | None:
     """The event's check after asking OpenRouter, or None when the run must stop here (the
     reason in `result.stopped`). A refused key raises KeyRefused."""
     check = _check_for(event, timezone.now())

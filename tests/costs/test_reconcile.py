@@ -5,6 +5,9 @@ report, its CSV and `GET /api/v1/costs/reconciliation`."""
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -17,7 +20,8 @@ from costs.models import CheckStatus, GenerationCheck, UsageEvent
 from costs.reconcile import LOCK_NAME, KeyRefused, NotConfigured, drift_report, reconcile
 from tests.conftest import ApiClient
 from tests.factories import CatalogModelFactory, ingest
-from tests.fake_openrouter import status
+from tests.fake_openrouter import PROJECT_ROOT, status
+from tests.servers import database_url
 
 pytestmark = pytest.mark.django_db
 
@@ -301,6 +305,18 @@ def test_the_command_without_a_key_exits_non_zero_with_one_line(settings, ledger
     assert str(failed.value) == "no OpenRouter key is configured (OPENROUTER_API_KEY): nothing can be reconciled"
     with pytest.raises(NotConfigured):
         reconcile()
+
+
+def test_the_command_without_a_key_exits_1_with_one_line_and_no_traceback(db):
+    env = {**os.environ, "DATABASE_URL": database_url(), "OPENROUTER_API_KEY": "", "LLMHIVE_REDIS_URL": ""}
+    done = subprocess.run(
+        [sys.executable, "manage.py", "reconcile_costs"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True
+    )
+
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "CommandError: no OpenRouter key is configured (OPENROUTER_API_KEY): nothing can be reconciled"
+    )
 
 
 @pytest.mark.parametrize(
