@@ -1,5 +1,6 @@
 """Costs in the admin, for finance and admins: the ledger (read-only), daily costs with a CSV
-export and a chart, budgets with their spend and state."""
+export and a chart, budgets with their spend and state, and the checks of each event against
+OpenRouter's record of its generation (read-only)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from core.money import decimal_str, usd_html
 from costs.budgets import budget_statuses
 from costs.charts import cost_chart_svg
 from costs.csvsafe import escape_cell
-from costs.models import ERROR_COUNTERS, Budget, DailyCost, UsageEvent, error_summary
+from costs.models import ERROR_COUNTERS, Budget, DailyCost, GenerationCheck, UsageEvent, error_summary
 
 
 class EstimatedCountPaginator(Paginator):
@@ -235,3 +236,62 @@ class BudgetAdmin(admin.ModelAdmin):
     def state(self, budget: Budget) -> str:
         status = self._status(budget)
         return status.state if status else "inactive"
+
+
+class CheckedModelFilter(admin.SimpleListFilter):
+    title = "model"
+    parameter_name = "model"
+
+    def lookups(self, request, model_admin):
+        values = GenerationCheck.objects.order_by("model").values_list("model", flat=True).distinct()
+        return [(value, value) for value in values]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(model=self.value()) if self.value() is not None else queryset
+
+
+@admin.register(GenerationCheck)
+class GenerationCheckAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Written by `manage.py reconcile_costs` (hourly): read here, never edited."""
+
+    list_display = (
+        "checked_at",
+        "model",
+        "status",
+        "ledger_cost",
+        "openrouter_cost",
+        "difference",
+        "tokens",
+        "attempts",
+        "generation_id",
+    )
+    list_filter = ("status", CheckedModelFilter)
+    search_fields = ("=generation_id", "=event__request_id")
+    list_select_related = ("event",)
+    date_hierarchy = "checked_at"
+    show_full_result_count = False
+    list_per_page = 100
+
+    @admin.display(description="ledger cost", ordering="ledger_cost_usd")
+    def ledger_cost(self, check: GenerationCheck) -> str:
+        return usd_html(check.ledger_cost_usd)
+
+    @admin.display(description="OpenRouter cost", ordering="openrouter_cost_usd")
+    def openrouter_cost(self, check: GenerationCheck) -> str:
+        return usd_html(check.openrouter_cost_usd)
+
+    @admin.display(description="difference", ordering="difference_usd")
+    def difference(self, check: GenerationCheck) -> str:
+        return usd_html(check.difference_usd)
+
+    @admin.display(description="tokens in / out (native vs ledger)")
+    def tokens(self, check: GenerationCheck) -> str:
+        if check.tokens_differ is None:
+            return "—"
+        native = f"{_count(check.native_prompt_tokens)} / {_count(check.native_completion_tokens)}"
+        ledger = f"{check.event.prompt_tokens} / {check.event.completion_tokens}"
+        return native if not check.tokens_differ else f"{native} vs {ledger}"
+
+
+def _count(value: int | None) -> str:
+    return "?" if value is None else str(value)

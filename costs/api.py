@@ -16,7 +16,7 @@ from core import metrics
 from core.auth import require
 from core.errors import ApiError, errors
 from core.money import decimal_str
-from costs import reports
+from costs import reconcile, reports
 from costs.budgets import budget_statuses
 from costs.ingest import IdempotencyConflict, ingest_events
 from costs.models import ErrorClass
@@ -403,3 +403,66 @@ def telemetry_summary(request, filters: Query[TelemetryFilters]):
     window = filters.window()
     rows = [_money_fields(row) for row in reports.telemetry(window, filters.by, filters.keys())]
     return {"start": window.start, "end": window.end, "by": filters.by, "rows": rows}
+
+
+# --- Reconciliation with OpenRouter --------------------------------------------------------------
+
+
+class ReconciliationFilters(ReportFilters):
+    largest: int = Field(10, ge=0, le=100, description="how many of the largest drifts to list")
+
+
+class ReconciliationFigures(BaseModel):
+    checked: int = Field(description="events checked against OpenRouter's record of their generation")
+    matched: int
+    drift: int
+    pending: int = Field(description="OpenRouter does not know the generation yet: asked again on the next run")
+    not_found: int
+    error: int
+    ledger_cost_usd: str = Field(
+        description="the ledger's cost (reported, else computed) of the events OpenRouter costed"
+    )
+    openrouter_cost_usd: str = Field(description="OpenRouter's total_cost of those events")
+    difference_usd: str = Field(description="OpenRouter's cost minus the ledger's")
+
+
+class ReconciliationRow(ReconciliationFigures):
+    model: str
+
+
+class ReconciliationDrift(BaseModel):
+    request_id: str
+    generation_id: str
+    model: str
+    ledger_cost_usd: str | None
+    openrouter_cost_usd: str | None
+    difference_usd: str | None
+
+
+class ReconciliationOut(BaseModel):
+    start: date
+    end: date
+    total: ReconciliationFigures
+    models: list[ReconciliationRow]
+    largest_drifts: list[ReconciliationDrift]
+
+
+@router.get(
+    "/costs/reconciliation",
+    response={200: ReconciliationOut, **errors(401, 403, 422)},
+    auth=COSTS_READ,
+    summary="The ledger's cost against OpenRouter's record of each generation, per model",
+)
+def costs_reconciliation(request, filters: Query[ReconciliationFilters]):
+    """From the checks of `manage.py reconcile_costs` (hourly), over the events that occurred in
+    the window, with the cost reports' filters. Money as exact decimal strings; the largest
+    drifts by size, whichever way."""
+    window = filters.window()
+    report = reconcile.drift_report(window.start, window.end, filters.keys(), filters.largest)
+    return {
+        "start": report["start"],
+        "end": report["end"],
+        "total": reconcile.money_strings(report["total"]),
+        "models": [reconcile.money_strings(row) for row in report["models"]],
+        "largest_drifts": [reconcile.money_strings(row) for row in report["largest_drifts"]],
+    }

@@ -307,3 +307,70 @@ class Budget(models.Model):
         if spent >= self.soft_limit_usd:
             return BudgetState.SOFT_LIMIT
         return BudgetState.OK
+
+
+class CheckStatus(models.TextChoices):
+    """Where an event stands against OpenRouter's own record of its generation (costs.reconcile)."""
+
+    MATCHED = "matched", "Matched"
+    DRIFT = "drift", "Drift"
+    # OpenRouter answers 404 for a while after a generation: asked again on later runs.
+    PENDING = "pending", "Pending"
+    # Still 404 after LLMHIVE_RECONCILE_MAX_ATTEMPTS runs: settled, not asked again.
+    NOT_FOUND = "not_found", "Not found"
+    # An answer that could not be used (retried like pending, up to the same number of attempts).
+    ERROR = "error", "Error"
+
+
+# The statuses a run asks about again (while attempts and age allow).
+UNSETTLED_CHECKS = (CheckStatus.PENDING, CheckStatus.ERROR)
+
+
+class GenerationCheck(models.Model):
+    """One usage event checked against `GET /generation?id=`: OpenRouter's cost and native
+    token counts beside the ledger's. One row per event, updated by each run that asks again
+    while it is unsettled (costs.reconcile); never edited by hand."""
+
+    event = models.OneToOneField(UsageEvent, on_delete=models.PROTECT, related_name="generation_check")
+    generation_id = models.CharField(max_length=100)
+    # As the rollup keys it: the catalog id when the event resolved, else what was reported.
+    model = models.CharField(max_length=200)
+    status = models.CharField(max_length=16, choices=CheckStatus.choices)
+    first_checked_at = models.DateTimeField(default=timezone.now)
+    checked_at = models.DateTimeField(default=timezone.now)
+    attempts = models.PositiveIntegerField(default=0)
+    # What OpenRouter billed (total_cost) and what the provider charged it (upstream_inference_cost).
+    openrouter_cost_usd = money_field(null=True, blank=True)
+    upstream_cost_usd = money_field(null=True, blank=True)
+    # The event's reported cost, else its computed one; null when it has neither.
+    ledger_cost_usd = money_field(null=True, blank=True)
+    # OpenRouter's cost minus the ledger's (all of OpenRouter's cost when the ledger has none).
+    difference_usd = money_field(null=True, blank=True)
+    provider_name = models.CharField(max_length=200, blank=True)
+    native_prompt_tokens = models.PositiveBigIntegerField(null=True, blank=True)
+    native_completion_tokens = models.PositiveBigIntegerField(null=True, blank=True)
+    native_reasoning_tokens = models.PositiveBigIntegerField(null=True, blank=True)
+    native_cached_tokens = models.PositiveBigIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-checked_at", "-id"]
+        indexes = [
+            models.Index(fields=["status", "checked_at"], name="gencheck_status_idx"),
+            models.Index(fields=["model", "status"], name="gencheck_model_idx"),
+        ]
+        verbose_name = "generation check"
+
+    def __str__(self) -> str:
+        return f"{self.generation_id} {self.status}"
+
+    @property
+    def tokens_differ(self) -> bool | None:
+        """Whether OpenRouter's native prompt or completion count differs from the ledger's (None
+        when it sent neither)."""
+        if self.native_prompt_tokens is None and self.native_completion_tokens is None:
+            return None
+        return (self.native_prompt_tokens, self.native_completion_tokens) != (
+            self.event.prompt_tokens,
+            self.event.completion_tokens,
+        )

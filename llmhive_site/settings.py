@@ -406,6 +406,18 @@ LLMHIVE_COOLDOWN_HALF_OPEN_SHARE = envfloat("LLMHIVE_COOLDOWN_HALF_OPEN_SHARE", 
 # clock by more than five minutes are refused too.
 LLMHIVE_USAGE_MAX_AGE_DAYS = envint("LLMHIVE_USAGE_MAX_AGE_DAYS", 730)
 
+# --- Reconciliation with OpenRouter's generation records (costs.reconcile) ------------------------
+# An event's cost matches OpenRouter's when they differ by at most the larger of these: an
+# absolute amount in USD and a share of the ledger's cost. Anything more is drift.
+LLMHIVE_RECONCILE_TOLERANCE_USD = envdecimal("LLMHIVE_RECONCILE_TOLERANCE_USD", "0.000001")
+LLMHIVE_RECONCILE_TOLERANCE_RELATIVE = envdecimal("LLMHIVE_RECONCILE_TOLERANCE_RELATIVE", "0.01")
+# Generations asked about per run (the hourly task, or `manage.py reconcile_costs` without --limit).
+LLMHIVE_RECONCILE_LIMIT = envint("LLMHIVE_RECONCILE_LIMIT", 500)
+# A generation OpenRouter still answers 404 for after this many runs is settled as not found.
+LLMHIVE_RECONCILE_MAX_ATTEMPTS = envint("LLMHIVE_RECONCILE_MAX_ATTEMPTS", 5)
+# Events older than this are not asked about unless a run names an earlier --since.
+LLMHIVE_RECONCILE_MAX_AGE_DAYS = envint("LLMHIVE_RECONCILE_MAX_AGE_DAYS", 30)
+
 # --- Exports -------------------------------------------------------------------------------------
 # The admin's export needs the model's `export_*` permission (Finance has it). Formula escaping
 # is done by costs.csvsafe for every risky first character, not only the '=' the library knows.

@@ -17,6 +17,7 @@ from openrouter.parsing import (
     endpoints_path,
     parse_chat_completion,
     parse_endpoints_payload,
+    parse_generation,
     parse_key_payload,
     parse_models_payload,
 )
@@ -32,7 +33,7 @@ from openrouter.transport import (
     judge,
     read_capped,
 )
-from openrouter.types import ChatCompletion, KeyInfo, ModelEndpoints, ModelList
+from openrouter.types import ChatCompletion, Generation, KeyInfo, ModelEndpoints, ModelList
 
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 # Sent as HTTP-Referer, which OpenRouter uses to attribute traffic to an app.
@@ -108,6 +109,13 @@ class _ClientBase:
     def _key_call(self) -> Call:
         self._require_key("/key")
         return Call("GET", "/key", exact=True)
+
+    def _generation_call(self, generation_id: str) -> Call:
+        if not generation_id or not generation_id.strip():
+            raise ValueError("a generation id is needed (the `id` OpenRouter answered a completion with)")
+        self._require_key("/generation")
+        # Costs arrive as JSON numbers: read them as Decimal, never through a float.
+        return Call("GET", "/generation", params={"id": generation_id}, exact=True)
 
     def _chat_call(
         self,
@@ -188,6 +196,13 @@ class OpenRouterClient(_ClientBase):
     def get_key(self) -> KeyInfo:
         return parse_key_payload(self._send(self._key_call()))
 
+    def generation(self, generation_id: str) -> Generation:
+        """What OpenRouter recorded for one generation: its cost and native token counts. Needs
+        a key. OpenRouter answers 404 (OpenRouterBadResponse, `status_code` 404) for a few
+        seconds to minutes after a generation, until it has recorded it, and for ids it never
+        made."""
+        return parse_generation(self._send(self._generation_call(generation_id)), generation_id)
+
     def chat_completion(
         self,
         model: str,
@@ -257,6 +272,9 @@ class AsyncOpenRouterClient(_ClientBase):
 
     async def get_key(self) -> KeyInfo:
         return parse_key_payload(await self._send(self._key_call()))
+
+    async def generation(self, generation_id: str) -> Generation:
+        return parse_generation(await self._send(self._generation_call(generation_id)), generation_id)
 
     async def chat_completion(
         self,

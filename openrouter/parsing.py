@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
@@ -19,6 +19,7 @@ from openrouter.types import (
     VARIABLE_PRICE,
     ChatCompletion,
     EndpointEntry,
+    Generation,
     KeyInfo,
     ModelEndpoints,
     ModelEntry,
@@ -375,6 +376,59 @@ def parse_chat_completion(payload: Any) -> ChatCompletion:
             cost=_money(usage.get("cost")),
         ),
         raw=_plain(payload),
+    )
+
+
+# A generation's money and token counts beyond these are not figures but noise (or an attack on
+# the columns that store them): read as absent. 1e9 USD is the ledger's own bound on a cost.
+GENERATION_MONEY_LIMIT = Decimal(1_000_000_000)
+GENERATION_COUNT_LIMIT = 2**63 - 1
+
+
+def _generation_money(value: Any) -> Decimal | None:
+    """A generation's USD figure, exact and rounded (half even) to the catalog's 14 decimals
+    (`total_cost` arrives as a JSON number, 1.255e-05); None when absent, not a number or out
+    of bounds."""
+    money = _money(value)
+    if money is None or abs(money) >= GENERATION_MONEY_LIMIT:
+        return None
+    return money.quantize(_PRICE_QUANTUM, rounding=ROUND_HALF_EVEN)
+
+
+def _count(value: Any) -> int | None:
+    """A token count: a whole number from 0 to 2**63 - 1 (a string of digits too), else None."""
+    number = _int(value)
+    return number if number is not None and 0 <= number <= GENERATION_COUNT_LIMIT else None
+
+
+def parse_generation(payload: Any, generation_id: str = "") -> Generation:
+    """`{"data": {...}}` of `GET /generation?id=` -> Generation. A payload without a `data`
+    object, or one about another generation, raises OpenRouterBadResponse; each figure is read
+    leniently (absent, null, a string or an unusable number -> None)."""
+    data = _data(payload, dict, f"generation {generation_id}".strip())
+    answered_id = _str(data.get("id")) or ""
+    if generation_id and answered_id and answered_id != generation_id:
+        raise OpenRouterBadResponse(
+            f"OpenRouter answered the generation {generation_id!r} with another one ({answered_id!r:.80})"
+        )
+    return Generation(
+        id=answered_id or generation_id,
+        model=_str(data.get("model")) or "",
+        provider_name=_str(data.get("provider_name")),
+        created_at=_datetime(data.get("created_at")),
+        total_cost=_generation_money(data.get("total_cost")),
+        usage=_generation_money(data.get("usage")),
+        upstream_inference_cost=_generation_money(data.get("upstream_inference_cost")),
+        cache_discount=_generation_money(data.get("cache_discount")),
+        tokens_prompt=_count(data.get("tokens_prompt")),
+        tokens_completion=_count(data.get("tokens_completion")),
+        native_tokens_prompt=_count(data.get("native_tokens_prompt")),
+        native_tokens_completion=_count(data.get("native_tokens_completion")),
+        native_tokens_reasoning=_count(data.get("native_tokens_reasoning")),
+        native_tokens_cached=_count(data.get("native_tokens_cached")),
+        is_byok=data.get("is_byok") is True,
+        cancelled=data.get("cancelled") is True,
+        raw=_plain(data),
     )
 
 

@@ -187,3 +187,31 @@ class ChatCompletion:
     finish_reason: str | None
     usage: Usage
     raw: dict[str, Any] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class Generation:
+    """`GET /generation?id=`: what OpenRouter recorded for one generation, in USD and in the
+    provider's own (native) token counts. Every figure is None when OpenRouter sent none (or
+    one that is not a usable number); `total_cost` is what the generation was billed."""
+
+    id: str
+    model: str
+    provider_name: str | None
+    created_at: datetime | None
+    total_cost: Decimal | None
+    # `usage` (the amount charged to the account; equals total_cost unless BYOK), the provider's
+    # own charge, and the discount caching gave (negative when a cache write cost extra).
+    usage: Decimal | None
+    upstream_inference_cost: Decimal | None
+    cache_discount: Decimal | None
+    # OpenRouter's normalized counts, and the provider's native ones.
+    tokens_prompt: int | None
+    tokens_completion: int | None
+    native_tokens_prompt: int | None
+    native_tokens_completion: int | None
+    native_tokens_reasoning: int | None
+    native_tokens_cached: int | None
+    is_byok: bool
+    cancelled: bool
+    raw: dict[str, Any] = field(repr=False, compare=False)

@@ -115,6 +115,60 @@ def published_endpoint(provider: str = "Acme", **overrides) -> dict:
     return data
 
 
+def published_generation(generation_id: str = "gen-3bhGkxlo4XFrqiabUM7NDtwDzWwG", **overrides) -> dict:
+    """The `data` object `GET /generation?id=` answers with, as OpenRouter's published OpenAPI
+    description gives its example (reference/openrouter_openapi_2026-08-22.yaml,
+    GenerationResponse; tests/openrouter/test_generation.py holds it to the schema)."""
+    data = {
+        "api_type": "completions",
+        "app_id": 12345,
+        "cache_discount": None,
+        "cancelled": False,
+        "created_at": "2024-07-15T23:33:19.433273+00:00",
+        "data_region": "global",
+        "external_user": "user-123",
+        "finish_reason": "stop",
+        "generation_time": 1200,
+        "http_referer": "https://openrouter.ai/",
+        "id": generation_id,
+        "is_byok": False,
+        "latency": 1250,
+        "model": "sao10k/l3-stheno-8b",
+        "moderation_latency": 50,
+        "native_finish_reason": "stop",
+        "native_tokens_cached": 3,
+        "native_tokens_completion": 25,
+        "native_tokens_completion_images": 0,
+        "native_tokens_prompt": 10,
+        "native_tokens_reasoning": 5,
+        "num_fetches": 0,
+        "num_input_audio_prompt": 0,
+        "num_media_completion": 0,
+        "num_media_prompt": 1,
+        "num_search_results": 5,
+        "origin": "https://openrouter.ai/",
+        "preset_id": "a9e8d400-592a-494f-908c-375efa66cafd",
+        "provider_name": "Infermatic",
+        "provider_responses": None,
+        "request_id": "req-1727282430-aBcDeFgHiJkLmNoPqRsT",
+        "router": "openrouter/auto",
+        "service_tier": "priority",
+        "session_id": None,
+        "streamed": True,
+        "tokens_completion": 25,
+        "tokens_prompt": 10,
+        "total_cost": 0.0015,
+        "upstream_id": "chatcmpl-791bcf62-080e-4568-87d0-94c72e3b4946",
+        "upstream_inference_cost": 0.0012,
+        "usage": 0.0015,
+        "user_agent": "Mozilla/5.0",
+        "web_search_engine": "exa",
+        "workspace_id": "550e8400-e29b-41d4-a716-446655440000",
+    }
+    data.update(overrides)
+    return data
+
+
 # --- Replies and faults -----------------------------------------------------------------------
 
 
@@ -285,6 +339,8 @@ class FakeOpenRouter:
     requests: list[RecordedRequest] = field(default_factory=list)
     max_in_flight: int = 0
     in_flight: int = 0
+    # When set, GET /generation answers 401 to a request with another bearer key.
+    api_key: str | None = None
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -295,6 +351,7 @@ class FakeOpenRouter:
         self._endpoints: dict[str, Reply] = {}
         self._key: Reply = _as_reply({"data": DEFAULT_KEY})
         self._chat: dict[str | None, Reply] = {}
+        self._generations: dict[str, Reply] = {}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -359,6 +416,17 @@ class FakeOpenRouter:
         with self._lock:
             self._chat[model] = Reply(body=payload) if isinstance(payload, str) else _as_reply(payload)
 
+    def set_generation(self, generation_id: str, payload: dict | Reply | None = None, **fields: Any) -> None:
+        """What GET /generation?id=<generation_id> answers: the whole body, its `data` object,
+        or (by default) `published_generation` with `fields` changed, e.g.
+        `set_generation("gen-1", total_cost=0.0042, native_tokens_prompt=120)`. Unknown ids
+        answer 404, as OpenRouter does until it has recorded a generation; to have a known one
+        answer 404 first: `script("/generation?id=gen-1", status(404))`."""
+        if payload is None:
+            payload = published_generation(generation_id, **fields)
+        with self._lock:
+            self._generations[generation_id] = _as_reply(payload, lambda p: p if "data" in p else {"data": p})
+
     def script(self, path: str, *replies: Reply) -> None:
         """Queue one-shot replies for `path` ("/models", or "/models?category=x" for that query
         only), consumed in order before the default answer."""
@@ -416,6 +484,16 @@ class FakeOpenRouter:
                 if not request.headers.get("authorization"):
                     return status(401, error_json(401, "Missing Authentication header"))
                 return self._key
+            if method == "GET" and path == "/generation":
+                authorization = request.headers.get("authorization")
+                if not authorization:
+                    return status(401, error_json(401, "Missing Authentication header"))
+                if self.api_key is not None and authorization != f"Bearer {self.api_key}":
+                    return status(401, error_json(401, "User not found."))
+                generation_id = request.query.get("id", "")
+                return self._generations.get(generation_id) or status(
+                    404, error_json(404, f"Generation {generation_id} not found")
+                )
             if method == "POST" and path == "/chat/completions":
                 if not request.headers.get("authorization"):
                     return status(401, error_json(401, "Missing Authentication header"))

@@ -30,9 +30,9 @@ def test_setup_schedules_is_idempotent_and_keeps_the_timetable():
     next_run = sync.next_run
     second = call_command("setup_schedules")
 
-    assert "3 created" in first
-    assert "0 created, 0 updated, 3 unchanged" in second
-    assert Schedule.objects.filter(name__startswith=PREFIX).count() == 3
+    assert "4 created" in first
+    assert "0 created, 0 updated, 4 unchanged" in second
+    assert Schedule.objects.filter(name__startswith=PREFIX).count() == 4
     sync.refresh_from_db()
     assert sync.next_run == next_run
     assert sync.func == "catalog.tasks.sync_catalog_task" and sync.minutes == 360
@@ -107,3 +107,20 @@ def test_a_real_qcluster_fires_the_sync_schedule(fake_openrouter):
     assert CatalogModel.objects.filter(id="acme/scheduled-model").exists()
     assert Schedule.objects.get(name=f"{PREFIX}catalog sync").next_run > timezone.now()
     assert settings.Q_CLUSTER.get("orm") == "default"
+
+
+@pytest.mark.django_db
+def test_the_cost_reconciliation_runs_hourly_and_skips_in_one_line_without_a_key(settings, caplog):
+    from django.utils.module_loading import import_string
+
+    settings.OPENROUTER_API_KEY = ""
+    call_command("setup_schedules")
+    schedule = Schedule.objects.get(name=f"{PREFIX}cost reconciliation")
+
+    result = import_string(schedule.func)()
+
+    assert schedule.schedule_type == Schedule.HOURLY and schedule.repeats == -1
+    assert result == (
+        "cost reconciliation skipped: no OpenRouter key is configured (OPENROUTER_API_KEY): nothing can be reconciled"
+    )
+    assert "cost reconciliation skipped" in caplog.text

@@ -19,6 +19,7 @@ from django.utils import timezone
 from django_q.models import OrmQ, Schedule, Task
 
 from catalog.models import CategoryRanking, PriceChange
+from costs.models import GenerationCheck, UsageEvent
 from health.models import HealthCheckRun, ModelHealthCheck, ModelReliability
 from routing.models import ModelCooldown, QualityPrior, StrategyStat
 from tests.browser.conftest import PASSWORD, login
@@ -74,6 +75,7 @@ KEY_COLUMNS = {
     "costs.usageevent": ("occurred_at", "model_ref", "success", "cost", "error"),
     "costs.dailycost": ("day", "model", "requests", "successes", "cost", "per_success"),
     "costs.budget": ("name", "limit", "spent", "remaining", "state", "active"),
+    "costs.generationcheck": ("checked_at", "model", "status", "difference"),
     "health.healthcheckrun": ("started_at", "coloured_status", "models_failed", "ping_spend"),
     "health.modelhealthcheck": ("checked_at", "model", "ok", "latency_ms", "ping_cost"),
     "health.modelreliability": ("model", "reliability_percent", "consecutive_failures", "last_error"),
@@ -133,6 +135,18 @@ def fill_every_list() -> None:
             }
             for i in range(30)
         ]
+    )
+    GenerationCheck.objects.create(
+        event=UsageEvent.objects.filter(model_ref=LONG_ID).first(),
+        generation_id="gen-3bhGkxlo4XFrqiabUM7NDtwDzWwG",
+        model=LONG_ID,
+        status="drift",
+        attempts=2,
+        ledger_cost_usd=Decimal("0.0125"),
+        openrouter_cost_usd=Decimal("0.01312"),
+        difference_usd=Decimal("0.00062"),
+        native_prompt_tokens=1234,
+        native_completion_tokens=56,
     )
     StrategyStat.objects.get_or_create(
         model=LONG_ID, role=role.slug, strategy="cascade-cheap-then-strong", defaults={"requests": 3, "successes": 2}
