@@ -55,7 +55,7 @@ class Forecast:
 
 def burn_rate(status: BudgetStatus) -> Decimal:
     """USD per day: the scope's recent spend over the days it covers (at least one)."""
-    if status.recent_since is None or not status.recent_spent_usd:
+    if status.as_of is None or status.recent_since is None or not status.recent_spent_usd:
         return Decimal(0)
     seconds = Decimal(str((status.as_of - utc_midnight(status.recent_since)).total_seconds()))
     days = max(seconds / SECONDS_PER_DAY, Decimal(1))
