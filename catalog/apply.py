@@ -1,14 +1,17 @@
 """Applying OpenRouter's model list to the catalog, all or nothing.
 
 The work is done in a fixed number of queries whatever the size of the catalog: read every
-row once, compute the differences in Python, then write them in bulk in one transaction.
+row once, compute the differences in Python, then write them in bulk in one transaction. When
+prices moved, the apps above are asked once per run what the change means to them
+(`catalog.signals.prices_changed`: costs prices last week's traffic) before the alerts are stored.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -30,6 +33,7 @@ from catalog.models import (
     classify_family,
     derive_capabilities,
 )
+from catalog.signals import prices_changed
 from core.alerts import NewAlert, raise_alerts
 from core.models import Alert, DataVersion
 from core.money import DECIMAL_PLACES, PRICE_DIGITS, decimal_str
@@ -40,6 +44,8 @@ from openrouter import (
     SkippedEntry,
 )
 from openrouter.parsing import unknown_price_keys
+
+logger = logging.getLogger(__name__)
 
 # Keep a run's details readable in the admin: ids beyond this are counted, not listed.
 DETAIL_LIST_LIMIT = 200
@@ -276,6 +282,8 @@ def apply_model_list(
     update_fields: set[str] = set()
     price_changes: list[PriceChange] = []
     alerts: list[NewAlert] = []
+    price_alerts: dict[str, NewAlert] = {}
+    moved_prices: dict[str, tuple[dict, dict]] = {}
     expiry_horizon = now.date() + timedelta(days=settings.LLMHIVE_MODEL_EXPIRY_WARNING_DAYS)
 
     for done, (entry, values) in enumerate(entries, start=1):
@@ -311,14 +319,11 @@ def apply_model_list(
             if moves:
                 shown = [{"field": key, "old": decimal_str(old), "new": decimal_str(new)} for key, old, new in moves]
                 text = ", ".join(f"{m['field']} {m['old']} → {m['new']}" for m in shown)
-                alerts.append(
-                    NewAlert(
-                        AlertKind.PRICE_CHANGE,
-                        f"{entry.id}: {text}",
-                        model_id=entry.id,
-                        details={"changes": shown},
-                    )
+                price_alerts[entry.id] = NewAlert(
+                    AlertKind.PRICE_CHANGE, f"{entry.id}: {text}", model_id=entry.id, details={"changes": shown}
                 )
+                alerts.append(price_alerts[entry.id])
+                moved_prices[entry.id] = (model.pricing, {key: values[f"price_{key}"] for key in PRICE_KEYS})
             cap_moves = {c: values[c] for c in CAPABILITIES if getattr(model, c) != values[c]}
             if cap_moves:
                 text = ", ".join(f"{'+' if on else '-'}{c}" for c, on in cap_moves.items())
@@ -364,6 +369,9 @@ def apply_model_list(
                 )
             )
 
+    if price_alerts:
+        _annotate_price_alerts(price_alerts, moved_prices, now)
+
     with transaction.atomic():
         CatalogModel.objects.bulk_create(to_create)
         if to_update:
@@ -386,6 +394,19 @@ def apply_model_list(
         if to_create or to_update or newly_missing:
             DataVersion.bump(CATALOG_VERSION)  # routing snapshots rebuild
     return outcome
+
+
+def _annotate_price_alerts(alerts: dict[str, NewAlert], changes: dict[str, tuple[dict, dict]], at: datetime) -> None:
+    """What the apps above have to say about the price changes (costs: last week's traffic at
+    the new prices), in each alert's message and details. Their trouble never fails the sync."""
+    for receiver, answer in prices_changed.send_robust(sender=CatalogModel, changes=changes, at=at):
+        if isinstance(answer, Exception):
+            logger.warning("price-change receiver %r failed: %s", receiver, answer)
+            continue
+        for model_id, (note, details) in (answer or {}).items():
+            alert = alerts[model_id]
+            alert.message += f" ({note})"
+            alert.details.update(details)
 
 
 def malformed_entry_alerts(skipped: list[dict], *, run: SyncRun) -> list[NewAlert]:

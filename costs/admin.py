@@ -8,6 +8,7 @@ from django.contrib import admin
 from django.core.paginator import Paginator
 from django.db import connection
 from django.utils.functional import cached_property
+from django.utils.html import format_html
 from import_export import fields, resources
 from import_export.admin import ExportMixin
 from import_export.formats.base_formats import CSV
@@ -17,7 +18,7 @@ from core.money import decimal_str, usd_html
 from costs.budgets import budget_statuses
 from costs.charts import cost_chart_svg
 from costs.csvsafe import escape_cell
-from costs.models import ERROR_COUNTERS, Budget, DailyCost, GenerationCheck, UsageEvent, error_summary
+from costs.models import ERROR_COUNTERS, Budget, BudgetState, DailyCost, GenerationCheck, UsageEvent, error_summary
 
 
 class EstimatedCountPaginator(Paginator):
@@ -198,12 +199,23 @@ class BudgetAdmin(admin.ModelAdmin):
         "spent",
         "remaining",
         "state",
+        "forecast",
         "action",
         "active",
     )
     list_filter = ("scope", "period", "action", "active")
     search_fields = ("name", "scope_value")
-    fields = ("name", "scope", "scope_value", "period", "limit_usd", "soft_limit_percent", "action", "active")
+    fields = (
+        "name",
+        "scope",
+        "scope_value",
+        "period",
+        "limit_usd",
+        "soft_limit_percent",
+        "action",
+        "forecast_lead_hours",
+        "active",
+    )
 
     def get_changelist_instance(self, request):
         changelist = super().get_changelist_instance(request)
@@ -236,6 +248,21 @@ class BudgetAdmin(admin.ModelAdmin):
     def state(self, budget: Budget) -> str:
         status = self._status(budget)
         return status.state if status else "inactive"
+
+    @admin.display(description="forecast to run out")
+    def forecast(self, budget: Budget) -> str:
+        """When the budget runs out at its burn rate (costs.forecast), or why it is not forecast to."""
+        status = self._status(budget)
+        if status is None:
+            return "—"
+        forecast = status.forecast
+        if forecast.exhausted_at is None:
+            return "exhausted" if status.state == BudgetState.EXHAUSTED else f"not this {budget.period}"
+        return format_html(
+            '<span title="at {} USD/day">{} UTC</span>',
+            decimal_str(forecast.burn_rate_usd_per_day),
+            forecast.exhausted_at.strftime("%Y-%m-%d %H:%M"),
+        )
 
 
 class CheckedModelFilter(admin.SimpleListFilter):

@@ -185,6 +185,14 @@ class BudgetOut(Schema):
     remaining_usd: str
     state: str
     action: str
+    burn_rate_usd_per_day: str = Field(
+        description="the scope's mean daily spend over the last LLMHIVE_BUDGET_FORECAST_DAYS complete UTC days "
+        "and today so far"
+    )
+    forecast_exhausted_at: datetime | None = Field(
+        description="when the remaining amount runs out at that rate (UTC); null when the window ends first, "
+        "nothing is spent, or the budget is already exhausted"
+    )
 
 
 @router.get(
@@ -197,7 +205,7 @@ def list_budgets(request):
     rows = []
     for status in budget_statuses():
         row = status.as_dict()
-        for key in ("limit_usd", "soft_limit_usd", "spent_usd", "remaining_usd"):
+        for key in ("limit_usd", "soft_limit_usd", "spent_usd", "remaining_usd", "burn_rate_usd_per_day"):
             row[key] = decimal_str(row[key])
         rows.append(row)
     return rows

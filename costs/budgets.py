@@ -1,6 +1,7 @@
 """Budget state: spend in the current window, read from the ledger's rollups.
 
-`budget_statuses()` reads every active budget's spend in one aggregate query.
+`budget_statuses()` reads every active budget's spend in one aggregate query, with the recent
+spend of its scope its forecast rests on (costs.forecast).
 `BudgetBook` keeps that answer in the process for routing, which asks on every decision: it is
 rebuilt when the spend or budgets data version moves (an ingest, a budget saved anywhere; seen
 within LLMHIVE_SNAPSHOT_CHECK_SECONDS), or at the latest after LLMHIVE_BUDGET_STATE_TTL_SECONDS
@@ -13,8 +14,9 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from functools import cached_property
 
 from django.conf import settings
 from django.db import DatabaseError, connection
@@ -25,7 +27,8 @@ from core.alerts import NewAlert, raise_alerts
 from core.models import DataVersion, version_watch
 from core.money import decimal_str
 from core.versions import BackgroundRefresh
-from costs.models import BUDGETS_VERSION, SPEND_VERSION, Budget, BudgetScope, BudgetState, DailyCost
+from costs.forecast import Forecast, forecast_for, lead_time
+from costs.models import BUDGETS_VERSION, SPEND_VERSION, Budget, BudgetScope, BudgetState, DailyCost, utc_midnight
 from costs.models import AlertKind as CostAlertKind
 
 SEVERITY = {BudgetState.OK: 0, BudgetState.SOFT_LIMIT: 1, BudgetState.EXHAUSTED: 2}
@@ -38,6 +41,12 @@ class BudgetStatus:
     window_start: date
     window_end: date  # exclusive
     spent_usd: Decimal
+    # What the forecast rests on: the moment the spend was read, and the scope's spend from
+    # `recent_since` (the burn-rate range's first day, or the ledger's if later; None: an empty
+    # ledger) to then.
+    as_of: datetime | None = None
+    recent_since: date | None = None
+    recent_spent_usd: Decimal = Decimal(0)
 
     @property
     def remaining_usd(self) -> Decimal:
@@ -46,6 +55,10 @@ class BudgetStatus:
     @property
     def state(self) -> str:
         return self.budget.state_for(self.spent_usd)
+
+    @cached_property
+    def forecast(self) -> Forecast:
+        return forecast_for(self)
 
     def applies_to(self, role: str | None, strategy: str | None, model: str | None) -> bool:
         scope, value = self.budget.scope, self.budget.scope_value
@@ -72,54 +85,88 @@ class BudgetStatus:
             "remaining_usd": self.remaining_usd,
             "state": self.state,
             "action": b.action,
+            "burn_rate_usd_per_day": self.forecast.burn_rate_usd_per_day,
+            "forecast_exhausted_at": self.forecast.exhausted_at,
         }
 
 
 SCOPE_COLUMNS = {BudgetScope.ROLE: "role", BudgetScope.STRATEGY: "strategy", BudgetScope.MODEL: "model"}
 
 
-def _spend_query(budgets: list[Budget], windows: dict[int, tuple[date, date]]) -> tuple[str, list]:
-    """One aggregate over the daily rollup: each budget's spend in its window and scope.
+def _spend_query(
+    budgets: list[Budget], windows: dict[int, tuple[date, date]], recent: tuple[date, date]
+) -> tuple[str, list]:
+    """One aggregate over the daily rollup: each budget's spend in its window and scope, then its
+    scope's spend in the `recent` days [start, end] (the burn rate), then the rollup's first day
+    (when the ledger started recording).
 
     Written out rather than built with the ORM: routing reads it again on every change of the
     spend (each usage batch), and compiling a FILTER per budget cost more than running it."""
     ops = connection.ops
     table, day, cost = ops.quote_name(DailyCost._meta.db_table), ops.quote_name("day"), ops.quote_name("cost_usd")
+    recent_start, recent_end = (ops.adapt_datefield_value(d) for d in recent)
     sums, params = [], []
     for b in budgets:
         start, end = windows[b.pk]
-        condition = f"{day} >= %s AND {day} < %s"
-        params += [ops.adapt_datefield_value(start), ops.adapt_datefield_value(end)]
+        scope, scope_params = "", []
         if b.scope != BudgetScope.GLOBAL:
-            condition += f" AND {ops.quote_name(SCOPE_COLUMNS[b.scope])} = %s"
-            params.append(b.scope_value)
-        sums.append(f"SUM(CASE WHEN {condition} THEN {cost} END)")
-    params.append(ops.adapt_datefield_value(min(start for start, _ in windows.values())))
+            scope, scope_params = f" AND {ops.quote_name(SCOPE_COLUMNS[b.scope])} = %s", [b.scope_value]
+        sums.append(f"SUM(CASE WHEN {day} >= %s AND {day} < %s{scope} THEN {cost} END)")
+        params += [ops.adapt_datefield_value(start), ops.adapt_datefield_value(end), *scope_params]
+        sums.append(f"SUM(CASE WHEN {day} >= %s AND {day} <= %s{scope} THEN {cost} END)")
+        params += [recent_start, recent_end, *scope_params]
+    # The rollup's first day, read from the head of its unique key's index.
+    sums.append(f"(SELECT MIN({day}) FROM {table})")
+    params.append(ops.adapt_datefield_value(min([recent[0], *(start for start, _ in windows.values())])))
     return f"SELECT {', '.join(sums)} FROM {table} WHERE {day} >= %s", params
 
 
-def budget_statuses(budgets: list[Budget] | None = None, today: date | None = None) -> list[BudgetStatus]:
-    """Every active budget with its spend in its current window: two queries at most."""
+def _decimal(value) -> Decimal:
+    # PostgreSQL sums numerics exactly; SQLite answers a float, read at its 15 digits.
+    return Decimal(str(value) if isinstance(value, float) else value or 0).quantize(SPEND_QUANTUM)
+
+
+def budget_statuses(
+    budgets: list[Budget] | None = None, today: date | None = None, *, now: datetime | None = None
+) -> list[BudgetStatus]:
+    """Every active budget with its spend in its current window: two queries at most.
+
+    As of `now` (default: the present); `today` alone reads a day as at its end (or now, for today)."""
     if budgets is None:
         budgets = list(Budget.objects.filter(active=True))
     if not budgets:
         return []
-    today = today or timezone.now().date()
+    if now is None:
+        now = timezone.now()
+        if today is not None:
+            now = min(now, utc_midnight(today + timedelta(days=1)))
+    now = now.astimezone(UTC)
+    today = today or now.date()
     windows = {b.pk: b.window(today) for b in budgets}
+    recent = (today - timedelta(days=settings.LLMHIVE_BUDGET_FORECAST_DAYS), today)
     with connection.cursor() as cursor:
-        cursor.execute(*_spend_query(budgets, windows))
-        sums = cursor.fetchone()
+        cursor.execute(*_spend_query(budgets, windows, recent))
+        *sums, first_day = cursor.fetchone()
+    if isinstance(first_day, str):  # SQLite answers the text it stores
+        first_day = date.fromisoformat(first_day)
+    recent_since = None if first_day is None else max(recent[0], first_day)
     return [
-        # PostgreSQL sums numerics exactly; SQLite answers a float, read at its 15 digits.
         BudgetStatus(
-            b, *windows[b.pk], Decimal(str(spent) if isinstance(spent, float) else spent or 0).quantize(SPEND_QUANTUM)
+            b,
+            *windows[b.pk],
+            spent_usd=_decimal(sums[2 * i]),
+            as_of=now,
+            recent_since=recent_since,
+            recent_spent_usd=_decimal(sums[2 * i + 1]),
         )
-        for b, spent in zip(budgets, sums, strict=True)
+        for i, b in enumerate(budgets)
     ]
 
 
 def check_budget_thresholds(statuses: list[BudgetStatus] | None = None) -> int:
-    """Raise `budget_threshold` once per window when the soft limit is passed and once when exhausted."""
+    """Raise `budget_threshold` once per window when the soft limit is passed and once when exhausted,
+    and `budget_forecast` once per window when the budget is forecast to run out within its lead
+    time. Reads nothing beyond the statuses given: raising alerts costs queries only when one is due."""
     statuses = budget_statuses() if statuses is None else statuses
     alerts = []
     for status in statuses:
@@ -139,16 +186,46 @@ def check_budget_thresholds(statuses: list[BudgetStatus] | None = None) -> int:
                         f"Budget '{b.name}' {what}: {decimal_str(status.spent_usd)} of {decimal_str(b.limit_usd)} USD "
                         f"spent in the {b.period} from {status.window_start.isoformat()}."
                     ),
+                    details=_alert_details(status, level),
+                )
+            )
+        forecast, lead = status.forecast, lead_time(status)
+        if status.as_of is not None and forecast.within(lead, status.as_of):
+            alerts.append(
+                NewAlert(
+                    kind=CostAlertKind.BUDGET_FORECAST,
+                    subject=f"budget:{b.pk}:{status.window_start.isoformat()}:forecast",
+                    once=True,
+                    message=(
+                        f"Budget '{b.name}' is forecast to run out at {forecast.exhausted_at:%Y-%m-%d %H:%M} UTC, "
+                        f"in {_hours(forecast.exhausted_at - status.as_of)} (alert lead time {_hours(lead)}), at "
+                        f"{decimal_str(forecast.burn_rate_usd_per_day)} USD/day: {decimal_str(status.spent_usd)} of "
+                        f"{decimal_str(b.limit_usd)} USD spent in the {b.period} from {status.window_start.isoformat()}."
+                    ),
                     details={
-                        "budget": b.pk,
-                        "level": level,
-                        "window_start": status.window_start.isoformat(),
-                        "spent_usd": decimal_str(status.spent_usd),
-                        "limit_usd": decimal_str(b.limit_usd),
+                        **_alert_details(status, "forecast"),
+                        "forecast_exhausted_at": forecast.exhausted_at.isoformat(),
+                        "burn_rate_usd_per_day": decimal_str(forecast.burn_rate_usd_per_day),
+                        "lead_hours": int(lead.total_seconds() // 3600),
                     },
                 )
             )
     return raise_alerts(alerts)["created"] if alerts else 0
+
+
+def _alert_details(status: BudgetStatus, level: str) -> dict:
+    return {
+        "budget": status.budget.pk,
+        "level": level,
+        "window_start": status.window_start.isoformat(),
+        "spent_usd": decimal_str(status.spent_usd),
+        "limit_usd": decimal_str(status.budget.limit_usd),
+    }
+
+
+def _hours(span: timedelta) -> str:
+    hours = span.total_seconds() / 3600
+    return f"{hours:.0f} h" if hours >= 1 else f"{span.total_seconds() / 60:.0f} min"
 
 
 class BudgetBook:

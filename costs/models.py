@@ -27,6 +27,7 @@ class AlertKind(models.TextChoices):
     UNKNOWN_MODEL_REPORTED = "unknown_model_reported", "Unknown model reported"
     UNPRICED_MODEL = "unpriced_model", "Unpriced model"
     BUDGET_THRESHOLD = "budget_threshold", "Budget threshold"
+    BUDGET_FORECAST = "budget_forecast", "Budget forecast"
 
 
 class ErrorClass(models.TextChoices):
@@ -265,6 +266,13 @@ class Budget(models.Model):
         help_text="Past this share of the limit, routing leans toward cheaper models and an alert is raised.",
     )
     action = models.CharField(max_length=16, choices=BudgetAction.choices, default=BudgetAction.DOWNGRADE)
+    forecast_lead_hours = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(24 * 366)],
+        help_text="Alert this many hours before the budget is forecast to run out; "
+        "empty: LLMHIVE_BUDGET_FORECAST_LEAD_HOURS.",
+    )
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)

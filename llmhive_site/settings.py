@@ -390,6 +390,15 @@ LLMHIVE_STATS_REFRESH_LAG_SECONDS = envfloat("LLMHIVE_STATS_REFRESH_LAG_SECONDS"
 # LLMHIVE_SNAPSHOT_CHECK_SECONDS); this TTL is only a safety net: the longest a worker keeps
 # its budget state when no version seems to move (default 60 s).
 LLMHIVE_BUDGET_STATE_TTL_SECONDS = envfloat("LLMHIVE_BUDGET_STATE_TTL_SECONDS", 60.0)
+# Budget forecasts (costs.forecast): the burn rate is the mean daily spend of a budget's scope
+# over this many complete UTC days plus today so far; a `budget_forecast` alert is raised when a
+# budget is forecast to run out within the lead time (a budget may set its own).
+LLMHIVE_BUDGET_FORECAST_DAYS = envint("LLMHIVE_BUDGET_FORECAST_DAYS", 7)
+LLMHIVE_BUDGET_FORECAST_LEAD_HOURS = envint("LLMHIVE_BUDGET_FORECAST_LEAD_HOURS", 72)
+if LLMHIVE_BUDGET_FORECAST_DAYS < 1 or LLMHIVE_BUDGET_FORECAST_LEAD_HOURS < 0:
+    raise SettingError(
+        "LLMHIVE_BUDGET_FORECAST_DAYS must be 1 or more and LLMHIVE_BUDGET_FORECAST_LEAD_HOURS 0 or more"
+    )
 # Cooldowns (routing.cooldowns): this many retryable failures of a model (rate_limited,
 # provider_error, timeout) reported within the window leave it out for LLMHIVE_COOLDOWN_SECONDS,
 # doubling on each trip in a row up to the max; past that, this share of decisions may try it

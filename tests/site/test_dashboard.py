@@ -43,6 +43,19 @@ def test_the_dashboard_shows_freshness_models_alerts_spend_and_schedules(admin_c
     assert "Capability matrix" in page and "Next scheduled runs" in page
 
 
+def test_the_dashboard_shows_when_each_budget_runs_out(admin_client):
+    CatalogModelFactory(id="acme/a")
+    BudgetFactory(name="Daily", period="day", limit_usd=Decimal("100"))
+    BudgetFactory(name="Writers", scope="role", scope_value="writer", limit_usd=Decimal("5"))
+    ingest(model="acme/a", cost_usd=Decimal("99.99"))  # $99.99/day: the last cent goes in seconds
+
+    page = admin_client.get("/admin/").content.decode()
+
+    spend_card = page[page.index('id="dash-spend"') : page.index('id="dash-health"')]
+    assert re.search(r"runs out \d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC\s+at \$99\.99/day", spend_card)
+    assert "not forecast to run out this month" in spend_card  # the writers: nothing spent
+
+
 def test_the_dashboard_reads_in_a_fixed_number_of_queries(admin_client):
     for i in range(5):
         CatalogModelFactory(id=f"acme/m{i}")
