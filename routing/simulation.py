@@ -26,7 +26,8 @@ the oracle knows.
 - The oracle takes, for each request, the model with the highest true success probability among
   those eligible for it under the policy in force (the cheaper on ties; the failing model is worth
   nothing once the outage began). A policy's regret is the sum over requests of the oracle's true
-  probability less that of the model chosen: expected regret, exact given the decisions.
+  probability less that of the model chosen: expected regret, exact given the decisions. (A
+  policy that widens eligibility, allowing free models say, may beat the oracle on a request.)
 
 Nothing is written to the database and nothing is locked: it can run beside live traffic.
 decision.seed(seed) before each policy makes a run repeat exactly.
@@ -137,8 +138,12 @@ def request_mix(snap: Snapshot) -> list[tuple[Shape, int]]:
         if role in snap.roles and (not category or category in snap.categories):
             counts[Shape(role, category or None, prompt, completion, bool(tools))] += n
     if counts:
-        return sorted(counts.items(), key=lambda item: dataclasses.astuple(item[0]))
+        return sorted(counts.items(), key=lambda item: _order(item[0]))
     return [(Shape(slug, None, DEFAULT_INPUT_TOKENS, DEFAULT_OUTPUT_TOKENS, False), 1) for slug in sorted(snap.roles)]
+
+
+def _order(shape: Shape) -> tuple:
+    return (shape.role, shape.category or "", shape.input_tokens, shape.output_tokens, shape.tools)
 
 
 def default_policies() -> list[Policy]:
@@ -238,6 +243,10 @@ def simulate(
     if not rate > 0:
         raise ValueError("rate: a positive number of requests per second")
     live = current_snapshot()
+    if live.bootstrap or not live.models:
+        raise ValueError("the catalog is empty: there is nothing to route between (sync it first)")
+    if not live.roles:
+        raise ValueError("no active role: there is no request to simulate")
     # The simulated snapshot: the live catalog, roles and health, an empty memory, no cooldown.
     base = dataclasses.replace(
         live,
