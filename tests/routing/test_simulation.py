@@ -129,3 +129,12 @@ def test_bad_arguments_are_refused(ranked):
         simulate(seed=1, requests=0)
     with pytest.raises(ValueError, match="policies"):
         simulate(seed=1, requests=10, policies=[Policy(name="current")])
+
+
+def test_a_failing_model_is_tried_while_half_open_and_reopened_for_longer(ranked, settings):
+    settings.LLMHIVE_COOLDOWN_SECONDS = 5  # 50 requests at 10 a second
+    result = simulate(seed=6, requests=600, outage=True)
+    current = entry(result, "current")["outage"]
+    # Each half-open try fails and reopens it for twice as long: a few tries, not a flood.
+    assert 0 < current["half_open_tries"] <= 10
+    assert current["sent_to_failing"] <= settings.LLMHIVE_COOLDOWN_FAILURES + 20
