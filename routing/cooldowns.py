@@ -181,19 +181,25 @@ def current_book() -> CooldownBook:
 
 def react_to_usage(rows: list[dict], **kwargs) -> None:
     """On `usage_stored`, in the batch's transaction: trip, close or reopen what the batch says."""
+    failing, recovering = reported(rows, current_book())
+    if failing or recovering:
+        evaluate(failing, recovering)
+
+
+def reported(rows: list[dict], book: CooldownBook) -> tuple[dict[str, list[dict]], dict[str, list[dict]]]:
+    """What a batch of usage rows says to the cooldowns: each model's retryable failures, and its
+    successes that happened after one of its open periods in `book` had ended (they may close it)."""
     failing: dict[str, list[dict]] = {}
     for row in rows:
         if row["error"] in RETRYABLE_ERRORS and row["model_id"] is not None:
             failing.setdefault(row["model_id"], []).append(row)
-    book = current_book()
     recovering: dict[str, list[dict]] = {}
     if book:
         for row in rows:
             model_id = row["model_id"]
             if row["success"] and model_id in book and book.half_open_by(model_id, row["occurred_at"].timestamp()):
                 recovering.setdefault(model_id, []).append(row)
-    if failing or recovering:
-        evaluate(failing, recovering)
+    return failing, recovering
 
 
 def _lock(models: list[str], roles: list[str]) -> list[ModelCooldown]:

@@ -47,7 +47,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from core.money import decimal_str, money_per
-from costs.models import RETRYABLE_ERRORS, ErrorClass, UsageEvent
+from costs.models import ErrorClass, UsageEvent
 from routing import cooldowns as cooldown_rules
 from routing import decision
 from routing.cooldowns import DEFAULT_POLICY, CooldownBook, step
@@ -433,35 +433,31 @@ def _react(
     by_policy: dict[str, CooldownPolicy],
     now: datetime,
 ) -> set[str]:
-    """The batch through the real cooldown rules (as routing.cooldowns.react_to_usage and
-    evaluate, on rows held in memory); returns the models a cooldown opened for."""
-    failing: dict[str, list[dict]] = {}
-    recovering: dict[str, list[dict]] = {}
-    for row in rows:
-        model_id = row["model_id"]
-        if row["error"] in RETRYABLE_ERRORS:
-            failing.setdefault(model_id, []).append(row)
-            failures.setdefault(model_id, []).append((row["occurred_at"], row["error"]))
-        elif row["success"] and any(
-            c.state == CooldownState.OPEN and c.until <= row["occurred_at"]
-            for (m, _), c in cooldowns.items()
-            if m == model_id
-        ):
-            recovering.setdefault(model_id, []).append(row)
+    """The batch through the real cooldown rules, as routing.cooldowns.react_to_usage and
+    evaluate() take it, on rows held in memory; returns the models a cooldown opened for."""
+    book = CooldownBook({key: c.until.timestamp() for key, c in _open_rows(cooldowns)}, {})
+    failing, recovering = cooldown_rules.reported(rows, book)
+    since = now - timedelta(seconds=max(p.window_seconds for p in by_policy.values()))
     opened = set()
     for model_id in sorted(set(failing) | set(recovering)):
-        since = now - timedelta(seconds=max(p.window_seconds for p in by_policy.values()))
-        recent = failures[model_id] = [f for f in failures.get(model_id, ()) if f[0] >= since]
+        # (the model's recent failures, those just reported included, as the ledger would hold them)
+        recent = [f for f in failures.get(model_id, ()) if f[0] >= since]
+        recent += [(row["occurred_at"], row["error"]) for row in failing.get(model_id, ())]
+        failures[model_id] = recent
+        reported = failing.get(model_id, []) + recovering.get(model_id, [])
         for role in sorted(by_policy):
             cooldown = cooldowns.get((model_id, role))
             if cooldown is None:
                 if model_id not in failing:
                     continue
                 cooldown = cooldowns[model_id, role] = ModelCooldown(model=model_id, role=role, updated_at=now)
-            reported = failing.get(model_id, []) + recovering.get(model_id, [])
             if step(cooldown, by_policy[role], reported, recent, now) and cooldown.state == CooldownState.OPEN:
                 opened.add(model_id)
     return opened
+
+
+def _open_rows(cooldowns: dict[tuple[str, str], ModelCooldown]) -> list[tuple[tuple[str, str], ModelCooldown]]:
+    return [(key, c) for key, c in cooldowns.items() if c.state == CooldownState.OPEN and c.until is not None]
 
 
 def _wall_book(
@@ -470,12 +466,7 @@ def _wall_book(
     """The open cooldowns as decide() reads them: each end shifted from the simulated clock to the
     wall clock decide() reads (what is left of it is what the simulated clock says)."""
     wall = time.time()
-    until = {
-        key: wall + (c.until - now).total_seconds()
-        for key, c in cooldowns.items()
-        if c.state == CooldownState.OPEN and c.until is not None
-    }
-    return CooldownBook(until, shares)
+    return CooldownBook({key: wall + (c.until - now).total_seconds() for key, c in _open_rows(cooldowns)}, shares)
 
 
 def _report(run: Run, oracle_p: list[float], requests: int) -> dict:

@@ -53,4 +53,5 @@ def test_simulation_on_the_recorded_catalog(fake_openrouter, capsys):
             f"({elapsed / REQUESTS / len(result['policies']) * 1e6:.0f} us a decision with its learning)"
         )
         print(format_table(result))
-        print(json.dumps(result["policies"][0]["regret_curve"]))
+        for policy in result["policies"]:
+            print(f"{policy['name']:<14} regret at 25/50/75/100 %: {list(policy['regret_curve'].values())}")
