@@ -30,7 +30,9 @@ the oracle knows.
   policy that widens eligibility, allowing free models say, may beat the oracle on a request.)
 
 Nothing is written to the database and nothing is locked: it can run beside live traffic.
-decision.seed(seed) before each policy makes a run repeat exactly.
+decision.seed(seed) before each policy makes a run repeat exactly (the draws of live decisions
+are given back afterwards; decisions made meanwhile by other threads of the same process would
+share the draws, so a run meant to repeat exactly belongs in its own process: the command).
 """
 
 from __future__ import annotations
@@ -273,10 +275,15 @@ def simulate(
     oracle = _Oracle(runs_of[0].apply(base), world)  # the eligibility of the policy in force
     the_outage = Outage(at_request=(2 * requests) // 3) if outage and requests >= 3 else None
     live_cooldowns = dict(cooldown_rules.policies())
-    runs = [
-        _run(policy, base, world, shapes, luck, the_outage, oracle, live_cooldowns, seed, batch, rate)
-        for policy in runs_of
-    ]
+    # The runs seed the decisions' draws; live decisions in this process get theirs back after.
+    state = decision.rng.getstate()
+    try:
+        runs = [
+            _run(policy, base, world, shapes, luck, the_outage, oracle, live_cooldowns, seed, batch, rate)
+            for policy in runs_of
+        ]
+    finally:
+        decision.rng.setstate(state)
 
     oracle_p, oracle_cost = [], Decimal(0)
     for i, shape in enumerate(shapes):

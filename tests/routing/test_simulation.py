@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 
 from catalog.models import Category, CategoryRanking
+from routing import decision
 from routing.models import ModelCooldown, Role, StrategyStat
 from routing.policies import Policy, RoleChanges
 from routing.simulation import World, format_table, simulate
@@ -138,3 +139,11 @@ def test_a_failing_model_is_tried_while_half_open_and_reopened_for_longer(ranked
     # Each half-open try fails and reopens it for twice as long: a few tries, not a flood.
     assert 0 < current["half_open_tries"] <= 10
     assert current["sent_to_failing"] <= settings.LLMHIVE_COOLDOWN_FAILURES + 20
+
+
+def test_live_decisions_get_their_draws_back(ranked):
+    decision.seed(99)
+    expected = decision.rng.random()
+    decision.seed(99)
+    simulate(seed=1, requests=50)
+    assert decision.rng.random() == expected
