@@ -68,6 +68,7 @@ OUTAGE_ERROR = ErrorClass.PROVIDER_ERROR
 # The simulated clock's origin: the answer holds only durations, so any fixed instant will do.
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 CURVE_POINTS = (25, 50, 75, 100)
+MAX_REQUESTS = 100_000  # about a minute per policy on a catalog of a few hundred models
 
 
 @dataclass
@@ -238,8 +239,8 @@ def simulate(
     """Run each policy through the same simulated requests (the default policies, then those
     given); the answer is described in the module. With `trace`, each policy's entry also holds
     `choices`: the model chosen for each request in turn (None where none could be)."""
-    if requests < 1:
-        raise ValueError("requests: at least 1")
+    if not 1 <= requests <= MAX_REQUESTS:
+        raise ValueError(f"requests: between 1 and {MAX_REQUESTS}")
     if batch < 1:
         raise ValueError("batch: at least 1")
     if not rate > 0:
@@ -267,6 +268,8 @@ def simulate(
     luck = np.random.default_rng([seed, 2]).random(requests).tolist()
 
     given = list(policies or [])
+    for policy in given:
+        policy.check_against(live)  # PolicyError (a ValueError) names what it names that does not exist
     runs_of = default_policies() + given
     names = [p.name for p in runs_of]
     if len(set(names)) != len(names):

@@ -11,7 +11,7 @@ import pytest
 from catalog.models import Category, CategoryRanking
 from routing import decision
 from routing.models import ModelCooldown, Role, StrategyStat
-from routing.policies import Policy, RoleChanges
+from routing.policies import Policy, PolicyError, RoleChanges
 from routing.simulation import World, format_table, simulate
 from tests.factories import CatalogModelFactory, CategoryFactory, RoleFactory, SyncRunFactory
 
@@ -130,6 +130,9 @@ def test_bad_arguments_are_refused(ranked):
         simulate(seed=1, requests=0)
     with pytest.raises(ValueError, match="policies"):
         simulate(seed=1, requests=10, policies=[Policy(name="current")])
+    with pytest.raises(PolicyError) as caught:
+        simulate(seed=1, requests=10, policies=[Policy.from_json({"roles": {"nobody": {"exploration_rate": 0.2}}})])
+    assert caught.value.field == "roles.nobody"
 
 
 def test_a_failing_model_is_tried_while_half_open_and_reopened_for_longer(ranked, settings):
