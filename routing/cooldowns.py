@@ -181,19 +181,25 @@ def current_book() -> CooldownBook:
 
 def react_to_usage(rows: list[dict], **kwargs) -> None:
     """On `usage_stored`, in the batch's transaction: trip, close or reopen what the batch says."""
+    failing, recovering = reported(rows, current_book())
+    if failing or recovering:
+        evaluate(failing, recovering)
+
+
+def reported(rows: list[dict], book: CooldownBook) -> tuple[dict[str, list[dict]], dict[str, list[dict]]]:
+    """What a batch of usage rows says to the cooldowns: each model's retryable failures, and its
+    successes that happened after one of its open periods in `book` had ended (they may close it)."""
     failing: dict[str, list[dict]] = {}
     for row in rows:
         if row["error"] in RETRYABLE_ERRORS and row["model_id"] is not None:
             failing.setdefault(row["model_id"], []).append(row)
-    book = current_book()
     recovering: dict[str, list[dict]] = {}
     if book:
         for row in rows:
             model_id = row["model_id"]
             if row["success"] and model_id in book and book.half_open_by(model_id, row["occurred_at"].timestamp()):
                 recovering.setdefault(model_id, []).append(row)
-    if failing or recovering:
-        evaluate(failing, recovering)
+    return failing, recovering
 
 
 def _lock(models: list[str], roles: list[str]) -> list[ModelCooldown]:
@@ -222,37 +228,70 @@ def evaluate(failing: dict[str, list[dict]], recovering: dict[str, list[dict]]) 
         else {}
     )
     for cooldown in locked:
-        policy = by_policy[cooldown.role]
         reported = failing.get(cooldown.model, []) + recovering.get(cooldown.model, [])
-        if cooldown.state == CooldownState.OPEN:
-            if cooldown.until is None or cooldown.until > now:
-                continue  # still open: reports of calls made before the trip change nothing
-            # Half-open: what happened since its time was up decides, the latest report first.
-            since = [r for r in reported if r["occurred_at"] >= cooldown.until]
-            if not since:
-                continue
-            latest = max(since, key=lambda r: (r["occurred_at"], not r["success"]))
-            if latest["success"]:
-                _close(cooldown, now, "a success after its time was up")
-            else:
-                _open(cooldown, now, policy, f"{latest['error']} while half-open")
+        if step(cooldown, by_policy[cooldown.role], reported, recent.get(cooldown.model, []), now):
             changed.append(cooldown)
-        elif cooldown.model in failing:
-            start = now - timedelta(seconds=policy.window_seconds)
-            if cooldown.closed_at is not None and cooldown.closed_at > start:
-                start = cooldown.closed_at
-            counts = Counter(error for at, error in recent[cooldown.model] if start <= at)
-            total = sum(counts.values())
-            if total >= policy.failures:
-                parts = ", ".join(f"{n} {error}" for error, n in sorted(counts.items()) if n)
-                _open(cooldown, now, policy, f"{parts} in {policy.window_seconds:g} s")
-                changed.append(cooldown)
     if changed:
         ModelCooldown.objects.bulk_update(
             changed, ["state", "reason", "trips", "streak", "opened_at", "until", "closed_at", "updated_at"]
         )
         DataVersion.bump(COOLDOWN_VERSION)
     return changed
+
+
+OPENED, CLOSED, UNCHANGED = "opened", "closed", "unchanged"
+
+
+def judge(
+    cooldown: ModelCooldown,
+    policy: Policy,
+    reported: list[dict],
+    recent: list[tuple[datetime, str]],
+    now: datetime,
+) -> tuple[str, str]:
+    """The cooldown rules, with no I/O: given a model's cooldown state (a ModelCooldown row, saved
+    or not), the policy judging it, the rows just reported for the model (each with
+    `occurred_at`, `success`, `error`), its recent retryable failures (time, class; those just
+    reported included) and the time now, whether it opens, closes or stays as it is, and why.
+    evaluate() judges the stored rows by it; routing.simulation judges rows held in memory on a
+    simulated clock."""
+    if cooldown.state == CooldownState.OPEN:
+        if cooldown.until is None or cooldown.until > now:
+            return UNCHANGED, ""  # still open: reports of calls made before the trip change nothing
+        # Half-open: what happened since its time was up decides, the latest report first.
+        since = [r for r in reported if r["occurred_at"] >= cooldown.until]
+        if not since:
+            return UNCHANGED, ""
+        latest = max(since, key=lambda r: (r["occurred_at"], not r["success"]))
+        if latest["success"]:
+            return CLOSED, "a success after its time was up"
+        return OPENED, f"{latest['error']} while half-open"
+    if not any(r["error"] in RETRYABLE_ERRORS for r in reported):
+        return UNCHANGED, ""
+    start = now - timedelta(seconds=policy.window_seconds)
+    if cooldown.closed_at is not None and cooldown.closed_at > start:
+        start = cooldown.closed_at
+    counts = Counter(error for at, error in recent if start <= at)
+    if sum(counts.values()) >= policy.failures:
+        parts = ", ".join(f"{n} {error}" for error, n in sorted(counts.items()) if n)
+        return OPENED, f"{parts} in {policy.window_seconds:g} s"
+    return UNCHANGED, ""
+
+
+def step(
+    cooldown: ModelCooldown,
+    policy: Policy,
+    reported: list[dict],
+    recent: list[tuple[datetime, str]],
+    now: datetime,
+) -> bool:
+    """Judge the cooldown (see judge) and change the row in memory as judged; True when it changed."""
+    verdict, reason = judge(cooldown, policy, reported, recent, now)
+    if verdict == OPENED:
+        _open(cooldown, now, policy, reason)
+    elif verdict == CLOSED:
+        _close(cooldown, now, reason)
+    return verdict != UNCHANGED
 
 
 def _recent_failures(models: list[str], since: datetime) -> dict[str, list[tuple[datetime, str]]]:

@@ -532,19 +532,29 @@ def build_snapshot(versions: dict[str, int], previous: Snapshot | None = None) -
         cooldowns=cooldowns,
     )
     if previous is not None and not changed(CATALOG_VERSION, ROUTING_VERSION):
-        # The catalog's arrays and what was memoised on them stay valid, but for what changed.
-        snapshot.columns = previous.columns
-        if touched == set():  # (a cooldown or a budget moved, nothing the rankings read)
-            snapshot.shape_arrays = previous.shape_arrays
-        elif touched is not None:
-            snapshot.shape_arrays = {k: v for k, v in previous.shape_arrays.items() if k not in touched}
-        if touched == set() and not health_changed:
-            snapshot.cache = previous.cache
-        elif touched is not None and not health_changed:
-            snapshot.cache = {k: v for k, v in previous.cache.items() if (k[0], k[1] or "") not in touched}
-        if not health_changed:
-            snapshot.health_arrays = previous.health_arrays
+        keep_memoised(snapshot, previous, touched, health_changed)
     return snapshot
+
+
+def keep_memoised(
+    snapshot: Snapshot, previous: Snapshot, touched: set[tuple[str, str]] | None, health_changed: bool
+) -> None:
+    """Carry over to `snapshot` what `previous` memoised that is still valid, on the same catalog
+    and roles: the catalog's arrays always; the rankings and outcome arrays of every (role,
+    category) shape but those `touched` by new outcomes (None: the whole memory was reloaded,
+    nothing is kept); the rankings and health arrays only when health did not change.
+    build_snapshot and the simulation (routing.simulation, learning online) both call it."""
+    snapshot.columns = previous.columns
+    if touched == set():  # (a cooldown or a budget moved, nothing the rankings read)
+        snapshot.shape_arrays = previous.shape_arrays
+    elif touched is not None:
+        snapshot.shape_arrays = {k: v for k, v in previous.shape_arrays.items() if k not in touched}
+    if touched == set() and not health_changed:
+        snapshot.cache = previous.cache
+    elif touched is not None and not health_changed:
+        snapshot.cache = {k: v for k, v in previous.cache.items() if (k[0], k[1] or "") not in touched}
+    if not health_changed:
+        snapshot.health_arrays = previous.health_arrays
 
 
 class SnapshotHolder:
