@@ -139,7 +139,11 @@ def bootstrap_answer(req: RouteRequest, bootstrap: tuple[str, ...], provider: di
     }
 
 
-def decide(req: RouteRequest, *, snap: Snapshot | None = None, book: BudgetBook = budget_book) -> dict:
+def decide(
+    req: RouteRequest, *, snap: Snapshot | None = None, book: BudgetBook = budget_book, now: float | None = None
+) -> dict:
+    """The answer to /route. `now` (a Unix time) is when cooldowns are judged: the present,
+    unless a simulation runs on its own clock (routing.simulation)."""
     snap = snap or current_snapshot()
     role = snap.roles.get(req.role)
     if role is None:
@@ -181,7 +185,8 @@ def decide(req: RouteRequest, *, snap: Snapshot | None = None, book: BudgetBook 
     shown: list[Scored] = []
     pool: list[Scored] = []
     rejected: dict[str, int] = {}
-    cooldowns, now = snap.cooldowns, time.time()
+    cooldowns = snap.cooldowns
+    now = time.time() if now is None else now
     for candidate in ranking.ordered:
         model = candidate.model
         reason = None

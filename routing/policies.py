@@ -230,9 +230,10 @@ def planned_budgets(policy: Policy) -> PlannedBudgets:
     return PlannedBudgets(list(Budget.objects.filter(active=True).order_by("pk")))
 
 
-def decide_under(policy: Policy, snap: Snapshot, req: RouteRequest, book: BudgetBook) -> dict:
-    """routing.decision.decide for `req` under `policy` (`snap` is `policy.apply(...)`'s)."""
-    return decide(policy.request(req), snap=snap, book=book)
+def decide_under(policy: Policy, snap: Snapshot, req: RouteRequest, book: BudgetBook, now: float | None = None) -> dict:
+    """routing.decision.decide for `req` under `policy` (`snap` is `policy.apply(...)`'s), with
+    cooldowns judged at `now` (a Unix time; the present when None)."""
+    return decide(policy.request(req), snap=snap, book=book, now=now)
 
 
 def baselines() -> list[Policy]:

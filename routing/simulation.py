@@ -20,9 +20,8 @@ the oracle knows.
 - The outage: at 2/3 of the requests, the model the current policy chose most in the third
   before starts failing every call with `provider_error`. The reports go through the real
   cooldown rules (routing.cooldowns.step, on rows held in memory and the simulated clock) and
-  the snapshot carries a real CooldownBook, so decide() leaves the model out, then half-opens it,
-  exactly as live. decide() reads the wall clock; the book's ends are shifted to it before each
-  decision, so that what is left of a cooldown is what the simulated clock says.
+  the snapshot carries a real CooldownBook, so decide() (told the simulated time) leaves the model
+  out, then half-opens it, exactly as live.
 - The oracle takes, for each request, the model with the highest true success probability among
   those eligible for it under the policy in force (the cheaper on ties; the failing model is worth
   nothing once the outage began). A policy's regret is the sum over requests of the oracle's true
@@ -38,7 +37,6 @@ share the draws, so a run meant to repeat exactly belongs in its own process: th
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -356,9 +354,9 @@ def _run(
             if outage.model is None:
                 outage.model = _outage_model(run, oracle, shapes, outage.at_request)
         failing = outage.model if outage_start is not None else None
-        snap.cooldowns = _wall_book(cooldowns, shares, now)
+        snap.cooldowns = CooldownBook({key: c.until.timestamp() for key, c in _open_rows(cooldowns)}, shares)
         try:
-            answer = decide_under(policy, snap, shape.request(), budgets)
+            answer = decide_under(policy, snap, shape.request(), budgets, now=now.timestamp())
         except RoutingError:
             run.chosen.append(None)
             run.p.append(0.0)
@@ -468,15 +466,6 @@ def _react(
 
 def _open_rows(cooldowns: dict[tuple[str, str], ModelCooldown]) -> list[tuple[tuple[str, str], ModelCooldown]]:
     return [(key, c) for key, c in cooldowns.items() if c.state == CooldownState.OPEN and c.until is not None]
-
-
-def _wall_book(
-    cooldowns: dict[tuple[str, str], ModelCooldown], shares: dict[str, float], now: datetime
-) -> CooldownBook:
-    """The open cooldowns as decide() reads them: each end shifted from the simulated clock to the
-    wall clock decide() reads (what is left of it is what the simulated clock says)."""
-    wall = time.time()
-    return CooldownBook({key: wall + (c.until - now).total_seconds() for key, c in _open_rows(cooldowns)}, shares)
 
 
 def _report(run: Run, oracle_p: list[float], requests: int) -> dict:
