@@ -48,13 +48,14 @@ from django.utils import timezone
 
 from core.money import DECIMAL_PLACES, decimal_str
 from costs.budgets import BudgetBook
+from costs.csvsafe import escape_row
 from costs.models import BudgetState, UsageEvent
 from costs.pricing import PriceBook, Usage
 from routing import decision
 from routing.cooldowns import EMPTY_BOOK
 from routing.decision import RouteRequest, RoutingError
 from routing.memory import IGNORED_STRATEGIES
-from routing.policies import Policy, baselines, decide_under, planned_budgets
+from routing.policies import Policy, PolicyError, baselines, decide_under, planned_budgets
 from routing.scoring import PRIOR_STRENGTH, learned_quality
 from routing.snapshot import Snapshot, current_snapshot
 
@@ -156,6 +157,39 @@ def model_mix(mix: Counter, total: int) -> dict[str, float]:
     return shares
 
 
+CSV_COLUMNS = (
+    "name",
+    "description",
+    "cost_usd",
+    "expected_success",
+    "cost_per_success_usd",
+    "prior_share",
+    "budget_bites",
+    "refused",
+    "unserved",
+    "explored",
+    "unpriced",
+    "model_mix",
+)
+
+
+def csv_rows(answer: dict) -> Iterator[list]:
+    """The answer as CSV rows, a header then one per policy (model_mix as "model:share; ..."),
+    cells escaped against spreadsheet formulas (the command and the admin both write these)."""
+    yield list(CSV_COLUMNS)
+    for policy in answer["policies"]:
+        mix = "; ".join(f"{model}:{share}" for model, share in policy["model_mix"].items())
+        yield escape_row([*(policy[c] for c in CSV_COLUMNS[:-1]), mix])
+
+
+def load_policy(text: str | bytes, snap: Snapshot | None = None) -> Policy:
+    """A proposed policy from JSON text, read field by field and checked against the snapshot
+    (its roles, categories, models and families must exist): PolicyError names the wrong field."""
+    policy = Policy.from_text(text)
+    policy.check_against(snap or current_snapshot())
+    return policy
+
+
 class Replayer:
     """One policy replaying the window: its snapshot, its budgets, its generator state."""
 
@@ -193,6 +227,11 @@ def replay(
         raise ValueError(f"days: between 1 and {MAX_DAYS}")
     if limit is not None and limit < 1:
         raise ValueError("limit: at least 1")
+    compared = [Policy(description="The policy in force."), *policies, *baselines()]
+    names = [p.name for p in compared] + ["recorded"]
+    for policy in policies:
+        if names.count(policy.name) > 1:
+            raise PolicyError("name", f"'{policy.name}' is the name of another policy in the comparison")
     end = timezone.now()
     start = end - timedelta(days=days)
     events = UsageEvent.objects.filter(occurred_at__gte=start, occurred_at__lt=end).exclude(
@@ -206,7 +245,7 @@ def replay(
     live = current_snapshot()
     base = dataclasses.replace(live, cooldowns=EMPTY_BOOK)  # (each policy's copy memoises its own rankings)
     prices = PriceBook.load(list(base.models), start)
-    replayers = [Replayer(p, base, seed) for p in [Policy(description="The policy in force."), *policies, *baselines()]]
+    replayers = [Replayer(p, base, seed) for p in compared]
     recorded = Tally("recorded", "What happened: the ledger's cost and the observed success rate.")
     expected_cache: dict[tuple[str, str, str], tuple[float, float]] = {}
     skipped: Counter = Counter()
