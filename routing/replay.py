@@ -29,14 +29,15 @@ decision's generator, seeded with `seed` at the start of each policy, so a repla
 
 The events are streamed in chunks; each chunk is decided by every policy in turn, each policy
 carrying its own generator state from chunk to chunk, so the answer is that of replaying each
-policy over the whole window alone. A decision that cannot draw (no exploration for the role,
-no budget past OK) depends only on the request's shape: it is memoised per policy and shape
-(`Replayer.decide`), which changes no result.
+policy over the whole window alone. A decision that cannot draw (no exploration for the role)
+depends only on the request's shape and the budgets' states: it is memoised per policy on
+those (`Replayer.decide`), which changes no result.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -49,7 +50,7 @@ from django.utils import timezone
 from core.money import DECIMAL_PLACES, decimal_str
 from costs.budgets import BudgetBook
 from costs.csvsafe import escape_row
-from costs.models import BudgetState, UsageEvent
+from costs.models import BudgetScope, BudgetState, UsageEvent
 from costs.pricing import PriceBook, Usage
 from routing import decision
 from routing.cooldowns import EMPTY_BOOK
@@ -57,6 +58,7 @@ from routing.decision import RouteRequest, RoutingError
 from routing.memory import IGNORED_STRATEGIES
 from routing.policies import Policy, PolicyError, baselines, decide_under, planned_budgets
 from routing.scoring import PRIOR_STRENGTH, learned_quality
+from routing.scoring import _bucket as token_bucket  # the ranking memo's buckets: the replay's must be the same
 from routing.snapshot import Snapshot, current_snapshot
 
 CHUNK = 2_000
@@ -193,6 +195,8 @@ def load_policy(text: str | bytes, snap: Snapshot | None = None) -> Policy:
 class Replayer:
     """One policy replaying the window: its snapshot, its budgets, its generator state."""
 
+    memoise = True  # (the tests turn it off to show the memo changes no result)
+
     def __init__(self, policy: Policy, base: Snapshot, seed: int) -> None:
         self.policy = policy
         self.snap = policy.apply(base)
@@ -201,19 +205,59 @@ class Replayer:
         decision.seed(seed)
         self.rng_state = decision.rng.getstate()
         self.memo: dict[tuple, dict] = {}
+        self._budget_keys: dict[tuple, tuple] = {}
+        self.seconds = 0.0
 
     def decide(self, event: Replayed) -> dict:
-        """decide_under for the event; memoised when the decision can draw nothing and no budget
-        has left OK (then it depends only on the request's shape and the policy's snapshot)."""
+        """decide_under for the event, memoised when the decision draws nothing (no exploration
+        for the role; no cooldown in a replay): the model chosen then depends only on the
+        ranking it walks, which routing.scoring memoises per request shape with the token counts
+        in the same buckets, and on the budgets it reads (the strategy matters only through
+        them). Only the model, `explored`, `downgraded` and `category` of a memoised answer are
+        read. A refusal (402) is not memoised."""
         role = self.snap.roles[event.role]
-        deterministic = role.exploration_rate <= 0 and all(s.state == BudgetState.OK for s in self.book.statuses())
-        if not deterministic:
+        if role.exploration_rate > 0 or not self.memoise:
             return decide_under(self.policy, self.snap, event.request(), self.book)
-        key = (event.role, event.category, event.tools, event.prompt_tokens, event.completion_tokens, event.strategy)
+        key = (
+            event.role,
+            event.category,
+            event.tools,
+            token_bucket(event.prompt_tokens),
+            token_bucket(event.completion_tokens),
+            self._budget_key(event) if self.book.budgets else None,
+        )
         answer = self.memo.get(key)
         if answer is None:
             answer = self.memo[key] = decide_under(self.policy, self.snap, event.request(), self.book)
         return answer
+
+    def _budget_key(self, event: Replayed) -> tuple:
+        """What routing.decision reads of the budgets: the tightest budget for the role and
+        strategy with its state, and the model budgets past OK with theirs. Which budget is the
+        tightest changes only with a state (among budgets of one state the least remaining
+        wins, and every exhausted one has nothing left): read once per state of the book."""
+        book = self.book
+        at = (event.role, event.strategy, book.day, book.state_changes)
+        found = self._budget_keys.get(at)
+        if found is None:
+            if len(self._budget_keys) > 10_000:
+                self._budget_keys.clear()
+            found = self._budget_keys[at] = self._read_budget_key(event)
+        return found
+
+    def _read_budget_key(self, event: Replayed) -> tuple:
+        tightest = self.book.state_for(role=event.role, strategy=event.strategy)
+        models = tuple(
+            sorted(
+                (s.budget.scope_value, s.state)
+                for s in self.book.applicable(role=event.role, strategy=event.strategy)
+                if s.budget.scope == BudgetScope.MODEL and s.state != BudgetState.OK
+            )
+        )
+        if tightest is None:
+            return None, models
+        # (past a soft limit the decision reads the state; exhausted, the action too)
+        return (tightest.state, tightest.budget.action if tightest.state == BudgetState.EXHAUSTED else ""), models
 
 
 def replay(
@@ -263,10 +307,12 @@ def replay(
             _record(recorded, row)
         replayed += len(batch)
         for replayer in replayers:
+            started = time.perf_counter()
             decision.rng.setstate(replayer.rng_state)
             for event in batch:
                 _replay_one(replayer, event, base, prices, expected_cache)
             replayer.rng_state = decision.rng.getstate()
+            replayer.seconds += time.perf_counter() - started
         if progress:
             progress("replay", done, to_replay)
 
@@ -277,6 +323,8 @@ def replay(
         "sampling": "most_recent" if limit is not None and in_window > limit else "all",
         "skipped": dict(sorted(skipped.items())),
         "policies": [r.tally.answer(replayed) for r in replayers] + [recorded.answer(replayed)],
+        # The time each policy's decisions took (not a result: it varies from run to run).
+        "seconds": {r.policy.name: round(r.seconds, 3) for r in replayers},
     }
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from catalog.models import Category, CategoryRanking, PriceChange
 from routing.policies import Policy
-from routing.replay import replay
+from routing.replay import Replayer, replay
 from tests.factories import CatalogModelFactory, CategoryFactory, RoleFactory, SyncRunFactory, ingest
 
 pytestmark = pytest.mark.django_db
@@ -178,6 +178,32 @@ def test_tools_require_tool_support_and_exploration_is_repeatable(catalog):
     assert by_name(first)["exploring"]["explored"] > 0
     for policy in first["policies"][:-1]:
         assert "acme/no-tools" not in policy["model_mix"], policy["name"]
+
+
+def test_memoising_decisions_changes_no_result(catalog, monkeypatch):
+    RoleFactory(slug="writer")
+    for day in (5, 3, 1):
+        ingest(
+            *(
+                {"prompt_tokens": 10 + 97 * i, "completion_tokens": 5 + 41 * i, "tools": ["search"] if i % 3 else []}
+                for i in range(30)
+            ),
+            model="acme/dear",
+            role="coder" if day != 3 else "writer",
+            category="programming",
+            occurred_at=ago(day),
+        )
+    budgets = [  # (two exhausted budgets with different actions: the first listed decides)
+        {"name": "writer", "scope": "role", "scope_value": "writer", "limit_usd": "0.001", "action": "block"},
+        {"name": "day", "period": "day", "limit_usd": "0.02", "action": "downgrade"},
+        {"name": "dear", "scope": "model", "scope_value": "acme/dear", "limit_usd": "0.01", "action": "block"},
+    ]
+    tight = Policy.from_json({"name": "tight", "budgets": budgets})
+    memoised = replay([tight], days=7)
+    monkeypatch.setattr(Replayer, "memoise", False)
+    assert replay([tight], days=7)["policies"] == memoised["policies"]
+    bites = by_name(memoised)["tight"]
+    assert bites["budget_bites"] > 0 and bites["refused"] > 0
 
 
 def test_days_out_of_range_are_refused(db):
