@@ -434,7 +434,6 @@ class PlannedBudgets(BudgetBook):
         self._held: tuple[date, list[BudgetStatus]] | None = None
         self.state_changes = 0  # how many times spending moved a budget to another state
 
-
     def at(self, day: date) -> None:
         """Decide as on `day` (each budget's window is the one holding it)."""
         self.day = day

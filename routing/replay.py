@@ -368,9 +368,7 @@ def _record(recorded: Tally, row: tuple) -> None:
     recorded.mix[model_id or model_ref] += 1
 
 
-def _replay_one(
-    replayer: Replayer, event: Replayed, base: Snapshot, prices: PriceBook, expected_cache: dict
-) -> None:
+def _replay_one(replayer: Replayer, event: Replayed, base: Snapshot, prices: PriceBook, expected_cache: dict) -> None:
     tally = replayer.tally
     replayer.book.at(event.occurred_at.date())
     try:

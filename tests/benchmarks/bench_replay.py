@@ -50,7 +50,7 @@ def test_replay_speed(capsys):
     warm = time.perf_counter() - started
 
     assert answer["requests"] > 0
-    assert [p for p in answer["policies"]] == [p for p in again["policies"]]  # repeatable
+    assert answer["policies"] == again["policies"]  # repeatable
     n = answer["requests"]
     decided = sum(answer["seconds"].values())
     with capsys.disabled():

@@ -83,6 +83,7 @@ KEY_COLUMNS = {
     "routing.strategy": ("slug", "requests", "success_rate", "cost"),
     "routing.strategystat": ("model", "role", "requests", "rate", "cost"),
     "routing.modelcooldown": ("model", "shown", "until"),
+    "routing.policydraft": ("name", "updated_at", "evaluate_link"),
 }
 
 # Same-origin links checked, at most: the list pages have hundreds of filter and sort links that

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from tests.routing.test_replay import ago, catalog  # noqa: F401 (the fixture)
 from tests.factories import ingest
+from tests.routing.test_replay import ago, catalog  # noqa: F401 (the fixture)
 from tests.servers import project_env
 
 pytestmark = pytest.mark.django_db

@@ -80,7 +80,9 @@ def test_cost_is_at_the_price_in_force_when_the_event_happened(catalog):
     assert top["expected_success"] == round((1 + 10 * 1.0) / (2 + 10), 4)
     assert top["prior_share"] == round(10 / 12, 4)
     # two decisions, each expecting 11/12 of a success
-    assert top["cost_per_success_usd"] == str((Decimal("0.038") / Decimal(repr(2 * 11 / 12))).quantize(Decimal("1e-14")))
+    assert top["cost_per_success_usd"] == str(
+        (Decimal("0.038") / Decimal(repr(2 * 11 / 12))).quantize(Decimal("1e-14"))
+    )
 
 
 def test_everything_rests_on_priors_without_outcomes(catalog):
