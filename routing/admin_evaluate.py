@@ -196,16 +196,20 @@ def policy_chart_svg(policies: list[dict]) -> SafeString:
         f'<text x="14" y="{TOP + plot_h / 2:.1f}" text-anchor="middle" '
         f'transform="rotate(-90 14 {TOP + plot_h / 2:.1f})">expected success</text>'
     )
+    placed: list[tuple[float, float]] = []
     for i, (name, cost, success) in enumerate(points):
         x, y = x_of(cost), y_of(success)
         colour = COLOURS[i % len(COLOURS)]
-        # Labels alternate above and below their point, so two policies close together stay readable.
-        dy = -8 if i % 2 == 0 else 16
+        # Policies that land on (nearly) the same spot stack their labels, one line each.
+        stacked = sum(1 for px, py in placed if abs(px - x) < 6 and abs(py - y) < 6)
+        placed.append((x, y))
         parts.append(
             f'<g class="policy-point" data-policy="{escape(name)}">'
             f"<title>{escape(name)}: ${_money(cost)}, {success:.1%} expected success</title>"
-            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{colour}" stroke="#333" stroke-width="0.5"/>'
-            f'<text x="{x + 7:.1f}" y="{y + dy:.1f}" fill="#222">{escape(name)}</text></g>'
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{colour}" fill-opacity="0.8" stroke="#333" '
+            'stroke-width="0.5"/>'
+            f'<text x="{x + 8:.1f}" y="{y + 4 + 13 * stacked:.1f}" fill="{colour}" font-weight="bold">'
+            f"{escape(name)}</text></g>"
         )
     parts.append("</svg>")
     return mark_safe("".join(parts))

@@ -10,8 +10,8 @@ from django.contrib.auth.models import User
 
 from routing.models import PolicyDraft
 from tests.browser.conftest import PASSWORD, login
-from tests.routing.test_replay import ago, catalog  # noqa: F401 (the fixture)
 from tests.factories import ingest
+from tests.routing.test_replay import ago, catalog  # noqa: F401 (the fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

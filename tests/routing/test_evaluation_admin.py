@@ -46,7 +46,9 @@ def test_evaluate_a_draft_then_download_json_and_csv(admin_client, catalog, sett
 
     downloaded = json.loads(admin_client.get(reverse(EVALUATE + "_download", args=["json"])).content)
     assert downloaded == answer
-    rows = list(csv.reader(io.StringIO(admin_client.get(reverse(EVALUATE + "_download", args=["csv"])).content.decode())))
+    rows = list(
+        csv.reader(io.StringIO(admin_client.get(reverse(EVALUATE + "_download", args=["csv"])).content.decode()))
+    )
     assert rows[0][0] == "name" and [r[0] for r in rows[1:]] == [p["name"] for p in answer["policies"]]
 
 
