@@ -385,6 +385,9 @@ LLMHIVE_SNAPSHOT_CHECK_SECONDS = envfloat("LLMHIVE_SNAPSHOT_CHECK_SECONDS", 0.5)
 # Seeds the draws of exploration and of half-open cooldowns, for repeatable tests and simulations
 # (unset in production: each process draws its own).
 LLMHIVE_ROUTING_SEED = envint("LLMHIVE_ROUTING_SEED", None)
+# The admin's "Evaluate routing" page replays at most this many events (the most recent), so it
+# answers in seconds; manage.py evaluate_routing has no ceiling.
+LLMHIVE_EVALUATION_MAX_EVENTS = envint("LLMHIVE_EVALUATION_MAX_EVENTS", 20_000)
 LLMHIVE_STATS_REFRESH_LAG_SECONDS = envfloat("LLMHIVE_STATS_REFRESH_LAG_SECONDS", 5.0)
 # Budget state is reloaded as soon as spend or budgets change (the data versions, checked every
 # LLMHIVE_SNAPSHOT_CHECK_SECONDS); this TTL is only a safety net: the longest a worker keeps

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import OuterRef, Prefetch, Subquery, Sum
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest
+from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 from import_export.admin import ImportExportModelAdmin
 from import_export.formats.base_formats import CSV
 
@@ -18,7 +21,7 @@ from core.admin_mixins import EmptyMessageInline, ReadOnlyMixin
 from core.models import DataVersion
 from core.money import usd_html
 from costs.models import error_summary
-from routing import cooldowns
+from routing import admin_evaluate, cooldowns
 from routing.memory import rebuild_strategy_memory
 from routing.models import (
     COOLDOWN_FIELDS,
@@ -27,13 +30,16 @@ from routing.models import (
     CooldownState,
     EscalationOverride,
     ModelCooldown,
+    PolicyDraft,
     QualityPrior,
     Role,
     RolePreference,
     Strategy,
     StrategyStat,
 )
+from routing.policies import PolicyError
 from routing.providers import provider_key, provider_rules
+from routing.replay import load_policy
 from routing.resources import QualityPriorResource
 
 # --- Admin-curated routing data ------------------------------------------------------------------
@@ -452,3 +458,66 @@ class ModelCooldownAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     def has_close_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("routing.change_modelcooldown")
+
+
+# --- Evaluating a policy before it runs ------------------------------------------------------------
+
+
+class PolicyDraftForm(forms.ModelForm):
+    class Meta:
+        model = PolicyDraft
+        fields = ("name", "policy", "notes")
+        widgets = {"policy": forms.Textarea(attrs={"rows": 24, "cols": 100, "spellcheck": "false"})}
+
+    def clean_policy(self) -> str:
+        """Read field by field and checked against what exists now: the error names the field."""
+        text = self.cleaned_data["policy"]
+        try:
+            load_policy(text)
+        except PolicyError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return text
+
+
+@admin.register(PolicyDraft)
+class PolicyDraftAdmin(admin.ModelAdmin):
+    form = PolicyDraftForm
+    list_display = ("name", "updated_at", "updated_by", "evaluate_link")
+    list_select_related = ("updated_by",)
+    search_fields = ("name", "notes")
+    readonly_fields = ("created_at", "updated_at", "updated_by")
+    change_form_template = "admin/routing/policydraft/change_form.html"
+
+    def get_urls(self):
+        evaluate = self.admin_site.admin_view(self.evaluate_view)
+        download = self.admin_site.admin_view(self.download_view)
+        return [
+            path("evaluate/", evaluate, name="routing_policydraft_evaluate"),
+            path("evaluate/download.<str:fmt>", download, name="routing_policydraft_evaluate_download"),
+            *super().get_urls(),
+        ]
+
+    def evaluate_view(self, request: HttpRequest):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return admin_evaluate.evaluate_view(request, self.admin_site.each_context(request))
+
+    def download_view(self, request: HttpRequest, fmt: str):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        if fmt not in ("json", "csv"):
+            raise Http404("json or csv")
+        return admin_evaluate.download_view(request, fmt)
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict:
+        """A new draft starts from the policy in force (the roles' settings), to edit."""
+        return {"policy": admin_evaluate.policy_in_force_text(), **super().get_changeform_initial_data(request)}
+
+    @admin.display(description="Evaluate")
+    def evaluate_link(self, draft: PolicyDraft) -> str:
+        url = reverse("admin:routing_policydraft_evaluate")
+        return format_html('<a href="{}?draft={}">Evaluate</a>', url, draft.pk)
+
+    def save_model(self, request, obj, form, change) -> None:
+        obj.updated_by = request.user
+        super().save_model(request, obj, form, change)

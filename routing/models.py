@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
@@ -520,3 +521,29 @@ class ModelCooldown(models.Model):
         if self.state == CooldownState.OPEN and self.until is not None and self.until <= timezone.now():
             return "half-open"
         return self.state
+
+
+class PolicyDraft(models.Model):
+    """A routing policy an admin is preparing, to evaluate before anyone applies it by hand
+    (routing.policies: its JSON format; routing.replay: the evaluation). A draft changes no
+    routing: saving one touches no data version."""
+
+    name = models.CharField(max_length=100, unique=True)
+    policy = models.TextField(
+        default="{}",
+        help_text="The policy as JSON (see docs/ops/evaluating.md): weights, every_role, roles, budgets, learn, "
+        "price_basis. What it does not say is what is in force.",
+    )
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "policy draft"
+
+    def __str__(self) -> str:
+        return self.name

@@ -429,23 +429,39 @@ class PlannedBudgets(BudgetBook):
         self.budgets = list(budgets)
         self.day: date | None = None
         self._spent: dict[tuple[int, date], Decimal] = {}
+        # A decision reads the statuses several times and an evaluation makes thousands: they
+        # are kept until something spends or the day moves, each budget's window per day.
+        self._windows: dict[date, list[tuple[date, date]]] = {}
+        self._held: tuple[date, list[BudgetStatus]] | None = None
+        self.state_changes = 0  # how many times spending moved a budget to another state
 
     def at(self, day: date) -> None:
         """Decide as on `day` (each budget's window is the one holding it)."""
         self.day = day
 
+    def _windows_on(self, day: date) -> list[tuple[date, date]]:
+        windows = self._windows.get(day)
+        if windows is None:
+            windows = self._windows[day] = [budget.window(day) for budget in self.budgets]
+        return windows
+
     def statuses(self) -> list[BudgetStatus]:
         day = self.day or timezone.now().date()
-        statuses = []
-        for i, budget in enumerate(self.budgets):
-            start, end = budget.window(day)
-            statuses.append(BudgetStatus(budget, start, end, self._spent.get((i, start), Decimal(0))))
+        if self._held is not None and self._held[0] == day:
+            return self._held[1]
+        statuses = [
+            BudgetStatus(budget, start, end, self._spent.get((i, start), Decimal(0)))
+            for i, (budget, (start, end)) in enumerate(zip(self.budgets, self._windows_on(day), strict=True))
+        ]
+        self._held = (day, statuses)
         return statuses
 
     def spend(self, cost: Decimal, *, role: str, strategy: str, model: str) -> None:
-        day = self.day or timezone.now().date()
-        for i, budget in enumerate(self.budgets):
-            status = BudgetStatus(budget, day, day, Decimal(0))
+        statuses = self.statuses()
+        for i, status in enumerate(statuses):
             if status.applies_to(role, strategy, model):
-                key = (i, budget.window(day)[0])
-                self._spent[key] = self._spent.get(key, Decimal(0)) + cost
+                key = (i, status.window_start)
+                spent = self._spent[key] = self._spent.get(key, Decimal(0)) + cost
+                statuses[i] = dataclasses.replace(status, spent_usd=spent)
+                if statuses[i].state != status.state:
+                    self.state_changes += 1

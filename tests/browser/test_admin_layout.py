@@ -21,7 +21,7 @@ from django_q.models import OrmQ, Schedule, Task
 from catalog.models import CategoryRanking, PriceChange
 from costs.models import GenerationCheck, UsageEvent
 from health.models import HealthCheckRun, ModelHealthCheck, ModelReliability
-from routing.models import ModelCooldown, QualityPrior, StrategyStat
+from routing.models import ModelCooldown, PolicyDraft, QualityPrior, StrategyStat
 from tests.browser.conftest import PASSWORD, login
 from tests.factories import (
     AlertDeliveryFactory,
@@ -85,6 +85,7 @@ KEY_COLUMNS = {
     "routing.strategy": ("slug", "requests", "success_rate", "cost"),
     "routing.strategystat": ("model", "role", "requests", "rate", "cost"),
     "routing.modelcooldown": ("model", "shown", "until"),
+    "routing.policydraft": ("name", "updated_at", "evaluate_link"),
 }
 
 # Same-origin links checked, at most: the list pages have hundreds of filter and sort links that
@@ -159,6 +160,7 @@ def fill_every_list() -> None:
         model=model, reliability=0.5, consecutive_failures=2, last_checked_at=timezone.now(), last_error=LONG_TEXT
     )
     ModelCooldown.objects.create(model=LONG_ID, role=role.slug, state="open", reason=LONG_TEXT)
+    PolicyDraft.objects.create(name="cheaper coder, exploring ten percent of the time", notes=LONG_TEXT)
     # The pages of the libraries (django-q2, axes) are in the same admin.
     now = timezone.now()
     Schedule.objects.create(name="catalog sync (hourly)", func="catalog.tasks.sync_catalog_task", next_run=now)
