@@ -19,7 +19,12 @@ EDIT = (VIEW, ADD, CHANGE, DELETE)
 # app label -> model -> actions
 GROUPS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
     FINANCE: {
-        "costs": {"usageevent": (VIEW, "export"), "dailycost": (VIEW, "export"), "budget": (VIEW,)},
+        "costs": {
+            "usageevent": (VIEW, "export"),
+            "dailycost": (VIEW, "export"),
+            "budget": (VIEW,),
+            "generationcheck": (VIEW,),  # the reconciliation with OpenRouter's records
+        },
         # Not CatalogModel: its page is the curators' workbench (and carries their actions);
         # finance reads models through the cost reports. Not ApiKey: secrets are admins' business.
         "catalog": {
@@ -39,6 +44,8 @@ GROUPS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
             "strategystat": (VIEW,),
             "qualityprior": (VIEW,),
             "modelcooldown": (VIEW,),
+            # Drafts change no routing: finance may propose budgets and evaluate them.
+            "policydraft": EDIT,
         },
     },
     CURATORS: {
@@ -61,8 +68,9 @@ GROUPS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
             "qualityprior": EDIT,  # and import them (which needs add and change)
             # Change: the action that closes a cooldown (its rows are written by the ingest only).
             "modelcooldown": (VIEW, CHANGE),
+            "policydraft": EDIT,  # and evaluate them (routing.admin_evaluate)
         },
-        "costs": {"budget": EDIT, "dailycost": (VIEW,), "usageevent": (VIEW,)},
+        "costs": {"budget": EDIT, "dailycost": (VIEW,), "usageevent": (VIEW,), "generationcheck": (VIEW,)},
         "health": {"healthcheckrun": (VIEW, "run"), "modelhealthcheck": (VIEW,), "modelreliability": (VIEW,)},
     },
 }

@@ -103,3 +103,73 @@ def test_manage_py_exits_non_zero_with_one_line(tmp_path):
     )
     assert done.returncode != 0 and done.stdout == ""
     assert done.stderr.strip() == f"CommandError: --policy {bad}: learn: true or false"
+
+
+# --- --simulate --------------------------------------------------------------------------------
+
+
+def test_simulate_answers_each_policy_with_regret_and_the_outage(ledger, tmp_path):
+    path = tmp_path / "sim.csv"
+    answer = json.loads(
+        run(
+            "--simulate",
+            "--seed",
+            "3",
+            "--requests",
+            "120",
+            "--json",
+            "--csv",
+            str(path),
+            "--policy",
+            policy_file(tmp_path, json.dumps(PROPOSED)),
+        )
+    )
+    assert answer["seed"] == 3 and answer["requests"] == 120 and answer["outage"]["at_request"] == 80
+    names = [p["name"] for p in answer["policies"]]
+    assert names == ["current", "explore_10", "bootstrap", "cheapest", "top_ranked", "cost_based", "thrifty"]
+    for policy in answer["policies"]:
+        assert isinstance(policy["cost_usd"], str) and policy["regret"] >= 0
+    rows = list(csv.DictReader(path.open()))
+    assert [r["name"] for r in rows] == names and rows[0]["regret"] == str(answer["policies"][0]["regret"])
+    # The same seed gives the same answer; the table says the same in a line per policy.
+    again = json.loads(
+        run(
+            "--simulate",
+            "--seed",
+            "3",
+            "--requests",
+            "120",
+            "--json",
+            "--policy",
+            policy_file(tmp_path, json.dumps(PROPOSED)),
+        )
+    )
+    assert again == answer
+    table = run("--simulate", "--seed", "3", "--requests", "120", "--no-outage")
+    assert table.startswith("Simulation: seed 3, 120 requests") and "Outage" not in table
+    assert all(any(line.startswith(name) for line in table.splitlines()) for name in names[:-1])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--requests", "0"), "--requests: between 1 and"),
+        (("--limit", "5"), "--limit: the replay's"),
+    ],
+)
+def test_simulate_refuses_bad_arguments_in_one_line(ledger, args, message):
+    with pytest.raises(CommandError) as caught:
+        run("--simulate", *args)
+    assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
+
+
+def test_simulate_refuses_a_policy_named_as_a_default_one(ledger, tmp_path):
+    with pytest.raises(CommandError) as caught:
+        run(
+            "--simulate",
+            "--requests",
+            "10",
+            "--policy",
+            policy_file(tmp_path, json.dumps({**PROPOSED, "name": "cheapest"})),
+        )
+    assert str(caught.value).startswith("--simulate: policies: each needs its own name")

@@ -1,8 +1,9 @@
 """manage.py evaluate_routing: what the policy in force, a proposed one and the baselines would
-have done with the ledger's recent requests (routing.replay).
+have done with the ledger's recent requests (routing.replay), or, with --simulate, how each does
+in a simulated world whose truth is known (routing.simulation: success, cost, regret against the
+oracle, the reaction to an outage).
 
-The parser, the evaluation and the writers (table, JSON, CSV) are separate steps, so another
-way of evaluating (a simulation) can be added beside the replay and share the writers.
+The parser, the evaluation and the writers (table, JSON, CSV) are separate steps.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from catalog.management.commands._progress import ProgressBars
+from costs.csvsafe import escape_row
 from routing.policies import Policy, PolicyError
 from routing.replay import MAX_DAYS, csv_rows, load_policy, replay
+from routing.simulation import MAX_REQUESTS, format_table, simulate
 
 TOP_MODELS = 3
 
@@ -36,13 +39,40 @@ class Command(BaseCommand):
             help="a proposed policy as JSON (see docs/ops/evaluating.md); repeat to compare several",
         )
         parser.add_argument("--limit", type=int, default=None, help="replay at most the N most recent events")
-        parser.add_argument("--seed", type=int, default=0, help="the seed of exploration's draws")
+        parser.add_argument(
+            "--seed", type=int, default=0, help="the seed of exploration's draws (and of the simulated world)"
+        )
+        parser.add_argument(
+            "--simulate",
+            action="store_true",
+            help="simulate instead of replaying: a seeded world with hidden success rates (docs/ops/evaluating-simulation.md)",
+        )
+        parser.add_argument(
+            "--requests", type=int, default=2000, help=f"with --simulate: the requests simulated (1 to {MAX_REQUESTS})"
+        )
+        parser.add_argument("--no-outage", action="store_true", help="with --simulate: inject no outage")
         parser.add_argument("--json", action="store_true", help="print the answer as JSON")
         parser.add_argument("--csv", metavar="PATH", help="also write one row per policy to PATH")
 
     def handle(self, *args, **options) -> None:
-        answer = self.evaluate(options)
-        self.write(answer, options)
+        if options["simulate"]:
+            answer = self.simulate(options)
+            self.write(answer, options, csv_of=simulation_csv_rows, table_of=format_table)
+        else:
+            answer = self.evaluate(options)
+            self.write(answer, options)
+
+    def simulate(self, options: dict) -> dict:
+        requests = options["requests"]
+        if not 1 <= requests <= MAX_REQUESTS:
+            raise CommandError(f"--requests: between 1 and {MAX_REQUESTS}, not {requests}")
+        if options["limit"] is not None:
+            raise CommandError("--limit: the replay's, not the simulation's (use --requests)")
+        policies = [read_policy_file(path) for path in options["policy"]]
+        try:
+            return simulate(seed=options["seed"], requests=requests, policies=policies, outage=not options["no_outage"])
+        except ValueError as exc:  # PolicyError included: one line naming what is wrong
+            raise CommandError(f"--simulate: {exc}") from None
 
     # --- Evaluating ---------------------------------------------------------------------------
 
@@ -63,13 +93,13 @@ class Command(BaseCommand):
 
     # --- Writing ------------------------------------------------------------------------------
 
-    def write(self, answer: dict, options: dict) -> None:
+    def write(self, answer: dict, options: dict, *, csv_of=None, table_of=None) -> None:
         if options["csv"]:
-            write_csv(answer, options["csv"])
+            write_csv(answer, options["csv"], rows=csv_of or csv_rows)
         if options["json"]:
             self.stdout.write(json.dumps(answer, indent=2))
         else:
-            self.stdout.write(table(answer))
+            self.stdout.write((table_of or table)(answer))
 
 
 def read_policy_file(path: str) -> Policy:
@@ -84,12 +114,40 @@ def read_policy_file(path: str) -> Policy:
         raise CommandError(f"--policy {path}: {exc}") from None
 
 
-def write_csv(answer: dict, path: str) -> None:
+def write_csv(answer: dict, path: str, rows=csv_rows) -> None:
     try:
         with open(path, "w", newline="", encoding="utf-8") as out:
-            csv.writer(out).writerows(csv_rows(answer))
+            csv.writer(out).writerows(rows(answer))
     except OSError as exc:
         raise CommandError(f"--csv {path}: cannot write it ({exc.strerror or exc})") from None
+
+
+SIMULATION_COLUMNS = (
+    "name",
+    "success_rate",
+    "expected_success",
+    "cost_usd",
+    "cost_per_success_usd",
+    "regret",
+    "unrouted",
+)
+
+
+def simulation_csv_rows(answer: dict):
+    """The simulation as CSV: one row per policy, the outage's figures and the model mix last."""
+    yield [*SIMULATION_COLUMNS, "sent_to_failing", "seconds_to_cooldown", "half_open_tries", "model_mix"]
+    for policy in answer["policies"]:
+        outage = policy["outage"]
+        mix = "; ".join(f"{model}:{count}" for model, count in policy["model_mix"].items())
+        yield escape_row(
+            [
+                *(policy[c] for c in SIMULATION_COLUMNS),
+                outage["sent_to_failing"],
+                outage["seconds_to_cooldown"],
+                outage["half_open_tries"],
+                mix,
+            ]
+        )
 
 
 def table(answer: dict) -> str:
