@@ -44,8 +44,8 @@ GROUPS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
             "strategystat": (VIEW,),
             "qualityprior": (VIEW,),
             "modelcooldown": (VIEW,),
-            # Drafts change no routing: finance may propose budgets and evaluate them.
-            "policydraft": EDIT,
+            # Finance evaluates the drafts (and policy files it uploads on the page); curators write them.
+            "policydraft": (VIEW,),
         },
     },
     CURATORS: {
