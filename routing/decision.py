@@ -174,7 +174,20 @@ def decide(
     min_context = max(role.min_context, req.min_context_length or 0)
     input_tokens = req.estimated_input_tokens if req.estimated_input_tokens is not None else DEFAULT_INPUT_TOKENS
     output_tokens = req.estimated_output_tokens if req.estimated_output_tokens is not None else DEFAULT_OUTPUT_TOKENS
-    ranking = ranked_for(snap, role, category, accuracy, required, min_context, input_tokens, output_tokens, optimize)
+    # An exhausted budget that downgrades wants the cheaper model it promises: the role's
+    # preferences (often its dearest models) no longer come first, they compete on the score.
+    ranking = ranked_for(
+        snap,
+        role,
+        category,
+        accuracy,
+        required,
+        min_context,
+        input_tokens,
+        output_tokens,
+        optimize,
+        preferences=downgraded != "budget_exhausted",
+    )
 
     excluded = set(req.exclude)
     model_budgets = _model_budgets(book, role.slug, req.strategy)

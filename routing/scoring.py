@@ -412,15 +412,28 @@ def ranked_for(
     input_tokens: int,
     output_tokens: int,
     optimize: str | None = None,
+    preferences: bool = True,
 ) -> Ranking:
+    """The memoised ranking of a request shape. `preferences=False` ranks the role's preferred
+    models among the rest, by score (an exhausted budget's downgrade: routing.decision)."""
     weights = weights_for(accuracy, optimize, snap.weights)
-    key = (role.slug, category, accuracy, required, min_context, _bucket(input_tokens), _bucket(output_tokens), weights)
+    key = (
+        role.slug,
+        category,
+        accuracy,
+        required,
+        min_context,
+        _bucket(input_tokens),
+        _bucket(output_tokens),
+        weights,
+        preferences,
+    )
     ranking = snap.cache.get(key)
     if ranking is None:
         if len(snap.cache) >= RANKING_CACHE_SIZE:
             snap.cache.clear()  # many distinct request shapes: start over rather than grow
         ranking = snap.cache[key] = _rank(
-            snap, role, category, accuracy, required, min_context, input_tokens, output_tokens, weights
+            snap, role, category, accuracy, required, min_context, input_tokens, output_tokens, weights, preferences
         )
     return ranking
 
@@ -436,7 +449,9 @@ def _log_scale(values: np.ndarray, known: np.ndarray, lower_is_better: bool = Tr
     return out
 
 
-def _rank(snap, role, category, accuracy, required, min_context, input_tokens, output_tokens, weights) -> Ranking:
+def _rank(
+    snap, role, category, accuracy, required, min_context, input_tokens, output_tokens, weights, preferences=True
+) -> Ranking:
     cols = columns(snap)
     shape = (category, accuracy, required, min_context)
     _, role_ok = cols.role_reasons(role)
@@ -477,7 +492,7 @@ def _rank(snap, role, category, accuracy, required, min_context, input_tokens, o
     local[idx] = np.arange(len(idx))
     preferred_at: dict[int, int] = {}
     preferred: list[int] = []
-    for position, (model_id, family_id) in enumerate(role.preferences):
+    for position, (model_id, family_id) in enumerate(role.preferences if preferences else ()):
         if model_id:
             g = cols.index.get(model_id)
             members = [int(local[g])] if g is not None and local[g] >= 0 else []

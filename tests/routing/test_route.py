@@ -192,6 +192,23 @@ def test_a_blocking_budget_answers_402_and_a_downgrading_one_goes_economy(api_cl
     assert downgraded["budget"]["state"] == "exhausted"
 
 
+def test_an_exhausted_budget_that_downgrades_moves_the_role_off_its_dear_preferences(api_client, coder, catalog):
+    # (found by replaying the ledger: a downgrade that kept the role's two dearest preferred
+    # models first changed the accuracy and not the bill)
+    RolePreferenceFactory(role=coder, model=catalog["mid"], position=0)
+    budget = BudgetFactory(name="coder", scope=BudgetScope.ROLE, scope_value="coder", limit_usd=Decimal("1"))
+    assert route(api_client).json()["model"] == "acme/mid"  # preferred, while the budget is OK
+
+    ingest(model="acme/mid", role="coder", cost_usd=Decimal("0.9"))
+    soft = route(api_client).json()
+    assert soft["downgraded"] == "budget_soft_limit" and soft["model"] == "acme/mid"  # leaning, still preferred
+
+    ingest(model="acme/mid", role="coder", cost_usd=Decimal("0.1"))
+    exhausted = route(api_client).json()
+    assert exhausted["downgraded"] == "budget_exhausted" and exhausted["model"] == "acme/cheap"
+    assert budget.action == BudgetAction.DOWNGRADE
+
+
 def test_the_category_ranking_drives_quality(api_client, coder, catalog):
     category = Category.objects.get(slug="programming")
     run = SyncRunFactory(kind="research")
