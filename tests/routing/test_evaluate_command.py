@@ -110,20 +110,9 @@ def test_manage_py_exits_non_zero_with_one_line(tmp_path):
 
 def test_simulate_answers_each_policy_with_regret_and_the_outage(ledger, tmp_path):
     path = tmp_path / "sim.csv"
-    answer = json.loads(
-        run(
-            "--simulate",
-            "--seed",
-            "3",
-            "--requests",
-            "120",
-            "--json",
-            "--csv",
-            str(path),
-            "--policy",
-            policy_file(tmp_path, json.dumps(PROPOSED)),
-        )
-    )
+    simulate = ("--simulate", "--seed", "3", "--requests", "120", "--json")
+    proposed = ("--policy", policy_file(tmp_path, json.dumps(PROPOSED)))
+    answer = json.loads(run(*simulate, "--csv", str(path), *proposed))
     assert answer["seed"] == 3 and answer["requests"] == 120 and answer["outage"]["at_request"] == 80
     names = [p["name"] for p in answer["policies"]]
     assert names == ["current", "explore_10", "bootstrap", "cheapest", "top_ranked", "cost_based", "thrifty"]
@@ -132,19 +121,7 @@ def test_simulate_answers_each_policy_with_regret_and_the_outage(ledger, tmp_pat
     rows = list(csv.DictReader(path.open()))
     assert [r["name"] for r in rows] == names and rows[0]["regret"] == str(answer["policies"][0]["regret"])
     # The same seed gives the same answer; the table says the same in a line per policy.
-    again = json.loads(
-        run(
-            "--simulate",
-            "--seed",
-            "3",
-            "--requests",
-            "120",
-            "--json",
-            "--policy",
-            policy_file(tmp_path, json.dumps(PROPOSED)),
-        )
-    )
-    assert again == answer
+    assert json.loads(run(*simulate, *proposed)) == answer
     table = run("--simulate", "--seed", "3", "--requests", "120", "--no-outage")
     assert table.startswith("Simulation: seed 3, 120 requests") and "Outage" not in table
     assert all(any(line.startswith(name) for line in table.splitlines()) for name in names[:-1])

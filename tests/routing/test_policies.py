@@ -8,41 +8,13 @@ from decimal import Decimal
 
 import pytest
 
-from catalog.models import Category, CategoryRanking
 from costs.models import BudgetState
 from routing.decision import RouteRequest, RoutingError
 from routing.policies import PlannedBudgets, Policy, PolicyError, baselines, decide_under, planned_budgets
 from routing.snapshot import current_snapshot
-from tests.factories import BudgetFactory, CatalogModelFactory, CategoryFactory, RoleFactory, SyncRunFactory, ingest
+from tests.factories import BudgetFactory, ingest
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def catalog(db):
-    CategoryFactory(slug="programming")
-    models = {
-        name: CatalogModelFactory(
-            id=f"acme/{name}",
-            price_prompt=Decimal(prompt),
-            price_completion=Decimal(completion),
-            supports_tools=True,
-        )
-        for name, prompt, completion in (
-            # cheap for a long prompt, dear per token written; and the other way round
-            ("prompt-cheap", "0.0000001", "0.00004"),
-            ("per-token-cheap", "0.000002", "0.000002"),
-            ("dear", "0.00001", "0.00004"),
-        )
-    }
-    category = Category.objects.get(slug="programming")
-    run = SyncRunFactory(kind="research")
-    for rank, key in enumerate(["dear", "per-token-cheap", "prompt-cheap"], start=1):
-        CategoryRanking.objects.create(
-            category=category, model=models[key], rank=rank, run=run, observed_at=run.started_at
-        )
-    RoleFactory(slug="coder")
-    return models
 
 
 def decide(policy: Policy, **request) -> dict:
@@ -82,7 +54,7 @@ def test_unreadable_text_is_a_policy_error(text):
         Policy.from_text(text)
 
 
-def test_names_are_checked_against_the_catalog(catalog):
+def test_names_are_checked_against_the_catalog(ranked_trio):
     snap = current_snapshot()
     for data, field in (
         ({"roles": {"writer": {}}}, "roles.writer"),
@@ -96,7 +68,7 @@ def test_names_are_checked_against_the_catalog(catalog):
     Policy.from_json({"roles": {"coder": {"preferences": ["acme/dear"]}}}).check_against(snap)
 
 
-def test_applying_a_policy_leaves_the_live_snapshot_alone(catalog):
+def test_applying_a_policy_leaves_the_live_snapshot_alone(ranked_trio):
     live = current_snapshot()
     coder = live.roles["coder"]
     policy = Policy.from_json(
@@ -115,7 +87,7 @@ def test_applying_a_policy_leaves_the_live_snapshot_alone(catalog):
     assert decide(policy)["model"] == "acme/dear"  # the preference comes first
 
 
-def test_the_baselines_decide_as_they_say(catalog, settings):
+def test_the_baselines_decide_as_they_say(ranked_trio, settings):
     settings.BOOTSTRAP_FALLBACK_MODELS = ["acme/none", "acme/per-token-cheap"]
     chosen = {
         policy.name: decide(policy, estimated_input_tokens=10_000, estimated_output_tokens=10)["model"]
@@ -129,7 +101,7 @@ def test_the_baselines_decide_as_they_say(catalog, settings):
     }
 
 
-def test_a_policy_that_learns_nothing_ignores_outcomes(catalog):
+def test_a_policy_that_learns_nothing_ignores_outcomes(ranked_trio):
     ingest(30, model="acme/dear", role="coder", category="programming", success=False)
     weights = {"weights": {"balanced": {"quality": 1, "reliability": 0, "cost": 0, "latency": 0}}}
     learning = Policy.from_json(weights)
@@ -138,7 +110,7 @@ def test_a_policy_that_learns_nothing_ignores_outcomes(catalog):
     assert decide(blind)["model"] == "acme/dear"
 
 
-def test_planned_budgets_spend_only_what_the_evaluation_spends(catalog):
+def test_planned_budgets_spend_only_what_the_evaluation_spends(ranked_trio):
     BudgetFactory(name="live", limit_usd=Decimal("1"))  # in force, not in the proposed policy
     policy = Policy.from_json(
         {

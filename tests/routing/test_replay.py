@@ -8,10 +8,10 @@ from decimal import Decimal
 
 import pytest
 
-from catalog.models import Category, CategoryRanking, PriceChange
+from catalog.models import PriceChange
 from routing.policies import Policy
 from routing.replay import Replayer, replay
-from tests.factories import CatalogModelFactory, CategoryFactory, RoleFactory, SyncRunFactory, ingest
+from tests.factories import CatalogModelFactory, CategoryFactory, RoleFactory, ingest
 
 pytestmark = pytest.mark.django_db
 
@@ -23,29 +23,8 @@ def ago(days: float) -> datetime:
 
 
 @pytest.fixture
-def catalog(db):
-    CategoryFactory(slug="programming")
-    models = {
-        name: CatalogModelFactory(
-            id=f"acme/{name}",
-            price_prompt=Decimal(prompt),
-            price_completion=Decimal(completion),
-            supports_tools=name != "no-tools",
-        )
-        for name, prompt, completion in (
-            ("prompt-cheap", "0.0000001", "0.00004"),
-            ("per-token-cheap", "0.000002", "0.000002"),
-            ("dear", "0.00001", "0.00004"),
-        )
-    }
-    category = Category.objects.get(slug="programming")
-    run = SyncRunFactory(kind="research")
-    for rank, key in enumerate(["dear", "per-token-cheap", "prompt-cheap"], start=1):
-        CategoryRanking.objects.create(
-            category=category, model=models[key], rank=rank, run=run, observed_at=run.started_at
-        )
-    RoleFactory(slug="coder")
-    return models
+def catalog(ranked_trio):
+    return ranked_trio
 
 
 def by_name(answer: dict) -> dict[str, dict]:
