@@ -294,6 +294,55 @@ def step(
     return verdict != UNCHANGED
 
 
+class CooldownsInMemory:
+    """Cooldowns judged by the same rules (step) on rows held in memory and a clock the caller
+    gives: a replay (routing.replay: the failures the ledger saw, at their times) and a simulation
+    (routing.simulation: the simulated clock). Nothing is stored, nothing locked."""
+
+    def __init__(self, by_policy: dict[str, Policy]) -> None:
+        self.by_policy = by_policy  # "" (DEFAULT_POLICY) and the roles with their own
+        self.shares = {slug: p.half_open_share for slug, p in by_policy.items()}
+        self.rows: dict[tuple[str, str], ModelCooldown] = {}
+        self._failures: dict[str, list[tuple[datetime, str]]] = {}
+        self._window = timedelta(seconds=max(p.window_seconds for p in by_policy.values()))
+
+    def _open(self) -> dict[tuple[str, str], float]:
+        return {
+            key: c.until.timestamp()
+            for key, c in self.rows.items()
+            if c.state == CooldownState.OPEN and c.until is not None
+        }
+
+    def book(self) -> CooldownBook:
+        """The open cooldowns as routing.decision reads them (with the policies' half-open shares)."""
+        return CooldownBook(self._open(), self.shares)
+
+    def row(self, model_id: str, role: str) -> ModelCooldown | None:
+        """The cooldown judging `model_id` for `role` (the settings' when the role has no policy of its own)."""
+        return self.rows.get((model_id, role if role in self.by_policy else DEFAULT_POLICY))
+
+    def report(self, rows: list[dict], now: datetime) -> set[str]:
+        """A batch of usage rows, as react_to_usage and evaluate() take one at `now`; returns the
+        models a cooldown opened for."""
+        failing, recovering = reported(rows, CooldownBook(self._open(), {}))
+        opened = set()
+        for model_id in sorted(set(failing) | set(recovering)):
+            # (the model's recent failures, those just reported included, as the ledger holds them)
+            recent = [f for f in self._failures.get(model_id, ()) if f[0] >= now - self._window]
+            recent += [(row["occurred_at"], row["error"]) for row in failing.get(model_id, ())]
+            self._failures[model_id] = recent
+            reports = failing.get(model_id, []) + recovering.get(model_id, [])
+            for role in sorted(self.by_policy):
+                cooldown = self.rows.get((model_id, role))
+                if cooldown is None:
+                    if model_id not in failing:
+                        continue
+                    cooldown = self.rows[model_id, role] = ModelCooldown(model=model_id, role=role, updated_at=now)
+                if step(cooldown, self.by_policy[role], reports, recent, now) and cooldown.state == CooldownState.OPEN:
+                    opened.add(model_id)
+        return opened
+
+
 def _recent_failures(models: list[str], since: datetime) -> dict[str, list[tuple[datetime, str]]]:
     """Each model's retryable failures since `since` (time, class), in one query over the partial
     index usage_retryable_idx: the failures of the last window are few, whatever the ledger holds."""

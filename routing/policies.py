@@ -43,6 +43,7 @@ from django.utils import timezone
 from catalog.models import CAPABILITIES
 from costs.budgets import BudgetBook, BudgetStatus
 from costs.models import Budget, BudgetAction, BudgetPeriod, BudgetScope
+from routing.cooldowns import DEFAULT_POLICY
 from routing.cooldowns import Policy as CooldownPolicy
 from routing.decision import RouteRequest, decide
 from routing.models import Accuracy
@@ -196,6 +197,15 @@ class Policy:
         """The cooldown policy of a role under this policy, over `base` (the one in force)."""
         changes = self.changes_for(role_slug).cooldown
         return dataclasses.replace(base, **changes) if changes else base
+
+    def cooldown_policies(self, live: dict[str, CooldownPolicy], roles) -> dict[str, CooldownPolicy]:
+        """The cooldown policies under this policy, over those in force (`live`: routing.cooldowns.policies()):
+        the default one (the settings', with `every_role`'s changes) and one per role with its own."""
+        found = {DEFAULT_POLICY: self.cooldown_policy(DEFAULT_POLICY, live[DEFAULT_POLICY])}
+        for slug in sorted(roles):
+            if slug in live or (slug in self.roles and self.roles[slug].cooldown):
+                found[slug] = self.cooldown_policy(slug, live.get(slug, live[DEFAULT_POLICY]))
+        return found
 
     def apply(self, snap: Snapshot) -> Snapshot:
         """A copy of `snap` deciding under this policy: its roles and weights changed, nothing

@@ -6,7 +6,11 @@ again as the request it was — its role, its category, the capabilities it used
 policy in force (`current`), by each proposed policy and by the baselines
 (routing.policies.baselines), each through the real decision code on a copy of the current
 snapshot (routing.policies.Policy.apply) with today's cooldowns cleared: they say nothing
-about last week. A `recorded` line says what actually happened.
+about last week. Instead each policy's cooldowns (its own thresholds, windows and half-open
+shares: routing.cooldowns.CooldownsInMemory, the live rules) are tripped by the retryable
+failures the ledger saw, at their times, and a decision is judged at its event's time: a
+policy with a lower threshold leaves a failing model out sooner. A `recorded` line says what
+actually happened.
 
 For each policy:
 - `cost_usd`: each chosen model's cost for the event's prompt and completion tokens at the
@@ -21,7 +25,8 @@ For each policy:
 - `model_mix`: the ten models chosen most, with their share of decisions, the rest as "other";
 - `budget_bites`: decisions a budget changed (downgraded, or refused with 402); `refused`: the
   402s alone; `unserved`: no eligible model (422); `explored`: decisions exploration chose;
-  `unpriced`: decisions whose model had no usable price then (their cost is not counted).
+  `unpriced`: decisions whose model had no usable price then (their cost is not counted);
+  `cooldown_trips`: the cooldowns the ledger's failures would have tripped under the policy.
 
 Budgets are followed through the replay from nothing (routing.policies.PlannedBudgets), so a
 budget bites when the policy's own spending would have reached it. Exploration draws from the
@@ -50,10 +55,11 @@ from django.utils import timezone
 from core.money import DECIMAL_PLACES, decimal_str
 from costs.budgets import BudgetBook
 from costs.csvsafe import escape_row
-from costs.models import BudgetScope, BudgetState, UsageEvent
+from costs.models import RETRYABLE_ERRORS, BudgetScope, BudgetState, UsageEvent
 from costs.pricing import PriceBook, Usage
 from routing import decision
-from routing.cooldowns import EMPTY_BOOK
+from routing.cooldowns import EMPTY_BOOK, CooldownsInMemory
+from routing.cooldowns import policies as cooldown_policies
 from routing.decision import RouteRequest, RoutingError
 from routing.memory import IGNORED_STRATEGIES
 from routing.policies import Policy, PolicyError, baselines, decide_under, planned_budgets
@@ -77,6 +83,7 @@ EVENT_FIELDS = (
     "cost_usd",
     "computed_cost_usd",
     "success",
+    "error",
 )
 QUANTUM = Decimal(1).scaleb(-DECIMAL_PLACES)
 
@@ -94,6 +101,19 @@ class Replayed:
     prompt_tokens: int
     completion_tokens: int
     strategy: str | None
+    # What the ledger saw of the model called: the failures cooldowns react to.
+    model_id: str | None = None
+    success: bool = True
+    error: str = ""
+
+    def fact(self) -> dict:
+        """The event as a usage row for the cooldown rules (routing.cooldowns.reported, step)."""
+        return {
+            "model_id": self.model_id,
+            "success": self.success,
+            "error": self.error,
+            "occurred_at": self.occurred_at,
+        }
 
     def request(self) -> RouteRequest:
         return RouteRequest(
@@ -123,6 +143,7 @@ class Tally:
     unserved: int = 0
     explored: int = 0
     unpriced: int = 0
+    cooldown_trips: int | None = 0  # None: not counted (the recorded line)
 
     def answer(self, requests: int) -> dict:
         return {
@@ -138,6 +159,7 @@ class Tally:
             "unserved": self.unserved,
             "explored": self.explored,
             "unpriced": self.unpriced,
+            "cooldown_trips": self.cooldown_trips,
         }
 
 
@@ -171,6 +193,7 @@ CSV_COLUMNS = (
     "unserved",
     "explored",
     "unpriced",
+    "cooldown_trips",
     "model_mix",
 )
 
@@ -197,9 +220,11 @@ class Replayer:
 
     memoise = True  # (the tests turn it off to show the memo changes no result)
 
-    def __init__(self, policy: Policy, base: Snapshot, seed: int) -> None:
+    def __init__(self, policy: Policy, base: Snapshot, seed: int, live_cooldowns: dict | None = None) -> None:
         self.policy = policy
         self.snap = policy.apply(base)
+        # The policy's cooldowns, tripped by the failures the ledger saw, at their times.
+        self.cooldowns = CooldownsInMemory(policy.cooldown_policies(live_cooldowns or cooldown_policies(), base.roles))
         self.book: BudgetBook = planned_budgets(policy)
         self.tally = Tally(policy.name, policy.description)
         decision.seed(seed)
@@ -209,15 +234,16 @@ class Replayer:
         self.seconds = 0.0
 
     def decide(self, event: Replayed) -> dict:
-        """decide_under for the event, memoised when the decision draws nothing (no exploration
-        for the role; no cooldown in a replay): the model chosen then depends only on the
-        ranking it walks, which routing.scoring memoises per request shape with the token counts
-        in the same buckets, and on the budgets it reads (the strategy matters only through
-        them). Only the model, `explored`, `downgraded` and `category` of a memoised answer are
-        read. A refusal (402) is not memoised."""
+        """decide_under for the event at its time, memoised when the decision draws nothing (no
+        exploration for the role, no cooldown open or half-open): the model chosen then depends
+        only on the ranking it walks, which routing.scoring memoises per request shape with the
+        token counts in the same buckets, and on the budgets it reads (the strategy matters only
+        through them). Only the model, `explored`, `downgraded` and `category` of a memoised
+        answer are read. A refusal (402) is not memoised."""
         role = self.snap.roles[event.role]
-        if role.exploration_rate > 0 or not self.memoise:
-            return decide_under(self.policy, self.snap, event.request(), self.book)
+        self.snap.cooldowns = cooldowns = self.cooldowns.book()
+        if role.exploration_rate > 0 or cooldowns or not self.memoise:
+            return decide_under(self.policy, self.snap, event.request(), self.book, now=event.occurred_at.timestamp())
         key = (
             event.role,
             event.category,
@@ -230,6 +256,12 @@ class Replayer:
         if answer is None:
             answer = self.memo[key] = decide_under(self.policy, self.snap, event.request(), self.book)
         return answer
+
+    def observe(self, event: Replayed) -> None:
+        """What the ledger saw of the model called, through the policy's cooldown rules: a
+        retryable failure may trip one, a success may close a half-open one."""
+        if event.error in RETRYABLE_ERRORS or (event.success and self.snap.cooldowns):
+            self.tally.cooldown_trips += len(self.cooldowns.report([event.fact()], event.occurred_at))
 
     def _budget_key(self, event: Replayed) -> tuple:
         """What routing.decision reads of the budgets: the tightest budget for the role and
@@ -289,8 +321,9 @@ def replay(
     live = current_snapshot()
     base = dataclasses.replace(live, cooldowns=EMPTY_BOOK)  # (each policy's copy memoises its own rankings)
     prices = PriceBook.load(list(base.models), start)
-    replayers = [Replayer(p, base, seed) for p in compared]
-    recorded = Tally("recorded", "What happened: the ledger's cost and the observed success rate.")
+    live_cooldowns = cooldown_policies()
+    replayers = [Replayer(p, base, seed, live_cooldowns) for p in compared]
+    recorded = Tally("recorded", "What happened: the ledger's cost and the observed success rate.", cooldown_trips=None)
     expected_cache: dict[tuple[str, str, str], tuple[float, float]] = {}
     skipped: Counter = Counter()
     replayed = done = 0
@@ -311,6 +344,7 @@ def replay(
             decision.rng.setstate(replayer.rng_state)
             for event in batch:
                 _replay_one(replayer, event, base, prices, expected_cache)
+                replayer.observe(event)
             replayer.rng_state = decision.rng.getstate()
             replayer.seconds += time.perf_counter() - started
         if progress:
@@ -346,18 +380,33 @@ def _chunks(rows) -> Iterator[list[tuple]]:
 
 
 def _as_request(row: tuple, base: Snapshot) -> tuple[Replayed | None, str | None]:
-    occurred_at, role, category, strategy, tools, prompt, completion = row[:7]
+    occurred_at, role, category, strategy, tools, prompt, completion, model_id = row[:8]
+    success, error = row[11], row[12]
     if not role:
         return None, "no_role"
     if role not in base.roles:
         return None, "role_not_active"
     if category and category not in base.categories:
         return None, "category_not_active"
-    return Replayed(occurred_at, role, category or None, bool(tools), prompt, completion, strategy or None), None
+    return (
+        Replayed(
+            occurred_at,
+            role,
+            category or None,
+            bool(tools),
+            prompt,
+            completion,
+            strategy or None,
+            model_id,
+            success,
+            error,
+        ),
+        None,
+    )
 
 
 def _record(recorded: Tally, row: tuple) -> None:
-    model_id, model_ref, cost_usd, computed, success = row[7:]
+    model_id, model_ref, cost_usd, computed, success = row[7:12]
     cost = cost_usd if cost_usd is not None else computed
     if cost is None:
         recorded.unpriced += 1

@@ -50,11 +50,11 @@ from core.money import decimal_str, money_per
 from costs.models import ErrorClass, UsageEvent
 from routing import cooldowns as cooldown_rules
 from routing import decision
-from routing.cooldowns import DEFAULT_POLICY, CooldownBook, step
+from routing.cooldowns import EMPTY_BOOK, CooldownsInMemory
 from routing.cooldowns import Policy as CooldownPolicy
 from routing.decision import DEFAULT_INPUT_TOKENS, DEFAULT_OUTPUT_TOKENS, RouteRequest, RoutingError
 from routing.memory import IGNORED_STRATEGIES, memory_deltas
-from routing.models import CooldownState, ModelCooldown
+from routing.models import CooldownState
 from routing.policies import Policy, RoleChanges, baselines, decide_under, planned_budgets
 from routing.scoring import ranked_for
 from routing.snapshot import OutcomeBook, Snapshot, current_snapshot, keep_memoised
@@ -252,7 +252,7 @@ def simulate(
     base = dataclasses.replace(
         live,
         book=OutcomeBook(read_at=timezone.now()),
-        cooldowns=CooldownBook({}, {DEFAULT_POLICY: 0.0}),
+        cooldowns=EMPTY_BOOK,
         cache={},
         columns=None,
         shape_arrays={},
@@ -310,16 +310,6 @@ def _cost(snap: Snapshot, model_id: str, shape: Shape) -> Decimal:
     return snap.models[model_id].estimated_cost(shape.input_tokens, shape.output_tokens) or Decimal(0)
 
 
-def _cooldown_policies(policy: Policy, live: dict[str, CooldownPolicy], snap: Snapshot) -> dict[str, CooldownPolicy]:
-    """The cooldown policies under `policy`: the default one and one per role with its own."""
-    found = {DEFAULT_POLICY: policy.cooldown_policy(DEFAULT_POLICY, live[DEFAULT_POLICY])}
-    for slug in sorted(snap.roles):
-        own = slug in live or policy.roles.get(slug, RoleChanges()).cooldown
-        if own:
-            found[slug] = policy.cooldown_policy(slug, live.get(slug, live[DEFAULT_POLICY]))
-    return found
-
-
 def _run(
     policy: Policy,
     base: Snapshot,
@@ -339,10 +329,7 @@ def _run(
     snap = policy.apply(dataclasses.replace(base, book=OutcomeBook(read_at=base.book.read_at)))
     budgets = planned_budgets(policy)
     budgets.at(timezone.now().date())
-    by_policy = _cooldown_policies(policy, live_cooldowns, snap)
-    shares = {slug: p.half_open_share for slug, p in by_policy.items()}
-    cooldowns: dict[tuple[str, str], ModelCooldown] = {}
-    failures: dict[str, list[tuple[datetime, str]]] = {}
+    cooldowns = CooldownsInMemory(policy.cooldown_policies(live_cooldowns, snap.roles))
     totals: dict[tuple, tuple] = {}
     pending: list[dict] = []
     outage_start = None
@@ -354,7 +341,7 @@ def _run(
             if outage.model is None:
                 outage.model = _outage_model(run, oracle, shapes, outage.at_request)
         failing = outage.model if outage_start is not None else None
-        snap.cooldowns = CooldownBook({key: c.until.timestamp() for key, c in _open_rows(cooldowns)}, shares)
+        snap.cooldowns = cooldowns.book()
         try:
             answer = decide_under(policy, snap, shape.request(), budgets, now=now.timestamp())
         except RoutingError:
@@ -371,7 +358,7 @@ def _run(
         run.cost += cost
         budgets.spend(cost, role=shape.role, strategy="", model=model_id)
         if model_id == failing:
-            row = cooldowns.get((model_id, shape.role if shape.role in by_policy else DEFAULT_POLICY))
+            row = cooldowns.row(model_id, shape.role)
             if run.tripped_at is None:
                 run.sent_to_failing += 1
             elif row is not None and row.state == CooldownState.OPEN and row.until <= now:
@@ -395,7 +382,7 @@ def _run(
         if len(pending) >= batch or i == len(shapes) - 1:
             if policy.learn:
                 snap = _learn(snap, pending, totals)
-            opened = _react(pending, cooldowns, failures, by_policy, now)
+            opened = cooldowns.report(pending, now)
             if failing in opened and run.tripped_at is None:
                 run.tripped_at = seconds - outage_start
             pending = []
@@ -432,40 +419,6 @@ def _learn(snap: Snapshot, rows: list[dict], totals: dict[tuple, tuple]) -> Snap
     fresh = dataclasses.replace(snap, cache={}, shape_arrays={}, health_arrays=None)
     keep_memoised(fresh, snap, touched, health_changed=False)
     return fresh
-
-
-def _react(
-    rows: list[dict],
-    cooldowns: dict[tuple[str, str], ModelCooldown],
-    failures: dict[str, list[tuple[datetime, str]]],
-    by_policy: dict[str, CooldownPolicy],
-    now: datetime,
-) -> set[str]:
-    """The batch through the real cooldown rules, as routing.cooldowns.react_to_usage and
-    evaluate() take it, on rows held in memory; returns the models a cooldown opened for."""
-    book = CooldownBook({key: c.until.timestamp() for key, c in _open_rows(cooldowns)}, {})
-    failing, recovering = cooldown_rules.reported(rows, book)
-    since = now - timedelta(seconds=max(p.window_seconds for p in by_policy.values()))
-    opened = set()
-    for model_id in sorted(set(failing) | set(recovering)):
-        # (the model's recent failures, those just reported included, as the ledger would hold them)
-        recent = [f for f in failures.get(model_id, ()) if f[0] >= since]
-        recent += [(row["occurred_at"], row["error"]) for row in failing.get(model_id, ())]
-        failures[model_id] = recent
-        reported = failing.get(model_id, []) + recovering.get(model_id, [])
-        for role in sorted(by_policy):
-            cooldown = cooldowns.get((model_id, role))
-            if cooldown is None:
-                if model_id not in failing:
-                    continue
-                cooldown = cooldowns[model_id, role] = ModelCooldown(model=model_id, role=role, updated_at=now)
-            if step(cooldown, by_policy[role], reported, recent, now) and cooldown.state == CooldownState.OPEN:
-                opened.add(model_id)
-    return opened
-
-
-def _open_rows(cooldowns: dict[tuple[str, str], ModelCooldown]) -> list[tuple[tuple[str, str], ModelCooldown]]:
-    return [(key, c) for key, c in cooldowns.items() if c.state == CooldownState.OPEN and c.until is not None]
 
 
 def _report(run: Run, oracle_p: list[float], requests: int) -> dict:

@@ -190,3 +190,29 @@ def test_memoising_decisions_changes_no_result(catalog, monkeypatch):
 def test_days_out_of_range_are_refused(db):
     with pytest.raises(ValueError, match="days"):
         replay([], days=0)
+
+
+def test_a_policy_with_a_lower_cooldown_threshold_leaves_a_failing_model_out_sooner(catalog):
+    # acme/dear fails twice with a provider error, ten seconds apart, then is called on.
+    start = ago(1)
+    ingest(
+        *[
+            {"occurred_at": start + timedelta(seconds=10 * i), "success": False, "error": "provider_error"}
+            for i in range(2)
+        ],
+        *[{"occurred_at": start + timedelta(seconds=20 + 5 * i), "success": True} for i in range(6)],
+        model="acme/dear",
+        role="coder",
+        category="programming",
+    )
+    prefer = {"roles": {"coder": {"preferences": ["acme/dear"]}}}
+    strict = Policy.from_json({**prefer, "name": "strict", "every_role": {"cooldown": {"failures": 1, "seconds": 600}}})
+    lenient = Policy.from_json({**prefer, "name": "lenient"})  # the settings': 3 failures in 60 s
+
+    policies = by_name(replay([strict, lenient], days=7))
+
+    assert policies["lenient"]["cooldown_trips"] == 0 and policies["lenient"]["model_mix"] == {"acme/dear": 1.0}
+    # Tripped by the first failure: only that first request still went to acme/dear.
+    assert policies["strict"]["cooldown_trips"] == 1
+    assert policies["strict"]["model_mix"]["acme/dear"] == round(1 / 8, 4)
+    assert policies["recorded"]["cooldown_trips"] is None
