@@ -163,7 +163,17 @@ def table(answer: dict) -> str:
         ),
         "",
     ]
-    header = ("policy", "cost USD", "exp. success", "USD/success", "prior share", "bites", "unserved", "top models")
+    header = (
+        "policy",
+        "cost USD",
+        "exp. success",
+        "USD/success",
+        "prior share",
+        "bites",
+        "unserved",
+        "cooldown trips",
+        "top models",
+    )
     rows = [header]
     for p in answer["policies"]:
         top = ", ".join(f"{model} {share:.0%}" for model, share in list(p["model_mix"].items())[:TOP_MODELS])
@@ -176,6 +186,7 @@ def table(answer: dict) -> str:
                 _figure(p["prior_share"], "{:.0%}"),
                 str(p["budget_bites"]),
                 str(p["unserved"]),
+                "—" if p["cooldown_trips"] is None else str(p["cooldown_trips"]),
                 top or "—",
             )
         )
