@@ -44,8 +44,12 @@ def default_output_modalities() -> list[str]:
 FREE_SUFFIX = ":free"
 
 
-def is_free_variant(model_id: str) -> bool:
-    return model_id.endswith(FREE_SUFFIX)
+def is_free_variant(model_id: str, prompt=None, completion=None) -> bool:
+    """A `:free` variant, or a model served at no price at all (both token prices exactly zero:
+    OpenRouter's router of free models, a stealth model in its free alpha): the same terms — rate
+    limits, prompts the provider may log — so the same rule, `Role.allow_free`. (A model with
+    no price, None, is unpriced, not free.)"""
+    return model_id.endswith(FREE_SUFFIX) or (prompt == 0 and completion == 0 and prompt is not None)
 
 
 role_slug_validator = RegexValidator(r"^[a-z0-9][a-z0-9_\-]*$", "Lowercase letters, digits, '_' and '-'.")
@@ -256,8 +260,8 @@ class Role(models.Model):
         extra = sorted(set(model.output_modalities or []) - set(self.output_modalities or []))
         if extra:
             reasons.append(f"outputs {', '.join(extra)}, which the role does not take")
-        if is_free_variant(model.pk or "") and not self.allow_free:
-            reasons.append("a :free variant, and the role does not allow them")
+        if is_free_variant(model.pk or "", model.price_prompt, model.price_completion) and not self.allow_free:
+            reasons.append("free (a :free variant or no price), and the role does not allow them")
         return reasons
 
 

@@ -17,8 +17,9 @@ the oracle knows.
   requests the outcomes are reported as a usage batch would be: the strategy memory moves
   through routing.memory.memory_deltas into the snapshot's OutcomeBook (`_take`), and the
   snapshot drops the rankings of the shapes touched (routing.snapshot.keep_memoised), as live.
-- The outage: at 2/3 of the requests, the model the current policy chose most in the third
-  before starts failing every call with `provider_error`. The reports go through the real
+- The outage: at 2/3 of the requests, the model the current policy relies on most at that
+  moment (the one it chose most in the OUTAGE_LOOKBACK requests before: its best, as far as it
+  knows, with its budgets as they stand) starts failing every call with `provider_error`. The reports go through the real
   cooldown rules (routing.cooldowns.step, on rows held in memory and the simulated clock) and
   the snapshot carries a real CooldownBook, so decide() (told the simulated time) leaves the model
   out, then half-opens it, exactly as live.
@@ -66,6 +67,8 @@ OUTAGE_ERROR = ErrorClass.PROVIDER_ERROR
 # The simulated clock's origin: the answer holds only durations, so any fixed instant will do.
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 CURVE_POINTS = (25, 50, 75, 100)
+# The outage hits the model the policy in force chose most in this many requests before it.
+OUTAGE_LOOKBACK = 100
 MAX_REQUESTS = 100_000  # about a minute per policy on a catalog of a few hundred models
 
 
@@ -390,8 +393,9 @@ def _run(
 
 
 def _outage_model(run: Run, oracle: _Oracle, shapes: list[Shape], at: int) -> str | None:
-    """The model the run chose most in the third before the outage (else the oracle's most chosen)."""
-    counts = Counter(m for m in run.chosen[at // 2 : at] if m is not None)
+    """The model the run chose most in the OUTAGE_LOOKBACK requests before the outage (else the
+    oracle's most chosen)."""
+    counts = Counter(m for m in run.chosen[max(at - OUTAGE_LOOKBACK, 0) : at] if m is not None)
     if not counts:
         counts = Counter(oracle.best(shape, None)[0] for shape in shapes[:at])
         counts.pop(None, None)

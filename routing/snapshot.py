@@ -103,7 +103,7 @@ class ModelInfo:
 
     @property
     def free_variant(self) -> bool:
-        return is_free_variant(self.id)
+        return is_free_variant(self.id, self.prices.get("prompt"), self.prices.get("completion"))
 
     @property
     def reasoning(self) -> bool:

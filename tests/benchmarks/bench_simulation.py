@@ -43,8 +43,6 @@ def test_simulation_on_the_recorded_catalog(fake_openrouter, capsys):
 
     assert json.dumps(again, sort_keys=True) == json.dumps(result, sort_keys=True)
     assert all(p["regret"] >= 0 for p in result["policies"])
-    current = next(p for p in result["policies"] if p["name"] == "current")
-    assert current["outage"]["seconds_to_cooldown"] is not None
     with capsys.disabled():
         print()
         print(
@@ -55,3 +53,5 @@ def test_simulation_on_the_recorded_catalog(fake_openrouter, capsys):
         print(format_table(result))
         for policy in result["policies"]:
             print(f"{policy['name']:<14} regret at 25/50/75/100 %: {list(policy['regret_curve'].values())}")
+    current = next(p for p in result["policies"] if p["name"] == "current")
+    assert current["outage"]["seconds_to_cooldown"] is not None

@@ -79,6 +79,29 @@ def test_a_tools_role_gets_neither_free_variants_nor_image_output_models(api_cli
 
 
 @requires_recorded
+def test_a_model_priced_at_zero_counts_as_free(api_client, db):
+    # The 2026-06-29 catalog holds `openrouter/free` (a router choosing among free models at
+    # random) and a stealth model in its free alpha, at prompt 0 and completion 0 but without the
+    # `:free` suffix: simulating routing over it, an exhausted budget's downgrade chose the router.
+    call_command("sync_catalog", "--from-file", str(snapshot_path("2026-06-29")), "--no-progress", stdout=io.StringIO())
+    zero = set(
+        CatalogModel.objects.filter(price_prompt=0, price_completion=0, output_modalities=["text"])
+        .exclude(id__endswith=":free")
+        .values_list("id", flat=True)
+    )
+    assert "openrouter/free" in zero
+    writer, lenient = RoleFactory(slug="writer"), RoleFactory(slug="lenient", allow_free=True)
+    for role in (writer, lenient):
+        RolePreference.objects.create(role=role, model_id="openrouter/free", position=0)
+
+    for accuracy in ("economy", "balanced"):
+        body = route(api_client, role="writer", accuracy=accuracy, fallback_count=5).json()
+        answered = {body["model"], *body["fallbacks"], *(c["model"] for c in body["candidates"])}
+        assert not answered & zero and Decimal(body["estimated_cost_usd"]) > 0, accuracy
+    assert route(api_client, role="lenient", accuracy="economy").json()["model"] == "openrouter/free"
+
+
+@requires_recorded
 def test_a_role_that_allows_free_variants_and_images_may_get_them(api_client, recorded):
     RoleFactory(
         slug="coder", required_capabilities=["supports_tools"], allow_free=True, output_modalities=["text", "image"]
