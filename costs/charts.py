@@ -19,7 +19,7 @@ LEGEND_CHARS = 33
 LABEL_EVERY = 7  # days between labels on the day axis
 
 
-def _nice_ceiling(value: float) -> float:
+def nice_ceiling(value: float) -> float:
     """The axis top: 1, 2, 2.5 or 5 times a power of ten, at or above `value`."""
     if value <= 0:
         return 1.0
@@ -34,7 +34,7 @@ def cost_chart_svg(days: int = 30) -> SafeString:
     """Stacked bars of cost per UTC day for the top models and 'other', with axes and a legend."""
     day_list, series = spend_by_day_and_model(days)
     totals = [sum((values[i] for _, values in series), Decimal(0)) for i in range(len(day_list))]
-    top = _nice_ceiling(float(max(totals, default=Decimal(0))))
+    top = nice_ceiling(float(max(totals, default=Decimal(0))))
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     bar_w = plot_w / max(len(day_list), 1)
     parts = [

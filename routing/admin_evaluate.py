@@ -25,7 +25,7 @@ from django.urls import reverse
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-from costs.charts import _nice_ceiling
+from costs.charts import nice_ceiling
 from routing.models import PolicyDraft
 from routing.policies import Policy, PolicyError
 from routing.replay import MAX_DAYS, csv_rows, load_policy, replay
@@ -163,7 +163,7 @@ def policy_chart_svg(policies: list[dict]) -> SafeString:
 
         ticks = [(10**e, f"${_money(10**e)}") for e in range(low, high + 1)]
     else:
-        top = _nice_ceiling(max(costs, default=0.0))
+        top = nice_ceiling(max(costs, default=0.0))
 
         def x_of(cost: float) -> float:
             return LEFT + cost / top * plot_w

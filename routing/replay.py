@@ -63,8 +63,7 @@ from routing.cooldowns import policies as cooldown_policies
 from routing.decision import RouteRequest, RoutingError
 from routing.memory import IGNORED_STRATEGIES
 from routing.policies import Policy, PolicyError, baselines, decide_under, planned_budgets
-from routing.scoring import PRIOR_STRENGTH, learned_quality
-from routing.scoring import _bucket as token_bucket  # the ranking memo's buckets: the replay's must be the same
+from routing.scoring import PRIOR_STRENGTH, learned_quality, token_bucket
 from routing.snapshot import Snapshot, current_snapshot
 
 CHUNK = 2_000

@@ -390,7 +390,9 @@ def role_rejection(model: ModelInfo, role: RoleInfo) -> str | None:
     return endpoint_rejection(model, role)
 
 
-def _bucket(tokens: int) -> int:
+def token_bucket(tokens: int) -> int:
+    """The size class a token count is ranked in: rankings are memoised per bucket (routing.replay
+    memoises its decisions on the same buckets)."""
     return int(round(math.log2(tokens + 1) * 2))
 
 
@@ -423,8 +425,8 @@ def ranked_for(
         accuracy,
         required,
         min_context,
-        _bucket(input_tokens),
-        _bucket(output_tokens),
+        token_bucket(input_tokens),
+        token_bucket(output_tokens),
         weights,
         preferences,
     )
