@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -163,7 +164,18 @@ def test_the_setting_sets_the_lead_time_of_budgets_without_their_own(ten_a_day, 
     assert check_budget_thresholds(budget_statuses([budget], now=NOON)) == 1
 
 
-def test_ingest_raises_the_alert_and_subscriptions_can_ask_for_it():
+@pytest.fixture
+def not_at_midnight():
+    """The tests below run on the real clock against a day budget whose last cent goes within
+    seconds: started in the last 15 seconds of a UTC day (8.64 s to go at $99.99/day), its window would end first. Wait for
+    the new day instead."""
+    now = datetime.now(UTC)
+    left = (datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC) - now).total_seconds()
+    if left < 15:
+        time.sleep(left + 0.5)
+
+
+def test_ingest_raises_the_alert_and_subscriptions_can_ask_for_it(not_at_midnight):
     validate_kinds([CostAlertKind.BUDGET_FORECAST])
     subscription = AlertSubscriptionFactory(kinds=[CostAlertKind.BUDGET_FORECAST])
     BudgetFactory(name="today", period=BudgetPeriod.DAY, limit_usd=Decimal("100"), soft_limit_percent=100)
@@ -178,7 +190,7 @@ def test_ingest_raises_the_alert_and_subscriptions_can_ask_for_it():
 # --- API, dashboard and admin ------------------------------------------------------------------------
 
 
-def test_the_budgets_api_answers_the_rate_and_the_forecast(make_api_key):
+def test_the_budgets_api_answers_the_rate_and_the_forecast(make_api_key, not_at_midnight):
     day = BudgetFactory(name="today", period=BudgetPeriod.DAY, limit_usd=Decimal("100"))
     BudgetFactory(name="writers", scope=BudgetScope.ROLE, scope_value="writer", limit_usd=Decimal("5"))
     before = datetime.now(UTC)
@@ -204,7 +216,7 @@ def admin_client(client):
     return client
 
 
-def test_the_admin_shows_each_budgets_forecast(admin_client):
+def test_the_admin_shows_each_budgets_forecast(admin_client, not_at_midnight):
     BudgetFactory(name="today", period=BudgetPeriod.DAY, limit_usd=Decimal("100"))
     BudgetFactory(name="writers", scope=BudgetScope.ROLE, scope_value="writer", limit_usd=Decimal("5"))
     ingest(model="acme/model", cost_usd="99.99")
