@@ -33,14 +33,27 @@ class NewAlert:
         return f"{self.kind}:{self.subject or self.model_id or ''}"
 
 
+# Keys of `once` alerts this process knows were raised (committed): never asked about again. A
+# budget past its limit is checked after every usage batch of its window; without this, each
+# batch asked the database whether its alert existed.
+_raised_once: set[str] = set()
+
+
+def forget_raised_once() -> None:
+    """For tests, whose alerts are rolled back."""
+    _raised_once.clear()
+
+
 def raise_alerts(alerts: Iterable[NewAlert]) -> dict[str, int]:
-    """Create new alerts and bump open ones with the same key, in a fixed number of queries.
+    """Create new alerts and bump open ones with the same key, in a fixed number of queries
+    (none when each is a `once` alert this process knows was raised).
 
     Returns {"created": n, "bumped": m}.
     """
     by_key: dict[str, NewAlert] = {}
     for alert in alerts:
-        by_key[alert.key] = alert  # the last word on a key wins
+        if not (alert.once and alert.key in _raised_once):
+            by_key[alert.key] = alert  # the last word on a key wins
     if not by_key:
         return {"created": 0, "bumped": 0}
 
@@ -67,6 +80,8 @@ def raise_alerts(alerts: Iterable[NewAlert]) -> dict[str, int]:
     Alert.objects.bulk_create(to_create, ignore_conflicts=True)
     if to_create:
         _queue_deliveries(to_create, now)
+    if once_keys:
+        transaction.on_commit(partial(_raised_once.update, once_keys))
 
     to_bump, reworded = [], []
     for key, existing in open_alerts.items():

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
 
 from django.conf import settings
 from django.db import DatabaseError, connection, connections
+
+logger = logging.getLogger(__name__)
 
 # How often a degraded watch tries the database again: the first request after it returns is
 # at most this late to see it. A try that waited (an unreachable host: up to the connect
@@ -18,34 +22,106 @@ RETRY_SECONDS = 0.25
 RETRY_BACKOFF = 4
 
 
+class Refresher:
+    """The thread that runs this process's background refreshes (the routing snapshot, the budget
+    book), one after another, on a database connection it keeps between them.
+
+    A thread per refresh opened a connection per refresh: at ten usage batches a second that was
+    a new PostgreSQL backend for every worker several times a second (5-10 ms each, and the
+    backend's own start on the same cores). One refresh at a time also keeps a worker's
+    refreshes from competing with each other for the cores its requests need. The connection is
+    closed after IDLE_SECONDS without work (so a quiet process holds none), when it is obsolete
+    or unusable (as Django does at the start of a request), and after a database error.
+    """
+
+    IDLE_SECONDS = 5.0
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._queue: dict[str, tuple[Callable[..., object], tuple]] = {}  # by name, in order
+        self._running: str | None = None
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._stopping = False
+
+    def submit(self, name: str, refresh: Callable[..., object], *args) -> bool:
+        """Queue `refresh(*args)` unless a refresh of that name is already queued or running."""
+        with self._cond:
+            if self._pid != os.getpid():  # a forked child: the parent's thread is not here
+                self._pid, self._thread, self._queue, self._running = os.getpid(), None, {}, None
+            if name in self._queue or self._running == name:
+                return False
+            self._queue[name] = (refresh, args)
+            if self._thread is None or not self._thread.is_alive():
+                self._stopping = False
+                self._thread = threading.Thread(target=self._loop, name="llmhive-refresh", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+            return True
+
+    def busy(self, name: str) -> bool:
+        return name in self._queue or self._running == name
+
+    def _loop(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    if not self._queue and not self._stopping:
+                        self._cond.wait(self.IDLE_SECONDS)
+                    if self._stopping:
+                        return
+                    if not self._queue:
+                        connections.close_all()  # this thread's: idle, it holds none
+                        continue
+                    name = next(iter(self._queue))
+                    refresh, args = self._queue.pop(name)
+                    self._running = name
+                try:
+                    for conn in connections.all(initialized_only=True):
+                        conn.close_if_unusable_or_obsolete()
+                    refresh(*args)
+                except DatabaseError:
+                    drop_broken_connection()  # (the cache marked the watch degraded: the next check tries again)
+                except Exception:
+                    logger.exception("Background refresh %s failed", name)
+                finally:
+                    with self._cond:
+                        self._running = None
+                        self._cond.notify_all()
+        finally:
+            connections.close_all()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the thread (its connection closed); the next submit starts another. For tests
+        that drop the database the thread may still be connected to."""
+        with self._cond:
+            thread, self._stopping = self._thread, True
+            self._queue.clear()
+            self._cond.notify_all()
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            thread.join(timeout)
+
+
+refresher = Refresher()
+
+
 class BackgroundRefresh:
-    """One refresh at a time, in a thread of its own, for an in-process cache that goes on
-    answering from what it holds meanwhile (the routing snapshot, the budget book): a change made
-    by another process never makes a request wait for the rebuild."""
+    """One refresh at a time of an in-process cache that goes on answering from what it holds
+    meanwhile (the routing snapshot, the budget book), run by this process's `refresher`: a
+    change made by another process never makes a request wait for the rebuild."""
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._lock = threading.Lock()
-        self.running = False
+
+    @property
+    def running(self) -> bool:
+        return refresher.busy(self.name)
 
     def start(self, refresh: Callable[..., object], *args) -> None:
-        with self._lock:
-            if self.running:
-                return
-            self.running = True
-        threading.Thread(target=self._run, args=(refresh, *args), name=self.name, daemon=True).start()
-
-    def _run(self, refresh: Callable[..., object], *args) -> None:
-        try:
-            refresh(*args)
-        except DatabaseError:
-            pass  # (the cache marked the watch degraded; the next check tries again)
-        finally:
-            self.running = False
-            connections.close_all()  # this thread's connections: it ends here
+        refresher.submit(self.name, refresh, *args)
 
     def wait_idle(self, timeout: float = 5.0) -> None:
-        """Wait for a refresh under way to finish (for tests and benchmarks)."""
+        """Wait for a refresh queued or under way to finish (for tests and benchmarks)."""
         deadline = time.monotonic() + timeout
         while self.running and time.monotonic() < deadline:
             time.sleep(0.001)

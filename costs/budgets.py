@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from functools import cached_property
 
 from django.conf import settings
@@ -59,6 +59,22 @@ class BudgetStatus:
     @cached_property
     def forecast(self) -> Forecast:
         return forecast_for(self)
+
+    def plus(self, spend: list[tuple[str, str, str, Decimal]], as_of: datetime) -> BudgetStatus:
+        """This status with today's new spend added, given as (role, strategy, model, cost)
+        rows: in the window and in the burn-rate range, as a read of the rollup would find it."""
+        added = sum(
+            (cost for role, strategy, model, cost in spend if self.applies_to(role, strategy, model)), Decimal(0)
+        )
+        return BudgetStatus(
+            self.budget,
+            self.window_start,
+            self.window_end,
+            spent_usd=self.spent_usd + added,
+            as_of=as_of,
+            recent_since=self.recent_since,
+            recent_spent_usd=self.recent_spent_usd + added,
+        )
 
     def applies_to(self, role: str | None, strategy: str | None, model: str | None) -> bool:
         scope, value = self.budget.scope, self.budget.scope_value
@@ -233,8 +249,9 @@ class BudgetBook:
 
     It is reloaded (one aggregate query) when the spend or the budgets change anywhere — the
     SPEND and BUDGETS data versions, which every worker polls at most every
-    LLMHIVE_SNAPSHOT_CHECK_SECONDS with the routing snapshot — and when the UTC day turns (every
-    window starts at midnight). In between, a decision reads it without a query. The TTL
+    LLMHIVE_SNAPSHOT_CHECK_SECONDS with the routing snapshot; another process's spend at most
+    every LLMHIVE_OUTCOMES_CHECK_SECONDS, as it moves with every usage batch — and when the UTC
+    day turns (every window starts at midnight). In between, a decision reads it without a query. The TTL
     (LLMHIVE_BUDGET_STATE_TTL_SECONDS) is only a safety net.
     """
 
@@ -249,6 +266,7 @@ class BudgetBook:
         self._versions: tuple | None = None
         self._stale = False
         self._budgets_stale = True  # the budgets themselves are read again with the spend
+        self._batches_added = False  # this process's batches added since the last read (add_batch)
         self._background = BackgroundRefresh("llmhive-budgets")
 
     def invalidate(self, *, budgets: bool = True) -> None:
@@ -267,13 +285,17 @@ class BudgetBook:
             return statuses  # the database is away: the last state read, until it returns
         if statuses is None or self._stale or self._day != timezone.now().date():
             return self._reload(versions)
-        if versions != self._versions or now - self._loaded_at > ttl:
+        due = now - self._loaded_at >= min(ttl, settings.LLMHIVE_OUTCOMES_CHECK_SECONDS)
+        if versions != self._versions or now - self._loaded_at > ttl or (self._batches_added and due):
             held, current = (
                 dict(zip(self.WATCHED, self._versions, strict=True)),
                 dict(zip(self.WATCHED, versions, strict=True)),
             )
             if version_watch.changed_here(held, current):
                 return self._reload(versions)  # this process's own change: seen at once
+            only_spend = self._versions is not None and versions[1] == self._versions[1]
+            if only_spend and not due:
+                return statuses  # other processes' spend: taken in at most this often
             # Another process's spend or budgets: reloaded in the background while decisions
             # go on reading the state in hand (no request waits for the aggregate).
             self._background.start(self._reload, versions)
@@ -298,7 +320,41 @@ class BudgetBook:
                 return self._statuses  # the last state read, until the database returns
             self._statuses, self._loaded_at, self._day = statuses, time.monotonic(), timezone.now().date()
             self._versions, self._stale, self._budgets_stale = versions, False, False
+            self._batches_added = False
             return statuses
+
+    def add_batch(self, rows: list[dict], spend_version: int) -> list[BudgetStatus] | None:
+        """This process's batch, committed: its cost added to the state in hand, exactly as the
+        rollup took it in (each rollup row's share rounded as the database stores it), without
+        reading the aggregate again. The spend other processes reported meanwhile is taken in
+        by the next read, due LLMHIVE_OUTCOMES_CHECK_SECONDS after the last one.
+
+        None, leaving the state alone, when a full read is due instead: none yet, the state
+        marked stale, the day turned, the read older than that interval, or an event of
+        another day in the batch."""
+        from costs.ingest import rollup_deltas
+
+        today = timezone.now().date()
+        with self._lock:
+            statuses, held = self._statuses, self._versions
+            if (
+                statuses is None
+                or held is None
+                or self._stale
+                or self._day != today
+                or time.monotonic() - self._loaded_at >= settings.LLMHIVE_OUTCOMES_CHECK_SECONDS
+                or any(s.recent_since is None for s in statuses)
+            ):
+                return None
+            spend = []
+            for (day, model, strategy, role), sums in rollup_deltas(rows).items():
+                if day != today:
+                    return None
+                spend.append((role, strategy, model, sums["cost_usd"].quantize(SPEND_QUANTUM, rounding=ROUND_HALF_UP)))
+            as_of = timezone.now()
+            self._statuses = [status.plus(spend, as_of) for status in statuses]
+            self._versions, self._batches_added = (spend_version, held[1]), True
+            return self._statuses
 
     def state_for(
         self, *, role: str | None = None, strategy: str | None = None, model: str | None = None
@@ -330,13 +386,17 @@ def after_ingest(rows: list[dict], **kwargs) -> None:
     """Budgets move with the ledger: every worker sees the new spend through the spend version,
     and a threshold passed raises its alert.
 
-    This process's book is read again here, once, and the threshold check uses that read: the
-    next decision in this process finds the book current instead of reading it on its own path.
-    Inside an outer transaction (a health check's ping costs), which may still roll back, the
-    book is only marked stale."""
-    DataVersion.bump(SPEND_VERSION)
-    budget_book.invalidate(budgets=False)
+    This process's book takes the batch in without a query (add_batch) and the threshold check
+    uses that state; once a read is due (LLMHIVE_OUTCOMES_CHECK_SECONDS) the book is read again
+    here, so the next decision in this process finds it current. Inside an outer transaction (a
+    health check's ping costs), which may still roll back, the book is only marked stale."""
+    values = DataVersion.bump(SPEND_VERSION)
     if connection.in_atomic_block:
+        budget_book.invalidate(budgets=False)
         check_budget_thresholds()
         return
-    check_budget_thresholds(budget_book.statuses())
+    statuses = budget_book.add_batch(rows, values[SPEND_VERSION])
+    if statuses is None:
+        budget_book.invalidate(budgets=False)
+        statuses = budget_book.statuses()
+    check_budget_thresholds(statuses)

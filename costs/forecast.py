@@ -67,10 +67,12 @@ def forecast_for(status: BudgetStatus) -> Forecast:
     if rate <= 0 or status.state == BudgetState.EXHAUSTED:
         return Forecast(rate, None)
     seconds = status.remaining_usd / rate * SECONDS_PER_DAY
-    exhausted_at = status.as_of + timedelta(seconds=int(seconds))  # to the second
-    if exhausted_at >= utc_midnight(status.window_end):
-        return Forecast(rate, None)  # the window ends first, and the budget starts again
-    return Forecast(rate, exhausted_at)
+    window_left = Decimal(str((utc_midnight(status.window_end) - status.as_of).total_seconds()))
+    if seconds >= window_left:
+        # The window ends first, and the budget starts again. (Compared as numbers: a rate of
+        # a few 1e-14 USD a day puts the date past what a datetime can hold.)
+        return Forecast(rate, None)
+    return Forecast(rate, status.as_of + timedelta(seconds=int(seconds)))  # to the second
 
 
 def lead_time(status: BudgetStatus) -> timedelta:

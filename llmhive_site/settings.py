@@ -379,15 +379,21 @@ else:
 # How often each process checks whether the data behind its routing snapshot and API key cache
 # changed (one query per interval per process; decisions in between make none).
 LLMHIVE_SNAPSHOT_CHECK_SECONDS = envfloat("LLMHIVE_SNAPSHOT_CHECK_SECONDS", 0.5)
-# New outcomes are read row by row: each check re-reads the memory rows written since the last
-# one, less this margin (a batch's rows are stamped before it commits; on several hosts, add the
-# clock skew between them).
 # Seeds the draws of exploration and of half-open cooldowns, for repeatable tests and simulations
 # (unset in production: each process draws its own).
 LLMHIVE_ROUTING_SEED = envint("LLMHIVE_ROUTING_SEED", None)
 # The admin's "Evaluate routing" page replays at most this many events (the most recent), so it
 # answers in seconds; manage.py evaluate_routing has no ceiling.
 LLMHIVE_EVALUATION_MAX_EVENTS = envint("LLMHIVE_EVALUATION_MAX_EVENTS", 20_000)
+# Outcomes and spend reported to other processes move with every usage batch: each worker takes
+# them in (the rows changed since its last look, and the budget aggregate) at most this often,
+# so a steady flow of usage does not keep it refreshing. Its own batches, cooldowns, health and
+# catalog or role changes are seen as before (LLMHIVE_SNAPSHOT_CHECK_SECONDS).
+LLMHIVE_OUTCOMES_CHECK_SECONDS = envfloat("LLMHIVE_OUTCOMES_CHECK_SECONDS", 2.0)
+# New outcomes are read row by row. Where a worker cannot ask the database which rows committed
+# since its last look (SQLite; inside a transaction), it re-reads the memory rows written since
+# the last one, less this margin (a batch's rows are stamped before it commits; on several
+# hosts, add the clock skew between them).
 LLMHIVE_STATS_REFRESH_LAG_SECONDS = envfloat("LLMHIVE_STATS_REFRESH_LAG_SECONDS", 5.0)
 # Budget state is reloaded as soon as spend or budgets change (the data versions, checked every
 # LLMHIVE_SNAPSHOT_CHECK_SECONDS); this TTL is only a safety net: the longest a worker keeps

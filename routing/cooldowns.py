@@ -28,6 +28,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core.models import DataVersion, version_watch
+from core.upsert import update_rows
 from costs.models import RETRYABLE_ERRORS, UsageEvent
 from routing.models import COOLDOWN_FIELDS, COOLDOWN_VERSION, ROUTING_VERSION, CooldownState, ModelCooldown, Role
 
@@ -232,8 +233,10 @@ def evaluate(failing: dict[str, list[dict]], recovering: dict[str, list[dict]]) 
         if step(cooldown, by_policy[cooldown.role], reported, recent.get(cooldown.model, []), now):
             changed.append(cooldown)
     if changed:
-        ModelCooldown.objects.bulk_update(
-            changed, ["state", "reason", "trips", "streak", "opened_at", "until", "closed_at", "updated_at"]
+        update_rows(
+            ModelCooldown,
+            changed,
+            ["state", "reason", "trips", "streak", "opened_at", "until", "closed_at", "updated_at"],
         )
         DataVersion.bump(COOLDOWN_VERSION)
     return changed

@@ -60,7 +60,7 @@ def memory_deltas(rows: list[dict]) -> dict[tuple, dict]:
 def remember_outcomes(rows: list[dict], **kwargs) -> None:
     """On `usage_stored`, in the batch's transaction: move the memory rows and learn strategies
     not seen before."""
-    add_to_rows(StrategyStat, KEY, SUMS, memory_deltas(rows))
+    add_to_rows(StrategyStat, KEY, SUMS, memory_deltas(rows), txid_field="changed_in")
     slugs = {row["strategy"] for row in rows if row["strategy"] and row["strategy"] not in IGNORED_STRATEGIES}
     if slugs:
         Strategy.objects.bulk_create([Strategy(slug=slug) for slug in sorted(slugs)], ignore_conflicts=True)
@@ -98,6 +98,6 @@ def rebuild_strategy_memory() -> int:
             d[name] += g["cost"] if name == "cost_usd" else g[name]
     with transaction.atomic():
         StrategyStat.objects.all().delete()
-        add_to_rows(StrategyStat, KEY, SUMS, deltas)
+        add_to_rows(StrategyStat, KEY, SUMS, deltas, txid_field="changed_in")
     DataVersion.bump(STATS_VERSION, STATS_RESET_VERSION)
     return len(deltas)

@@ -462,14 +462,21 @@ class StrategyStat(ErrorCounters):
     latency_ms_sum = models.PositiveBigIntegerField(default=0)
     latency_count = models.PositiveBigIntegerField(default=0)
     updated_at = models.DateTimeField(default=timezone.now)
+    # On PostgreSQL, the transaction that last wrote the row (core.upsert.add_to_rows): each
+    # worker reads exactly the rows committed since its last look, in whatever order the
+    # writers committed (routing.snapshot.OutcomeBook).
+    changed_in = models.BigIntegerField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["model", "role", "category", "strategy"]
         constraints = [
             models.UniqueConstraint(fields=["model", "role", "category", "strategy"], name="strategystat_key"),
         ]
-        # Each worker re-reads the rows written since its last look (routing.snapshot.OutcomeBook).
-        indexes = [models.Index(fields=["updated_at"], name="strategystat_updated")]
+        # Each worker reads the rows written since its last look (routing.snapshot.OutcomeBook).
+        indexes = [
+            models.Index(fields=["updated_at"], name="strategystat_updated"),
+            models.Index(fields=["changed_in"], name="strategystat_changed_in"),
+        ]
         verbose_name = "strategy memory"
         verbose_name_plural = "strategy memory"
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from functools import cached_property
 
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from catalog.models import (
@@ -34,6 +35,7 @@ from catalog.models import (
 from catalog.selectors import bootstrap_fallback_models, current_rankings_queryset
 from core import metrics
 from core.models import version_watch
+from core.upsert import changed_since, snapshot_now
 from core.versions import BackgroundRefresh
 from health.models import HEALTH_VERSION
 from health.selectors import down_models, reliability_by_model
@@ -394,31 +396,42 @@ class OutcomeBook:
     by_shape: dict[tuple[str, str], dict[str, Outcomes]] = field(default_factory=dict)
     strategies: dict[tuple[str, str], dict[str, Outcomes]] = field(default_factory=dict)
     read_at: object = None  # when the rows were read (the next refresh reads what changed since)
+    # On PostgreSQL, the database snapshot taken just before the rows were read: the next
+    # refresh reads exactly the rows committed since (core.upsert.changed_since).
+    read_snapshot: tuple[str, int] | None = None
 
     @classmethod
     def load(cls) -> OutcomeBook:
-        book = cls(read_at=timezone.now())
+        book = cls(read_at=timezone.now(), read_snapshot=_database_snapshot())
         rows = StrategyStat.objects.values_list("model", "role", "category", "strategy", *STAT_FIELDS)
         book._take(rows.iterator(chunk_size=5000))
         return book
 
     def refreshed(self) -> tuple[OutcomeBook, set[tuple[str, str]]]:
         """A new book with the rows written since this one was read, and the (role, category)
-        shapes that changed. Rows are re-read from a little before the last read, so a batch
-        committed late (its rows stamped before its commit) is not missed: re-reading a row
-        is harmless, as rows hold totals."""
-        since = self.read_at - timedelta(seconds=settings.LLMHIVE_STATS_REFRESH_LAG_SECONDS)
+        shapes that changed.
+
+        On PostgreSQL the rows are those whose writing transaction the last read's snapshot did
+        not see: exactly what committed since, however late a batch commits. Elsewhere (SQLite,
+        or inside a transaction, whose own writes a snapshot cannot tell apart) rows are re-read
+        from a little before the last read (LLMHIVE_STATS_REFRESH_LAG_SECONDS), so a batch
+        committed late (its rows stamped before its commit) is not missed. Re-reading a row is
+        harmless either way, as rows hold totals."""
+        snapshot = _database_snapshot()
         book = OutcomeBook(
             rows=dict(self.rows),
             outcomes=dict(self.outcomes),
             by_shape=dict(self.by_shape),
             strategies=dict(self.strategies),
             read_at=timezone.now(),
+            read_snapshot=snapshot,
         )
-        rows = StrategyStat.objects.filter(updated_at__gte=since).values_list(
-            "model", "role", "category", "strategy", *STAT_FIELDS
-        )
-        return book, book._take(rows)
+        if snapshot is not None and self.read_snapshot is not None:
+            changed = changed_since(StrategyStat.objects.all(), "changed_in", self.read_snapshot)
+        else:
+            since = self.read_at - timedelta(seconds=settings.LLMHIVE_STATS_REFRESH_LAG_SECONDS)
+            changed = StrategyStat.objects.filter(updated_at__gte=since)
+        return book, book._take(changed.values_list("model", "role", "category", "strategy", *STAT_FIELDS))
 
     def _take(self, rows) -> set[tuple[str, str]]:
         """Take rows (totals) in: each changed row moves the sums it belongs to by its
@@ -445,6 +458,14 @@ class OutcomeBook:
             if strategy:
                 self.strategies[shape][strategy] = _moved(self.strategies[shape].get(strategy), old, new)
         return touched
+
+
+def _database_snapshot() -> tuple[str, int] | None:
+    """PostgreSQL's snapshot now, when this connection is outside any transaction (a snapshot
+    cannot tell its own transaction's later writes from earlier ones); otherwise None."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        return None
+    return snapshot_now()
 
 
 def _moved(outcome: Outcomes | None, old: tuple | None, new: tuple) -> Outcomes:
@@ -574,16 +595,21 @@ class SnapshotHolder:
         self._confirmed_at = 0.0
         self._background = BackgroundRefresh("llmhive-snapshot")
         self._generation = 0
+        self._outcomes_at = -math.inf  # when the held snapshot's outcomes were read (monotonic)
 
     def get(self) -> Snapshot:
         stored = version_watch.versions()
         versions = {name: stored.get(name, 0) for name in INPUTS}
         snapshot = self._snapshot
-        if snapshot is None or snapshot.versions != versions:
-            if snapshot is not None and not version_watch.changed_here(snapshot.versions, versions):
-                self._background.start(self._rebuild, versions, self._generation)
-            else:
+        if snapshot is None:
+            snapshot = self._rebuild(versions)
+        elif snapshot.versions != versions:
+            if version_watch.changed_here(snapshot.versions, versions):
                 snapshot = self._rebuild(versions)
+            else:
+                versions = self._outcomes_when_due(snapshot, versions)
+                if snapshot.versions != versions:
+                    self._background.start(self._rebuild, versions, self._generation)
         # The snapshot matches the versions read at `loaded_at`: it was current then. (A float
         # compared per decision; the gauge is written once per version check.)
         if version_watch.loaded_at != self._confirmed_at and snapshot.versions == versions:
@@ -591,15 +617,33 @@ class SnapshotHolder:
             metrics.snapshot_confirmed.set(self._confirmed_at)
         return snapshot
 
+    def _outcomes_when_due(self, snapshot: Snapshot, versions: dict[str, int]) -> dict[str, int]:
+        """Other processes' new outcomes are taken in at most every LLMHIVE_OUTCOMES_CHECK_SECONDS:
+        under a steady flow of usage the stats version moves with every batch, and reading the
+        rows at every version check would keep each worker refreshing. Until then the snapshot
+        stays at the stats it has; anything else that moved (cooldowns, catalog, health) is
+        built at the next check as before."""
+        held = snapshot.versions
+        if (
+            versions[STATS_VERSION] != held.get(STATS_VERSION)
+            and versions[STATS_RESET_VERSION] == held.get(STATS_RESET_VERSION)
+            and time.monotonic() - self._outcomes_at < settings.LLMHIVE_OUTCOMES_CHECK_SECONDS
+        ):
+            return {**versions, STATS_VERSION: held[STATS_VERSION]}
+        return versions
+
     def _rebuild(self, versions: dict[str, int], generation: int | None = None) -> Snapshot:
         with self._lock:
             snapshot = self._snapshot
             if generation is not None and generation != self._generation:
                 return snapshot  # cleared while this refresh waited: what it would build is stale
             if snapshot is None or snapshot.versions != versions:
+                started = time.monotonic()
                 try:
                     fresh = build_snapshot(versions, snapshot)
                     prepare(fresh)
+                    if snapshot is None or snapshot.versions.get(STATS_VERSION) != versions.get(STATS_VERSION):
+                        self._outcomes_at = started
                     snapshot = self._snapshot = fresh
                 except DatabaseError:
                     # Cut while rebuilding: answer from the last snapshot; the next check
@@ -616,6 +660,7 @@ class SnapshotHolder:
     def clear(self) -> None:
         self._generation += 1
         self._snapshot = None
+        self._outcomes_at = -math.inf
         self._confirmed_at = 0.0
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -12,6 +14,16 @@ from tests.factories import ApiKeyFactory, CatalogModelFactory, CategoryFactory,
 pytest_plugins = ["tests.fake_openrouter"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def stop_refresher_at_the_end(django_db_setup, django_db_blocker):
+    """The background refresher keeps a database connection between refreshes: closed before
+    the test database is dropped (PostgreSQL refuses to drop a database in use)."""
+    from core.versions import refresher
+
+    yield
+    refresher.stop()
+
+
 @pytest.fixture(autouse=True)
 def fresh_routing_snapshot():
     """Each test starts from no routing snapshot, catalog prices, cooldown policies or category
@@ -19,6 +31,7 @@ def fresh_routing_snapshot():
     only new memory rows on a stats change (routing.snapshot.OutcomeBook), which is right as
     committed rows are never removed but by a rebuild; a test's rolled-back rows are."""
     from catalog.categories import sightings
+    from core.alerts import forget_raised_once
     from costs.budgets import budget_book
     from costs.pricing import catalog_prices
     from routing.cooldowns import forget_policies
@@ -29,7 +42,19 @@ def fresh_routing_snapshot():
     catalog_prices.clear()
     forget_policies()
     sightings.clear()
+    forget_raised_once()
     yield
+
+
+@pytest.fixture
+def not_at_midnight():
+    """For tests on the real clock that must not straddle UTC midnight (a day budget's window
+    ends there: e.g. one whose last cent goes within seconds, 8.64 s to go at $99.99/day):
+    started in the last 15 seconds of a UTC day, wait for the new day instead."""
+    now = datetime.now(UTC)
+    left = (datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC) - now).total_seconds()
+    if left < 15:
+        time.sleep(left + 0.5)
 
 
 class ApiClient(Client):

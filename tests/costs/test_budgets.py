@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 from django.db import connection
@@ -229,3 +229,55 @@ def test_a_batch_brings_this_process_book_up_to_date_so_the_next_decision_reads_
     assert not [q for q in during if 'FROM "costs_budget"' in q["sql"]]
     assert Alert.objects.filter(kind=CostAlertKind.BUDGET_THRESHOLD, details__level="exhausted").count() == 1
     assert budget_book.state_for(role="writer").budget.name == "g"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_adds_its_own_batches_to_its_budget_state_exactly_without_the_aggregate(
+    settings, model, not_at_midnight
+):
+    """After a full read, each batch this process stores is added to its budget state as the
+    rollup takes it in (each rollup row's share rounded as the database stores it): equal, digit
+    for digit, to a fresh read, with no aggregate query per batch. Once a read is due
+    (LLMHIVE_OUTCOMES_CHECK_SECONDS) the book reads the aggregate again."""
+    from costs.budgets import budget_book
+
+    settings.LLMHIVE_OUTCOMES_CHECK_SECONDS = 60  # no read falls due inside the test
+    CatalogModelFactory(id="acme/other")
+    BudgetFactory(name="all", limit_usd=Decimal("5"))
+    BudgetFactory(name="coder-day", scope=BudgetScope.ROLE, scope_value="coder", period=BudgetPeriod.DAY)
+    BudgetFactory(name="other", scope=BudgetScope.MODEL, scope_value="acme/other", limit_usd=Decimal("1"))
+    BudgetFactory(name="ensemble", scope=BudgetScope.STRATEGY, scope_value="ensemble", period=BudgetPeriod.WEEK)
+    now = datetime.now(UTC)
+    ingest(2, cost_usd="0.1", occurred_at=now)  # the first batch: a full read
+    costs = [
+        "0.000000000000004",
+        "0.000000000000005",
+        "1.23456789012345",
+        "0.3333333333333333333",
+        "0.00000000000000049",
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        for n, cost in enumerate(costs):
+            ingest(
+                {"cost_usd": cost, "role": "writer", "request_id": f"w-{n}"},
+                {"cost_usd": cost, "model": "acme/other", "strategy": "ensemble", "request_id": f"o-{n}"},
+                {"cost_usd": cost, "request_id": f"c-{n}"},
+                occurred_at=now,
+            )
+    assert not [q for q in queries.captured_queries if "SUM(CASE" in q["sql"]]
+    held = {s.budget.name: (s.spent_usd, s.recent_spent_usd) for s in budget_book.statuses()}
+    fresh = {s.budget.name: (s.spent_usd, s.recent_spent_usd) for s in budget_statuses()}
+    if connection.vendor == "postgresql":
+        assert held == fresh
+    else:  # SQLite sums the rollup in floating point: the fresh read is the approximate one
+        assert all(
+            abs(a - b) <= Decimal("1e-13") for name in held for a, b in zip(held[name], fresh[name], strict=True)
+        )
+    # Rounded half up, as the database stores numerics (5e-15 is 1e-14, not 0).
+    assert held["other"][0] == sum(Decimal(c).quantize(Decimal("1e-14"), rounding=ROUND_HALF_UP) for c in costs)
+
+    # Due: the next batch reads the aggregate again (and takes in what others stored meanwhile).
+    settings.LLMHIVE_OUTCOMES_CHECK_SECONDS = 0
+    with CaptureQueriesContext(connection) as queries:
+        ingest(cost_usd="0.5", occurred_at=now)
+    assert [q for q in queries.captured_queries if "SUM(CASE" in q["sql"]]

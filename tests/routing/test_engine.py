@@ -168,6 +168,68 @@ def test_another_process_change_is_built_in_the_background_while_requests_go_on(
     assert "writer" not in current_snapshot().roles
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_that_commits_late_is_read_however_late(settings):
+    """On PostgreSQL a refresh reads the memory rows whose writers the last read's snapshot did
+    not see: a batch that began before a read and committed after it is taken in by the next
+    refresh, with no time margin at all, and a refresh reads only the rows that changed."""
+    import threading
+
+    from django.db import connection, transaction
+    from django.db import connections as all_connections
+
+    from routing.memory import SUMS, add_to_rows
+    from routing.snapshot import OutcomeBook
+
+    if connection.vendor != "postgresql":
+        pytest.skip("transaction snapshots are PostgreSQL's (SQLite re-reads by time)")
+    settings.LLMHIVE_STATS_REFRESH_LAG_SECONDS = 0
+
+    def delta(requests: int) -> dict:
+        return dict.fromkeys(SUMS, 0) | {"requests": requests, "successes": requests, "cost_usd": Decimal(0)}
+
+    def write(key: tuple, requests: int) -> None:
+        add_to_rows(
+            StrategyStat,
+            ("model", "role", "category", "strategy"),
+            SUMS,
+            {key: delta(requests)},
+            txid_field="changed_in",
+        )
+
+    late, early = ("acme/late", "coder", "", "single"), ("acme/early", "writer", "", "single")
+    write(late, 1)
+    write(early, 1)
+    begun, read, committed = threading.Event(), threading.Event(), threading.Event()
+
+    def slow_batch() -> None:
+        try:
+            with transaction.atomic():
+                write(late, 10)  # stamped now, committed only after the next read
+                begun.set()
+                read.wait(10)
+            committed.set()
+        finally:
+            all_connections.close_all()
+
+    book = OutcomeBook.load()
+    writer = threading.Thread(target=slow_batch)
+    writer.start()
+    assert begun.wait(10)
+    write(early, 5)
+    book, touched = book.refreshed()
+    assert touched == {("writer", "")}  # the committed row only
+    assert book.outcomes[("acme/late", "coder", "")].requests == 1
+    read.set()
+    writer.join(10)
+    assert committed.is_set()
+    book, touched = book.refreshed()
+    assert touched == {("coder", "")}  # the late batch, though stamped before the last read
+    assert book.outcomes[("acme/late", "coder", "")].requests == 11
+    assert book.outcomes[("acme/early", "writer", "")].requests == 6
+    assert book.refreshed()[1] == set()  # nothing new: nothing read
+
+
 def test_outcomes_refreshed_batch_by_batch_equal_a_full_read(api_client, roles):
     from routing.snapshot import OutcomeBook
 
