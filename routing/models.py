@@ -464,7 +464,8 @@ class StrategyStat(ErrorCounters):
     updated_at = models.DateTimeField(default=timezone.now)
     # On PostgreSQL, the transaction that last wrote the row (core.upsert.add_to_rows): each
     # worker reads exactly the rows committed since its last look, in whatever order the
-    # writers committed (routing.snapshot.OutcomeBook).
+    # writers committed (routing.snapshot.OutcomeBook). Rows are written only by routing.memory,
+    # which stamps it; a row written otherwise reaches the workers with the next full read.
     changed_in = models.BigIntegerField(null=True, blank=True, editable=False)
 
     class Meta:

@@ -102,3 +102,50 @@ def test_a_committed_change_of_this_process_is_known_without_a_read_and_told_fro
     db.versions = {"catalog": 7, "stats": 3, "health": 9}
     watch.poll_now()
     assert not watch.changed_here(held, watch.versions())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_refresher_runs_refreshes_one_at_a_time_on_a_connection_it_keeps(monkeypatch):
+    """Background refreshes run in one thread per process, on one database connection kept
+    between them (a connection per refresh was a new PostgreSQL backend several times a second
+    per worker); it is closed once the thread has been idle a while."""
+    import threading
+
+    from django.db import connection
+
+    from core.versions import BackgroundRefresh, Refresher
+
+    refresher = Refresher()
+    monkeypatch.setattr(refresher, "IDLE_SECONDS", 0.3)
+    monkeypatch.setattr("core.versions.refresher", refresher)
+    seen, running, overlap = [], [], []
+    lock = threading.Lock()
+
+    def refresh(tag: str) -> None:
+        with lock:
+            overlap.append(len(running))
+            running.append(tag)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()" if connection.vendor == "postgresql" else "SELECT 1")
+            seen.append((threading.get_ident(), id(connection.connection), cursor.fetchone()[0]))
+        time.sleep(0.02)
+        with lock:
+            running.remove(tag)
+
+    first, second = BackgroundRefresh("first"), BackgroundRefresh("second")
+    first.start(refresh, "a")
+    second.start(refresh, "b")
+    first.start(refresh, "a again")  # "first" is queued or running: not queued twice
+    first.wait_idle()
+    second.wait_idle()
+    assert len(seen) == 2 and overlap == [0, 0]  # one after the other
+    assert seen[0][0] == seen[1][0]  # the same thread
+    if connection.vendor == "postgresql":  # (SQLite's connections are not kept: CONN_MAX_AGE 0)
+        assert seen[0][1:] == seen[1][1:]  # the same connection, the same backend
+    time.sleep(0.6)  # idle: the connection is closed
+    first.start(refresh, "later")
+    first.wait_idle()
+    if connection.vendor == "postgresql":
+        assert seen[2][2] != seen[1][2]  # a new backend
+    refresher.stop()
+    assert not refresher.busy("first")

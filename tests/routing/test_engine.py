@@ -168,6 +168,14 @@ def test_another_process_change_is_built_in_the_background_while_requests_go_on(
     assert "writer" not in current_snapshot().roles
 
 
+def remember(key: tuple, requests: int) -> None:
+    """Successes in the strategy memory, written as the ingest writes them (its rows only)."""
+    from routing.memory import KEY, SUMS, add_to_rows
+
+    delta = dict.fromkeys(SUMS, 0) | {"requests": requests, "successes": requests, "cost_usd": Decimal(0)}
+    add_to_rows(StrategyStat, KEY, SUMS, {key: delta}, txid_field="changed_in")
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_batch_that_commits_late_is_read_however_late(settings):
     """On PostgreSQL a refresh reads the memory rows whose writers the last read's snapshot did
@@ -178,24 +186,13 @@ def test_a_batch_that_commits_late_is_read_however_late(settings):
     from django.db import connection, transaction
     from django.db import connections as all_connections
 
-    from routing.memory import SUMS, add_to_rows
     from routing.snapshot import OutcomeBook
 
     if connection.vendor != "postgresql":
         pytest.skip("transaction snapshots are PostgreSQL's (SQLite re-reads by time)")
     settings.LLMHIVE_STATS_REFRESH_LAG_SECONDS = 0
 
-    def delta(requests: int) -> dict:
-        return dict.fromkeys(SUMS, 0) | {"requests": requests, "successes": requests, "cost_usd": Decimal(0)}
-
-    def write(key: tuple, requests: int) -> None:
-        add_to_rows(
-            StrategyStat,
-            ("model", "role", "category", "strategy"),
-            SUMS,
-            {key: delta(requests)},
-            txid_field="changed_in",
-        )
+    write = remember
 
     late, early = ("acme/late", "coder", "", "single"), ("acme/early", "writer", "", "single")
     write(late, 1)
@@ -228,6 +225,41 @@ def test_a_batch_that_commits_late_is_read_however_late(settings):
     assert book.outcomes[("acme/late", "coder", "")].requests == 11
     assert book.outcomes[("acme/early", "writer", "")].requests == 6
     assert book.refreshed()[1] == set()  # nothing new: nothing read
+
+
+@pytest.mark.django_db(transaction=True)
+def test_another_process_outcomes_are_taken_in_at_most_every_outcomes_check(api_client, roles, settings):
+    """Under a steady usage flow the stats version moves with every batch: another process's
+    outcomes are read at most every LLMHIVE_OUTCOMES_CHECK_SECONDS, while its cooldowns (and
+    anything else) are built at the next version check as before."""
+    from core.models import DataVersion, version_watch
+    from routing.models import COOLDOWN_VERSION, STATS_VERSION
+    from routing.snapshot import holder
+
+    settings.LLMHIVE_OUTCOMES_CHECK_SECONDS = 60
+    first = current_snapshot()
+
+    def elsewhere(**versions) -> None:  # another process's commit, found by the version check
+        for name, value in versions.items():
+            DataVersion.objects.update_or_create(name=name, defaults={"version": value})
+        version_watch.poll_now()
+        current_snapshot()
+        holder.wait_idle()
+
+    remember(("acme/cheap", "coder", "", "single"), 7)
+    elsewhere(**{STATS_VERSION: 111})
+    assert current_snapshot() is first  # not due: the outcomes wait
+    elsewhere(**{COOLDOWN_VERSION: 222})
+    second = current_snapshot()
+    assert second is not first and second.versions[COOLDOWN_VERSION] == 222
+    assert second.versions[STATS_VERSION] == first.versions[STATS_VERSION]
+    assert ("acme/cheap", "coder", "") not in second.book.outcomes
+
+    settings.LLMHIVE_OUTCOMES_CHECK_SECONDS = 0  # due
+    elsewhere()
+    third = current_snapshot()
+    assert third.versions[STATS_VERSION] == 111
+    assert third.book.outcomes[("acme/cheap", "coder", "")].requests == 7
 
 
 def test_outcomes_refreshed_batch_by_batch_equal_a_full_read(api_client, roles):
