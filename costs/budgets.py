@@ -357,17 +357,31 @@ class BudgetBook:
             return self._statuses
 
     def state_for(
-        self, *, role: str | None = None, strategy: str | None = None, model: str | None = None
+        self,
+        *,
+        role: str | None = None,
+        strategy: str | None = None,
+        model: str | None = None,
+        statuses: list[BudgetStatus] | None = None,
     ) -> BudgetStatus | None:
-        """The tightest budget that applies (the most severe state, then the least remaining)."""
-        applicable = [s for s in self.statuses() if s.applies_to(role, strategy, model)]
+        """The tightest budget that applies (the most severe state, then the least remaining),
+        among `statuses` if given (a decision reads the state once), else the state now."""
+        applicable = [
+            s for s in (self.statuses() if statuses is None else statuses) if s.applies_to(role, strategy, model)
+        ]
         if not applicable:
             return None
         return max(applicable, key=lambda s: (SEVERITY[s.state], -s.remaining_usd))
 
-    def applicable(self, *, role: str | None = None, strategy: str | None = None) -> list[BudgetStatus]:
+    def applicable(
+        self, *, role: str | None = None, strategy: str | None = None, statuses: list[BudgetStatus] | None = None
+    ) -> list[BudgetStatus]:
         """Budgets for a role and strategy, with model budgets, for routing to test each candidate."""
-        return [s for s in self.statuses() if s.budget.scope == BudgetScope.MODEL or s.applies_to(role, strategy, None)]
+        return [
+            s
+            for s in (self.statuses() if statuses is None else statuses)
+            if s.budget.scope == BudgetScope.MODEL or s.applies_to(role, strategy, None)
+        ]
 
 
 budget_book = BudgetBook()

@@ -263,14 +263,8 @@ def route(request, payload: RouteIn):
         request.route_result = "degraded"
     else:
         request.route_result = "bootstrap" if answer["source"] == "bootstrap" else "ok"
-    answer["estimated_cost_usd"] = _money(answer["estimated_cost_usd"])
-    if answer["budget"]:
-        answer["budget"] = {k: _money(v) for k, v in answer["budget"].items()}
-    for candidate in answer["candidates"]:
-        candidate["estimated_cost_usd"] = _money(candidate["estimated_cost_usd"])
-    if answer["recommended_strategy"]:
-        strategy = answer["recommended_strategy"]
-        strategy["cost_per_request_usd"] = _money(strategy["cost_per_request_usd"])
+    # (Decimals are written as decimal strings by fast_json; the answer, which decide() may keep
+    # and give again, is not changed.)
     return fast_json(answer)
 
 

@@ -31,6 +31,13 @@ CANDIDATES_SHOWN = 10
 STRATEGY_MIN_SAMPLES = 20
 # An exploratory decision samples among this many of the best eligible candidates.
 EXPLORATION_POOL = 50
+# Answers kept per ranking (a memoised request shape): the answer to the same request, with the
+# same budget state and cooldowns, when nothing was drawn (no exploration) and no model walked
+# was cooling down (judged on the clock), is the same but for its decision_id. Kept on the
+# ranking, so whatever drops the ranking (new outcomes of its shape, health, catalog, roles)
+# drops them; the budget state and the cooldowns are checked by identity on every use. Requests
+# differing in their exclusions, cap or token estimates are kept apart, up to this many.
+ANSWERS_KEPT = 64
 # "optimize" names a goal; quality and cost are the accuracies that weigh them most.
 OPTIMIZE_ACCURACY = {"quality": Accuracy.HIGH, "cost": Accuracy.ECONOMY}
 
@@ -65,10 +72,12 @@ class RouteRequest:
     optimize: str | None = None
 
 
-def _model_budgets(book: BudgetBook, role: str, strategy: str | None) -> dict[str, BudgetStatus]:
+def _model_budgets(
+    book: BudgetBook, role: str, strategy: str | None, statuses: list[BudgetStatus] | None = None
+) -> dict[str, BudgetStatus]:
     return {
         s.budget.scope_value: s
-        for s in book.applicable(role=role, strategy=strategy)
+        for s in book.applicable(role=role, strategy=strategy, statuses=statuses)
         if s.budget.scope == BudgetScope.MODEL and s.state != BudgetState.OK
     }
 
@@ -156,7 +165,8 @@ def decide(
     category = req.category or role.default_category
     accuracy = req.accuracy or OPTIMIZE_ACCURACY.get(req.optimize) or role.default_accuracy
     optimize = req.optimize
-    budget = book.state_for(role=role.slug, strategy=req.strategy)
+    statuses = book.statuses()
+    budget = book.state_for(role=role.slug, strategy=req.strategy, statuses=statuses)
     downgraded = None
     if budget is not None and budget.state == BudgetState.EXHAUSTED:
         if budget.budget.action == BudgetAction.BLOCK:
@@ -189,17 +199,24 @@ def decide(
         preferences=downgraded != "budget_exhausted",
     )
 
-    excluded = set(req.exclude)
-    model_budgets = _model_budgets(book, role.slug, req.strategy)
     wanted = 1 + req.fallback_count
     explore = role.exploration_rate > 0 and rng.random() < role.exploration_rate
+    cooldowns = snap.cooldowns
+    # The answers of this ranking are kept while nothing they rest on moves (see ANSWERS_KEPT).
+    memo_key = None
+    if not explore and now is None and book is budget_book:
+        memo_key = (tuple(sorted(req.exclude)), req.max_cost_usd, wanted, req.strategy, input_tokens, output_tokens)
+        kept = ranking.answers.get(memo_key)
+        if kept is not None and kept[0] is statuses and kept[1] is cooldowns:
+            return {**kept[2], "decision_id": uuid.uuid4().hex}
+    excluded = set(req.exclude)
+    model_budgets = _model_budgets(book, role.slug, req.strategy, statuses)
     pool_size = EXPLORATION_POOL if explore else 0
     chosen: list[Scored] = []
     shown: list[Scored] = []
     pool: list[Scored] = []
     rejected: dict[str, int] = {}
-    cooldowns = snap.cooldowns
-    now = time.time() if now is None else now
+    at = time.time() if now is None else now
     for candidate in ranking.ordered:
         model = candidate.model
         reason = None
@@ -209,8 +226,10 @@ def decide(
             reason = "over_max_cost"
         elif model.id in model_budgets and model_budgets[model.id].state == BudgetState.EXHAUSTED:
             reason = "budget_exhausted"
-        elif model.id in cooldowns and cooldowns.blocks(model.id, role.slug, now, rng.random()):
-            reason = "cooling_down"
+        elif model.id in cooldowns:
+            memo_key = None  # judged on the clock (and, half-open, by a draw): not kept
+            if cooldowns.blocks(model.id, role.slug, at, rng.random()):
+                reason = "cooling_down"
         if reason:
             rejected[reason] = rejected.get(reason, 0) + 1
             continue
@@ -251,7 +270,7 @@ def decide(
         input_tokens=input_tokens,
         output_tokens=output_tokens,
     )
-    return {
+    answer = {
         "model": best.model.id,
         "fallbacks": [c.model.id for c in chosen[1:]],
         "escalation": [step["model"] for step in escalation],
@@ -268,6 +287,9 @@ def decide(
         "recommended_strategy": None if req.strategy else recommend_strategy(snap, role.slug, category),
         "provider": provider_object(role, best.model, req.max_cost_usd, input_tokens, output_tokens),
     }
+    if memo_key is not None and len(ranking.answers) < ANSWERS_KEPT:
+        ranking.answers[memo_key] = (statuses, cooldowns, answer)
+    return answer
 
 
 def thompson_pick(pool: list[Scored]) -> Scored:

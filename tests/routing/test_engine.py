@@ -303,3 +303,50 @@ def test_outcomes_refreshed_batch_by_batch_equal_a_full_read(api_client, roles):
         assert refreshed.read_at is not None
     assert as_tuples(refreshed) == as_tuples(OutcomeBook.load())
     assert refreshed.outcomes[("acme/dear", "coder", "")].requests == 6
+
+
+def test_the_same_request_is_answered_again_from_its_ranking_until_what_it_rests_on_moves(api_client, roles):
+    """decide() keeps each deterministic answer on its ranking: the same request gets the same
+    answer (a new decision_id) without walking the ranking again, until the budget state or the
+    cooldowns move (checked by identity) or the ranking itself is dropped. A request differing
+    in its exclusions, cap or token estimates is answered on its own."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from core.models import DataVersion
+    from costs.budgets import budget_book
+    from routing.decision import RouteRequest, decide
+    from routing.models import COOLDOWN_VERSION, CooldownState, ModelCooldown
+    from tests.factories import BudgetFactory
+
+    req = RouteRequest(role="coder", fallback_count=1)
+    first, again = decide(req), decide(req)
+    assert again["decision_id"] != first["decision_id"]
+    assert again["candidates"] is first["candidates"]  # kept, not rebuilt
+    assert {**again, "decision_id": ""} == {**first, "decision_id": ""}
+    other = decide(RouteRequest(role="coder", fallback_count=1, exclude=[first["model"]]))
+    assert other["model"] != first["model"]
+    cheaper = decide(RouteRequest(role="coder", fallback_count=1, estimated_output_tokens=5))
+    assert cheaper["estimated_cost_usd"] != first["estimated_cost_usd"]
+
+    # The budget state moves (a budget saved): answered afresh.
+    BudgetFactory(name="coders", scope="role", scope_value="coder", limit_usd=Decimal("100"))
+    budget_book.statuses()
+    with_budget = decide(req)
+    assert with_budget["candidates"] is not first["candidates"] and with_budget["budget"]["scope_value"] == "coder"
+
+    # The chosen model cools down (an open cooldown saved: the ranking and the budget state
+    # stay, only the cooldowns move): answered without it.
+    kept, statuses = current_snapshot().cache, budget_book.statuses()
+    ModelCooldown.objects.create(
+        model=first["model"], role="", state=CooldownState.OPEN, until=timezone.now() + timedelta(minutes=1)
+    )
+    DataVersion.bump(COOLDOWN_VERSION)
+    assert all(current_snapshot().cache.get(k) is v for k, v in kept.items())
+    assert budget_book.statuses() is statuses
+    cooled = decide(req)
+    assert cooled["model"] != first["model"] and first["model"] not in cooled["fallbacks"]
+    assert (
+        api_client.post_json("/api/v1/route", {"role": "coder", "fallback_count": 1}).json()["model"] == cooled["model"]
+    )
