@@ -8,11 +8,11 @@ the same rows take their locks in the same order and cannot deadlock.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 
+import orjson
 from django.db import connection, models
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
@@ -46,9 +46,10 @@ def json_rows(rows: Sequence[Sequence]) -> str:
     """Rows as one JSON document for `recordset()`: one parameter for a whole batch.
 
     psycopg adapts a Python list into a PostgreSQL array element by element in Python (about
-    3 µs an element); `json.dumps` runs in C. A 100-row batch of 23 columns: 9 ms as arrays
+    3 µs an element); orjson writes the document in C (datetimes too, as RFC 3339; a Decimal
+    through `_json_scalar`, exact). A 100-row batch of 23 columns: 9 ms as arrays
     through unnest, 4 ms as one jsonb document (client and server together)."""
-    return json.dumps(rows, default=_json_scalar, separators=(",", ":"))
+    return orjson.dumps(rows, default=_json_scalar).decode()
 
 
 def recordset(columns: Sequence[tuple[str, str]], extra: Sequence[str] = ()) -> str:

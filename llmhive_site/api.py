@@ -20,9 +20,11 @@ api = NinjaAPI(
 )
 install_error_handlers(api)
 
+# Django tries the routers' URL patterns in this order, and each router passed costs a request
+# a failed match: the hot endpoints' routers first (/route and /escalate, then /usage).
+api.add_router("/v1/", routing_router)
+api.add_router("/v1/", costs_router)
 api.add_router("/v1/", health_router)
 api.add_router("/v1/", catalog_router)
-api.add_router("/v1/", costs_router)
-api.add_router("/v1/", routing_router)
 api.add_router("/v1/", metrics_router)
 api.add_router("/v1/", core_router)
