@@ -213,7 +213,7 @@ def test_route_speed(tmp_path, capsys):
     # The category the requests name (a transactional test flushes what migrations seeded; an
     # unknown category is a 422).
     CategoryFactory(slug="programming", name="Programming")
-    call_command("load_demo", "--days", "30", "--events-per-day", "1800", stdout=out)
+    call_command("load_demo", "--days", "30", "--events-per-day", "1800", stdout=out, stderr=out)
     models, roles = CatalogModel.objects.count(), list(Role.objects.values_list("slug", flat=True))
     events = UsageEvent.objects.count()
     _, key = ApiKey.issue(name="bench", scopes=["route"])
