@@ -28,6 +28,7 @@ from core.models import DataVersion, version_watch
 from core.money import decimal_str
 from core.versions import BackgroundRefresh
 from costs.forecast import Forecast, forecast_for, lead_time
+from costs.ingest import rollup_deltas
 from costs.models import BUDGETS_VERSION, SPEND_VERSION, Budget, BudgetScope, BudgetState, DailyCost, utc_midnight
 from costs.models import AlertKind as CostAlertKind
 
@@ -332,8 +333,6 @@ class BudgetBook:
         None, leaving the state alone, when a full read is due instead: none yet, the state
         marked stale, the day turned, the read older than that interval, or an event of
         another day in the batch."""
-        from costs.ingest import rollup_deltas
-
         today = timezone.now().date()
         with self._lock:
             statuses, held = self._statuses, self._versions

@@ -192,17 +192,15 @@ def test_a_batch_that_commits_late_is_read_however_late(settings):
         pytest.skip("transaction snapshots are PostgreSQL's (SQLite re-reads by time)")
     settings.LLMHIVE_STATS_REFRESH_LAG_SECONDS = 0
 
-    write = remember
-
     late, early = ("acme/late", "coder", "", "single"), ("acme/early", "writer", "", "single")
-    write(late, 1)
-    write(early, 1)
+    remember(late, 1)
+    remember(early, 1)
     begun, read, committed = threading.Event(), threading.Event(), threading.Event()
 
     def slow_batch() -> None:
         try:
             with transaction.atomic():
-                write(late, 10)  # stamped now, committed only after the next read
+                remember(late, 10)  # stamped now, committed only after the next read
                 begun.set()
                 read.wait(10)
             committed.set()
@@ -213,7 +211,7 @@ def test_a_batch_that_commits_late_is_read_however_late(settings):
     writer = threading.Thread(target=slow_batch)
     writer.start()
     assert begun.wait(10)
-    write(early, 5)
+    remember(early, 5)
     book, touched = book.refreshed()
     assert touched == {("writer", "")}  # the committed row only
     assert book.outcomes[("acme/late", "coder", "")].requests == 1
