@@ -80,3 +80,12 @@ def login(page, username: str, password: str = PASSWORD) -> None:
     page.fill("#id_password", password)
     page.click("input[type=submit]")
     page.wait_for_selector("#user-tools")
+
+
+def messages(page) -> str:
+    """The admin's message list on the page a click led to, read once the page is whole.
+
+    A click returns once the next page has started to arrive; read at once, the list can be
+    caught before its items are parsed and read as empty."""
+    page.wait_for_load_state()
+    return page.locator("ul.messagelist").inner_text()

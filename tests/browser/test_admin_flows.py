@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from catalog.models import AlertKind
-from tests.browser.conftest import PASSWORD, login
+from tests.browser.conftest import PASSWORD, login, messages
 from tests.factories import AlertFactory, CatalogModelFactory, RoleFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -49,7 +49,7 @@ def test_disable_a_model_and_the_next_route_avoids_it(page, admin_user, api_clie
     page.check("input.action-select")
     page.select_option("select[name=action]", "disable_models")
     page.click("button[name=index]")
-    assert "Disabled 1 model" in page.locator("ul.messagelist").inner_text()
+    assert "Disabled 1 model" in messages(page)
 
     answer = route(api_client)
     assert answer["model"] == "acme/dear" and "acme/cheap" not in answer["fallbacks"]

@@ -8,7 +8,7 @@ from django.contrib.auth.models import User
 
 from catalog.categories import sightings
 from catalog.models import Category, CategoryState
-from tests.browser.conftest import PASSWORD, login
+from tests.browser.conftest import PASSWORD, login, messages
 from tests.factories import CatalogModelFactory, RoleFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -40,7 +40,7 @@ def test_adopt_a_category_route_asked_for_and_route_takes_it(page, admin_user, a
     page.locator("#result_list tbody tr", has_text="poetry").locator("input.action-select").check()
     page.select_option("select[name=action]", "adopt_categories")
     page.click("button[name=index]")
-    assert "Adopted 1 category" in page.locator("ul.messagelist").inner_text()
+    assert "Adopted 1 category" in messages(page)
 
     page.goto("/admin/catalog/category/?state=proposed")
     assert page.locator("#result_list tbody tr").count() == 1

@@ -13,7 +13,7 @@ from django.contrib.auth.models import User
 from catalog.families import refresh_suggestions
 from catalog.models import CatalogModel, Family, FamilySuggestion, SuggestionState
 from core.models import AlertSubscription
-from tests.browser.conftest import PASSWORD, login
+from tests.browser.conftest import PASSWORD, login, messages
 from tests.core.test_alert_delivery import Receiver
 from tests.factories import CatalogModelFactory
 
@@ -29,7 +29,7 @@ def act_on(page, row_text: str, action: str) -> str:
     page.locator("#result_list tbody tr", has_text=row_text).locator("input.action-select").check()
     page.select_option("select[name=action]", action)
     page.click("button[name=index]")
-    return page.locator("ul.messagelist").inner_text()
+    return messages(page)
 
 
 def test_accept_an_edited_suggestion_and_reject_another(page, admin_user):
@@ -47,7 +47,7 @@ def test_accept_an_edited_suggestion_and_reject_another(page, admin_user):
     page.fill("input[name=name]", "Claude Opus 4.8 (all variants)")
     page.select_option("select[name=state]", SuggestionState.ACCEPTED)
     page.click("input[name=_save]")
-    assert "Accepted 1 suggestion" in page.locator("ul.messagelist").inner_text()
+    assert "Accepted 1 suggestion" in messages(page)
     family = Family.objects.get(name="Claude Opus 4.8 (all variants)")
     assert set(CatalogModel.objects.filter(family=family).values_list("id", flat=True)) == {
         "anthropic/claude-opus-4.8",

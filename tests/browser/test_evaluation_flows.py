@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from routing.models import PolicyDraft
-from tests.browser.conftest import PASSWORD, login
+from tests.browser.conftest import PASSWORD, login, messages
 from tests.factories import ingest
 from tests.routing.test_replay import ago, catalog  # noqa: F401 (the fixture)
 
@@ -35,7 +35,7 @@ def test_draft_a_policy_fix_it_evaluate_it_and_download_the_answer(page, admin_u
 
     page.fill("#id_policy", '{"weights": {"balanced": {"quality": 0.2, "reliability": 0.1, "cost": 0.7}}}')
     page.click("input[name=_continue]")
-    assert "was added successfully" in page.locator("ul.messagelist").inner_text()
+    assert "was added successfully" in messages(page)
     draft = PolicyDraft.objects.get()
     assert draft.updated_by == admin_user
 
@@ -59,5 +59,5 @@ def test_a_wrong_form_is_a_message_not_an_error_page(page, admin_user, catalog):
     page.goto("/admin/routing/policydraft/evaluate/")
     page.set_input_files("#id_policy_file", files=[{"name": "p.json", "mimeType": "application/json", "buffer": b"{"}])
     page.click("#evaluate-form input[type=submit]")
-    assert "File 'p.json': not JSON" in page.locator("ul.messagelist").inner_text()
+    assert "File 'p.json': not JSON" in messages(page)
     assert not page.locator("#evaluation-result").count()

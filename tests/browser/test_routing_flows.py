@@ -7,7 +7,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from routing.models import EscalationOverride, RolePreference
-from tests.browser.conftest import PASSWORD, login
+from tests.browser.conftest import PASSWORD, login, messages
 from tests.factories import CatalogModelFactory, RoleFactory, RolePreferenceFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -48,7 +48,7 @@ def test_reorder_a_roles_preferences_and_the_next_route_follows(page, admin_user
     gamma.locator(".order-up").click()
     gamma.locator(".order-up").click()
     page.click("input[name=_save]")
-    assert "was changed successfully" in page.locator("ul.messagelist").inner_text()
+    assert "was changed successfully" in messages(page)
 
     order = list(RolePreference.objects.filter(role=role).order_by("position").values_list("model_id", flat=True))
     assert order == ["acme/gamma", "acme/alpha", "acme/beta"]
@@ -63,7 +63,7 @@ def test_add_an_escalation_override_and_escalate_follows_it(page, admin_user, mo
     pick(page, "id_from_model", "acme/delta")
     pick(page, "id_to_model", "acme/beta")
     page.click("input[name=_save]")
-    assert "was added successfully" in page.locator("ul.messagelist").inner_text()
+    assert "was added successfully" in messages(page)
     assert EscalationOverride.objects.get().to_model_id == "acme/beta"
 
     body = api_client.post_json("/api/v1/escalate", {"role": "coder", "failed_model": "acme/delta"}).json()
