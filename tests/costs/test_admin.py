@@ -71,13 +71,15 @@ def events(
     day: datetime | None = None,
     model: str = "acme/a",
     cost: str = "0.01",
+    spread_days: int = 3,
 ) -> None:
+    """`n` usage events an hour ago (or on `day`), spread over `spread_days` days back."""
     day = day or datetime.now(UTC) - timedelta(hours=1)
     ingest(
         *[
             {
                 "request_id": f"r{start + i}",
-                "occurred_at": day - timedelta(days=i % 3),
+                "occurred_at": day - timedelta(days=i % spread_days),
                 "strategy": f"s{(start + i) % 7}",
                 "success": i % 4 != 0,
                 "latency_ms": 100 + i,
@@ -210,12 +212,16 @@ def test_a_small_ledger_is_counted_exactly(model):
 # --- Budgets -------------------------------------------------------------------------------------
 
 
-def test_budgets_show_spend_remaining_and_state(admin_client, model):
+def test_budgets_show_spend_remaining_and_state(admin_client, model, not_at_midnight):
     BudgetFactory(name="coder month", scope=BudgetScope.ROLE, scope_value="coder", limit_usd=Decimal("0.05"))
     BudgetFactory(name="writer month", scope=BudgetScope.ROLE, scope_value="writer", limit_usd=Decimal("0.02"))
     BudgetFactory(name="old", scope=BudgetScope.ROLE, scope_value="old", limit_usd=Decimal("1"), active=False)
-    events(4)  # 0.04 of 0.05: past the default soft limit
-    events(3, start=10, role="writer")  # 0.03 of 0.02: exhausted
+    # Today, between midnight and now: inside this month's window on any day of it.
+    now = datetime.now(UTC)
+    midnight = datetime.combine(now.date(), datetime.min.time(), UTC)
+    today = midnight + (now - midnight) / 2
+    events(4, day=today, spread_days=1)  # 0.04 of 0.05: past the default soft limit
+    events(3, start=10, role="writer", day=today, spread_days=1)  # 0.03 of 0.02: exhausted
 
     response = admin_client.get(reverse("admin:costs_budget_changelist"))
 
