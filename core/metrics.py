@@ -76,8 +76,9 @@ usage_api_events = Counter(
     registry=None,
 )
 
-for result in ROUTE_RESULTS:  # every series exists from the start, at 0 (a rate needs two points)
-    route_decisions.labels(result=result)
+# Every series exists from the start, at 0 (a rate needs two points); /route counts through
+# these (a label lookup per call costs more than the count).
+route_decisions_by_result = {result: route_decisions.labels(result=result) for result in ROUTE_RESULTS}
 for result in USAGE_API_RESULTS:
     usage_api_events.labels(result=result)
 

@@ -269,15 +269,29 @@ class BudgetBook:
         self._budgets_stale = True  # the budgets themselves are read again with the spend
         self._batches_added = False  # this process's batches added since the last read (add_batch)
         self._background = BackgroundRefresh("llmhive-budgets")
+        # (versions read, state, end of its day as a POSIX time): the state found current for
+        # those versions, given again without comparing them while they stand (see statuses()).
+        self._current: tuple[dict, list[BudgetStatus], float] | None = None
 
     def invalidate(self, *, budgets: bool = True) -> None:
         """Read the state again on the next call (the budgets too, unless only the spend moved).
         The state is kept for when the database cannot be read."""
-        self._stale = True
+        self._stale, self._current = True, None
         self._budgets_stale = self._budgets_stale or budgets
 
     def statuses(self) -> list[BudgetStatus]:
         ttl = self.ttl if self.ttl is not None else settings.LLMHIVE_BUDGET_STATE_TTL_SECONDS
+        current = self._current
+        if current is not None:
+            # The same versions (the watch's very dict) and state as when last found current, on
+            # the same day, neither past its TTL nor due for the outcomes check: still current.
+            seen, statuses, day_ends = current
+            if seen is version_watch.versions() and statuses is self._statuses and time.time() < day_ends:
+                age = time.monotonic() - self._loaded_at
+                if age <= ttl and not (
+                    self._batches_added and age >= min(ttl, settings.LLMHIVE_OUTCOMES_CHECK_SECONDS)
+                ):
+                    return statuses
         statuses = self._statuses
         now = time.monotonic()
         seen = version_watch.versions()
@@ -300,6 +314,8 @@ class BudgetBook:
             # Another process's spend or budgets: reloaded in the background while decisions
             # go on reading the state in hand (no request waits for the aggregate).
             self._background.start(self._reload, versions)
+        elif not version_watch.degraded:
+            self._current = (seen, statuses, utc_midnight(self._day + timedelta(days=1)).timestamp())
         return statuses
 
     def _reload(self, versions: tuple) -> list[BudgetStatus]:

@@ -5,6 +5,7 @@ from ninja import NinjaAPI
 from catalog.api import router as catalog_router
 from core.api import router as core_router
 from core.errors import install_error_handlers
+from core.parser import JsonParser
 from costs.api import router as costs_router
 from health.api import router as health_router
 from llmhive_site.metrics import router as metrics_router
@@ -17,6 +18,7 @@ api = NinjaAPI(
     urls_namespace="api",
     docs_url="/docs",
     openapi_url="/openapi.json",
+    parser=JsonParser(),
 )
 install_error_handlers(api)
 

@@ -209,6 +209,28 @@ def fast_json(data: dict) -> HttpResponse:
     return HttpResponse(orjson.dumps(data, default=_json_default), content_type="application/json")
 
 
+# What changes between two calls given the same kept answer: written per call, before the rest.
+PER_CALL = ("decision_id", "catalog_version", "degraded")
+
+
+def route_json(answer: dict, degraded: bool) -> HttpResponse:
+    """/route's answer as JSON. A kept answer (routing.decision.ANSWERS_KEPT) is encoded once:
+    each call writes its decision_id, the snapshot's version and `degraded`, then the rest as
+    kept. (Decimals are written as decimal strings; the answer itself is not changed.)"""
+    kept = getattr(answer, "kept", None)
+    if kept is None:
+        return fast_json({**answer, "degraded": degraded})
+    body = kept.body
+    if body is None:
+        body = kept.body = orjson.dumps(
+            {k: v for k, v in kept.answer.items() if k not in PER_CALL}, default=_json_default
+        )
+    head = orjson.dumps(
+        {"decision_id": answer["decision_id"], "catalog_version": answer["catalog_version"], "degraded": degraded}
+    )
+    return HttpResponse(head[:-1] + b"," + body[1:], content_type="application/json")
+
+
 def _json_default(value):
     if isinstance(value, Decimal):
         return decimal_str(value)
@@ -235,7 +257,7 @@ def counted(run):
                 result = "error"
             elif result not in metrics.ROUTE_RESULTS:
                 result = "unauthorized" if status in (401, 403) else "invalid"
-            metrics.route_decisions.labels(result=result).inc()
+            metrics.route_decisions_by_result[result].inc()
 
     return counted_run
 
@@ -258,14 +280,12 @@ def route(request, payload: RouteIn):
         request.route_result = error.code
         _note_unknown_category(error, payload.category)
         raise _as_api_error(error) from None
-    answer["degraded"] = version_watch.degraded
-    if answer["degraded"]:
+    degraded = version_watch.degraded
+    if degraded:
         request.route_result = "degraded"
     else:
         request.route_result = "bootstrap" if answer["source"] == "bootstrap" else "ok"
-    # (Decimals are written as decimal strings by fast_json; the answer, which decide() may keep
-    # and give again, is not changed.)
-    return fast_json(answer)
+    return route_json(answer, degraded)
 
 
 class EscalateIn(BaseModel):

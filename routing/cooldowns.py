@@ -146,6 +146,15 @@ class CooldownBook:
     def __contains__(self, model_id: str) -> bool:
         return model_id in self._earliest
 
+    def until(self, model_id: str, role_slug: str) -> float | None:
+        """When the model's open period ends for this role (a POSIX time; past it, half-open), or
+        None when it has no cooldown for the role."""
+        return self._until.get((model_id, self._policy(role_slug)))
+
+    def touches(self, model_ids) -> bool:
+        """Whether any of `model_ids` has a cooldown (open or half-open)."""
+        return bool(self._earliest) and not self._earliest.keys().isdisjoint(model_ids)
+
 
 EMPTY_BOOK = CooldownBook({}, {DEFAULT_POLICY: 0.0})
 

@@ -6,9 +6,10 @@ memoised ranking of routing.scoring; the escalation chain comes from routing.esc
 
 from __future__ import annotations
 
+import math
+import os
 import random
 import time
-import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -17,6 +18,7 @@ from django.conf import settings
 from core.money import decimal_str, money_per
 from costs.budgets import BudgetBook, BudgetStatus, budget_book
 from costs.models import BudgetAction, BudgetScope, BudgetState
+from routing.cooldowns import CooldownBook
 from routing.escalation import escalation_chain
 from routing.models import Accuracy
 from routing.providers import provider_object
@@ -31,13 +33,16 @@ CANDIDATES_SHOWN = 10
 STRATEGY_MIN_SAMPLES = 20
 # An exploratory decision samples among this many of the best eligible candidates.
 EXPLORATION_POOL = 50
-# Answers kept per ranking (a memoised request shape): the answer to the same request, with the
-# same budget state and cooldowns, when nothing was drawn (no exploration) and no model walked
-# was cooling down (judged on the clock), is the same but for its decision_id. Kept on the
-# ranking, so whatever drops the ranking (new outcomes of its shape, health, catalog, roles)
-# drops them; the budget state and the cooldowns are checked by identity on every use. Requests
-# differing in their exclusions, cap or token estimates are kept apart, up to this many.
-ANSWERS_KEPT = 64
+# Answers kept per snapshot: the answer to the same request, with the same budget state, when
+# nothing was drawn in its favour (no exploration, no half-open model let through), is the same
+# but for its decision_id and the snapshot's version while the models it rests on (those the walk
+# and the escalation chain looked at) stand as they were: none cooling down, or, if some were
+# (and were passed over), the very same cooldowns, before the first open one turns half-open,
+# with a new draw passing over each half-open one again. Kept on the snapshot and carried to the
+# next with the rankings (routing.snapshot.keep_memoised: dropped with its ranking's shape), so
+# new outcomes of one shape, health, catalog or roles drop them; the budget state is checked by
+# identity on every use. Up to this many (then started over, as the rankings are).
+ANSWERS_KEPT = 4096
 # "optimize" names a goal; quality and cost are the accuracies that weigh them most.
 OPTIMIZE_ACCURACY = {"quality": Accuracy.HIGH, "cost": Accuracy.ECONOMY}
 
@@ -50,10 +55,90 @@ def seed(value: int | None) -> None:
     rng.seed(value)
 
 
+def passes_over(kept: KeptAnswer, cooldowns: CooldownBook, role: str, drawn: list[float]) -> bool:
+    """Whether the kept answer's walk would pass over the same models cooling down again: a draw
+    for each model it drew for, in walk order, as the walk itself draws (kept in `drawn`, for the
+    walk to take if a half-open one is let through this time)."""
+    now = time.time()
+    for model_id in kept.drew_for:
+        drawn.append(rng.random())
+        if not cooldowns.blocks(model_id, role, now, drawn[-1]) and cooldowns.until(model_id, role) is not None:
+            return False
+    return True
+
+
+def new_decision_id() -> str:
+    """A random (version 4) UUID as 32 hex digits, as uuid.uuid4().hex, in half the time."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40
+    raw[8] = raw[8] & 0x3F | 0x80
+    return raw.hex()
+
+
+def explores(role) -> bool:
+    """Whether this decision explores (a draw, for a role that explores at all)."""
+    return role.exploration_rate > 0 and rng.random() < role.exploration_rate
+
+
 class RoutingError(Exception):
     def __init__(self, status: int, code: str, detail: str, **extra) -> None:
         super().__init__(detail)
         self.status, self.code, self.detail, self.extra = status, code, detail, extra
+
+
+@dataclass(slots=True)
+class KeptAnswer:
+    """A kept answer (see ANSWERS_KEPT), with what it rests on."""
+
+    statuses: list[BudgetStatus]  # the budget state it was given under (checked by identity)
+    watched: frozenset[str]  # the models whose cooldowns it rests on
+    shape: tuple[str, str]  # (role, category or ""): the memoised shape it is dropped with
+    answer: dict
+    # When some of the models it rests on were cooling down: the cooldowns it was given under
+    # (checked by identity), the models the walk drew for, in walk order (drawn for again on
+    # every use, as a walk would: a half-open one must be passed over again), and when the first
+    # open one turns half-open (a POSIX time).
+    cooldowns: CooldownBook | None = None
+    drew_for: tuple[str, ...] = ()
+    valid_until: float = math.inf
+    # The answer as JSON but for `decision_id`, `catalog_version` and `degraded`, which change
+    # from one call to the next: written once, by routing.api.
+    body: bytes | None = None
+
+    def rests(self, statuses: list[BudgetStatus], cooldowns: CooldownBook) -> bool:
+        """Whether what it rests on stands (the draws for the models passed over aside)."""
+        if statuses is not self.statuses:
+            return False
+        if self.cooldowns is None:
+            return not cooldowns.touches(self.watched)
+        return cooldowns is self.cooldowns and time.time() < self.valid_until
+
+
+class Answer(dict):
+    """decide()'s answer; `kept` is the entry it comes from (or was kept as), if any."""
+
+    __slots__ = ("kept",)
+
+    def __init__(self, answer: dict, kept: KeptAnswer | None = None) -> None:
+        super().__init__(answer)
+        self.kept = kept
+
+
+def request_key(req: RouteRequest) -> tuple:
+    return (
+        req.role,
+        req.category,
+        req.accuracy,
+        req.optimize,
+        tuple(req.required_capabilities),
+        req.min_context_length,
+        tuple(req.exclude),
+        req.max_cost_usd,
+        req.fallback_count,
+        req.strategy,
+        req.estimated_input_tokens,
+        req.estimated_output_tokens,
+    )
 
 
 @dataclass
@@ -137,7 +222,7 @@ def bootstrap_answer(req: RouteRequest, bootstrap: tuple[str, ...], provider: di
         "estimated_cost_usd": None,
         "budget": None,
         "source": "bootstrap",
-        "decision_id": uuid.uuid4().hex,
+        "decision_id": new_decision_id(),
         "explored": False,
         "candidates": [],
         "catalog_version": "bootstrap",
@@ -162,10 +247,24 @@ def decide(
         # The role's provider demands (ZDR, data collection…) hold for bootstrap models too.
         return bootstrap_answer(req, snap.bootstrap, provider_object(role, None, None, 0, 0))
 
+    statuses = book.statuses()
+    cooldowns = snap.cooldowns
+    # The answer to this request is kept while nothing it rests on moves (see ANSWERS_KEPT).
+    memo_key, explore = None, None
+    drawn: list[float] = []  # the walk's draws for models cooling down, drawn for a kept answer
+    if now is None and book is budget_book:
+        memo_key = request_key(req)
+        kept = snap.answers.get(memo_key)
+        if kept is not None and kept.rests(statuses, cooldowns):
+            explore = explores(role)
+            if not explore and passes_over(kept, cooldowns, role.slug, drawn):
+                answer = Answer(kept.answer, kept)
+                answer["decision_id"], answer["catalog_version"] = new_decision_id(), snap.catalog_version
+                return answer
+
     category = req.category or role.default_category
     accuracy = req.accuracy or OPTIMIZE_ACCURACY.get(req.optimize) or role.default_accuracy
     optimize = req.optimize
-    statuses = book.statuses()
     budget = book.state_for(role=role.slug, strategy=req.strategy, statuses=statuses)
     downgraded = None
     if budget is not None and budget.state == BudgetState.EXHAUSTED:
@@ -200,15 +299,10 @@ def decide(
     )
 
     wanted = 1 + req.fallback_count
-    explore = role.exploration_rate > 0 and rng.random() < role.exploration_rate
-    cooldowns = snap.cooldowns
-    # The answers of this ranking are kept while nothing they rest on moves (see ANSWERS_KEPT).
-    memo_key = None
-    if not explore and now is None and book is budget_book:
-        memo_key = (tuple(sorted(req.exclude)), req.max_cost_usd, wanted, req.strategy, input_tokens, output_tokens)
-        kept = ranking.answers.get(memo_key)
-        if kept is not None and kept[0] is statuses and kept[1] is cooldowns:
-            return {**kept[2], "decision_id": uuid.uuid4().hex}
+    if explore is None:  # (drawn here, after the budget's refusal, unless drawn for a kept answer)
+        explore = explores(role)
+    if explore:
+        memo_key = None
     excluded = set(req.exclude)
     model_budgets = _model_budgets(book, role.slug, req.strategy, statuses)
     pool_size = EXPLORATION_POOL if explore else 0
@@ -217,8 +311,13 @@ def decide(
     pool: list[Scored] = []
     rejected: dict[str, int] = {}
     at = time.time() if now is None else now
+    draws = iter(drawn)
+    walked: list[str] = []  # the models whose cooldowns were looked at (a kept answer's `watched`)
+    drew_for: list[str] = []  # those cooling down (for some role) the walk drew for
+    let_through = False  # a half-open model let through by a draw
     for candidate in ranking.ordered:
         model = candidate.model
+        walked.append(model.id)
         reason = None
         if model.id in excluded:
             reason = "excluded"
@@ -227,9 +326,12 @@ def decide(
         elif model.id in model_budgets and model_budgets[model.id].state == BudgetState.EXHAUSTED:
             reason = "budget_exhausted"
         elif model.id in cooldowns:
-            memo_key = None  # judged on the clock (and, half-open, by a draw): not kept
-            if cooldowns.blocks(model.id, role.slug, at, rng.random()):
+            draw = next(draws, None)
+            drew_for.append(model.id)
+            if cooldowns.blocks(model.id, role.slug, at, rng.random() if draw is None else draw):
                 reason = "cooling_down"
+            elif cooldowns.until(model.id, role.slug) is not None:
+                let_through = True
         if reason:
             rejected[reason] = rejected.get(reason, 0) + 1
             continue
@@ -269,6 +371,7 @@ def decide(
         max_cost=req.max_cost_usd,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
+        looked_at=walked,
     )
     answer = {
         "model": best.model.id,
@@ -278,7 +381,7 @@ def decide(
         "budget": _budget_out(budget),
         "downgraded": downgraded,
         "source": "catalog",
-        "decision_id": uuid.uuid4().hex,
+        "decision_id": new_decision_id(),
         "explored": explored,
         "candidates": [_candidate_out(c, input_tokens, output_tokens) for c in shown],
         "catalog_version": snap.catalog_version,
@@ -287,9 +390,17 @@ def decide(
         "recommended_strategy": None if req.strategy else recommend_strategy(snap, role.slug, category),
         "provider": provider_object(role, best.model, req.max_cost_usd, input_tokens, output_tokens),
     }
-    if memo_key is not None and len(ranking.answers) < ANSWERS_KEPT:
-        ranking.answers[memo_key] = (statuses, cooldowns, answer)
-    return answer
+    if memo_key is None or let_through:
+        return answer
+    kept = KeptAnswer(statuses, frozenset(walked), (role.slug, category or ""), answer)
+    if cooldowns.touches(walked):  # (the escalation chain's steps pass over any model cooling down)
+        ends = [cooldowns.until(m, role.slug) for m in walked if m in cooldowns]
+        kept.cooldowns, kept.drew_for = cooldowns, tuple(drew_for)
+        kept.valid_until = min((end for end in ends if end is not None and end > at), default=math.inf)
+    if len(snap.answers) >= ANSWERS_KEPT:
+        snap.answers.clear()  # many distinct requests: start over rather than grow
+    snap.answers[memo_key] = kept
+    return Answer(answer, kept)
 
 
 def thompson_pick(pool: list[Scored]) -> Scored:

@@ -40,13 +40,17 @@ def escalation_step(
     max_cost: Decimal | None = None,
     input_tokens: int = 0,
     output_tokens: int = 0,
+    looked_at: list[str] | None = None,
 ) -> tuple[str, str] | None:
     """The model to try after `current` fails: (model id, 'override' or 'dynamic'), or None.
-    The ranking holds only models that can serve the role; `max_cost` is the request's cap."""
+    The ranking holds only models that can serve the role; `max_cost` is the request's cap.
+    The models whose cooldowns were asked about are added to `looked_at`, if given."""
 
     def usable(model_id: str) -> bool:
         if model_id in blocked:
             return False
+        if looked_at is not None:
+            looked_at.append(model_id)
         model = ranking.model(model_id)
         if model is None:
             return False
@@ -83,14 +87,16 @@ def escalation_chain(
     max_cost: Decimal | None = None,
     input_tokens: int = 0,
     output_tokens: int = 0,
+    looked_at: list[str] | None = None,
 ) -> list[dict]:
-    """Escalation steps from `start`: no repeats, no cycles (every model visited is blocked)."""
+    """Escalation steps from `start`: no repeats, no cycles (every model visited is blocked).
+    The models whose cooldowns were asked about are added to `looked_at`, if given."""
     blocked = set(blocked) | {start}
     chain = []
     current = start
     for _ in range(depth):
         step = escalation_step(
-            snap, role, current, ranking, blocked, model_budgets, max_cost, input_tokens, output_tokens
+            snap, role, current, ranking, blocked, model_budgets, max_cost, input_tokens, output_tokens, looked_at
         )
         if step is None:
             break

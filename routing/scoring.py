@@ -207,7 +207,6 @@ class Ranking:
         self._escalation: tuple[np.ndarray, np.ndarray] | None = None
         self._neg_qualities: list[float] | None = None
         self.by_id = _ById(self)
-        self.answers: dict[tuple, tuple] = {}  # routing.decision's kept answers (ANSWERS_KEPT)
 
     @property
     def ordered(self) -> Iterator[Scored]:

@@ -196,6 +196,8 @@ class Snapshot:
     cooldowns: CooldownBook = EMPTY_BOOK
     # Memoised rankings per request shape, and the catalog as arrays: see routing.scoring.
     cache: dict = field(default_factory=dict)
+    # routing.decision's kept answers (ANSWERS_KEPT), by request.
+    answers: dict = field(default_factory=dict)
     columns: object = None
     # (role, category) -> that shape's outcomes as arrays over the catalog (routing.scoring).
     shape_arrays: dict = field(default_factory=dict)
@@ -561,8 +563,8 @@ def keep_memoised(
     snapshot: Snapshot, previous: Snapshot, touched: set[tuple[str, str]] | None, health_changed: bool
 ) -> None:
     """Carry over to `snapshot` what `previous` memoised that is still valid, on the same catalog
-    and roles: the catalog's arrays always; the rankings and outcome arrays of every (role,
-    category) shape but those `touched` by new outcomes (None: the whole memory was reloaded,
+    and roles: the catalog's arrays always; the rankings, kept answers and outcome arrays of every
+    (role, category) shape but those `touched` by new outcomes (None: the whole memory was reloaded,
     nothing is kept); the rankings and health arrays only when health did not change.
     build_snapshot and the simulation (routing.simulation, learning online) both call it."""
     snapshot.columns = previous.columns
@@ -571,9 +573,10 @@ def keep_memoised(
     elif touched is not None:
         snapshot.shape_arrays = {k: v for k, v in previous.shape_arrays.items() if k not in touched}
     if touched == set() and not health_changed:
-        snapshot.cache = previous.cache
+        snapshot.cache, snapshot.answers = previous.cache, previous.answers
     elif touched is not None and not health_changed:
         snapshot.cache = {k: v for k, v in previous.cache.items() if (k[0], k[1] or "") not in touched}
+        snapshot.answers = {k: v for k, v in previous.answers.items() if v.shape not in touched}
     if not health_changed:
         snapshot.health_arrays = previous.health_arrays
 
@@ -596,9 +599,15 @@ class SnapshotHolder:
         self._background = BackgroundRefresh("llmhive-snapshot")
         self._generation = 0
         self._outcomes_at = -math.inf  # when the held snapshot's outcomes were read (monotonic)
+        # (versions read, snapshot): the snapshot found current for those versions, given again
+        # without comparing them while the watch holds the very same dict.
+        self._current: tuple[dict, Snapshot] | None = None
 
     def get(self) -> Snapshot:
         stored = version_watch.versions()
+        current = self._current
+        if current is not None and current[0] is stored and current[1] is self._snapshot:
+            return current[1]
         versions = {name: stored.get(name, 0) for name in INPUTS}
         snapshot = self._snapshot
         if snapshot is None:
@@ -612,9 +621,11 @@ class SnapshotHolder:
                     self._background.start(self._rebuild, versions, self._generation)
         # The snapshot matches the versions read at `loaded_at`: it was current then. (A float
         # compared per decision; the gauge is written once per version check.)
-        if version_watch.loaded_at != self._confirmed_at and snapshot.versions == versions:
-            self._confirmed_at = version_watch.loaded_at
-            metrics.snapshot_confirmed.set(self._confirmed_at)
+        if snapshot.versions == versions:
+            if version_watch.loaded_at != self._confirmed_at:
+                self._confirmed_at = version_watch.loaded_at
+                metrics.snapshot_confirmed.set(self._confirmed_at)
+            self._current = (stored, snapshot)
         return snapshot
 
     def _outcomes_when_due(self, snapshot: Snapshot, versions: dict[str, int]) -> dict[str, int]:
@@ -659,7 +670,7 @@ class SnapshotHolder:
 
     def clear(self) -> None:
         self._generation += 1
-        self._snapshot = None
+        self._snapshot, self._current = None, None
         self._outcomes_at = -math.inf
         self._confirmed_at = 0.0
 

@@ -303,26 +303,36 @@ def test_outcomes_refreshed_batch_by_batch_equal_a_full_read(api_client, roles):
     assert refreshed.outcomes[("acme/dear", "coder", "")].requests == 6
 
 
-def test_the_same_request_is_answered_again_from_its_ranking_until_what_it_rests_on_moves(api_client, roles):
-    """decide() keeps each deterministic answer on its ranking: the same request gets the same
-    answer (a new decision_id) without walking the ranking again, until the budget state or the
-    cooldowns move (checked by identity) or the ranking itself is dropped. A request differing
-    in its exclusions, cap or token estimates is answered on its own."""
+def test_the_same_request_is_answered_again_until_what_it_rests_on_moves(api_client, roles):
+    """decide() keeps each deterministic answer: the same request gets the same answer (a new
+    decision_id, the snapshot's version) without walking the ranking again, until the budget
+    state moves (checked by identity), a model it rests on (walked, or looked at for its
+    escalation chain) starts cooling down, or its shape's ranking is dropped. A cooldown of
+    another model keeps it. A request differing in its exclusions, cap or token estimates is
+    answered on its own."""
     from datetime import timedelta
 
     from django.utils import timezone
 
     from core.models import DataVersion
     from costs.budgets import budget_book
-    from routing.decision import RouteRequest, decide
+    from routing.decision import RouteRequest, decide, request_key
     from routing.models import COOLDOWN_VERSION, CooldownState, ModelCooldown
     from tests.factories import BudgetFactory
+
+    def cool_down(model_id: str) -> None:
+        ModelCooldown.objects.create(
+            model=model_id, role="", state=CooldownState.OPEN, until=timezone.now() + timedelta(minutes=1)
+        )
+        DataVersion.bump(COOLDOWN_VERSION)
 
     req = RouteRequest(role="coder", fallback_count=1)
     first, again = decide(req), decide(req)
     assert again["decision_id"] != first["decision_id"]
     assert again["candidates"] is first["candidates"]  # kept, not rebuilt
     assert {**again, "decision_id": ""} == {**first, "decision_id": ""}
+    watched = current_snapshot().answers[request_key(req)].watched
+    assert {first["model"], *first["fallbacks"], *first["escalation"]} <= watched
     other = decide(RouteRequest(role="coder", fallback_count=1, exclude=[first["model"]]))
     assert other["model"] != first["model"]
     cheaper = decide(RouteRequest(role="coder", fallback_count=1, estimated_output_tokens=5))
@@ -334,13 +344,16 @@ def test_the_same_request_is_answered_again_from_its_ranking_until_what_it_rests
     with_budget = decide(req)
     assert with_budget["candidates"] is not first["candidates"] and with_budget["budget"]["scope_value"] == "coder"
 
-    # The chosen model cools down (an open cooldown saved: the ranking and the budget state
-    # stay, only the cooldowns move): answered without it.
+    # A model the answer does not rest on cools down: a new snapshot, the same answer.
+    cool_down("elsewhere/not-routed")
+    still = decide(req)
+    assert still["candidates"] is with_budget["candidates"]
+    assert still["catalog_version"] == current_snapshot().catalog_version != with_budget["catalog_version"]
+
+    # The chosen model cools down (the ranking and the budget state stay, only the cooldowns
+    # move): answered without it.
     kept, statuses = current_snapshot().cache, budget_book.statuses()
-    ModelCooldown.objects.create(
-        model=first["model"], role="", state=CooldownState.OPEN, until=timezone.now() + timedelta(minutes=1)
-    )
-    DataVersion.bump(COOLDOWN_VERSION)
+    cool_down(first["model"])
     assert all(current_snapshot().cache.get(k) is v for k, v in kept.items())
     assert budget_book.statuses() is statuses
     cooled = decide(req)
@@ -348,3 +361,73 @@ def test_the_same_request_is_answered_again_from_its_ranking_until_what_it_rests
     assert (
         api_client.post_json("/api/v1/route", {"role": "coder", "fallback_count": 1}).json()["model"] == cooled["model"]
     )
+
+
+def test_an_answer_passing_over_cooling_models_is_kept_while_those_cooldowns_stand(roles, settings):
+    """An answer that passed over a model cooling down is kept for the very same cooldowns: until
+    the first open one turns half-open, and for a half-open one only while a new draw passes over
+    it again. One that a draw let through is not kept."""
+    import time
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from core.models import DataVersion
+    from routing.decision import RouteRequest, decide, request_key
+    from routing.models import COOLDOWN_VERSION, CooldownState, ModelCooldown
+
+    req = RouteRequest(role="coder", fallback_count=1)
+    best = decide(req)["model"]
+    until = timezone.now() + timedelta(minutes=1)
+    cooldown = ModelCooldown.objects.create(model=best, role="", state=CooldownState.OPEN, until=until)
+    DataVersion.bump(COOLDOWN_VERSION)
+    first, again = decide(req), decide(req)
+    assert first["model"] != best and again["candidates"] is first["candidates"]  # kept
+    kept = current_snapshot().answers[request_key(req)]
+    assert kept.valid_until == until.timestamp() and kept.drew_for == (best,)
+
+    # Half-open (its open period over), with a share of 0: every draw passes over it, kept.
+    settings.LLMHIVE_COOLDOWN_HALF_OPEN_SHARE = 0.0
+    cooldown.until = timezone.now() - timedelta(seconds=1)
+    cooldown.save()
+    DataVersion.bump(COOLDOWN_VERSION)
+    first, again = decide(req), decide(req)
+    assert best not in [first["model"], *first["fallbacks"]] and again["candidates"] is first["candidates"]
+    assert current_snapshot().answers[request_key(req)].drew_for == (best,)
+
+    # With a share of 1 every draw lets it through: answered with it, and not kept.
+    settings.LLMHIVE_COOLDOWN_HALF_OPEN_SHARE = 1.0
+    DataVersion.bump(COOLDOWN_VERSION)
+    tried = decide(req)
+    assert tried["model"] == best and getattr(tried, "kept", None) is None
+    assert decide(req)["candidates"] is not tried["candidates"]
+
+    # An open period that ends while the answer is kept: answered afresh once it has.
+    settings.LLMHIVE_COOLDOWN_HALF_OPEN_SHARE = 0.0
+    cooldown.until = timezone.now() + timedelta(seconds=0.3)
+    cooldown.save()
+    DataVersion.bump(COOLDOWN_VERSION)
+    first = decide(req)
+    assert decide(req)["candidates"] is first["candidates"]
+    time.sleep(max(0.0, current_snapshot().answers[request_key(req)].valid_until - time.time()) + 0.05)
+    assert decide(req)["candidates"] is not first["candidates"]
+
+
+def test_a_kept_answer_is_written_as_the_fresh_one_but_for_what_changes_per_call(api_client, roles):
+    """/route writes a kept answer from its encoded body: the same JSON as the first answer but
+    for decision_id; valid against the schema; `degraded` written per call."""
+    from routing.api import route_json
+    from routing.decision import RouteRequest, decide
+
+    body = {"role": "coder", "fallback_count": 2, "max_cost_usd": "0.5", "estimated_input_tokens": 1234}
+    first, again = route(api_client, **body), route(api_client, **body)
+    assert first["decision_id"] != again["decision_id"]
+    assert {**first, "decision_id": ""} == {**again, "decision_id": ""}
+    assert first["degraded"] is False and isinstance(first["estimated_cost_usd"], str)
+
+    answer = decide(
+        RouteRequest(role="coder", fallback_count=2, max_cost_usd=Decimal("0.5"), estimated_input_tokens=1234)
+    )
+    assert answer.kept is not None and answer.kept.body is not None  # written once, by the first call
+    degraded = RouteOut.model_validate_json(route_json(answer, True).content)
+    assert degraded.degraded is True and degraded.decision_id == answer["decision_id"]
