@@ -11,7 +11,7 @@ class RoutingConfig(AppConfig):
         from catalog.signals import models_that_matter
         from costs.signals import usage_ingested, usage_stored
         from health.signals import model_cooldowns
-        from routing import cooldowns, memory, receivers
+        from routing import cooldowns, memory, receivers, snapshot
         from routing.models import EscalationOverride, QualityPrior, Role, RolePreference, Strategy
 
         for model in (Role, RolePreference, EscalationOverride, Strategy, QualityPrior):
@@ -25,4 +25,5 @@ class RoutingConfig(AppConfig):
         usage_stored.connect(cooldowns.react_to_usage, dispatch_uid="routing.cooldowns.react_to_usage")
         model_cooldowns.connect(cooldowns.cooldowns_by_model, dispatch_uid="routing.cooldowns.by_model")
         usage_ingested.connect(memory.stats_changed, dispatch_uid="routing.memory.stats_changed")
+        usage_ingested.connect(snapshot.refresh_after_own_batch, dispatch_uid="routing.snapshot.after_own_batch")
         models_that_matter.connect(receivers.curated_models, dispatch_uid="routing.models_that_matter")

@@ -10,8 +10,10 @@ Printed side by side, with the machine's core count:
   usage flowing to the same workers (10 batches of 100 events a second to POST /usage, also from
   its own process) while model cooldowns trip and clear ten times a second (three retryable
   failures of the next model of a rotating set of chosen models, then a success once its
-  cooldown has passed), and (c) the same with usage sent to a pool of its own. Three interleaved
-  rounds of each, shown by the median round (by p99) with every round's p99. A server that does
+  cooldown has passed), (c) the same with usage sent to a pool of its own, and (d) usage to the
+  same workers again, reported as a client that flushes once a second does: one batch of 1,000
+  events a second (the ten trips a second in it). Three interleaved rounds of each, shown by the
+  median round (by p99) with every round's p99. A server that does
   not know usage events' `error` field yet (a 422 naming it) gets the usage flow without the
   trips, and the output says so;
 - /route's maximum throughput against the authenticated trivial endpoint GET /key, the
@@ -63,6 +65,7 @@ LOADGEN = Path(__file__).with_name("loadgen.py")
 GOALS = {"p50_ms": 2.0, "p99_ms": 5.0, "ratio": 0.85, "decision_us": 150.0, "new_shape_us": 1000.0}
 COPIES = 10  # the 349-model list, ten times: 3,490 models
 USAGE_RATE, USAGE_BATCH, TRIPS_PER_SECOND = 1_000, 100, 10
+BIG_BATCH = 1_000  # (d): a client flushing its usage once a second
 LATENCY_ROUNDS = 3
 # The bench server's cooldown policy: three failures trip a model for one second (no growth),
 # so a trip is cleared by a success about a second later. Whole seconds: read as int or float.
@@ -280,7 +283,7 @@ def test_route_speed(tmp_path, capsys):
         plan_file = tmp_path / "usage.json"
         plan_file.write_text(json.dumps({"flow": flow_models, "roles": roles, "trip": trip_models if trips else []}))
 
-        def route_while_usage_flows(usage_url: str) -> tuple[dict, dict]:
+        def route_while_usage_flows(usage_url: str, batch: int = USAGE_BATCH) -> tuple[dict, dict]:
             usage_command = loadgen_command(
                 "usage",
                 usage_url,
@@ -288,7 +291,7 @@ def test_route_speed(tmp_path, capsys):
                 None,
                 usage=plan_file,
                 rate=USAGE_RATE,
-                batch=USAGE_BATCH,
+                batch=batch,
                 trips=TRIPS_PER_SECOND,
                 duration=13,
             )
@@ -296,20 +299,21 @@ def test_route_speed(tmp_path, capsys):
                 time.sleep(1.5)  # the flow (and the trips) under way before the measurement starts
                 routed = loadgen("rate", route_url, key, bodies_file, rate=300, duration=10)
                 usage_out, _ = flowing.communicate(timeout=120)
-            return routed, json.loads(usage_out)
+            return routed, {**json.loads(usage_out), "batch": batch}
 
         # (a), (b) and (c) in interleaved rounds, each shown by its median round (by p99): a
         # busy moment of a shared two-core machine (a late start of the load generator itself)
         # then moves one round, not the figure. (c): usage reported to its own pool of workers,
         # as the deploying guide advises (the same database, cooldowns and versions, but no
         # decision queues behind a batch).
-        rounds: dict[str, list] = {"quiet": [], "same": [], "split": []}
+        rounds: dict[str, list] = {"quiet": [], "same": [], "split": [], "flushed": []}
         for _ in range(LATENCY_ROUNDS):
             rounds["quiet"].append((loadgen("rate", route_url, key, bodies_file, rate=300, duration=10), None))
             rounds["same"].append(route_while_usage_flows(usage_url))
             rounds["split"].append(route_while_usage_flows(f"{ingest}/api/v1/usage"))
-        (steady, _), (churned, usage), (split, split_usage) = (
-            median_round(rounds[k]) for k in ("quiet", "same", "split")
+            rounds["flushed"].append(route_while_usage_flows(usage_url, BIG_BATCH))
+        (steady, _), (churned, usage), (split, split_usage), (flushed, flushed_usage) = (
+            median_round(rounds[k]) for k in ("quiet", "same", "split", "flushed")
         )
 
         # Interleaved rounds, the best of each: a busy moment on the machine hits one round, not
@@ -361,6 +365,11 @@ def test_route_speed(tmp_path, capsys):
         for label, routed, flow in (
             ("(b) usage + trips, same workers:", churned, usage),
             ("(c) usage + trips, usage on its own 2 workers:", split, split_usage),
+            (
+                f"(d) usage + trips, same workers, usage flushed once a second ({BIG_BATCH:,} a batch):",
+                flushed,
+                flushed_usage,
+            ),
         ):
             print(f"  {label}")
             print(rate_line("                        ", routed))
@@ -370,7 +379,7 @@ def test_route_speed(tmp_path, capsys):
                 else "cooldown trips SKIPPED: the server answers 422 to usage events' `error` field"
             )
             print(
-                f"      usage meanwhile:   {flow['events']:,} events in {flow['requests']} batches of {USAGE_BATCH}, "
+                f"      usage meanwhile:   {flow['events']:,} events in {flow['requests']} batches of {flow['batch']:,}, "
                 f"{flow['events_per_s']:.0f} events/s (goal {USAGE_RATE:,}), batch p50 {flow['p50_ms']:.1f} ms, "
                 f"p99 {flow['p99_ms']:.1f} ms, {flow['errors']} errors, {flow['late_starts']} late; {churn}"
             )
@@ -396,7 +405,7 @@ def test_route_speed(tmp_path, capsys):
         assert quiet["errors"] == 0 and quiet["statuses"] == {"200": quiet["requests"]}, quiet
     # Under churn a decision may find every model of a shape cooling down (a 422 is then the
     # right answer), but never a 5xx or a transport error; the usage flow is all stored.
-    for routed, flow in rounds["same"] + rounds["split"]:
+    for routed, flow in rounds["same"] + rounds["split"] + rounds["flushed"]:
         assert all(not s.startswith("5") and s != "0" for s in routed["statuses"]), (routed, server_log[-3000:])
         assert flow["errors"] == 0, (flow, server_log[-3000:])
     assert burst_seconds < version_watch.interval, (burst_seconds, version_watch.interval)

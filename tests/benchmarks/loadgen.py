@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import random
 import socket
 import statistics
@@ -253,16 +254,17 @@ def usage_batches(
 ) -> tuple[Callable[[int], bytes], dict]:
     """Batch i of usage events, made when it is due (fresh request ids, `occurred_at` now).
 
-    Every event is a success of a `flow` model, except: each 1/trips_per_second seconds one
-    batch also reports three retryable failures of the next `trip` model (a cooldown trips at
-    LLMHIVE_COOLDOWN_FAILURES=3), and a success of the model tripped `clear_after` seconds
-    earlier (past its cooldown, half-open: the success closes it)."""
+    Every event is a success of a `flow` model, except: trips_per_second times a second (in the
+    batches due then: one every few batches, or several in one) three retryable failures of the
+    next `trip` model (a cooldown trips at LLMHIVE_COOLDOWN_FAILURES=3), each with a success of
+    the model tripped `clear_after` seconds earlier (past its cooldown, half-open: the success
+    closes it)."""
     parts = urlsplit(url)
     head = f"Host: {parts.hostname}:{parts.port or 80}\r\nAuthorization: Bearer {key}\r\nConnection: keep-alive\r\n"
     flow, roles, trip = plan["flow"], plan["roles"], plan.get("trip") or []
     clear_after = float(plan.get("clear_after", 1.2))
-    every = max(1, round(batches_per_second / trips_per_second)) if trip and trips_per_second else 0
-    lag = round(clear_after * trips_per_second) if every else 0
+    per_batch = trips_per_second / batches_per_second if trip else 0.0
+    lag = round(clear_after * trips_per_second)
     run = uuid.uuid4().hex[:12]
     rng = random.Random(12)
     counts = {"events": 0, "failures": 0, "trips": 0, "clears": 0}
@@ -288,8 +290,7 @@ def usage_batches(
 
     def make(i: int) -> bytes:
         events = []
-        if every and i % every == 0:
-            k = i // every
+        for k in range(math.floor(i * per_batch + 1e-9), math.floor((i + 1) * per_batch + 1e-9)):
             events += [event(trip[k % len(trip)], RETRYABLE[(k + j) % 3]) for j in range(3)]
             counts["failures"] += 3
             counts["trips"] += 1

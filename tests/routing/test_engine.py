@@ -168,6 +168,28 @@ def test_another_process_change_is_built_in_the_background_while_requests_go_on(
     assert "writer" not in current_snapshot().roles
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_this_process_reports_is_built_into_its_snapshot_by_the_report(api_client, roles):
+    """The snapshot a usage batch changes is built in the request that reported it (after its
+    commit), so the next decision of this process finds it current instead of building it."""
+    from routing.snapshot import holder
+
+    route(api_client)
+    before = current_snapshot()
+    ingest(3, model="acme/mid", role="coder", category="", success=False, error="timeout")
+    after = holder._snapshot
+    assert after is not before and after.outcomes[("acme/mid", "coder", "")].requests == 3
+    assert current_snapshot() is after  # nothing left to build
+
+    # Inside a caller's transaction (which may yet roll back) it waits for the next decision.
+    from django.db import transaction
+
+    with transaction.atomic():
+        ingest(2, model="acme/mid", role="coder", category="", success=True)
+        assert holder._snapshot is after
+    assert current_snapshot().outcomes[("acme/mid", "coder", "")].requests == 5
+
+
 def remember(key: tuple, requests: int) -> None:
     """Successes in the strategy memory, written as the ingest writes them (its rows only)."""
     from routing.memory import KEY, SUMS, add_to_rows
