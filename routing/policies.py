@@ -221,6 +221,7 @@ class Policy:
             weights=weights or None,
             book=book,
             cache={},
+            answers={},
             columns=None,
             shape_arrays={},
             health_arrays=None,

@@ -420,7 +420,7 @@ def _learn(snap: Snapshot, rows: list[dict], totals: dict[tuple, tuple]) -> Snap
         totals[key] = new
         changed.append((*key, *new))
     touched = snap.book._take(changed)
-    fresh = dataclasses.replace(snap, cache={}, shape_arrays={}, health_arrays=None)
+    fresh = dataclasses.replace(snap, cache={}, answers={}, shape_arrays={}, health_arrays=None)
     keep_memoised(fresh, snap, touched, health_changed=False)
     return fresh
 

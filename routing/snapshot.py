@@ -567,16 +567,18 @@ def keep_memoised(
     (role, category) shape but those `touched` by new outcomes (None: the whole memory was reloaded,
     nothing is kept); the rankings and health arrays only when health did not change.
     build_snapshot and the simulation (routing.simulation, learning online) both call it."""
+    # (Requests on `previous` may still be adding to its dicts: each is copied in one step, under
+    # the GIL, before it is filtered; iterating a dict another thread grows raises.)
     snapshot.columns = previous.columns
     if touched == set():  # (a cooldown or a budget moved, nothing the rankings read)
         snapshot.shape_arrays = previous.shape_arrays
     elif touched is not None:
-        snapshot.shape_arrays = {k: v for k, v in previous.shape_arrays.items() if k not in touched}
+        snapshot.shape_arrays = {k: v for k, v in previous.shape_arrays.copy().items() if k not in touched}
     if touched == set() and not health_changed:
         snapshot.cache, snapshot.answers = previous.cache, previous.answers
     elif touched is not None and not health_changed:
-        snapshot.cache = {k: v for k, v in previous.cache.items() if (k[0], k[1] or "") not in touched}
-        snapshot.answers = {k: v for k, v in previous.answers.items() if v.shape not in touched}
+        snapshot.cache = {k: v for k, v in previous.cache.copy().items() if (k[0], k[1] or "") not in touched}
+        snapshot.answers = {k: v for k, v in previous.answers.copy().items() if v.shape not in touched}
     if not health_changed:
         snapshot.health_arrays = previous.health_arrays
 
@@ -625,6 +627,8 @@ class SnapshotHolder:
             if version_watch.loaded_at != self._confirmed_at:
                 self._confirmed_at = version_watch.loaded_at
                 metrics.snapshot_confirmed.set(self._confirmed_at)
+            # (Also when other processes' outcomes were deferred: they are asked about again
+            # when the watch next reads the versions, within LLMHIVE_SNAPSHOT_CHECK_SECONDS.)
             self._current = (stored, snapshot)
         return snapshot
 

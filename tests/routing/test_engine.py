@@ -453,3 +453,51 @@ def test_a_kept_answer_is_written_as_the_fresh_one_but_for_what_changes_per_call
     assert answer.kept is not None and answer.kept.body is not None  # written once, by the first call
     degraded = RouteOut.model_validate_json(route_json(answer, True).content)
     assert degraded.degraded is True and degraded.decision_id == answer["decision_id"]
+
+
+def test_carrying_memoised_work_over_survives_requests_still_adding_to_it():
+    """keep_memoised runs in the refresh thread (or a request) while requests on the previous
+    snapshot still add kept answers and rankings: it copies each dict before reading it (reading
+    a dict another thread grows raises RuntimeError)."""
+    import threading
+    from types import SimpleNamespace
+
+    from routing.decision import KeptAnswer
+    from routing.snapshot import keep_memoised
+
+    def kept(role: str) -> KeptAnswer:
+        return KeptAnswer([], frozenset(), (role, ""), {})
+
+    previous = SimpleNamespace(
+        columns=None,
+        health_arrays=None,
+        shape_arrays={("coder", str(i)): i for i in range(2000)},
+        cache={("coder", str(i)): i for i in range(2000)},
+        answers={("old", i): kept("coder") for i in range(2000)},
+    )
+    stop, failures = threading.Event(), []
+
+    def requests_adding() -> None:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            previous.answers[("new", i % 3000)] = kept("writer")
+            previous.cache[("writer", str(i % 3000))] = i
+            sum(range(2000))  # (some work between writes, as a decision does)
+
+    threads = [threading.Thread(target=requests_adding) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in range(300):
+            fresh = SimpleNamespace(answers={}, cache={}, shape_arrays={})
+            try:
+                keep_memoised(fresh, previous, {("coder", "0")}, health_changed=False)
+            except RuntimeError as error:
+                failures.append(error)
+            sum(range(5000))
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert failures == []
