@@ -287,21 +287,18 @@ class BudgetBook:
             # the same day, neither past its TTL nor due for the outcomes check: still current.
             seen, statuses, day_ends = current
             if seen is version_watch.versions() and statuses is self._statuses and time.time() < day_ends:
-                age = time.monotonic() - self._loaded_at
-                if age <= ttl and not (
-                    self._batches_added and age >= min(ttl, settings.LLMHIVE_OUTCOMES_CHECK_SECONDS)
-                ):
+                if not self._aged(time.monotonic() - self._loaded_at, ttl):
                     return statuses
         statuses = self._statuses
-        now = time.monotonic()
+        age = time.monotonic() - self._loaded_at
         seen = version_watch.versions()
         versions = tuple(seen.get(name, 0) for name in self.WATCHED)
         if statuses is not None and version_watch.degraded:
             return statuses  # the database is away: the last state read, until it returns
         if statuses is None or self._stale or self._day != timezone.now().date():
             return self._reload(versions)
-        due = now - self._loaded_at >= min(ttl, settings.LLMHIVE_OUTCOMES_CHECK_SECONDS)
-        if versions != self._versions or now - self._loaded_at > ttl or (self._batches_added and due):
+        due = self._due(age, ttl)
+        if versions != self._versions or self._aged(age, ttl):
             held, current = (
                 dict(zip(self.WATCHED, self._versions, strict=True)),
                 dict(zip(self.WATCHED, versions, strict=True)),
@@ -317,6 +314,16 @@ class BudgetBook:
         elif not version_watch.degraded:
             self._current = (seen, statuses, utc_midnight(self._day + timedelta(days=1)).timestamp())
         return statuses
+
+    @staticmethod
+    def _due(age: float, ttl: float) -> bool:
+        """Whether other processes' spend is due to be taken in, `age` seconds after a read."""
+        return age >= min(ttl, settings.LLMHIVE_OUTCOMES_CHECK_SECONDS)
+
+    def _aged(self, age: float, ttl: float) -> bool:
+        """Whether the state read `age` seconds ago must be read again whatever the versions say:
+        past its TTL, or holding this process's batches with the aggregate due."""
+        return age > ttl or (self._batches_added and self._due(age, ttl))
 
     def _reload(self, versions: tuple) -> list[BudgetStatus]:
         with self._lock:
