@@ -76,13 +76,23 @@ usage_api_events = Counter(
     registry=None,
 )
 
+# Pauses of Python's cyclic garbage collector (core.heap): a worker answers nothing while one runs.
+gc_pause_seconds = Histogram(
+    "llmhive_gc_pause_seconds",
+    "Pauses of Python's cyclic garbage collector in the web workers, by generation (2: a full collection).",
+    ["generation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+    registry=None,
+)
+
 # Every series exists from the start, at 0 (a rate needs two points); /route counts through
 # these (a label lookup per call costs more than the count).
 route_decisions_by_result = {result: route_decisions.labels(result=result) for result in ROUTE_RESULTS}
 for result in USAGE_API_RESULTS:
     usage_api_events.labels(result=result)
+gc_pauses_by_generation = [gc_pause_seconds.labels(generation=str(g)) for g in range(3)]
 
-PROCESS_METRICS = (route_decisions, route_decision_seconds, snapshot_confirmed, usage_api_events)
+PROCESS_METRICS = (route_decisions, route_decision_seconds, snapshot_confirmed, usage_api_events, gc_pause_seconds)
 
 
 def multiprocess_dir() -> str | None:

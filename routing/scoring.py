@@ -194,7 +194,9 @@ class Ranking:
     `Scored`, with its parts, is built only when a walk reaches it)."""
 
     def __init__(self, snap: Snapshot, cols: Columns, role: RoleInfo, shape: tuple, arrays: dict | None) -> None:
-        self.snap, self.cols, self.role, self.shape = snap, cols, role, shape
+        # (The snapshot's `down`, not the snapshot: a ranking is carried to later snapshots, and a
+        # reference back would keep each replaced snapshot alive until a full garbage collection.)
+        self.down, self.cols, self.role, self.shape = snap.down, cols, role, shape
         empty = np.zeros(0, dtype=np.int64)
         a = arrays or {}
         self.idx = a.get("idx", empty)
@@ -274,7 +276,7 @@ class Ranking:
         if self._rejected is None:
             _, _, required, min_context = self.shape
             reasons, _ = self.cols.role_reasons(self.role)
-            down = self.snap.down
+            down = self.down
             counts: dict[str, int] = {}
             for model, role_reason in zip(self.cols.models, reasons, strict=True):
                 reason = (

@@ -33,7 +33,7 @@ from catalog.models import (
     ModelStatus,
 )
 from catalog.selectors import bootstrap_fallback_models, current_rankings_queryset
-from core import metrics
+from core import heap, metrics
 from core.models import version_watch
 from core.upsert import changed_since, snapshot_now
 from core.versions import BackgroundRefresh
@@ -659,7 +659,10 @@ class SnapshotHolder:
                     prepare(fresh)
                     if snapshot is None or snapshot.versions.get(STATS_VERSION) != versions.get(STATS_VERSION):
                         self._outcomes_at = started
-                    snapshot = self._snapshot = fresh
+                    first, snapshot = snapshot is None, fresh
+                    self._snapshot = fresh
+                    if first:
+                        heap.warmed_up()
                 except DatabaseError:
                     # Cut while rebuilding: answer from the last snapshot; the next check
                     # after the database returns rebuilds it.

@@ -16,6 +16,8 @@ Printed side by side, with the machine's core count:
   median round (by p99) with every round's p99. A server that does
   not know usage events' `error` field yet (a 422 naming it) gets the usage flow without the
   trips, and the output says so;
+- the route workers' garbage-collector pauses over those rounds, per generation (GET /metrics,
+  core.heap), with how many took over 5 and over 25 ms;
 - /route's maximum throughput against the authenticated trivial endpoint GET /key, the
   framework's floor, measured in the same run;
 - the warm decision (memoised request shapes) and the new-shape decision (a shape not memoised
@@ -47,6 +49,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from prometheus_client.parser import text_string_to_metric_families
 
 from catalog.models import CatalogModel
 from core.models import ApiKey, version_watch
@@ -189,6 +192,32 @@ def catalog_times(copies: int, path: Path) -> Path:
     return path
 
 
+def gc_pauses(base: str, key: str) -> dict[str, dict[float, float]]:
+    """The route workers' garbage-collector pauses so far (core.heap): per generation, the count
+    at or under each bucket bound (seconds), from GET /metrics."""
+    answer = httpx.get(f"{base}/api/v1/metrics", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    found: dict[str, dict[float, float]] = {}
+    for family in text_string_to_metric_families(answer.text):
+        for sample in family.samples:
+            if sample.name == "llmhive_gc_pause_seconds_bucket":
+                found.setdefault(sample.labels["generation"], {})[float(sample.labels["le"])] = sample.value
+    return found
+
+
+def gc_line(before: dict, after: dict) -> str:
+    """Collections per generation between two scrapes, and the pauses over 5 and 25 ms."""
+    parts, over = [], {0.005: 0.0, 0.025: 0.0}
+    for generation in sorted(after):
+        moved = {le: n - before.get(generation, {}).get(le, 0.0) for le, n in after[generation].items()}
+        total = moved[math.inf]
+        longest = min((le for le, n in moved.items() if n == total), default=math.inf)
+        parts.append(f"gen {generation}: {total:,.0f} (all <= {longest * 1000:g} ms)")
+        for bound in over:
+            over[bound] += total - moved[bound]
+    return f"{'; '.join(parts)}; pauses over 5 ms: {over[0.005]:.0f}, over 25 ms: {over[0.025]:.0f}"
+
+
 def usage_errors_accepted(base: str, usage_key: str, model: str) -> bool:
     """Whether the server knows usage events' `error` field (issue 12's failure classes): a 422
     naming `events.0.error` means it does not yet. One failure: below any cooldown threshold."""
@@ -273,6 +302,7 @@ def test_route_speed(tmp_path, capsys):
     catalog_ids = sorted(CatalogModel.objects.values_list("id", flat=True))
     flow_models = trip_models + random.Random(3).sample(catalog_ids, 80)
     _, usage_key = ApiKey.issue(name="bench-usage", scopes=["usage:write"])
+    _, metrics_key = ApiKey.issue(name="bench-metrics", scopes=["metrics:read"])
 
     bodies_file = tmp_path / "bodies.json"
     bodies_file.write_text(json.dumps(bodies))
@@ -307,11 +337,13 @@ def test_route_speed(tmp_path, capsys):
         # as the deploying guide advises (the same database, cooldowns and versions, but no
         # decision queues behind a batch).
         rounds: dict[str, list] = {"quiet": [], "same": [], "split": [], "flushed": []}
+        gc_before = gc_pauses(base, metrics_key)
         for _ in range(LATENCY_ROUNDS):
             rounds["quiet"].append((loadgen("rate", route_url, key, bodies_file, rate=300, duration=10), None))
             rounds["same"].append(route_while_usage_flows(usage_url))
             rounds["split"].append(route_while_usage_flows(f"{ingest}/api/v1/usage"))
             rounds["flushed"].append(route_while_usage_flows(usage_url, BIG_BATCH))
+        gc_during = gc_line(gc_before, gc_pauses(base, metrics_key))
         (steady, _), (churned, usage), (split, split_usage), (flushed, flushed_usage) = (
             median_round(rounds[k]) for k in ("quiet", "same", "split", "flushed")
         )
@@ -383,6 +415,7 @@ def test_route_speed(tmp_path, capsys):
                 f"{flow['events_per_s']:.0f} events/s (goal {USAGE_RATE:,}), batch p50 {flow['p50_ms']:.1f} ms, "
                 f"p99 {flow['p99_ms']:.1f} ms, {flow['errors']} errors, {flow['late_starts']} late; {churn}"
             )
+        print(f"  garbage collector in the route workers over these rounds: {gc_during}")
         print(
             f"max throughput:        /route {route_max['rate_rps']:.0f} rps, GET /key (floor) {floor_max['rate_rps']:.0f} rps: "
             f"{ratio:.0%} of the floor (goal >= {GOALS['ratio']:.0%}), 4 connections, gunicorn -w 2, best of 3 interleaved rounds "
