@@ -13,7 +13,9 @@ Printed side by side, with the machine's core count:
   cooldown has passed), (c) the same with usage sent to a pool of its own, and (d) usage to the
   same workers again, reported as a client that flushes once a second does: one batch of 1,000
   events a second (the ten trips a second in it). Three interleaved rounds of each, shown by the
-  median round (by p99) with every round's p99. A server that does
+  median round (by p99) with every round's p99. Each is measured again, right after, for the
+  authenticated trivial endpoint GET /key at the same rate: the server's floor under the same
+  conditions, so a figure can be read against what the machine gave anything that round. A server that does
   not know usage events' `error` field yet (a 422 naming it) gets the usage flow without the
   trips, and the output says so;
 - the route workers' garbage-collector pauses over those rounds, per generation (GET /metrics,
@@ -313,7 +315,11 @@ def test_route_speed(tmp_path, capsys):
         plan_file = tmp_path / "usage.json"
         plan_file.write_text(json.dumps({"flow": flow_models, "roles": roles, "trip": trip_models if trips else []}))
 
-        def route_while_usage_flows(usage_url: str, batch: int = USAGE_BATCH) -> tuple[dict, dict]:
+        def while_usage_flows(usage_url: str | None, url: str, bodies: Path | None, batch: int = USAGE_BATCH):
+            """300 requests a second to `url` for 10 s (round robin over `bodies`, GET when None),
+            while usage flows to `usage_url` (none: quiet); (their figures, the flow's or None)."""
+            if usage_url is None:
+                return loadgen("rate", url, key, bodies, rate=300, duration=10), None
             usage_command = loadgen_command(
                 "usage",
                 usage_url,
@@ -327,26 +333,34 @@ def test_route_speed(tmp_path, capsys):
             )
             with subprocess.Popen(usage_command, stdout=subprocess.PIPE, text=True) as flowing:
                 time.sleep(1.5)  # the flow (and the trips) under way before the measurement starts
-                routed = loadgen("rate", route_url, key, bodies_file, rate=300, duration=10)
+                routed = loadgen("rate", url, key, bodies, rate=300, duration=10)
                 usage_out, _ = flowing.communicate(timeout=120)
             return routed, {**json.loads(usage_out), "batch": batch}
 
-        # (a), (b) and (c) in interleaved rounds, each shown by its median round (by p99): a
-        # busy moment of a shared two-core machine (a late start of the load generator itself)
-        # then moves one round, not the figure. (c): usage reported to its own pool of workers,
-        # as the deploying guide advises (the same database, cooldowns and versions, but no
-        # decision queues behind a batch).
-        rounds: dict[str, list] = {"quiet": [], "same": [], "split": [], "flushed": []}
+        # (a) to (d) in interleaved rounds, each shown by its median round (by p99): a busy
+        # moment of a shared two-core machine (a late start of the load generator itself) then
+        # moves one round, not the figure. (c): usage reported to its own pool of workers, as the
+        # deploying guide advises (the same database, cooldowns and versions, but no decision
+        # queues behind a batch). Each is measured twice in a row, for /route and for GET /key at
+        # the same rate: the server's floor under the same conditions, in the same round.
+        conditions = {
+            "quiet": (None, USAGE_BATCH),
+            "same": (usage_url, USAGE_BATCH),
+            "split": (f"{ingest}/api/v1/usage", USAGE_BATCH),
+            "flushed": (usage_url, BIG_BATCH),
+        }
+        rounds: dict[str, list] = {name: [] for name in conditions}
+        floors: dict[str, list] = {name: [] for name in conditions}
         gc_before = gc_pauses(base, metrics_key)
         for _ in range(LATENCY_ROUNDS):
-            rounds["quiet"].append((loadgen("rate", route_url, key, bodies_file, rate=300, duration=10), None))
-            rounds["same"].append(route_while_usage_flows(usage_url))
-            rounds["split"].append(route_while_usage_flows(f"{ingest}/api/v1/usage"))
-            rounds["flushed"].append(route_while_usage_flows(usage_url, BIG_BATCH))
+            for name, (flow_url, batch) in conditions.items():
+                rounds[name].append(while_usage_flows(flow_url, route_url, bodies_file, batch))
+                floors[name].append(while_usage_flows(flow_url, key_url, None, batch))
         gc_during = gc_line(gc_before, gc_pauses(base, metrics_key))
         (steady, _), (churned, usage), (split, split_usage), (flushed, flushed_usage) = (
             median_round(rounds[k]) for k in ("quiet", "same", "split", "flushed")
         )
+        floor_at = {name: median_round(found)[0] for name, found in floors.items()}
 
         # Interleaved rounds, the best of each: a busy moment on the machine hits one round, not
         # one endpoint's whole measurement.
@@ -377,6 +391,12 @@ def test_route_speed(tmp_path, capsys):
             line += f" (median of {len(r['round_p99s'])} rounds by p99: {', '.join(f'{p:.2f}' for p in r['round_p99s'])} ms)"
         return line
 
+    def floor_line(r: dict) -> str:
+        return (
+            f"      GET /key (floor), same rate and conditions: p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms "
+            f"(rounds: {', '.join(f'{p:.2f}' for p in r['round_p99s'])} ms)"
+        )
+
     with capsys.disabled():
         print(
             f"\n--- /route speed: {os.cpu_count()} cores, PostgreSQL, {models} models, {len(roles)} roles, {events:,} usage events"
@@ -394,17 +414,20 @@ def test_route_speed(tmp_path, capsys):
             f"/route at 300 rps, gunicorn -w 2 (goal p50 <= {GOALS['p50_ms']:.0f} ms, p99 <= {GOALS['p99_ms']:.0f} ms in both):"
         )
         print(rate_line("  (a) quiet:           ", steady))
-        for label, routed, flow in (
-            ("(b) usage + trips, same workers:", churned, usage),
-            ("(c) usage + trips, usage on its own 2 workers:", split, split_usage),
+        print(floor_line(floor_at["quiet"]))
+        for label, routed, flow, floor in (
+            ("(b) usage + trips, same workers:", churned, usage, floor_at["same"]),
+            ("(c) usage + trips, usage on its own 2 workers:", split, split_usage, floor_at["split"]),
             (
                 f"(d) usage + trips, same workers, usage flushed once a second ({BIG_BATCH:,} a batch):",
                 flushed,
                 flushed_usage,
+                floor_at["flushed"],
             ),
         ):
             print(f"  {label}")
             print(rate_line("                        ", routed))
+            print(floor_line(floor))
             churn = (
                 f"{flow['trips']} cooldown trips and {flow['clears']} clears ({flow['failures']} retryable failures)"
                 if trips
@@ -434,11 +457,13 @@ def test_route_speed(tmp_path, capsys):
         print(f"  ({len(big.models):,} models synced from one file by sync_catalog in {sync_seconds:.1f} s)")
 
     assert all(r["errors"] == 0 for r in route_rounds + floor_rounds), (route_rounds, floor_rounds)
-    for quiet, _ in rounds["quiet"]:
+    for quiet, _ in rounds["quiet"] + floors["quiet"]:
         assert quiet["errors"] == 0 and quiet["statuses"] == {"200": quiet["requests"]}, quiet
     # Under churn a decision may find every model of a shape cooling down (a 422 is then the
     # right answer), but never a 5xx or a transport error; the usage flow is all stored.
-    for routed, flow in rounds["same"] + rounds["split"] + rounds["flushed"]:
+    for routed, flow in (
+        rounds["same"] + rounds["split"] + rounds["flushed"] + floors["same"] + floors["split"] + floors["flushed"]
+    ):
         assert all(not s.startswith("5") and s != "0" for s in routed["statuses"]), (routed, server_log[-3000:])
         assert flow["errors"] == 0, (flow, server_log[-3000:])
     assert burst_seconds < version_watch.interval, (burst_seconds, version_watch.interval)
