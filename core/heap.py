@@ -10,6 +10,11 @@ after the application and its URLconf are loaded (`llmhive_site.wsgi`), and afte
 first routing snapshot. What is built later (each snapshot replaces the last and is freed by
 reference counting) is all a collection still scans.
 
+Each freeze first collects what is garbage then (tens of milliseconds: once as a worker starts,
+once in the request that builds its first snapshot), so nothing dead is kept for good. Objects
+frozen and freed later are still freed by reference counting; only a cycle among them would stay,
+and the snapshot has none (tests/routing/test_engine.py checks it).
+
 Only serving processes do this (the WSGI module calls `serving()`), and only with
 LLMHIVE_GC_FREEZE on (the default): tests and management commands keep Python's collector as
 it is. Every pause is timed into `llmhive_gc_pause_seconds` (GET /api/v1/metrics).
