@@ -14,7 +14,7 @@ Printed side by side, with the machine's core count:
   same workers again, reported as a client that flushes once a second does: one batch of 1,000
   events a second (the ten trips a second in it). Three interleaved rounds of each, shown by the
   median round (by p99) with every round's p99. Each is measured again, right after, for the
-  authenticated trivial endpoint GET /key at the same rate: the server's floor under the same
+  authenticated trivial endpoint GET /key at the same rate (5 s): the server's floor under the same
   conditions, so a figure can be read against what the machine gave anything that round. A server that does
   not know usage events' `error` field yet (a 422 naming it) gets the usage flow without the
   trips, and the output says so;
@@ -72,6 +72,7 @@ COPIES = 10  # the 349-model list, ten times: 3,490 models
 USAGE_RATE, USAGE_BATCH, TRIPS_PER_SECOND = 1_000, 100, 10
 BIG_BATCH = 1_000  # (d): a client flushing its usage once a second
 LATENCY_ROUNDS = 3
+FLOOR_SECONDS = 5  # GET /key under each condition: half as long as /route (1,500 requests a round)
 # The bench server's cooldown policy: three failures trip a model for one second (no growth),
 # so a trip is cleared by a success about a second later. Whole seconds: read as int or float.
 COOLDOWN_ENV = {
@@ -315,11 +316,13 @@ def test_route_speed(tmp_path, capsys):
         plan_file = tmp_path / "usage.json"
         plan_file.write_text(json.dumps({"flow": flow_models, "roles": roles, "trip": trip_models if trips else []}))
 
-        def while_usage_flows(usage_url: str | None, url: str, bodies: Path | None, batch: int = USAGE_BATCH):
-            """300 requests a second to `url` for 10 s (round robin over `bodies`, GET when None),
-            while usage flows to `usage_url` (none: quiet); (their figures, the flow's or None)."""
+        def while_usage_flows(
+            usage_url: str | None, url: str, bodies: Path | None, batch: int = USAGE_BATCH, seconds: float = 10
+        ):
+            """300 requests a second to `url` for `seconds` (round robin over `bodies`, GET when
+            None), while usage flows to `usage_url` (none: quiet); (their figures, the flow's or None)."""
             if usage_url is None:
-                return loadgen("rate", url, key, bodies, rate=300, duration=10), None
+                return loadgen("rate", url, key, bodies, rate=300, duration=seconds), None
             usage_command = loadgen_command(
                 "usage",
                 usage_url,
@@ -329,11 +332,11 @@ def test_route_speed(tmp_path, capsys):
                 rate=USAGE_RATE,
                 batch=batch,
                 trips=TRIPS_PER_SECOND,
-                duration=13,
+                duration=seconds + 3,  # (1.5 s before, the load generator's 1 s warm-up, a margin)
             )
             with subprocess.Popen(usage_command, stdout=subprocess.PIPE, text=True) as flowing:
                 time.sleep(1.5)  # the flow (and the trips) under way before the measurement starts
-                routed = loadgen("rate", url, key, bodies, rate=300, duration=10)
+                routed = loadgen("rate", url, key, bodies, rate=300, duration=seconds)
                 usage_out, _ = flowing.communicate(timeout=120)
             return routed, {**json.loads(usage_out), "batch": batch}
 
@@ -342,7 +345,8 @@ def test_route_speed(tmp_path, capsys):
         # moves one round, not the figure. (c): usage reported to its own pool of workers, as the
         # deploying guide advises (the same database, cooldowns and versions, but no decision
         # queues behind a batch). Each is measured twice in a row, for /route and for GET /key at
-        # the same rate: the server's floor under the same conditions, in the same round.
+        # the same rate (for FLOOR_SECONDS): the server's floor under the same conditions, in the
+        # same round.
         conditions = {
             "quiet": (None, USAGE_BATCH),
             "same": (usage_url, USAGE_BATCH),
@@ -355,7 +359,7 @@ def test_route_speed(tmp_path, capsys):
         for _ in range(LATENCY_ROUNDS):
             for name, (flow_url, batch) in conditions.items():
                 rounds[name].append(while_usage_flows(flow_url, route_url, bodies_file, batch))
-                floors[name].append(while_usage_flows(flow_url, key_url, None, batch))
+                floors[name].append(while_usage_flows(flow_url, key_url, None, batch, FLOOR_SECONDS))
         gc_during = gc_line(gc_before, gc_pauses(base, metrics_key))
         (steady, _), (churned, usage), (split, split_usage), (flushed, flushed_usage) = (
             median_round(rounds[k]) for k in ("quiet", "same", "split", "flushed")
