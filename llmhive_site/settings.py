@@ -380,8 +380,8 @@ else:
 
 # --- Routing ---------------------------------------------------------------------------------
 # Serving processes move what lives as long as they do (Django, the modules, the first routing
-# snapshot) out of the cyclic garbage collector's scans (core.heap): full collections of 50-250 ms
-# in busy workers become a few milliseconds. Off: the collector scans everything, as Python does.
+# snapshot) out of the cyclic garbage collector's scans (core.heap): full collections of 56-285 ms
+# in busy route workers took 10-30 ms after. Off: the collector scans everything, as Python does.
 LLMHIVE_GC_FREEZE = envbool("LLMHIVE_GC_FREEZE", True)
 # How often each process checks whether the data behind its routing snapshot and API key cache
 # changed (one query per interval per process; decisions in between make none).
