@@ -659,8 +659,8 @@ class SnapshotHolder:
                     prepare(fresh)
                     if snapshot is None or snapshot.versions.get(STATS_VERSION) != versions.get(STATS_VERSION):
                         self._outcomes_at = started
-                    first, snapshot = snapshot is None, fresh
-                    self._snapshot = fresh
+                    first = snapshot is None
+                    snapshot = self._snapshot = fresh
                     if first:
                         heap.warmed_up()
                 except DatabaseError:
