@@ -39,8 +39,8 @@ EXPLORATION_POOL = 50
 # and the escalation chain looked at) stand as they were: none cooling down, or, if some were
 # (and were passed over), the very same cooldowns, before the first open one turns half-open,
 # with a new draw passing over each half-open one again. Kept on the snapshot and carried to the
-# next with the rankings (routing.snapshot.keep_memoised: dropped with its ranking's shape), so
-# new outcomes of one shape, health, catalog or roles drop them; the budget state is checked by
+# next with the rankings (routing.snapshot.keep_memoised: dropped when its ranking's shape is
+# touched), so new outcomes of one shape, health, catalog or roles drop them; the budget state is checked by
 # identity on every use. Up to this many (then started over, as the rankings are).
 ANSWERS_KEPT = 4096
 # "optimize" names a goal; quality and cost are the accuracies that weigh them most.

@@ -67,8 +67,6 @@ def escalation_step(
             return target, "override"
     floor = ranking.quality_of(current)
     floor = -1.0 if floor is None else floor
-    if ranking.better_than(floor) == 0:
-        return None  # nothing is better than the model that failed: most chains end here
     for model in ranking.escalation_above(floor):
         if usable(model.id):
             return model.id, "dynamic"

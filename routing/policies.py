@@ -215,17 +215,7 @@ class Policy:
         weights = dict(snap.weights or {})
         weights.update(self.weights)
         book = snap.book if self.learn else OutcomeBook(read_at=timezone.now())
-        return dataclasses.replace(
-            snap,
-            roles=roles,
-            weights=weights or None,
-            book=book,
-            cache={},
-            answers={},
-            columns=None,
-            shape_arrays={},
-            health_arrays=None,
-        )
+        return snap.without_memo(roles=roles, weights=weights or None, book=book, columns=None)
 
     def request(self, req: RouteRequest) -> RouteRequest:
         """The request as this policy ranks it: by price per token, a request of one token each way."""

@@ -15,12 +15,15 @@ role's preferences come first, in their order, when they are eligible.
 The expensive part (filtering by the role and scoring every model) depends only on the role,
 the category, the accuracy, the extra requirements and the size of the request, so it is
 memoised on the snapshot; what varies per request (exclusions, max cost, model budgets) is
-applied while walking the memoised ranking (routing.decision).
+applied while walking the memoised ranking (routing.decision). Which models are eligible, with
+their priors, reliability, prices and endpoint speed, moves neither with the size, the accuracy
+nor outcomes: memoised once per role, category and requirements until health changes
+(_eligible), so a request shape not seen yet only prices, weighs and sorts them. A ranking
+whose shape new outcomes touched is updated for the models that moved (_updated), not made again.
 """
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -151,19 +154,26 @@ def _health_arrays(snap: Snapshot, cols: Columns) -> tuple[np.ndarray, np.ndarra
 
 
 def _shape_arrays(snap: Snapshot, cols: Columns, role: str, category: str) -> tuple[np.ndarray, ...]:
-    """Samples, successes and observed latency (NaN where unknown) of each model for a role and category."""
-    found = snap.shape_arrays.get((role, category))
+    """Samples, successes and observed latency (NaN where unknown) of each model for a role and
+    category. Arrays made for an earlier snapshot whose shape new outcomes touched since
+    (Snapshot.stale_arrays) are copied with only the models that moved read again."""
+    key = (role, category)
+    found = snap.shape_arrays.get(key)
     if found is None:
-        n = np.zeros(len(cols.models), dtype=float)
-        s = np.zeros(len(cols.models), dtype=float)
-        latency = np.full(len(cols.models), math.nan)
-        for model_id, outcome in snap.book.by_shape.get((role, category), {}).items():
+        outcomes = snap.book.by_shape.get(key, {})
+        stale = snap.stale_arrays.get(key)
+        if stale is None:
+            n, s = np.zeros(len(cols.models), dtype=float), np.zeros(len(cols.models), dtype=float)
+            latency, models = np.full(len(cols.models), math.nan), outcomes
+        else:
+            (n, s, latency), models = (a.copy() for a in stale[0]), stale[1]
+        for model_id in models:
             i = cols.index.get(model_id)
-            if i is not None:
+            outcome = outcomes.get(model_id)
+            if i is not None and outcome is not None:
                 n[i], s[i] = outcome.requests, outcome.successes
-                if outcome.latency_count:
-                    latency[i] = outcome.latency_ms_sum / outcome.latency_count
-        found = snap.shape_arrays[(role, category)] = (n, s, latency)
+                latency[i] = outcome.latency_ms_sum / outcome.latency_count if outcome.latency_count else math.nan
+        found = snap.shape_arrays[key] = (n, s, latency)
     return found
 
 
@@ -206,8 +216,7 @@ class Ranking:
         self._built: dict[int, Scored] = {}
         self._order: list[int] | None = None
         self._rejected: dict[str, int] | None = None
-        self._escalation: tuple[np.ndarray, np.ndarray] | None = None
-        self._neg_qualities: list[float] | None = None
+        self._above: dict[float, list[int]] = {}  # escalation_above, per floor (a model's quality)
         self.by_id = _ById(self)
 
     @property
@@ -291,17 +300,20 @@ class Ranking:
 
     def escalation_above(self, floor: float) -> Iterator[ModelInfo]:
         """The candidates of a quality above `floor`, in the order escalation prefers:
-        reasoning-capable first, then the best quality, cheaper first among equals."""
-        if self._escalation is None:
-            v = self.values
+        reasoning-capable first, then the best quality, cheaper first among equals. (Only those
+        above the floor are sorted: a new shape's chain pays for the few it can step to.)"""
+        found = self._above.get(floor)
+        if found is None:
+            found = []
             if len(self.idx):
-                order = np.lexsort((self.idx, v["cost"], -np.round(v["quality"], 2), ~self.cols.reasoning[self.idx]))
-                self._escalation = (v["quality"][order], self.idx[order])
-            else:
-                self._escalation = (np.zeros(0), np.zeros(0, dtype=np.int64))
-        qualities, models = self._escalation
-        above = models[qualities > floor + 1e-9]
-        return (self.cols.models[int(g)] for g in above)
+                v = self.values
+                above = np.flatnonzero(v["quality"] > floor + 1e-9)
+                keys = (self.idx[above], v["cost"][above], -np.round(v["quality"][above], 2), v["not_reasoning"][above])
+                found = self.idx[above[np.lexsort(keys)]].tolist()
+            if len(self._above) >= 64:
+                self._above.clear()
+            self._above[floor] = found
+        return (self.cols.models[g] for g in found)
 
     def model(self, model_id: str) -> ModelInfo | None:
         """The model, when it is a candidate of this ranking."""
@@ -311,12 +323,6 @@ class Ranking:
     def quality_of(self, model_id: str) -> float | None:
         i = self.local(model_id)
         return None if i is None else float(self.values["quality"][i])
-
-    def better_than(self, quality: float) -> int:
-        """How many candidates have a quality above `quality`."""
-        if self._neg_qualities is None:
-            self._neg_qualities = np.sort(-self.values["quality"]).tolist() if len(self.idx) else []
-        return bisect.bisect_left(self._neg_qualities, -(quality + 1e-9))
 
 
 def learned_quality(successes: int, requests: int, prior: float) -> float:
@@ -436,9 +442,14 @@ def ranked_for(
     if ranking is None:
         if len(snap.cache) >= RANKING_CACHE_SIZE:
             snap.cache.clear()  # many distinct request shapes: start over rather than grow
-        ranking = snap.cache[key] = _rank(
-            snap, role, category, accuracy, required, min_context, input_tokens, output_tokens, weights, preferences
-        )
+        stale = snap.stale.get(key)
+        if stale is not None:  # made before new outcomes of its shape: updated for the models that moved
+            ranking = _updated(snap, *stale)
+        else:
+            ranking = _rank(
+                snap, role, category, accuracy, required, min_context, input_tokens, output_tokens, weights, preferences
+            )
+        snap.cache[key] = ranking
     return ranking
 
 
@@ -453,11 +464,15 @@ def _log_scale(values: np.ndarray, known: np.ndarray, lower_is_better: bool = Tr
     return out
 
 
-def _rank(
-    snap, role, category, accuracy, required, min_context, input_tokens, output_tokens, weights, preferences=True
-) -> Ranking:
-    cols = columns(snap)
-    shape = (category, accuracy, required, min_context)
+def _eligible(snap: Snapshot, cols: Columns, role: RoleInfo, category: str | None, required, min_context: int) -> dict:
+    """What a ranking reads that moves neither with the request's size nor with outcomes: the
+    eligible models of a role, category and requirements, their prior, reliability, prices and
+    endpoint speed. Memoised on the snapshot (Snapshot.eligible) until health, the catalog or
+    the roles change; every new token size or accuracy of the shape starts from it."""
+    key = (role.slug, category, required, min_context)
+    found = snap.eligible.get(key)
+    if found is not None:
+        return found
     _, role_ok = cols.role_reasons(role)
     reliability_all, known_all, down = _health_arrays(snap, cols)
     mask = cols.base_ok & role_ok & ~down
@@ -467,79 +482,150 @@ def _rank(
     if bits:
         mask &= (cols.caps & bits) == bits
     idx = np.flatnonzero(mask)
+    found = {"idx": idx}
+    if idx.size:
+        prior_all, sources = cols.priors(snap, category)
+        throughput = cols.throughput[idx]
+        streaming = ~np.isnan(throughput)
+        local = np.full(len(cols.models), -1, dtype=np.int64)
+        local[idx] = np.arange(len(idx))
+        found.update(
+            prior=prior_all[idx],
+            sources=sources,
+            reliability=reliability_all[idx],
+            reliability_known=known_all[idx],
+            prompt=cols.prompt[idx],
+            completion=cols.completion[idx],
+            request=cols.request[idx],
+            endpoint_ms=cols.latency[idx],
+            # The output's time at the endpoint's throughput, per token (0 where that is unknown).
+            ms_per_token=np.where(streaming, 1000.0 / np.where(streaming, throughput, 1.0), 0.0),
+            local=local,
+            family=cols.family[idx],
+            not_reasoning=~cols.reasoning[idx],
+        )
+    if len(snap.eligible) >= RANKING_CACHE_SIZE:
+        snap.eligible.clear()
+    snap.eligible[key] = found
+    return found
+
+
+def _rank(
+    snap, role, category, accuracy, required, min_context, input_tokens, output_tokens, weights, preferences=True
+) -> Ranking:
+    cols = columns(snap)
+    shape = (category, accuracy, required, min_context)
+    e = _eligible(snap, cols, role, category, required, min_context)
+    idx = e["idx"]
     if idx.size == 0:
         return Ranking(snap, cols, role, shape, None)
-
-    cost = cols.prompt[idx] * input_tokens + cols.completion[idx] * output_tokens + cols.request[idx]
-    cost_score = _log_scale(cost, cost > 0)
-    prior_all, sources = cols.priors(snap, category)
-    prior = prior_all[idx]
     n_all, s_all, observed_all = _shape_arrays(snap, cols, role.slug, category or "")
-    n, s = n_all[idx], s_all[idx]
-    quality = (s + PRIOR_STRENGTH * prior) / (n + PRIOR_STRENGTH)
-    reliability = reliability_all[idx]
-    # Expected time to the last token: the latency seen in the ledger for this role and category,
-    # else OpenRouter's endpoint latency, plus the output at the endpoint's throughput.
-    observed, endpoint = observed_all[idx], cols.latency[idx]
+    n, s, observed = n_all[idx], s_all[idx], observed_all[idx]
     measured = ~np.isnan(observed)
-    expected = np.where(measured, observed, endpoint)
-    throughput = cols.throughput[idx]
-    streaming = ~np.isnan(throughput) & ~np.isnan(expected)
-    expected = np.where(streaming, expected + output_tokens / np.where(streaming, throughput, 1.0) * 1000.0, expected)
+    cost = e["prompt"] * input_tokens + e["completion"] * output_tokens + e["request"]
+    values = {
+        **e,
+        "n": n,
+        "s": s,
+        "quality": (s + PRIOR_STRENGTH * e["prior"]) / (n + PRIOR_STRENGTH),
+        # Time to the first token: the latency seen in the ledger for this role and category,
+        # else OpenRouter's endpoint latency.
+        "measured": measured,
+        "first_ms": np.where(measured, observed, e["endpoint_ms"]),
+        "cost": cost,
+        "cost_score": _log_scale(cost, cost > 0),
+        "output_tokens": output_tokens,
+        "weights": weights,
+        "preferences": preferences,
+    }
+    return _ordered(snap, cols, role, shape, values)
+
+
+def _updated(snap: Snapshot, old: Ranking, moved: frozenset[str]) -> Ranking:
+    """`old`, a ranking made on an earlier snapshot of the same catalog, roles and health, with
+    the outcomes of the `moved` models as they are now: what _rank would make (its prices and
+    endpoint figures do not move with outcomes), without pricing and filtering the catalog
+    again; the candidates it had built that did not move are kept."""
+    cols = columns(snap)
+    v = old.values
+    if not len(old.idx):
+        return old
+    local = v["local"]
+    at = sorted({int(local[g]) for g in map(cols.index.get, moved) if g is not None and local[g] >= 0})
+    if not at:
+        return old
+    at = np.array(at, dtype=np.int64)
+    g = old.idx[at]
+    n_all, s_all, observed_all = _shape_arrays(snap, cols, old.role.slug, old.shape[0] or "")
+    values = dict(v)
+    n, s, quality, measured, first_ms = (v[name].copy() for name in ("n", "s", "quality", "measured", "first_ms"))
+    n[at], s[at], observed = n_all[g], s_all[g], observed_all[g]
+    quality[at] = (s[at] + PRIOR_STRENGTH * v["prior"][at]) / (n[at] + PRIOR_STRENGTH)
+    measured[at] = ~np.isnan(observed)
+    first_ms[at] = np.where(measured[at], observed, v["endpoint_ms"][at])
+    values.update(n=n, s=s, quality=quality, measured=measured, first_ms=first_ms)
+    ranking = _ordered(snap, cols, old.role, old.shape, values)
+    ranking._rejected = old._rejected
+    if np.array_equal(ranking.values["latency_score"], v["latency_score"]):
+        # (A moved latency can move the scale of every candidate; otherwise the rest stand.)
+        moved_at = set(at.tolist())
+        ranking._built = {i: c for i, c in old._built.copy().items() if i not in moved_at}
+    return ranking
+
+
+def _ordered(snap: Snapshot, cols: Columns, role: RoleInfo, shape: tuple, values: dict) -> Ranking:
+    """The ranking of `values` (the candidates' parts but the score): scored and ordered."""
+    v, idx, accuracy = values, values["idx"], shape[1]
+    expected = v["first_ms"] + v["output_tokens"] * v["ms_per_token"]
     timed = ~np.isnan(expected)
     latency_score = np.where(timed, _log_scale(np.where(timed, expected, 1.0), timed), NEUTRAL_LATENCY)
-    w_quality, w_reliability, w_cost, w_latency = weights
-    score = w_quality * quality + w_reliability * reliability + w_cost * cost_score + w_latency * latency_score
+    w_quality, w_reliability, w_cost, w_latency = v["weights"]
+    score = (
+        w_quality * v["quality"]
+        + w_reliability * v["reliability"]
+        + w_cost * v["cost_score"]
+        + w_latency * latency_score
+    )
 
     # The role's preferences first, in their order (a family's members best first), then the rest.
-    local = np.full(len(cols.models), -1, dtype=np.int64)
-    local[idx] = np.arange(len(idx))
+    local = v["local"]
     preferred_at: dict[int, int] = {}
     preferred: list[int] = []
-    for position, (model_id, family_id) in enumerate(role.preferences if preferences else ()):
+    for position, (model_id, family_id) in enumerate(role.preferences if v["preferences"] else ()):
         if model_id:
             g = cols.index.get(model_id)
             members = [int(local[g])] if g is not None and local[g] >= 0 else []
         else:
-            members = sorted(np.flatnonzero(cols.family[idx] == family_id).tolist(), key=lambda i: -score[i])
+            members = sorted(np.flatnonzero(v["family"] == family_id).tolist(), key=lambda i: -score[i])
         for i in members:
             if i not in preferred_at:
                 preferred_at[i] = position
                 preferred.append(i)
-    rest = np.ones(len(idx), dtype=bool)
-    rest[preferred] = False
-    rest_at = np.flatnonzero(rest)
+    if preferred:
+        rest = np.ones(len(idx), dtype=bool)
+        rest[preferred] = False
+        rest_at = np.flatnonzero(rest)
+    else:
+        rest_at = np.arange(len(idx))
     # The order of the rest: by score (reasoning-capable first for `high`), model id among equals.
     # A walk rarely reads past the first few, so only the head is sorted now: every candidate
     # that ties with or beats the HEAD-th (so ties are broken exactly as a full sort would).
-    sort_key = -score if accuracy != Accuracy.HIGH else (~cols.reasoning[idx]) * 2.0 - score
+    sort_key = -score if accuracy != Accuracy.HIGH else v["not_reasoning"] * 2.0 - score
     head = rest_at
     if len(rest_at) > HEAD:
-        keys = sort_key[rest_at]
+        keys = sort_key[rest_at] if preferred else sort_key
         head = rest_at[keys <= np.partition(keys, HEAD)[HEAD]]
     head = head[np.lexsort((idx[head], sort_key[head]))]
-    arrays = {
-        "idx": idx,
-        "order": np.concatenate([np.array(preferred, dtype=np.int64), head]),
+    values = {
+        **v,
+        "order": np.concatenate([np.array(preferred, dtype=np.int64), head]) if preferred else head,
         "complete": len(head) == len(rest_at),
         "rest_at": rest_at,
         "sort_key": sort_key,
         "preferred_at": preferred_at,
-        "weights": weights,
-        "n": n,
-        "s": s,
-        "quality": quality,
-        "prior": prior,
-        "sources": sources,
-        "reliability": reliability,
-        "reliability_known": known_all[idx],
-        "cost": cost,
-        "cost_score": cost_score,
         "expected_ms": expected,
-        "measured": measured,
         "timed": timed,
-        "local": local,
         "latency_score": latency_score,
         "score": score,
     }
-    return Ranking(snap, cols, role, shape, arrays)
+    return Ranking(snap, cols, role, shape, values)

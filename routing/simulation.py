@@ -16,7 +16,7 @@ the oracle knows.
   per request for every policy, so that they are compared on the same luck). Every `batch`
   requests the outcomes are reported as a usage batch would be: the strategy memory moves
   through routing.memory.memory_deltas into the snapshot's OutcomeBook (`_take`), and the
-  snapshot drops the rankings of the shapes touched (routing.snapshot.keep_memoised), as live.
+  snapshot updates the rankings of the shapes touched (routing.snapshot.keep_memoised), as live.
 - The outage: at 2/3 of the requests, the model the current policy relies on most at that
   moment (the one it chose most in the OUTAGE_LOOKBACK requests before: its best, as far as it
   knows, with its budgets as they stand) starts failing every call with `provider_error`. The reports go through the real
@@ -252,15 +252,7 @@ def simulate(
     if not live.roles:
         raise ValueError("no active role: there is no request to simulate")
     # The simulated snapshot: the live catalog, roles and health, an empty memory, no cooldown.
-    base = dataclasses.replace(
-        live,
-        book=OutcomeBook(read_at=timezone.now()),
-        cooldowns=EMPTY_BOOK,
-        cache={},
-        columns=None,
-        shape_arrays={},
-        health_arrays=None,
-    )
+    base = live.without_memo(book=OutcomeBook(read_at=timezone.now()), cooldowns=EMPTY_BOOK, columns=None)
     world = world or World.from_priors(base, seed)
     mix = request_mix(base)
     weights = np.array([n for _, n in mix], dtype=float)
@@ -420,7 +412,7 @@ def _learn(snap: Snapshot, rows: list[dict], totals: dict[tuple, tuple]) -> Snap
         totals[key] = new
         changed.append((*key, *new))
     touched = snap.book._take(changed)
-    fresh = dataclasses.replace(snap, cache={}, answers={}, shape_arrays={}, health_arrays=None)
+    fresh = snap.without_memo()
     keep_memoised(fresh, snap, touched, health_changed=False)
     return fresh
 

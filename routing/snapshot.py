@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from decimal import Decimal
 from functools import cached_property
@@ -202,9 +202,24 @@ class Snapshot:
     # (role, category) -> that shape's outcomes as arrays over the catalog (routing.scoring).
     shape_arrays: dict = field(default_factory=dict)
     health_arrays: tuple | None = None
+    # The eligible models of a role, category and requirements, with what does not move with
+    # outcomes (routing.scoring._eligible): kept until health, the catalog or the roles change.
+    eligible: dict = field(default_factory=dict)
+    # Rankings (by the key of `cache`) and outcome arrays (by the key of `shape_arrays`) of
+    # shapes that new outcomes touched, not made again since: each with the models whose
+    # outcomes moved since it was made. routing.scoring updates one for those models when it is
+    # next asked for, instead of making it again (keep_memoised).
+    stale: dict = field(default_factory=dict)
+    stale_arrays: dict = field(default_factory=dict)
     # Scoring weights per accuracy that differ from routing.scoring.WEIGHTS: only a policy under
     # evaluation sets them (routing.policies); live routing keeps None.
     weights: dict | None = None
+
+    def without_memo(self, **changes) -> Snapshot:
+        """This snapshot with `changes` and nothing memoised (routing.policies and
+        routing.simulation rank on copies with inputs of their own)."""
+        memo = {"cache": {}, "answers": {}, "shape_arrays": {}, "health_arrays": None, "eligible": {}}
+        return replace(self, **memo, stale={}, stale_arrays={}, **changes)
 
     @property
     def outcomes(self) -> dict[tuple[str, str, str], Outcomes]:
@@ -409,9 +424,9 @@ class OutcomeBook:
         book._take(rows.iterator(chunk_size=5000))
         return book
 
-    def refreshed(self) -> tuple[OutcomeBook, set[tuple[str, str]]]:
+    def refreshed(self) -> tuple[OutcomeBook, dict[tuple[str, str], set[str]]]:
         """A new book with the rows written since this one was read, and the (role, category)
-        shapes that changed.
+        shapes that changed, each with the models whose outcomes moved.
 
         On PostgreSQL the rows are those whose writing transaction the last read's snapshot did
         not see: exactly what committed since, however late a batch commits. Elsewhere (SQLite,
@@ -435,11 +450,12 @@ class OutcomeBook:
             changed = StrategyStat.objects.filter(updated_at__gte=since)
         return book, book._take(changed.values_list("model", "role", "category", "strategy", *STAT_FIELDS))
 
-    def _take(self, rows) -> set[tuple[str, str]]:
+    def _take(self, rows) -> dict[tuple[str, str], set[str]]:
         """Take rows (totals) in: each changed row moves the sums it belongs to by its
         difference from what was read before. Sums and the per-shape dicts are replaced, never
-        changed in place: the previous snapshot may still be read by another thread."""
-        touched: set[tuple[str, str]] = set()
+        changed in place: the previous snapshot may still be read by another thread. Returns the
+        (role, category) shapes touched, each with the models whose outcomes moved."""
+        touched: dict[tuple[str, str], set[str]] = {}
         copied: set[tuple[str, str]] = set()
         for model, role, category, strategy, *sums in rows:
             key = (model, role, category, strategy)
@@ -453,7 +469,7 @@ class OutcomeBook:
                 copied.add(shape)
                 self.by_shape[shape] = dict(self.by_shape.get(shape, {}))
                 self.strategies[shape] = dict(self.strategies.get(shape, {}))
-            touched.add(shape)
+            touched.setdefault(shape, set()).add(model)
             self.by_shape[shape][model] = self.outcomes[(model, role, category)] = _moved(
                 self.by_shape[shape].get(model), old, new
             )
@@ -522,7 +538,7 @@ def build_snapshot(versions: dict[str, int], previous: Snapshot | None = None) -
     else:
         roles, overrides = previous.roles, previous.overrides
         model_priors, family_priors = previous.model_priors, previous.family_priors
-    touched: set[tuple[str, str]] | None = set()
+    touched: dict[tuple[str, str], set[str]] | None = {}
     if changed(STATS_RESET_VERSION) or previous.book.read_at is None:
         book, touched = OutcomeBook.load(), None
     elif changed(STATS_VERSION):
@@ -560,27 +576,58 @@ def build_snapshot(versions: dict[str, int], previous: Snapshot | None = None) -
 
 
 def keep_memoised(
-    snapshot: Snapshot, previous: Snapshot, touched: set[tuple[str, str]] | None, health_changed: bool
+    snapshot: Snapshot, previous: Snapshot, touched: dict[tuple[str, str], set[str]] | None, health_changed: bool
 ) -> None:
     """Carry over to `snapshot` what `previous` memoised that is still valid, on the same catalog
-    and roles: the catalog's arrays always; the rankings, kept answers and outcome arrays of every
-    (role, category) shape but those `touched` by new outcomes (None: the whole memory was reloaded,
-    nothing is kept); the rankings and health arrays only when health did not change.
+    and roles: the catalog's arrays always; the rankings and outcome arrays of every (role,
+    category) shape new outcomes did not touch (`touched`: each touched shape with the models
+    whose outcomes moved; None: the whole memory was reloaded, nothing is kept); those of the
+    touched shapes as stale, with the models that moved (routing.scoring updates them for those
+    models when next asked); the kept answers of untouched shapes; rankings, answers,
+    eligibility and health arrays only when health did not change.
     build_snapshot and the simulation (routing.simulation, learning online) both call it."""
     # (Requests on `previous` may still be adding to its dicts: each is copied in one step, under
-    # the GIL, before it is filtered; iterating a dict another thread grows raises.)
+    # the GIL, before it is read; iterating a dict another thread grows raises.)
     snapshot.columns = previous.columns
-    if touched == set():  # (a cooldown or a budget moved, nothing the rankings read)
-        snapshot.shape_arrays = previous.shape_arrays
-    elif touched is not None:
-        snapshot.shape_arrays = {k: v for k, v in previous.shape_arrays.copy().items() if k not in touched}
-    if touched == set() and not health_changed:
-        snapshot.cache, snapshot.answers = previous.cache, previous.answers
-    elif touched is not None and not health_changed:
-        snapshot.cache = {k: v for k, v in previous.cache.copy().items() if (k[0], k[1] or "") not in touched}
-        snapshot.answers = {k: v for k, v in previous.answers.copy().items() if v.shape not in touched}
     if not health_changed:
-        snapshot.health_arrays = previous.health_arrays
+        snapshot.health_arrays, snapshot.eligible = previous.health_arrays, previous.eligible
+    if touched is None:
+        return
+    if not touched:  # (a cooldown or a budget moved, nothing the rankings read)
+        snapshot.shape_arrays, snapshot.stale_arrays = previous.shape_arrays, previous.stale_arrays
+        if not health_changed:
+            snapshot.cache, snapshot.answers, snapshot.stale = previous.cache, previous.answers, previous.stale
+        return
+    snapshot.shape_arrays, snapshot.stale_arrays = _set_stale(
+        previous.shape_arrays, previous.stale_arrays, touched, lambda key: key
+    )
+    if not health_changed:
+        snapshot.cache, snapshot.stale = _set_stale(
+            previous.cache, previous.stale, touched, lambda key: (key[0], key[1] or "")
+        )
+        snapshot.answers = {k: v for k, v in previous.answers.copy().items() if v.shape not in touched}
+
+
+STALE_KEPT = 4096  # stale entries carried at most (beyond that, they are made again when asked)
+
+
+def _set_stale(memo: dict, stale: dict, touched: dict[tuple[str, str], set[str]], shape_of) -> tuple[dict, dict]:
+    """`memo` split by `touched`: the entries of untouched shapes (kept as they are), and those of
+    touched shapes with the models that moved, added to the entries already stale (whose moved
+    models grow by the new ones) but not made again since."""
+    memo, stale = memo.copy(), stale.copy()
+    kept, moved = {}, {}
+    for key, (entry, models) in stale.items():
+        if key not in memo:
+            more = touched.get(shape_of(key))
+            moved[key] = (entry, models | more) if more else (entry, models)
+    for key, entry in memo.items():
+        more = touched.get(shape_of(key))
+        if more is None:
+            kept[key] = entry
+        else:
+            moved[key] = (entry, frozenset(more))
+    return kept, (moved if len(moved) <= STALE_KEPT else {})
 
 
 class SnapshotHolder:
@@ -701,7 +748,7 @@ def current_snapshot() -> Snapshot:
 def refresh_after_own_batch(rows: list[dict], **kwargs) -> None:
     """After this process stored a usage batch (costs' usage_ingested): build the snapshot the
     batch changed now, in the request that reported it, rather than in the next decision this
-    process makes (a few milliseconds, the rankings it touched dropped; more on a busy machine).
+    process makes (a few milliseconds, the rankings it touched set stale; more on a busy machine).
     Only in a process that holds a snapshot (one that routes), and after the batch's commit (not
     inside a caller's transaction, which may yet roll back)."""
     if holder.holds() and not connection.in_atomic_block:

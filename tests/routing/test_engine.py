@@ -49,7 +49,7 @@ def route(client, **body) -> dict:
     return response.json()
 
 
-def test_new_outcomes_drop_only_the_rankings_of_the_shapes_they_touch(api_client, roles):
+def test_new_outcomes_set_stale_only_the_rankings_of_the_shapes_they_touch(api_client, roles):
     route(api_client)
     route(api_client, role="writer")
     before = current_snapshot()
@@ -62,10 +62,54 @@ def test_new_outcomes_drop_only_the_rankings_of_the_shapes_they_touch(api_client
     after = current_snapshot()
     assert after is not before and after.columns is before.columns  # the catalog's arrays are kept
     assert all(after.cache[k] is before.cache[k] for k in writer_keys)  # untouched shape: kept
-    assert not any(k in after.cache for k in coder_keys)  # touched: dropped
+    assert not any(k in after.cache for k in coder_keys)  # touched: stale, updated when asked for
+    assert all(after.stale[k][0] is before.cache[k] for k in coder_keys)
     assert after.outcomes[("acme/mid", "coder", "")].requests == 5
     mid = next(c for c in route(api_client, fallback_count=5)["candidates"] if c["model"] == "acme/mid")
     assert mid["parts"]["samples"] == 5 and mid["parts"]["success_rate"] == 0.0
+
+
+def test_rankings_outcomes_touch_are_updated_and_eligibility_is_kept_until_health_moves(api_client, roles):
+    from datetime import UTC, datetime
+
+    from core.models import DataVersion
+    from health.models import HEALTH_VERSION, ModelReliability
+
+    small = route(api_client, estimated_input_tokens=100, estimated_output_tokens=50)
+    route(api_client, estimated_input_tokens=90_000, estimated_output_tokens=8_000)
+    before = current_snapshot()
+    eligible = before.eligible[("coder", None, frozenset(), 0)]
+    coder_keys = [k for k in before.cache if k[0] == "coder"]
+    assert len(before.eligible) == 1 and len(coder_keys) == 2
+
+    # Outcomes of the shape: its rankings are kept as stale, with the model that moved, and
+    # updated for it when next asked; what does not move with outcomes is kept as it was.
+    ingest(5, model="acme/mid", role="coder", category="", success=False)
+    after = current_snapshot()
+    assert after.eligible[("coder", None, frozenset(), 0)] is eligible
+    assert {k: (after.stale[k][0] is before.cache[k], after.stale[k][1]) for k in coder_keys} == {
+        k: (True, frozenset({"acme/mid"})) for k in coder_keys
+    }
+    for tokens in ((100, 50), (3_000, 700)):  # one updated, one never asked for before
+        answer = route(
+            api_client, estimated_input_tokens=tokens[0], estimated_output_tokens=tokens[1], fallback_count=5
+        )
+        mid = next(c for c in answer["candidates"] if c["model"] == "acme/mid")
+        assert mid["parts"]["samples"] == 5 and mid["parts"]["success_rate"] == 0.0
+
+    # A change of health drops all of it: a model now down is no candidate.
+    ModelReliability.objects.create(
+        model_id=small["model"],
+        reliability=0.0,
+        consecutive_failures=9,
+        checks_count=9,
+        last_checked_at=datetime.now(UTC),
+    )
+    DataVersion.bump(HEALTH_VERSION)
+    later = route(api_client, estimated_input_tokens=100, estimated_output_tokens=50, fallback_count=5)
+    assert current_snapshot().eligible[("coder", None, frozenset(), 0)] is not eligible
+    assert small["model"] not in [later["model"], *later["fallbacks"]]
+    assert small["model"] not in [c["model"] for c in later["candidates"]]
 
 
 def test_a_refresh_reads_only_rows_written_since_and_a_rebuild_reads_all(api_client, roles, settings):
@@ -235,16 +279,16 @@ def test_a_batch_that_commits_late_is_read_however_late(settings):
     assert begun.wait(10)
     remember(early, 5)
     book, touched = book.refreshed()
-    assert touched == {("writer", "")}  # the committed row only
+    assert touched == {("writer", ""): {"acme/early"}}  # the committed row only
     assert book.outcomes[("acme/late", "coder", "")].requests == 1
     read.set()
     writer.join(10)
     assert committed.is_set()
     book, touched = book.refreshed()
-    assert touched == {("coder", "")}  # the late batch, though stamped before the last read
+    assert touched == {("coder", ""): {"acme/late"}}  # the late batch, though stamped before the last read
     assert book.outcomes[("acme/late", "coder", "")].requests == 11
     assert book.outcomes[("acme/early", "writer", "")].requests == 6
-    assert book.refreshed()[1] == set()  # nothing new: nothing read
+    assert book.refreshed()[1] == {}  # nothing new: nothing read
 
 
 @pytest.mark.django_db(transaction=True)
@@ -471,8 +515,11 @@ def test_carrying_memoised_work_over_survives_requests_still_adding_to_it():
     previous = SimpleNamespace(
         columns=None,
         health_arrays=None,
+        eligible={},
         shape_arrays={("coder", str(i)): i for i in range(2000)},
+        stale_arrays={("coder", str(i)): (i, frozenset()) for i in range(2000, 3000)},
         cache={("coder", str(i)): i for i in range(2000)},
+        stale={("coder", str(i)): (i, frozenset()) for i in range(2000, 3000)},
         answers={("old", i): kept("coder") for i in range(2000)},
     )
     stop, failures = threading.Event(), []
@@ -483,6 +530,7 @@ def test_carrying_memoised_work_over_survives_requests_still_adding_to_it():
             i += 1
             previous.answers[("new", i % 3000)] = kept("writer")
             previous.cache[("writer", str(i % 3000))] = i
+            previous.stale[("writer", str(i % 3000))] = (i, frozenset())
             sum(range(2000))  # (some work between writes, as a decision does)
 
     threads = [threading.Thread(target=requests_adding) for _ in range(3)]
@@ -490,9 +538,9 @@ def test_carrying_memoised_work_over_survives_requests_still_adding_to_it():
         thread.start()
     try:
         for _ in range(300):
-            fresh = SimpleNamespace(answers={}, cache={}, shape_arrays={})
+            fresh = SimpleNamespace(answers={}, cache={}, shape_arrays={}, stale={}, stale_arrays={}, eligible={})
             try:
-                keep_memoised(fresh, previous, {("coder", "0")}, health_changed=False)
+                keep_memoised(fresh, previous, {("coder", "0"): {"acme/mid"}}, health_changed=False)
             except RuntimeError as error:
                 failures.append(error)
             sum(range(5000))

@@ -275,3 +275,70 @@ def test_the_source_scan_would_catch_a_model_id(tmp_path):
     model_id = sorted(recorded_ids())[0]
     sample.write_text(f'HIGH_ACCURACY = ["{model_id}"]\n')
     assert any(model_id in literal for _, literal in string_literals(sample))
+
+
+def test_a_ranking_updated_for_new_outcomes_equals_one_made_afresh(world, monkeypatch):
+    """New outcomes of a shape do not make its memoised rankings again: each is updated for the
+    models that moved (routing.scoring._updated), over several batches, some of them while nobody
+    asked for the ranking. Every candidate, its order, score and parts, must be what a ranking
+    made from nothing on the same snapshot gives."""
+    import random
+
+    from routing import scoring
+    from routing.snapshot import current_snapshot
+    from tests.factories import CategoryFactory, ingest
+
+    CategoryFactory(slug="programming")
+    rng = random.Random(12)
+    snap = current_snapshot()
+    asked = []
+    for _ in range(40):
+        role = snap.roles[rng.choice(sorted(ROLES))]
+        asked.append(
+            (
+                role,
+                rng.choice([None, "programming"]),
+                rng.choice(["high", "balanced", "economy"]),
+                frozenset(rng.sample(["supports_tools", "supports_structured_outputs"], rng.randint(0, 1))),
+                rng.choice([0, 32_000]),
+                rng.randint(0, 200_000),
+                rng.randint(0, 20_000),
+                rng.choice([None, None, "latency"]),
+                rng.random() < 0.8,
+            )
+        )
+
+    def rank(snap, asked_for, memoised=True):
+        role, category, accuracy, required, min_context, inp, out, optimize, preferences = asked_for
+        if memoised:
+            return scoring.ranked_for(
+                snap, role, category, accuracy, required, min_context, inp, out, optimize, preferences
+            )
+        weights = scoring.weights_for(accuracy, optimize)
+        return scoring._rank(snap, role, category, accuracy, required, min_context, inp, out, weights, preferences)
+
+    def walked(ranking) -> list[tuple]:
+        return [(c.model.id, c.score, c.parts, c.preferred) for c in ranking.ordered]
+
+    candidates = sorted({c.model.id for a in asked for c in list(rank(snap, a).ordered)[:12]})
+    updates = []
+    update = scoring._updated
+    monkeypatch.setattr(scoring, "_updated", lambda *args: updates.append(args[2]) or update(*args))
+    for batch in range(4):
+        events = [
+            {
+                "model": rng.choice(candidates),
+                "role": rng.choice(sorted(ROLES)),
+                "category": rng.choice(["", "programming"]),
+                "success": rng.random() < 0.6,
+                "latency_ms": rng.choice([None, rng.randint(50, 20_000)]),
+            }
+            for _ in range(60)
+        ]
+        ingest(*events)
+        snap = current_snapshot()
+        assert snap.stale, "the touched shapes' rankings are kept as stale, not dropped"
+        for a in asked[batch % 2 :: 2]:  # (half the shapes asked for: the rest stay stale longer)
+            fresh = rank(snap.without_memo(), a, memoised=False)
+            assert walked(rank(snap, a)) == walked(fresh)
+    assert len(updates) > 20 and max(map(len, updates)) > 5, updates
