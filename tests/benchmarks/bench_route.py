@@ -22,9 +22,11 @@ Printed side by side, with the machine's core count:
   core.heap), with how many took over 5 and over 25 ms;
 - /route's maximum throughput against the authenticated trivial endpoint GET /key, the
   framework's floor, measured in the same run;
-- the warm decision (memoised request shapes) and the new-shape decision (a shape not memoised
-  yet), median and p99, at 349 models and at 3,490 (the same recorded list synced ten times
-  with suffixed ids, through sync_catalog).
+- the warm decision (memoised request shapes), the new-shape decision (a shape not memoised
+  yet) and a shape with requirements of its own (no role's eligibility memoised either), median
+  (the best of three rounds' medians, each round's shown for new shapes) and p99, at 349 models
+  and at 3,490 (the same recorded list synced ten times with suffixed ids, through
+  sync_catalog).
 Only what must hold on any machine is asserted (no errors, no query per decision); the goals
 are printed beside the figures.
 
@@ -56,7 +58,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from catalog.models import CatalogModel
 from core.models import ApiKey, version_watch
 from costs.models import UsageEvent
-from routing.decision import RouteRequest, decide
+from routing.decision import RouteRequest, RoutingError, decide
 from routing.models import Role
 from routing.snapshot import current_snapshot
 from tests.factories import CategoryFactory
@@ -121,16 +123,30 @@ def loadgen(mode: str, url: str, key: str, bodies_file: Path | None, **options) 
     return json.loads(done.stdout)
 
 
-def new_shapes(roles: list[str], count: int, seed: int = 5) -> list[RouteRequest]:
+NEW_REQUIREMENTS = (
+    [],
+    ["supports_tools"],
+    ["supports_structured_outputs"],
+    ["supports_tools", "supports_structured_outputs"],
+    ["supports_reasoning"],
+)
+
+
+def new_shapes(roles: list[str], count: int, seed: int = 5, requirements: bool = False) -> list[RouteRequest]:
     """`count` request shapes no two of which share a memo entry: distinct (role, accuracy,
     input and output token buckets), with the bucket as routing.scoring buckets estimates
-    (round(2 * log2(tokens + 1))), inputs 32 to 185k tokens, outputs 32 to 32k."""
+    (round(2 * log2(tokens + 1))), inputs 32 to 185k tokens, outputs 32 to 32k. With
+    `requirements`, each also asks for capabilities and a context length of its own
+    (NEW_REQUIREMENTS, 0 to 128k tokens), so that few share the role's eligibility either."""
     rng = random.Random(seed)
     seen, shapes = set(), []
     while len(shapes) < count:
         role, accuracy = rng.choice(roles), rng.choice(["economy", "balanced", "high"])
         tokens_in, tokens_out = int(2 ** rng.uniform(5, 17.5)), int(2 ** rng.uniform(5, 15))
+        required = rng.choice(NEW_REQUIREMENTS) if requirements else []
+        min_context = rng.choice([None, 8_000, 32_000, 64_000, 128_000]) if requirements else None
         key = (role, accuracy, round(2 * math.log2(tokens_in + 1)), round(2 * math.log2(tokens_out + 1)))
+        key += (tuple(required), min_context)
         if key not in seen:
             seen.add(key)
             shapes.append(
@@ -139,42 +155,66 @@ def new_shapes(roles: list[str], count: int, seed: int = 5) -> list[RouteRequest
                     accuracy=accuracy,
                     estimated_input_tokens=tokens_in,
                     estimated_output_tokens=tokens_out,
+                    required_capabilities=required,
+                    min_context_length=min_context,
                 )
             )
     return shapes
 
 
-def decision_times(snap, warm: list[RouteRequest], fresh: list[RouteRequest], rounds: int = 3) -> dict:
-    """The warm decision (a mix of memoised shapes, best of `rounds` medians) and the new-shape
-    decision (each of `fresh` once, never memoised before), in µs."""
+def decision_times(
+    snap, warm: list[RouteRequest], fresh: list[RouteRequest], novel: list[RouteRequest], rounds: int = 3
+) -> dict:
+    """The warm decision (a mix of memoised shapes), the new-shape decision (each of `fresh`
+    once, on a snapshot that has memoised none of them) and the decision for shapes with
+    requirements of their own (`novel`: each once, with no role's eligibility memoised either),
+    in µs: for each, the best of `rounds` rounds' medians (as timeit takes the best repeat: a
+    busy moment of the shared machine slows one round, not the figure) and the p99 over all
+    rounds. A round of new shapes starts with the snapshot's rankings and kept answers dropped,
+    not what a worker keeps until health or the catalog changes (the catalog's arrays, each
+    role's eligibility); a round of novel shapes drops the eligibility too. A shape no model can
+    serve (a 422) is timed as any other."""
     for req in warm * 3:
         decide(req, snap=snap)
-    warm_samples, warm_medians = [], []
-    for _ in range(rounds):
-        gc.collect()
-        this_round = []
-        for i in range(3_000):
-            req = warm[i % len(warm)]
-            t0 = time.perf_counter_ns()
-            decide(req, snap=snap)
-            this_round.append(time.perf_counter_ns() - t0)
-        warm_medians.append(statistics.median(this_round) / 1000)
-        warm_samples += this_round
-    gc.collect()
-    fresh_samples = []
-    for req in fresh:
-        t0 = time.perf_counter_ns()
-        decide(req, snap=snap)
-        fresh_samples.append(time.perf_counter_ns() - t0)
-    warm_samples.sort()
-    fresh_samples.sort()
+
+    def timed(requests: list[RouteRequest], before=None) -> tuple[list[float], list[int]]:
+        medians, samples = [], []
+        for _ in range(rounds):
+            if before:
+                before()
+            gc.collect()
+            this_round = []
+            for req in requests:
+                t0 = time.perf_counter_ns()
+                try:
+                    decide(req, snap=snap)
+                except RoutingError:
+                    pass
+                this_round.append(time.perf_counter_ns() - t0)
+            medians.append(statistics.median(this_round) / 1000)
+            samples += this_round
+        samples.sort()
+        return medians, samples
+
+    def forget() -> None:
+        snap.cache.clear()
+        snap.answers.clear()
+        snap.stale.clear()
+
+    def forget_eligibility() -> None:
+        forget()
+        snap.eligible.clear()
+
+    def figures(medians: list[float], samples: list[int]) -> dict:
+        return {"median": min(medians), "rounds": medians, "p99": samples[int(len(samples) * 0.99)] / 1000}
+
     return {
         "models": len(snap.models),
-        "warm_us": min(warm_medians),
-        "warm_p99_us": warm_samples[int(len(warm_samples) * 0.99)] / 1000,
-        "new_us": statistics.median(fresh_samples) / 1000,
-        "new_p99_us": fresh_samples[int(len(fresh_samples) * 0.99)] / 1000,
-        "new_count": len(fresh_samples),
+        "warm": figures(*timed([warm[i % len(warm)] for i in range(3_000)])),
+        "new": figures(*timed(fresh, before=forget)),
+        "novel": figures(*timed(novel, before=forget_eligibility)),
+        "count": len(fresh),
+        "novel_count": len(novel),
     }
 
 
@@ -293,7 +333,9 @@ def test_route_speed(tmp_path, capsys):
     queries_per_decision = poll_queries / len(samples)
 
     # Decision micro-benchmarks at 349 models: warm shapes and shapes never seen before.
-    at_349 = decision_times(current_snapshot(), requests, new_shapes(roles, 400))
+    at_349 = decision_times(
+        current_snapshot(), requests, new_shapes(roles, 400), new_shapes(roles, 200, seed=7, requirements=True)
+    )
 
     # What the usage flow reports on: the models /route chooses (their cooldowns trip and clear),
     # and, for the bulk of the events, those and a spread of the catalog.
@@ -384,7 +426,9 @@ def test_route_speed(tmp_path, capsys):
     sync_seconds = time.perf_counter() - sync_started
     version_watch.expire()
     big = current_snapshot()
-    at_3490 = decision_times(big, requests, new_shapes(roles, 400, seed=6))
+    at_3490 = decision_times(
+        big, requests, new_shapes(roles, 400, seed=6), new_shapes(roles, 200, seed=8, requirements=True)
+    )
 
     def rate_line(label: str, r: dict) -> str:
         line = (
@@ -453,10 +497,17 @@ def test_route_speed(tmp_path, capsys):
             f"decision by catalog size (in process; new shape = a request shape not memoised yet, "
             f"goal <= {GOALS['new_shape_us']:.0f} µs at {models * COPIES:,}):"
         )
-        for figures in (at_349, at_3490):
+        for at in (at_349, at_3490):
+            warm, new, novel = at["warm"], at["new"], at["novel"]
             print(
-                f"  {figures['models']:>5,} models:  warm median {figures['warm_us']:7.1f} µs, p99 {figures['warm_p99_us']:8.1f} µs;"
-                f"  new shape median {figures['new_us']:8.1f} µs, p99 {figures['new_p99_us']:8.1f} µs ({figures['new_count']} shapes)"
+                f"  {at['models']:>5,} models:  warm median {warm['median']:7.1f} µs, p99 {warm['p99']:8.1f} µs;"
+                f"  new shape median {new['median']:8.1f} µs, p99 {new['p99']:8.1f} µs "
+                f"({at['count']} shapes; round medians: {', '.join(f'{m:.0f}' for m in new['rounds'])})"
+            )
+            print(
+                f"                 new requirements too (no eligibility memoised): median {novel['median']:8.1f} µs, "
+                f"p99 {novel['p99']:8.1f} µs ({at['novel_count']} shapes; round medians: "
+                f"{', '.join(f'{m:.0f}' for m in novel['rounds'])})"
             )
         print(f"  ({len(big.models):,} models synced from one file by sync_catalog in {sync_seconds:.1f} s)")
 
