@@ -442,7 +442,8 @@ def ranked_for(
     if ranking is None:
         if len(snap.cache) >= RANKING_CACHE_SIZE:
             snap.cache.clear()  # many distinct request shapes: start over rather than grow
-        stale = snap.stale.get(key)
+            snap.stale.clear()
+        stale = snap.stale.pop(key, None)
         if stale is not None:  # made before new outcomes of its shape: updated for the models that moved
             ranking = _updated(snap, *stale)
         else:

@@ -74,6 +74,7 @@ def test_rankings_outcomes_touch_are_updated_and_eligibility_is_kept_until_healt
 
     from core.models import DataVersion
     from health.models import HEALTH_VERSION, ModelReliability
+    from routing.scoring import token_bucket
 
     small = route(api_client, estimated_input_tokens=100, estimated_output_tokens=50)
     route(api_client, estimated_input_tokens=90_000, estimated_output_tokens=8_000)
@@ -96,6 +97,14 @@ def test_rankings_outcomes_touch_are_updated_and_eligibility_is_kept_until_healt
         )
         mid = next(c for c in answer["candidates"] if c["model"] == "acme/mid")
         assert mid["parts"]["samples"] == 5 and mid["parts"]["success_rate"] == 0.0
+    # The updated ranking kept the candidates it had built that did not move (no latency was
+    # reported: the latency scale stands), and made the one that moved again.
+    key = next(k for k in coder_keys if k[5:7] == (token_bucket(100), token_bucket(50)))
+    old, updated = before.cache[key], current_snapshot().cache[key]
+    assert updated is not old and key not in current_snapshot().stale
+    mid_at = old.local("acme/mid")
+    assert old._built and all(updated._built[i] is c for i, c in old._built.items() if i != mid_at)
+    assert updated._built[mid_at] is not old._built[mid_at]
 
     # A change of health drops all of it: a model now down is no candidate.
     ModelReliability.objects.create(
