@@ -521,18 +521,10 @@ def _rank(
     if idx.size == 0:
         return Ranking(snap, cols, role, shape, None)
     n_all, s_all, observed_all = _shape_arrays(snap, cols, role.slug, category or "")
-    n, s, observed = n_all[idx], s_all[idx], observed_all[idx]
-    measured = ~np.isnan(observed)
     cost = e["prompt"] * input_tokens + e["completion"] * output_tokens + e["request"]
     values = {
         **e,
-        "n": n,
-        "s": s,
-        "quality": (s + PRIOR_STRENGTH * e["prior"]) / (n + PRIOR_STRENGTH),
-        # Time to the first token: the latency seen in the ledger for this role and category,
-        # else OpenRouter's endpoint latency.
-        "measured": measured,
-        "first_ms": np.where(measured, observed, e["endpoint_ms"]),
+        **_learned(n_all[idx], s_all[idx], observed_all[idx], e["prior"], e["endpoint_ms"]),
         "cost": cost,
         "cost_score": _log_scale(cost, cost > 0),
         "output_tokens": output_tokens,
@@ -540,6 +532,20 @@ def _rank(
         "preferences": preferences,
     }
     return _ordered(snap, cols, role, shape, values)
+
+
+def _learned(n, s, observed, prior, endpoint_ms) -> dict[str, np.ndarray]:
+    """The parts of candidates that move with outcomes, from their samples, successes and the
+    latency observed in the ledger (NaN where none): the quality (learned_quality, as arrays),
+    and the time to the first token (observed, else OpenRouter's endpoint latency)."""
+    measured = ~np.isnan(observed)
+    return {
+        "n": n,
+        "s": s,
+        "quality": (s + PRIOR_STRENGTH * prior) / (n + PRIOR_STRENGTH),
+        "measured": measured,
+        "first_ms": np.where(measured, observed, endpoint_ms),
+    }
 
 
 def _updated(snap: Snapshot, old: Ranking, moved: frozenset[str]) -> Ranking:
@@ -559,12 +565,11 @@ def _updated(snap: Snapshot, old: Ranking, moved: frozenset[str]) -> Ranking:
     g = old.idx[at]
     n_all, s_all, observed_all = _shape_arrays(snap, cols, old.role.slug, old.shape[0] or "")
     values = dict(v)
-    n, s, quality, measured, first_ms = (v[name].copy() for name in ("n", "s", "quality", "measured", "first_ms"))
-    n[at], s[at], observed = n_all[g], s_all[g], observed_all[g]
-    quality[at] = (s[at] + PRIOR_STRENGTH * v["prior"][at]) / (n[at] + PRIOR_STRENGTH)
-    measured[at] = ~np.isnan(observed)
-    first_ms[at] = np.where(measured[at], observed, v["endpoint_ms"][at])
-    values.update(n=n, s=s, quality=quality, measured=measured, first_ms=first_ms)
+    for name, moved_parts in _learned(
+        n_all[g], s_all[g], observed_all[g], v["prior"][at], v["endpoint_ms"][at]
+    ).items():
+        values[name] = v[name].copy()
+        values[name][at] = moved_parts
     ranking = _ordered(snap, cols, old.role, old.shape, values)
     ranking._rejected = old._rejected
     if np.array_equal(ranking.values["latency_score"], v["latency_score"]):

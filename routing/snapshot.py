@@ -218,8 +218,8 @@ class Snapshot:
     def without_memo(self, **changes) -> Snapshot:
         """This snapshot with `changes` and nothing memoised (routing.policies and
         routing.simulation rank on copies with inputs of their own)."""
-        memo = {"cache": {}, "answers": {}, "shape_arrays": {}, "health_arrays": None, "eligible": {}}
-        return replace(self, **memo, stale={}, stale_arrays={}, **changes)
+        empty = {"cache": {}, "answers": {}, "shape_arrays": {}, "eligible": {}, "stale": {}, "stale_arrays": {}}
+        return replace(self, **empty, health_arrays=None, **changes)
 
     @property
     def outcomes(self) -> dict[tuple[str, str, str], Outcomes]:
