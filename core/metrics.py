@@ -69,6 +69,16 @@ snapshot_confirmed = Gauge(
     multiprocess_mode="livemax",
     registry=None,
 )
+# How long each rebuild of a worker's routing snapshot took (routing.snapshot), by the largest input
+# that moved: a request waits for none of them (background), but each takes CPU from the requests.
+SNAPSHOT_CHANGES = ("first", "catalog", "routing", "outcomes", "health", "cooldowns")
+snapshot_rebuild_seconds = Histogram(
+    "llmhive_snapshot_rebuild_seconds",
+    "Rebuilds of the routing snapshot in the web workers, by the largest input that moved.",
+    ["change"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+    registry=None,
+)
 usage_api_events = Counter(
     "llmhive_usage_api_events",
     "Usage events received by POST /usage in accepted batches: stored, or a duplicate of one stored.",
@@ -91,8 +101,16 @@ route_decisions_by_result = {result: route_decisions.labels(result=result) for r
 for result in USAGE_API_RESULTS:
     usage_api_events.labels(result=result)
 gc_pauses_by_generation = [gc_pause_seconds.labels(generation=str(g)) for g in range(3)]
+snapshot_rebuilds_by_change = {change: snapshot_rebuild_seconds.labels(change=change) for change in SNAPSHOT_CHANGES}
 
-PROCESS_METRICS = (route_decisions, route_decision_seconds, snapshot_confirmed, usage_api_events, gc_pause_seconds)
+PROCESS_METRICS = (
+    route_decisions,
+    route_decision_seconds,
+    snapshot_confirmed,
+    snapshot_rebuild_seconds,
+    usage_api_events,
+    gc_pause_seconds,
+)
 
 
 def multiprocess_dir() -> str | None:

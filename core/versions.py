@@ -43,12 +43,14 @@ class Refresher:
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._stopping = False
+        self._ident: int | None = None  # the thread's, while it runs
 
     def submit(self, name: str, refresh: Callable[..., object], *args) -> bool:
         """Queue `refresh(*args)` unless a refresh of that name is already queued or running."""
         with self._cond:
             if self._pid != os.getpid():  # a forked child: the parent's thread is not here
                 self._pid, self._thread, self._queue, self._running = os.getpid(), None, {}, None
+                self._ident = None
             if name in self._queue or self._running == name:
                 return False
             self._queue[name] = (refresh, args)
@@ -59,10 +61,24 @@ class Refresher:
             self._cond.notify_all()
             return True
 
+    def pause(self) -> None:
+        """Called by a refresh between steps of its work: lets a request thread that waits for
+        the interpreter lock have it now.
+
+        A request gives the lock up at each read and write of its socket and database, and takes
+        it back after; while this thread computes, it takes it back only when this thread lets it
+        go, which the interpreter forces every `sys.getswitchinterval()` (5 ms): a request
+        overlapping a refresh waited up to that long after each of its own reads
+        (tests/benchmarks/bench_refresh.py). A no-op on any other thread (a request building
+        its own snapshot would only hand the lock to the refresh)."""
+        if threading.get_ident() == self._ident:
+            time.sleep(0)  # releases the lock and takes it back: a waiting thread goes first
+
     def busy(self, name: str) -> bool:
         return name in self._queue or self._running == name
 
     def _loop(self) -> None:
+        self._ident = threading.get_ident()
         try:
             while True:
                 with self._cond:
@@ -89,6 +105,7 @@ class Refresher:
                         self._running = None
                         self._cond.notify_all()
         finally:
+            self._ident = None  # (a later thread may be given the same id)
             connections.close_all()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -103,6 +120,12 @@ class Refresher:
 
 
 refresher = Refresher()
+
+
+def pause() -> None:
+    """In this process's background refresh, let a waiting request have the interpreter lock
+    (Refresher.pause); elsewhere nothing."""
+    refresher.pause()
 
 
 class BackgroundRefresh:

@@ -36,7 +36,7 @@ from catalog.selectors import bootstrap_fallback_models, current_rankings_querys
 from core import heap, metrics
 from core.models import version_watch
 from core.upsert import changed_since, snapshot_now
-from core.versions import BackgroundRefresh
+from core.versions import BackgroundRefresh, pause
 from health.models import HEALTH_VERSION
 from health.selectors import down_models, reliability_by_model
 from routing.cooldowns import EMPTY_BOOK, CooldownBook, load_book
@@ -57,6 +57,7 @@ from routing.providers import provider_key, provider_rules
 RECENT = timedelta(days=180)
 # The data a decision depends on (API keys have their own cache).
 INPUTS = (CATALOG_VERSION, ROUTING_VERSION, STATS_VERSION, STATS_RESET_VERSION, HEALTH_VERSION, COOLDOWN_VERSION)
+PAUSE_ROWS = 64  # rows read between two pauses of a background refresh (core.versions.pause)
 
 
 @dataclass(slots=True)
@@ -281,7 +282,9 @@ def _models() -> tuple[dict[str, ModelInfo], dict[int, str]]:
     ]
     fields += [f"price_{k}" for k in PRICE_KEYS]
     models: dict[str, ModelInfo] = {}
-    for row in CatalogModel.objects.values(*fields):
+    for i, row in enumerate(CatalogModel.objects.values(*fields)):
+        if not i % PAUSE_ROWS:
+            pause()
         prices = {k: row[f"price_{k}"] for k in PRICE_KEYS}
         models[row["id"]] = ModelInfo(
             id=row["id"],
@@ -448,7 +451,10 @@ class OutcomeBook:
         else:
             since = self.read_at - timedelta(seconds=settings.LLMHIVE_STATS_REFRESH_LAG_SECONDS)
             changed = StrategyStat.objects.filter(updated_at__gte=since)
-        return book, book._take(changed.values_list("model", "role", "category", "strategy", *STAT_FIELDS))
+        rows = changed.values_list("model", "role", "category", "strategy", *STAT_FIELDS)
+        # (read in chunks, each turned into Python objects as it is taken in: the background refresh
+        # pauses between them, not only after all of them)
+        return book, book._take(rows.iterator(chunk_size=PAUSE_ROWS * 4))
 
     def _take(self, rows) -> dict[tuple[str, str], set[str]]:
         """Take rows (totals) in: each changed row moves the sums it belongs to by its
@@ -457,7 +463,9 @@ class OutcomeBook:
         (role, category) shapes touched, each with the models whose outcomes moved."""
         touched: dict[tuple[str, str], set[str]] = {}
         copied: set[tuple[str, str]] = set()
-        for model, role, category, strategy, *sums in rows:
+        for i, (model, role, category, strategy, *sums) in enumerate(rows):
+            if not i % PAUSE_ROWS:
+                pause()  # (a thousand rows are several milliseconds of Python)
             key = (model, role, category, strategy)
             new = tuple(sums)
             old = self.rows.get(key)
@@ -502,6 +510,14 @@ def _moved(outcome: Outcomes | None, old: tuple | None, new: tuple) -> Outcomes:
     )
 
 
+def _log_price_bounds(models: dict[str, ModelInfo]) -> tuple[float, float]:
+    """The 5th and 95th percentiles of the active models' log10 prompt prices (the cost part's scale)."""
+    logs = sorted(math.log10(m.prompt_f) for m in models.values() if m.prompt_f > 0 and m.active)
+    low = logs[len(logs) // 20] if logs else 0.0
+    high = logs[len(logs) - 1 - len(logs) // 20] if logs else 1.0
+    return low, high
+
+
 def _reliability() -> tuple[dict[str, float], frozenset[str]]:
     return reliability_by_model(), frozenset(down_models())
 
@@ -524,6 +540,7 @@ def build_snapshot(versions: dict[str, int], previous: Snapshot | None = None) -
         rankings = _rankings()
         categories = _categories()
         bootstrap = tuple(bootstrap_fallback_models())
+        pause()
     else:
         models, families, rankings, categories, bootstrap = (
             previous.models,
@@ -535,6 +552,7 @@ def build_snapshot(versions: dict[str, int], previous: Snapshot | None = None) -
     if changed(ROUTING_VERSION, CATALOG_VERSION):
         roles, overrides = _roles()
         model_priors, family_priors = _priors()
+        pause()
     else:
         roles, overrides = previous.roles, previous.overrides
         model_priors, family_priors = previous.model_priors, previous.family_priors
@@ -545,13 +563,16 @@ def build_snapshot(versions: dict[str, int], previous: Snapshot | None = None) -
         book, touched = previous.book.refreshed()
     else:
         book = previous.book
+    pause()
     health_changed = changed(HEALTH_VERSION)
     reliability, down = _reliability() if health_changed else (previous.reliability, previous.down)
     cooldowns = load_book() if changed(COOLDOWN_VERSION, ROUTING_VERSION) else previous.cooldowns
+    pause()
 
-    logs = sorted(math.log10(m.prompt_f) for m in models.values() if m.prompt_f > 0 and m.active)
-    low = logs[len(logs) // 20] if logs else 0.0
-    high = logs[len(logs) - 1 - len(logs) // 20] if logs else 1.0
+    if changed(CATALOG_VERSION):
+        low, high = _log_price_bounds(models)
+    else:
+        low, high = previous.log_price_low, previous.log_price_high
     snapshot = Snapshot(
         versions=dict(versions),
         models=models,
@@ -571,6 +592,7 @@ def build_snapshot(versions: dict[str, int], previous: Snapshot | None = None) -
         cooldowns=cooldowns,
     )
     if previous is not None and not changed(CATALOG_VERSION, ROUTING_VERSION):
+        pause()
         keep_memoised(snapshot, previous, touched, health_changed)
     return snapshot
 
@@ -628,6 +650,26 @@ def _set_stale(memo: dict, stale: dict, touched: dict[tuple[str, str], set[str]]
         else:
             moved[key] = (entry, frozenset(more))
     return kept, (moved if len(moved) <= STALE_KEPT else {})
+
+
+# The inputs in the order a rebuild's cost grows with them (the metric names the largest that moved).
+_CHANGES = (
+    ("catalog", (CATALOG_VERSION,)),
+    ("routing", (ROUTING_VERSION,)),
+    ("outcomes", (STATS_RESET_VERSION, STATS_VERSION)),
+    ("health", (HEALTH_VERSION,)),
+)
+
+
+def rebuilt_for(previous: Snapshot | None, versions: dict[str, int]) -> str:
+    """What a rebuild from `previous` to `versions` is for, as llmhive_snapshot_rebuild_seconds
+    labels it: the largest input that moved ("cooldowns" when only they did)."""
+    if previous is None:
+        return "first"
+    for change, names in _CHANGES:
+        if any(previous.versions.get(name) != versions.get(name) for name in names):
+            return change
+    return "cooldowns"
 
 
 class SnapshotHolder:
@@ -704,6 +746,9 @@ class SnapshotHolder:
                 try:
                     fresh = build_snapshot(versions, snapshot)
                     prepare(fresh)
+                    metrics.snapshot_rebuilds_by_change[rebuilt_for(snapshot, versions)].observe(
+                        time.monotonic() - started
+                    )
                     if snapshot is None or snapshot.versions.get(STATS_VERSION) != versions.get(STATS_VERSION):
                         self._outcomes_at = started
                     first = snapshot is None

@@ -280,15 +280,22 @@ def usage_errors_accepted(base: str, usage_key: str, model: str) -> bool:
     return True
 
 
-def test_route_speed(tmp_path, capsys):
-    if connection.vendor != "postgresql":
-        pytest.skip("the routing benchmark runs on PostgreSQL (set DATABASE_URL)")
+def load_bench_data(days: int) -> io.StringIO:
+    """The recorded 349-model catalog and load_demo's roles, budgets and `days` of usage (1,800
+    events a day); returns what the commands printed."""
     out = io.StringIO()
     call_command("sync_catalog", "--from-file", str(snapshot_path("2025-12-18")), "--no-progress", stdout=out)
     # The category the requests name (a transactional test flushes what migrations seeded; an
     # unknown category is a 422).
     CategoryFactory(slug="programming", name="Programming")
-    call_command("load_demo", "--days", "30", "--events-per-day", "1800", stdout=out, stderr=out)
+    call_command("load_demo", "--days", str(days), "--events-per-day", "1800", stdout=out, stderr=out)
+    return out
+
+
+def test_route_speed(tmp_path, capsys):
+    if connection.vendor != "postgresql":
+        pytest.skip("the routing benchmark runs on PostgreSQL (set DATABASE_URL)")
+    out = load_bench_data(days=30)
     models, roles = CatalogModel.objects.count(), list(Role.objects.values_list("slug", flat=True))
     events = UsageEvent.objects.count()
     _, key = ApiKey.issue(name="bench", scopes=["route"])

@@ -149,3 +149,39 @@ def test_the_refresher_runs_refreshes_one_at_a_time_on_a_connection_it_keeps(mon
         assert seen[2][2] != seen[1][2]  # a new backend
     refresher.stop()
     assert not refresher.busy("first")
+
+
+def test_a_refresh_that_pauses_lets_a_request_thread_have_the_interpreter_lock_at_once(monkeypatch):
+    """A request gives the interpreter lock up at each socket or database read and must take it
+    back after. While the refresh thread computes, that waits for the interpreter's forced
+    switch (`sys.getswitchinterval()`, 5 ms) unless the refresh pauses between steps of its work
+    (Refresher.pause): here it computes with pauses while this thread (the request) reads and
+    takes the lock back, over and over. (Without the pauses the waits are the switch interval on
+    an idle machine; on a busy one the scheduler's own delays blur that, so it is not asserted.)"""
+    import statistics
+    import sys
+
+    from core.versions import BackgroundRefresh, Refresher
+
+    refresher = Refresher()
+    monkeypatch.setattr("core.versions.refresher", refresher)
+
+    def compute(seconds: float) -> None:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            sum(range(300))  # Python work, holding the lock
+            refresher.pause()
+
+    job = BackgroundRefresh("compute")
+    job.start(compute, 0.4)
+    time.sleep(0.02)  # under way
+    waits = []
+    while job.running and len(waits) < 40:
+        started = time.perf_counter()
+        time.sleep(0.0005)  # a read: the lock given up, then taken back
+        waits.append(time.perf_counter() - started - 0.0005)
+    job.wait_idle()
+    refresher.stop()
+    assert len(waits) >= 20
+    assert statistics.median(waits) < sys.getswitchinterval() / 5, waits
+    refresher.pause()  # on any other thread: nothing (no error, no wait)

@@ -235,6 +235,9 @@ def test_counts_are_exact_across_two_gunicorn_workers_whichever_answers(make_api
         # The workers time their garbage collector's pauses (core.heap): each froze its heap with
         # a full collection when it loaded the application.
         assert figures[("llmhive_gc_pause_seconds_count", (("generation", "2"),))] >= 2
+        # Each worker that answered /route built its first snapshot, and timed it.
+        assert figures[("llmhive_snapshot_rebuild_seconds_count", (("change", "first"),))] >= 1
+        assert figures[("llmhive_snapshot_rebuild_seconds_sum", (("change", "first"),))] > 0
         # Every worker wrote its own file: the scrape summed at least two processes.
         assert len({p.name for p in metrics_dir.glob("counter_*.db")}) >= 2
 
