@@ -79,6 +79,13 @@ snapshot_rebuild_seconds = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
     registry=None,
 )
+# How long the background refreshes waited for requests in flight to be answered (core.versions'
+# Refresher.pause): the refresh steps aside so that a request does not wait for it.
+refresh_held_seconds = Counter(
+    "llmhive_refresh_held_seconds",
+    "Time the web workers' background refreshes waited for requests in flight to be answered.",
+    registry=None,
+)
 usage_api_events = Counter(
     "llmhive_usage_api_events",
     "Usage events received by POST /usage in accepted batches: stored, or a duplicate of one stored.",
@@ -108,6 +115,7 @@ PROCESS_METRICS = (
     route_decision_seconds,
     snapshot_confirmed,
     snapshot_rebuild_seconds,
+    refresh_held_seconds,
     usage_api_events,
     gc_pause_seconds,
 )

@@ -7,7 +7,8 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from django.conf import settings
 from django.db import DatabaseError, connection, connections
@@ -35,9 +36,14 @@ class Refresher:
     """
 
     IDLE_SECONDS = 5.0
+    # The longest a pause waits for the requests in flight to finish (see pause): a worker that
+    # is never idle still refreshes, at most this much later per pause.
+    HOLD_SECONDS = 0.005
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
+        self._serving: set[int] = set()  # the threads answering a request now (request_started)
+        self._idle = threading.Condition(threading.Lock())  # notified when the last one finishes
         self._queue: dict[str, tuple[Callable[..., object], tuple]] = {}  # by name, in order
         self._running: str | None = None
         self._thread: threading.Thread | None = None
@@ -61,18 +67,53 @@ class Refresher:
             self._cond.notify_all()
             return True
 
-    def pause(self) -> None:
-        """Called by a refresh between steps of its work: lets a request thread that waits for
-        the interpreter lock have it now.
+    def request_started(self) -> None:
+        """The calling thread begins answering a request (from accepting its connection): the
+        refresh steps aside at its next pause until it is answered (request_finished)."""
+        self._serving.add(threading.get_ident())
 
-        A request gives the lock up at each read and write of its socket and database, and takes
-        it back after; while this thread computes, it takes it back only when this thread lets it
-        go, which the interpreter forces every `sys.getswitchinterval()` (5 ms): a request
-        overlapping a refresh waited up to that long after each of its own reads
-        (tests/benchmarks/bench_refresh.py). A no-op on any other thread (a request building
-        its own snapshot would only hand the lock to the refresh)."""
-        if threading.get_ident() == self._ident:
+    def request_finished(self) -> None:
+        """The calling thread has answered its request (calling this again does nothing)."""
+        if self._serving:
+            with self._idle:
+                self._serving.discard(threading.get_ident())
+                if not self._serving:
+                    self._idle.notify_all()
+
+    @contextmanager
+    def serving(self) -> Iterator[None]:
+        self.request_started()
+        try:
+            yield
+        finally:
+            self.request_finished()
+
+    def pause(self) -> None:
+        """Called by a refresh between steps of its work: lets the requests of this process go
+        first.
+
+        A request gives the interpreter lock up at each read and write of its socket and database
+        and must take it back after; while this thread computes, it gets it back only when this
+        thread lets it go, which the interpreter forces every `sys.getswitchinterval()` (5 ms).
+        So a request overlapping a refresh waited after each of its reads: up to 5 ms each with
+        no pauses, one step of the refresh each (up to a millisecond) with pauses that only
+        yield the lock. Here, while a request is in flight (request_started, marked by the
+        gunicorn worker: llmhive_site.workers), the refresh waits without the lock until it is
+        answered, at most HOLD_SECONDS, so such a request waits for at most the one step under
+        way when it arrived (tests/benchmarks/bench_refresh.py); otherwise it yields the lock
+        to a thread that waits for it. A no-op on any other thread (a request building its own
+        snapshot would only hand the lock to the refresh)."""
+        if threading.get_ident() != self._ident:
+            return
+        if not self._serving:
             time.sleep(0)  # releases the lock and takes it back: a waiting thread goes first
+            return
+        started = time.perf_counter()
+        with self._idle:
+            self._idle.wait_for(lambda: not self._serving, self.HOLD_SECONDS)
+        from core import metrics  # (not at import: gunicorn's master imports this for its worker class)
+
+        metrics.refresh_held_seconds.inc(time.perf_counter() - started)
 
     def busy(self, name: str) -> bool:
         return name in self._queue or self._running == name

@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from core.models import DataVersion, version_watch
 from core.upsert import update_rows
+from core.versions import pause
 from costs.models import RETRYABLE_ERRORS, UsageEvent
 from routing.models import COOLDOWN_FIELDS, COOLDOWN_VERSION, ROUTING_VERSION, CooldownState, ModelCooldown, Role
 
@@ -167,6 +168,7 @@ def load_book() -> CooldownBook:
             "model", "role", "until"
         )
     }
+    pause()  # (in a background refresh: core.versions)
     shares = {slug: policy.half_open_share for slug, policy in policies().items()}
     return CooldownBook(until, shares)
 

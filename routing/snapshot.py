@@ -57,7 +57,7 @@ from routing.providers import provider_key, provider_rules
 RECENT = timedelta(days=180)
 # The data a decision depends on (API keys have their own cache).
 INPUTS = (CATALOG_VERSION, ROUTING_VERSION, STATS_VERSION, STATS_RESET_VERSION, HEALTH_VERSION, COOLDOWN_VERSION)
-PAUSE_ROWS = 64  # rows read between two pauses of a background refresh (core.versions.pause)
+PAUSE_ROWS = 16  # rows read between two pauses of a background refresh (core.versions.pause)
 
 
 @dataclass(slots=True)
@@ -438,6 +438,7 @@ class OutcomeBook:
         committed late (its rows stamped before its commit) is not missed. Re-reading a row is
         harmless either way, as rows hold totals."""
         snapshot = _database_snapshot()
+        pause()
         book = OutcomeBook(
             rows=dict(self.rows),
             outcomes=dict(self.outcomes),
@@ -446,6 +447,7 @@ class OutcomeBook:
             read_at=timezone.now(),
             read_snapshot=snapshot,
         )
+        pause()
         if snapshot is not None and self.read_snapshot is not None:
             changed = changed_since(StrategyStat.objects.all(), "changed_in", self.read_snapshot)
         else:
@@ -454,7 +456,7 @@ class OutcomeBook:
         rows = changed.values_list("model", "role", "category", "strategy", *STAT_FIELDS)
         # (read in chunks, each turned into Python objects as it is taken in: the background refresh
         # pauses between them, not only after all of them)
-        return book, book._take(rows.iterator(chunk_size=PAUSE_ROWS * 4))
+        return book, book._take(rows.iterator(chunk_size=PAUSE_ROWS * 16))
 
     def _take(self, rows) -> dict[tuple[str, str], set[str]]:
         """Take rows (totals) in: each changed row moves the sums it belongs to by its
@@ -519,7 +521,9 @@ def _log_price_bounds(models: dict[str, ModelInfo]) -> tuple[float, float]:
 
 
 def _reliability() -> tuple[dict[str, float], frozenset[str]]:
-    return reliability_by_model(), frozenset(down_models())
+    reliability = reliability_by_model()
+    pause()
+    return reliability, frozenset(down_models())
 
 
 def build_snapshot(versions: dict[str, int], previous: Snapshot | None = None) -> Snapshot:
@@ -566,6 +570,7 @@ def build_snapshot(versions: dict[str, int], previous: Snapshot | None = None) -
     pause()
     health_changed = changed(HEALTH_VERSION)
     reliability, down = _reliability() if health_changed else (previous.reliability, previous.down)
+    pause()
     cooldowns = load_book() if changed(COOLDOWN_VERSION, ROUTING_VERSION) else previous.cooldowns
     pause()
 

@@ -50,7 +50,8 @@ pytestmark = [
 
 ROUNDS = 3
 # (label, gunicorn() arguments, clients keep connections open)
-SYNC, GTHREAD = ["--worker-class", "sync"], ["--worker-class", "gthread"]
+# (sync: gunicorn.conf.py's, gunicorn's sync worker that tells the refresh of requests in flight)
+SYNC, GTHREAD = ["--worker-class", "llmhive_site.workers.SyncWorker"], ["--worker-class", "gthread"]
 CONFIGS = [
     ("sync -w 2", {"workers": 2, "threads": 1, "options": SYNC}, False),
     ("sync -w 2", {"workers": 2, "threads": 1, "options": SYNC}, True),

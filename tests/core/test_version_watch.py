@@ -185,3 +185,48 @@ def test_a_refresh_that_pauses_lets_a_request_thread_have_the_interpreter_lock_a
     assert len(waits) >= 20
     assert statistics.median(waits) < sys.getswitchinterval() / 5, waits
     refresher.pause()  # on any other thread: nothing (no error, no wait)
+
+
+def test_a_refresh_steps_aside_while_a_request_is_in_flight(monkeypatch):
+    """While a request is in flight in the process (marked by the gunicorn worker class:
+    llmhive_site.workers), a refresh that pauses waits without the interpreter lock until it is
+    answered, so the request does not wait for the refresh after each of its reads; it waits at
+    most Refresher.HOLD_SECONDS a pause, so a worker that is never idle still refreshes."""
+    from core import metrics
+    from core.versions import BackgroundRefresh, Refresher
+
+    refresher = Refresher()
+    monkeypatch.setattr("core.versions.refresher", refresher)
+    steps = []
+
+    def compute(seconds: float) -> None:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            sum(range(300))  # a step of Python work, holding the lock
+            steps.append(1)
+            refresher.pause()
+
+    def reads() -> tuple[int, float]:
+        """A request's forty socket reads: the refresh's steps meanwhile, and how long they took."""
+        before, started = len(steps), time.perf_counter()
+        for _ in range(40):
+            time.sleep(0.0005)  # the lock given up, then taken back
+        return len(steps) - before, time.perf_counter() - started
+
+    held_before = metrics.refresh_held_seconds._value.get()
+    job = BackgroundRefresh("compute")
+    job.start(compute, 0.5)
+    time.sleep(0.02)  # under way
+    between, _ = reads()  # not marked in flight: the refresh computes between the reads
+    with refresher.serving():
+        during, elapsed = reads()
+    after, _ = reads()
+    refresher.stop()
+    job.wait_idle()
+    # In flight: a step per HOLD_SECONDS (the one under way when each hold ran out), where
+    # outside a request the refresh took hundreds.
+    assert during <= elapsed / Refresher.HOLD_SECONDS + 2, (during, elapsed)
+    assert during >= 1, "a refresh that steps aside for a request still goes on"
+    assert min(between, after) > 10 * during, (between, during, after)
+    assert metrics.refresh_held_seconds._value.get() > held_before
+    refresher.request_finished()  # (no request in flight: nothing)
