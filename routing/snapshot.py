@@ -212,6 +212,9 @@ class Snapshot:
     # next asked for, instead of making it again (keep_memoised).
     stale: dict = field(default_factory=dict)
     stale_arrays: dict = field(default_factory=dict)
+    # The keys of `stale` whose rankings were current on the previous snapshot (requests were
+    # using them): routing.scoring.prepare updates those before the snapshot is put in use.
+    hot: tuple = ()
     # Scoring weights per accuracy that differ from routing.scoring.WEIGHTS: only a policy under
     # evaluation sets them (routing.policies); live routing keeps None.
     weights: dict | None = None
@@ -219,7 +222,15 @@ class Snapshot:
     def without_memo(self, **changes) -> Snapshot:
         """This snapshot with `changes` and nothing memoised (routing.policies and
         routing.simulation rank on copies with inputs of their own)."""
-        empty = {"cache": {}, "answers": {}, "shape_arrays": {}, "eligible": {}, "stale": {}, "stale_arrays": {}}
+        empty = {
+            "cache": {},
+            "answers": {},
+            "shape_arrays": {},
+            "eligible": {},
+            "stale": {},
+            "stale_arrays": {},
+            "hot": (),
+        }
         return replace(self, **empty, health_arrays=None, **changes)
 
     @property
@@ -625,11 +636,11 @@ def keep_memoised(
         if not health_changed:
             snapshot.cache, snapshot.answers, snapshot.stale = previous.cache, previous.answers, previous.stale
         return
-    snapshot.shape_arrays, snapshot.stale_arrays = _set_stale(
+    snapshot.shape_arrays, snapshot.stale_arrays, _ = _set_stale(
         previous.shape_arrays, previous.stale_arrays, touched, lambda key: key
     )
     if not health_changed:
-        snapshot.cache, snapshot.stale = _set_stale(
+        snapshot.cache, snapshot.stale, snapshot.hot = _set_stale(
             previous.cache, previous.stale, touched, lambda key: (key[0], key[1] or "")
         )
         snapshot.answers = {k: v for k, v in previous.answers.copy().items() if v.shape not in touched}
@@ -638,12 +649,13 @@ def keep_memoised(
 STALE_KEPT = 4096  # stale entries carried at most (beyond that, they are made again when asked)
 
 
-def _set_stale(memo: dict, stale: dict, touched: dict[tuple[str, str], set[str]], shape_of) -> tuple[dict, dict]:
+def _set_stale(memo: dict, stale: dict, touched: dict[tuple[str, str], set[str]], shape_of) -> tuple[dict, dict, tuple]:
     """`memo` split by `touched`: the entries of untouched shapes (kept as they are), and those of
     touched shapes with the models that moved, added to the entries already stale (whose moved
-    models grow by the new ones) but not made again since."""
+    models grow by the new ones) but not made again since; then the keys of the stale entries
+    that were in `memo` (current until now)."""
     memo, stale = memo.copy(), stale.copy()
-    kept, moved = {}, {}
+    kept, moved, current = {}, {}, []
     for key, (entry, models) in stale.items():
         if key not in memo:
             more = touched.get(shape_of(key))
@@ -654,7 +666,10 @@ def _set_stale(memo: dict, stale: dict, touched: dict[tuple[str, str], set[str]]
             kept[key] = entry
         else:
             moved[key] = (entry, frozenset(more))
-    return kept, (moved if len(moved) <= STALE_KEPT else {})
+            current.append(key)
+    if len(moved) > STALE_KEPT:
+        return kept, {}, ()
+    return kept, moved, tuple(current)
 
 
 # The inputs in the order a rebuild's cost grows with them (the metric names the largest that moved).

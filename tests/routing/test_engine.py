@@ -49,7 +49,13 @@ def route(client, **body) -> dict:
     return response.json()
 
 
-def test_new_outcomes_set_stale_only_the_rankings_of_the_shapes_they_touch(api_client, roles):
+@pytest.mark.parametrize("prepared", [True, False], ids=["prepared", "updated-when-asked"])
+def test_new_outcomes_set_stale_only_the_rankings_of_the_shapes_they_touch(api_client, roles, monkeypatch, prepared):
+    """The rankings of the shapes new outcomes touched are updated for the models that moved:
+    those requests were using, before the new snapshot is used (routing.scoring.prepare, up to
+    PREPARED_RANKINGS); the rest when next asked for."""
+    if not prepared:
+        monkeypatch.setattr("routing.scoring.PREPARED_RANKINGS", 0)
     route(api_client)
     route(api_client, role="writer")
     before = current_snapshot()
@@ -62,14 +68,18 @@ def test_new_outcomes_set_stale_only_the_rankings_of_the_shapes_they_touch(api_c
     after = current_snapshot()
     assert after is not before and after.columns is before.columns  # the catalog's arrays are kept
     assert all(after.cache[k] is before.cache[k] for k in writer_keys)  # untouched shape: kept
-    assert not any(k in after.cache for k in coder_keys)  # touched: stale, updated when asked for
-    assert all(after.stale[k][0] is before.cache[k] for k in coder_keys)
+    if prepared:  # touched: updated already, from the ranking it had
+        assert not any(k in after.stale for k in coder_keys)
+        assert all(after.cache[k] is not before.cache[k] and after.cache[k]._built for k in coder_keys)
+    else:  # touched: stale, updated when asked for
+        assert not any(k in after.cache for k in coder_keys)
+        assert all(after.stale[k][0] is before.cache[k] for k in coder_keys)
     assert after.outcomes[("acme/mid", "coder", "")].requests == 5
     mid = next(c for c in route(api_client, fallback_count=5)["candidates"] if c["model"] == "acme/mid")
     assert mid["parts"]["samples"] == 5 and mid["parts"]["success_rate"] == 0.0
 
 
-def test_rankings_outcomes_touch_are_updated_and_eligibility_is_kept_until_health_moves(api_client, roles):
+def test_rankings_outcomes_touch_are_updated_and_eligibility_is_kept_until_health_moves(api_client, roles, monkeypatch):
     from datetime import UTC, datetime
 
     from core.models import DataVersion
@@ -84,7 +94,9 @@ def test_rankings_outcomes_touch_are_updated_and_eligibility_is_kept_until_healt
     assert len(before.eligible) == 1 and len(coder_keys) == 2
 
     # Outcomes of the shape: its rankings are kept as stale, with the model that moved, and
-    # updated for it when next asked; what does not move with outcomes is kept as it was.
+    # updated for it when next asked (here: none updated beforehand, as routing.scoring.prepare
+    # does for the first PREPARED_RANKINGS); what does not move with outcomes is kept as it was.
+    monkeypatch.setattr("routing.scoring.PREPARED_RANKINGS", 0)
     ingest(5, model="acme/mid", role="coder", category="", success=False)
     after = current_snapshot()
     assert after.eligible[("coder", None, frozenset(), 0)] is eligible
