@@ -23,16 +23,14 @@ import statistics
 import time
 
 import pytest
-from django.db import connection
 from django.test import Client
 
 from catalog.models import CatalogModel
 from core.models import ApiKey
 from routing import scoring
-from routing.decision import RouteRequest, decide
-from routing.models import Role
+from routing.decision import decide
 from tests.benchmarks import loadgen
-from tests.benchmarks.bench_route import load_bench_data, request_bodies
+from tests.benchmarks.bench_route import in_process_bench
 from tests.fake_openrouter import requires_recorded
 
 pytestmark = [pytest.mark.benchmark, pytest.mark.django_db(transaction=True), requires_recorded]
@@ -41,11 +39,7 @@ ROUNDS = 8  # per condition, interleaved
 
 
 def test_decisions_right_after_a_batch(capsys, monkeypatch):
-    if connection.vendor != "postgresql":
-        pytest.skip("the refresh reads memory rows by transaction snapshot: PostgreSQL (set DATABASE_URL)")
-    load_bench_data(days=3)
-    roles = list(Role.objects.values_list("slug", flat=True))
-    requests = [RouteRequest(**{k: v for k, v in b.items() if k != "max_cost_usd"}) for b in request_bodies(roles)]
+    roles, requests = in_process_bench()
     ids = sorted(CatalogModel.objects.values_list("id", flat=True))
     plan = {"flow": ids[:20] + random.Random(3).sample(ids, 80), "roles": roles, "trip": []}
     _, key = ApiKey.issue(name="bench-after-batch", scopes=["usage:write"])

@@ -28,17 +28,15 @@ import statistics
 import time
 
 import pytest
-from django.db import connection
 from django.test import Client
 
 from catalog.models import CatalogModel
 from core.models import ApiKey, DataVersion
 from core.versions import BackgroundRefresh, refresher
-from routing.decision import RouteRequest, decide
-from routing.models import Role
+from routing.decision import decide
 from routing.snapshot import INPUTS, build_snapshot, current_snapshot, holder
 from tests.benchmarks import loadgen
-from tests.benchmarks.bench_route import load_bench_data, request_bodies
+from tests.benchmarks.bench_route import in_process_bench
 from tests.fake_openrouter import requires_recorded
 
 pytestmark = [pytest.mark.benchmark, pytest.mark.django_db(transaction=True), requires_recorded]
@@ -50,11 +48,7 @@ GAP_SECONDS = 0.001  # between requests (a worker at 300 req/s is idle most of t
 
 
 def test_decisions_while_the_snapshot_refreshes(capsys, monkeypatch):
-    if connection.vendor != "postgresql":
-        pytest.skip("the refresh reads memory rows by transaction snapshot: PostgreSQL (set DATABASE_URL)")
-    load_bench_data(days=3)
-    roles = list(Role.objects.values_list("slug", flat=True))
-    requests = [RouteRequest(**{k: v for k, v in b.items() if k != "max_cost_usd"}) for b in request_bodies(roles)]
+    roles, requests = in_process_bench()
     for req in requests * 3:
         decide(req)
     before = current_snapshot()

@@ -280,6 +280,18 @@ def usage_errors_accepted(base: str, usage_key: str, model: str) -> bool:
     return True
 
 
+def in_process_bench() -> tuple[list[str], list[RouteRequest]]:
+    """For the in-process benchmarks of the refresh (PostgreSQL only: it reads memory rows by
+    transaction snapshot): three days of bench data loaded; the roles and the request shapes of
+    request_bodies, without their cost caps."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the refresh reads memory rows by transaction snapshot: PostgreSQL (set DATABASE_URL)")
+    load_bench_data(days=3)
+    roles = list(Role.objects.values_list("slug", flat=True))
+    bodies = request_bodies(roles)
+    return roles, [RouteRequest(**{k: v for k, v in b.items() if k != "max_cost_usd"}) for b in bodies]
+
+
 def load_bench_data(days: int) -> io.StringIO:
     """The recorded 349-model catalog and load_demo's roles, budgets and `days` of usage (1,800
     events a day); returns what the commands printed."""
