@@ -19,11 +19,8 @@ from core.versions import refresher
 
 class SyncWorker(GunicornSyncWorker):
     def accept(self, listener) -> None:
-        refresher.request_started()
-        try:
+        with refresher.serving():  # (ended also when no connection was there, or it failed)
             super().accept(listener)
-        finally:
-            refresher.request_finished()  # (also when no connection was there, or it failed)
 
 
 def answered() -> None:
