@@ -86,6 +86,14 @@ refresh_held_seconds = Counter(
     "Time the web workers' background refreshes waited for requests in flight to be answered.",
     registry=None,
 )
+# /route answers given again from a kept answer (routing.decision.ANSWERS_KEPT): a dict lookup
+# instead of a decision. Against llmhive_route_decisions_total{result="ok"}, the share that cost
+# next to nothing; under a flow of cooldowns and spend it drops only as far as they touch answers.
+route_answers_kept = Counter(
+    "llmhive_route_answers_kept",
+    "POST /route answers given again from a kept answer (nothing they rest on had moved).",
+    registry=None,
+)
 usage_api_events = Counter(
     "llmhive_usage_api_events",
     "Usage events received by POST /usage in accepted batches: stored, or a duplicate of one stored.",
@@ -113,6 +121,7 @@ snapshot_rebuilds_by_change = {change: snapshot_rebuild_seconds.labels(change=ch
 PROCESS_METRICS = (
     route_decisions,
     route_decision_seconds,
+    route_answers_kept,
     snapshot_confirmed,
     snapshot_rebuild_seconds,
     refresh_held_seconds,

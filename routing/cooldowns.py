@@ -152,6 +152,15 @@ class CooldownBook:
         None when it has no cooldown for the role."""
         return self._until.get((model_id, self._policy(role_slug)))
 
+    def state_of(self, model_ids, role_slug: str) -> tuple:
+        """What a walk for this role over `model_ids` reads of these cooldowns: the role's
+        half-open share, and for each model (in the iteration order of `model_ids`) False when it
+        has no cooldown, else when its open period for the role ends (None: cooling for other
+        roles only, which a walk still draws for)."""
+        policy = self._policy(role_slug)
+        earliest, until = self._earliest, self._until
+        return (self._shares[policy], *(m in earliest and until.get((m, policy)) for m in model_ids))
+
     def touches(self, model_ids) -> bool:
         """Whether any of `model_ids` has a cooldown (open or half-open)."""
         return bool(self._earliest) and not self._earliest.keys().isdisjoint(model_ids)

@@ -6,15 +6,15 @@ memoised ranking of routing.scoring; the escalation chain comes from routing.esc
 
 from __future__ import annotations
 
-import math
 import os
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from django.conf import settings
 
+from core import metrics
 from core.money import decimal_str, money_per
 from costs.budgets import BudgetBook, BudgetStatus, budget_book
 from costs.models import BudgetAction, BudgetScope, BudgetState
@@ -33,15 +33,17 @@ CANDIDATES_SHOWN = 10
 STRATEGY_MIN_SAMPLES = 20
 # An exploratory decision samples among this many of the best eligible candidates.
 EXPLORATION_POOL = 50
-# Answers kept per snapshot: the answer to the same request, with the same budget state, when
-# nothing was drawn in its favour (no exploration, no half-open model let through), is the same
-# but for its decision_id and the snapshot's version while the models it rests on (those the walk
-# and the escalation chain looked at) stand as they were: none cooling down, or, if some were
-# (and were passed over), the very same cooldowns, before the first open one turns half-open,
-# with a new draw passing over each half-open one again. Kept on the snapshot and carried to the
-# next with the rankings (routing.snapshot.keep_memoised: dropped when its ranking's shape is
-# touched), so new outcomes of one shape, health, catalog or roles drop them; the budget state is checked by
-# identity on every use. Up to this many (then started over, as the rankings are).
+# Answers kept per snapshot: the answer to the same request, when nothing was drawn in its favour
+# (no exploration, no half-open model let through), is the same but for its decision_id and the
+# snapshot's version while what it rests on stands: the models the walk and the escalation chain
+# looked at cooling down as they were (none, or the same ones with the same open periods and
+# half-open share, with a new draw passing over each half-open one again, as a walk would), and
+# the same budget states (the same budget and state for the request, the same model budgets
+# past their soft limit; the budget shown is that of the budget state in hand). So a cooldown
+# that trips or clears elsewhere, or spend that moves no budget's state, keeps it. Kept on the
+# snapshot and carried to the next with the rankings (routing.snapshot.keep_memoised: dropped
+# when its ranking's shape is touched), so new outcomes of one shape, health, catalog or roles
+# drop them. Up to this many (then started over, as the rankings are).
 ANSWERS_KEPT = 4096
 # "optimize" names a goal; quality and cost are the accuracies that weigh them most.
 OPTIMIZE_ACCURACY = {"quality": Accuracy.HIGH, "cost": Accuracy.ECONOMY}
@@ -90,28 +92,49 @@ class RoutingError(Exception):
 class KeptAnswer:
     """A kept answer (see ANSWERS_KEPT), with what it rests on."""
 
-    statuses: list[BudgetStatus]  # the budget state it was given under (checked by identity)
+    statuses: list[BudgetStatus]  # the budget state it was given under
     watched: frozenset[str]  # the models whose cooldowns it rests on
     shape: tuple[str, str]  # (role, category or ""): the memoised shape it is dropped with
     answer: dict
-    # When some of the models it rests on were cooling down: the cooldowns it was given under
-    # (checked by identity), the models the walk drew for, in walk order (drawn for again on
-    # every use, as a walk would: a half-open one must be passed over again), and when the first
-    # open one turns half-open (a POSIX time).
+    # What it rests on of the budget state (budget_key): another state with the same key gives
+    # the same answer, with that state's budget shown.
+    budgets: tuple = ()
+    # When some of the models it rests on were cooling down: the cooldowns it was given under,
+    # what it read of them (CooldownBook.state_of: new cooldowns that read the same keep it), and
+    # the models the walk drew for, in walk order (drawn for again on every use, as a walk
+    # would: a half-open one must be passed over again).
     cooldowns: CooldownBook | None = None
+    cooled: tuple = ()
     drew_for: tuple[str, ...] = ()
-    valid_until: float = math.inf
     # The answer as JSON but for `decision_id`, `catalog_version` and `degraded`, which change
     # from one call to the next: written once, by routing.api.
     body: bytes | None = None
 
-    def rests(self, statuses: list[BudgetStatus], cooldowns: CooldownBook) -> bool:
-        """Whether what it rests on stands (the draws for the models passed over aside)."""
-        if statuses is not self.statuses:
-            return False
+    def rests(self, cooldowns: CooldownBook) -> bool:
+        """Whether the cooldowns it rests on stand (the draws for the models passed over aside)."""
         if self.cooldowns is None:
             return not cooldowns.touches(self.watched)
-        return cooldowns is self.cooldowns and time.time() < self.valid_until
+        if cooldowns is self.cooldowns:
+            return True
+        if cooldowns.state_of(self.watched, self.shape[0]) != self.cooled:
+            return False
+        self.cooldowns = cooldowns  # (the same reading: compared by identity from now on)
+        return True
+
+    def under(self, book: BudgetBook, statuses: list[BudgetStatus], strategy: str | None) -> KeptAnswer | None:
+        """This answer under another budget state: itself with that state's budget shown if what
+        it rests on is the same (a copy, written anew), else None."""
+        budget = book.state_for(role=self.shape[0], strategy=strategy, statuses=statuses)
+        if budget_key(budget, _model_budgets(book, self.shape[0], strategy, statuses)) != self.budgets:
+            return None
+        return replace(self, statuses=statuses, answer={**self.answer, "budget": _budget_out(budget)}, body=None)
+
+
+def budget_key(budget: BudgetStatus | None, model_budgets: dict[str, BudgetStatus]) -> tuple:
+    """What a decision reads of the budget state: the budget that applies and its state (a
+    downgrade, a refusal), and the model budgets past their soft limit with theirs."""
+    applies = None if budget is None else (budget.budget.pk, budget.state)
+    return applies, frozenset((model, status.state) for model, status in model_budgets.items())
 
 
 class Answer(dict):
@@ -168,14 +191,19 @@ def _model_budgets(
 
 
 def _candidate_out(c: Scored, input_tokens: int, output_tokens: int) -> dict:
-    cost = c.model.estimated_cost(input_tokens, output_tokens)
-    return {
+    """The candidate as /route shows it (kept on it for the same estimate: answers share it)."""
+    shown = c.shown
+    if shown is not None and shown[0] == input_tokens and shown[1] == output_tokens:
+        return shown[2]
+    out = {
         "model": c.model.id,
         "score": round(c.score, 4),
         "preferred": c.preferred is not None,
-        "estimated_cost_usd": cost,
+        "estimated_cost_usd": c.model.estimated_cost(input_tokens, output_tokens),
         "parts": c.parts,
     }
+    c.shown = (input_tokens, output_tokens, out)
+    return out
 
 
 def _budget_out(status: BudgetStatus | None) -> dict | None:
@@ -255,11 +283,16 @@ def decide(
     if now is None and book is budget_book:
         memo_key = request_key(req)
         kept = snap.answers.get(memo_key)
-        if kept is not None and kept.rests(statuses, cooldowns):
+        if kept is not None and kept.statuses is not statuses:
+            kept = kept.under(book, statuses, req.strategy)
+            if kept is not None:
+                snap.answers[memo_key] = kept
+        if kept is not None and kept.rests(cooldowns):
             explore = explores(role)
             if not explore and passes_over(kept, cooldowns, role.slug, drawn):
                 answer = Answer(kept.answer, kept)
                 answer["decision_id"], answer["catalog_version"] = new_decision_id(), snap.catalog_version
+                metrics.route_answers_kept.inc()
                 return answer
 
     category = req.category or role.default_category
@@ -392,11 +425,11 @@ def decide(
     }
     if memo_key is None or let_through:
         return answer
-    kept = KeptAnswer(statuses, frozenset(walked), (role.slug, category or ""), answer)
-    if cooldowns.touches(walked):  # (the escalation chain's steps pass over any model cooling down)
-        ends = [cooldowns.until(m, role.slug) for m in walked if m in cooldowns]
-        kept.cooldowns, kept.drew_for = cooldowns, tuple(drew_for)
-        kept.valid_until = min((end for end in ends if end is not None and end > at), default=math.inf)
+    watched = frozenset(walked)
+    kept = KeptAnswer(statuses, watched, (role.slug, category or ""), answer, budget_key(budget, model_budgets))
+    if cooldowns.touches(watched):  # (the escalation chain's steps pass over any model cooling down)
+        kept.cooldowns, kept.cooled = cooldowns, cooldowns.state_of(watched, role.slug)
+        kept.drew_for = tuple(drew_for)
     if len(snap.answers) >= ANSWERS_KEPT:
         snap.answers.clear()  # many distinct requests: start over rather than grow
     snap.answers[memo_key] = kept

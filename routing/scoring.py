@@ -72,6 +72,9 @@ class Scored:
     prior: float = 0.5
     rest: float = 0.0  # the score less its quality part
     w_quality: float = 0.0
+    # (input tokens, output tokens, the candidate as /route shows it): routing.decision writes it
+    # once per estimate, as answers are made again when cooldowns or budgets move.
+    shown: tuple | None = None
 
 
 class Columns:

@@ -18,6 +18,8 @@ Printed side by side, with the machine's core count:
   conditions, so a figure can be read against what the machine gave anything that round. A server that does
   not know usage events' `error` field yet (a 422 naming it) gets the usage flow without the
   trips, and the output says so;
+- per condition, the share of /route answers the workers gave again from a kept answer (nothing
+  it rests on moved: llmhive_route_answers_kept_total against the `ok` answers);
 - the route workers' garbage-collector pauses over those rounds, per generation (GET /metrics,
   core.heap), with how many took over 5 and over 25 ms;
 - /route's maximum throughput against the authenticated trivial endpoint GET /key, the
@@ -170,14 +172,14 @@ def decision_times(
     requirements of their own (`novel`: each once, with no role's eligibility memoised either),
     in µs: for each, the best of `rounds` rounds' medians (as timeit takes the best repeat: a
     busy moment of the shared machine slows one round, not the figure) and the p99 over all
-    rounds. A round of new shapes starts with the snapshot's rankings and kept answers dropped,
+    rounds. The answer made again: a warm shape whose kept answer is dropped (its ranking kept). A round of new shapes starts with the snapshot's rankings and kept answers dropped,
     not what a worker keeps until health or the catalog changes (the catalog's arrays, each
     role's eligibility); a round of novel shapes drops the eligibility too. A shape no model can
     serve (a 422) is timed as any other."""
     for req in warm * 3:
         decide(req, snap=snap)
 
-    def timed(requests: list[RouteRequest], before=None) -> tuple[list[float], list[int]]:
+    def timed(requests: list[RouteRequest], before=None, each=None) -> tuple[list[float], list[int]]:
         medians, samples = [], []
         for _ in range(rounds):
             if before:
@@ -185,6 +187,8 @@ def decision_times(
             gc.collect()
             this_round = []
             for req in requests:
+                if each:
+                    each()
                 t0 = time.perf_counter_ns()
                 try:
                     decide(req, snap=snap)
@@ -211,6 +215,9 @@ def decision_times(
     return {
         "models": len(snap.models),
         "warm": figures(*timed([warm[i % len(warm)] for i in range(3_000)])),
+        # The answer made again on its memoised ranking, as after a cooldown or a budget state
+        # moved on a model it rests on.
+        "again": figures(*timed([warm[i % len(warm)] for i in range(1_000)], each=snap.answers.clear)),
         "new": figures(*timed(fresh, before=forget)),
         "novel": figures(*timed(novel, before=forget_eligibility)),
         "count": len(fresh),
@@ -246,6 +253,20 @@ def gc_pauses(base: str, key: str) -> dict[str, dict[float, float]]:
             if sample.name == "llmhive_gc_pause_seconds_bucket":
                 found.setdefault(sample.labels["generation"], {})[float(sample.labels["le"])] = sample.value
     return found
+
+
+def kept_answers(base: str, key: str) -> tuple[float, float]:
+    """(answers given again from a kept answer, `ok` answers) counted so far by the route workers."""
+    answer = httpx.get(f"{base}/api/v1/metrics", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    kept = ok = 0.0
+    for family in text_string_to_metric_families(answer.text):
+        for sample in family.samples:
+            if sample.name == "llmhive_route_answers_kept_total":
+                kept = sample.value
+            elif sample.name == "llmhive_route_decisions_total" and sample.labels.get("result") == "ok":
+                ok = sample.value
+    return kept, ok
 
 
 def gc_line(before: dict, after: dict) -> str:
@@ -417,9 +438,14 @@ def test_route_speed(tmp_path, capsys):
         rounds: dict[str, list] = {name: [] for name in conditions}
         floors: dict[str, list] = {name: [] for name in conditions}
         gc_before = gc_pauses(base, metrics_key)
+        kept_share: dict[str, list] = {name: [0.0, 0.0] for name in conditions}
         for _ in range(LATENCY_ROUNDS):
             for name, (flow_url, batch) in conditions.items():
+                kept_before = kept_answers(base, metrics_key)
                 rounds[name].append(while_usage_flows(flow_url, route_url, bodies_file, batch))
+                kept_after = kept_answers(base, metrics_key)
+                for i in (0, 1):
+                    kept_share[name][i] += kept_after[i] - kept_before[i]
                 floors[name].append(while_usage_flows(flow_url, key_url, None, batch, FLOOR_SECONDS))
         gc_during = gc_line(gc_before, gc_pauses(base, metrics_key))
         (steady, _), (churned, usage), (split, split_usage), (flushed, flushed_usage) = (
@@ -480,12 +506,22 @@ def test_route_speed(tmp_path, capsys):
         print(
             f"/route at 300 rps, gunicorn -w 2 (goal p50 <= {GOALS['p50_ms']:.0f} ms, p99 <= {GOALS['p99_ms']:.0f} ms in both):"
         )
+
+        def kept_line(name: str) -> str:
+            kept, ok = kept_share[name]
+            return (
+                f"      kept answers:      {kept:,.0f} of {ok:,.0f} answers over the rounds ({kept / max(ok, 1):.0%}) "
+                "given again without a decision"
+            )
+
         print(rate_line("  (a) quiet:           ", steady))
         print(floor_line(floor_at["quiet"]))
-        for label, routed, flow, floor in (
-            ("(b) usage + trips, same workers:", churned, usage, floor_at["same"]),
-            ("(c) usage + trips, usage on its own 2 workers:", split, split_usage, floor_at["split"]),
+        print(kept_line("quiet"))
+        for name, label, routed, flow, floor in (
+            ("same", "(b) usage + trips, same workers:", churned, usage, floor_at["same"]),
+            ("split", "(c) usage + trips, usage on its own 2 workers:", split, split_usage, floor_at["split"]),
             (
+                "flushed",
                 f"(d) usage + trips, same workers, usage flushed once a second ({BIG_BATCH:,} a batch):",
                 flushed,
                 flushed_usage,
@@ -495,6 +531,7 @@ def test_route_speed(tmp_path, capsys):
             print(f"  {label}")
             print(rate_line("                        ", routed))
             print(floor_line(floor))
+            print(kept_line(name))
             churn = (
                 f"{flow['trips']} cooldown trips and {flow['clears']} clears ({flow['failures']} retryable failures)"
                 if trips
@@ -517,9 +554,10 @@ def test_route_speed(tmp_path, capsys):
             f"goal <= {GOALS['new_shape_us']:.0f} µs at {models * COPIES:,}):"
         )
         for at in (at_349, at_3490):
-            warm, new, novel = at["warm"], at["new"], at["novel"]
+            warm, new, novel, again = at["warm"], at["new"], at["novel"], at["again"]
             print(
-                f"  {at['models']:>5,} models:  warm median {warm['median']:7.1f} µs, p99 {warm['p99']:8.1f} µs;"
+                f"  {at['models']:>5,} models:  warm median {warm['median']:7.1f} µs, p99 {warm['p99']:8.1f} µs "
+                f"(made again, its kept answer dropped: median {again['median']:.1f} µs, p99 {again['p99']:.1f} µs);"
                 f"  new shape median {new['median']:8.1f} µs, p99 {new['p99']:8.1f} µs "
                 f"({at['count']} shapes; round medians: {', '.join(f'{m:.0f}' for m in new['rounds'])})"
             )

@@ -430,6 +430,18 @@ def test_the_same_request_is_answered_again_until_what_it_rests_on_moves(api_cli
     budget_book.statuses()
     with_budget = decide(req)
     assert with_budget["candidates"] is not first["candidates"] and with_budget["budget"]["scope_value"] == "coder"
+    # Spend that moves no budget's state (the coder's, in another category than the answer's
+    # shape): the same answer, showing the budget state in hand.
+    ingest(1, model=first["model"], category="programming", cost_usd="0.5")
+    spent = decide(req)
+    assert spent["candidates"] is with_budget["candidates"] and spent["model"] == with_budget["model"]
+    assert spent["budget"]["spent_usd"] == with_budget["budget"]["spent_usd"] + Decimal("0.5")
+    per_call = {"decision_id": "", "catalog_version": "", "budget": None}
+    assert {**spent, **per_call} == {**with_budget, **per_call}
+    # Spend past the soft limit moves its state: answered afresh.
+    ingest(1, model=first["model"], category="programming", cost_usd="90")
+    assert decide(req)["candidates"] is not spent["candidates"]
+    with_budget = decide(req)
 
     # A model the answer does not rest on cools down: a new snapshot, the same answer.
     cool_down("elsewhere/not-routed")
@@ -451,9 +463,9 @@ def test_the_same_request_is_answered_again_until_what_it_rests_on_moves(api_cli
 
 
 def test_an_answer_passing_over_cooling_models_is_kept_while_those_cooldowns_stand(roles, settings):
-    """An answer that passed over a model cooling down is kept for the very same cooldowns: until
-    the first open one turns half-open, and for a half-open one only while a new draw passes over
-    it again. One that a draw let through is not kept."""
+    """An answer that passed over a model cooling down is kept while those cooldowns read the same
+    (a cooldown elsewhere keeps it), open or half-open, for a half-open one only while a new draw
+    passes over it again. One that a draw let through is not kept."""
     import time
     from datetime import timedelta
 
@@ -471,7 +483,19 @@ def test_an_answer_passing_over_cooling_models_is_kept_while_those_cooldowns_sta
     first, again = decide(req), decide(req)
     assert first["model"] != best and again["candidates"] is first["candidates"]  # kept
     kept = current_snapshot().answers[request_key(req)]
-    assert kept.valid_until == until.timestamp() and kept.drew_for == (best,)
+    assert kept.drew_for == (best,) and kept.cooldowns is current_snapshot().cooldowns
+
+    # Another model cools down: new cooldowns, which read the same for this answer: kept.
+    ModelCooldown.objects.create(model="elsewhere/not-routed", role="", state=CooldownState.OPEN, until=until)
+    DataVersion.bump(COOLDOWN_VERSION)
+    assert decide(req)["candidates"] is first["candidates"]
+    assert kept.cooldowns is current_snapshot().cooldowns  # (compared by identity from now on)
+    # Its open period moves: answered afresh (and kept again).
+    cooldown.until = until + timedelta(minutes=1)
+    cooldown.save()
+    DataVersion.bump(COOLDOWN_VERSION)
+    first = decide(req)
+    assert first["candidates"] is not again["candidates"] and decide(req)["candidates"] is first["candidates"]
 
     # Half-open (its open period over), with a share of 0: every draw passes over it, kept.
     settings.LLMHIVE_COOLDOWN_HALF_OPEN_SHARE = 0.0
@@ -489,15 +513,21 @@ def test_an_answer_passing_over_cooling_models_is_kept_while_those_cooldowns_sta
     assert tried["model"] == best and getattr(tried, "kept", None) is None
     assert decide(req)["candidates"] is not tried["candidates"]
 
-    # An open period that ends while the answer is kept: answered afresh once it has.
+    # An open period that ends while the answer is kept: it turns half-open, and with a share of
+    # 0 every new draw passes over it, as a fresh walk's would: still kept, and still the answer
+    # a fresh walk gives.
     settings.LLMHIVE_COOLDOWN_HALF_OPEN_SHARE = 0.0
     cooldown.until = timezone.now() + timedelta(seconds=0.3)
     cooldown.save()
     DataVersion.bump(COOLDOWN_VERSION)
     first = decide(req)
     assert decide(req)["candidates"] is first["candidates"]
-    time.sleep(max(0.0, current_snapshot().answers[request_key(req)].valid_until - time.time()) + 0.05)
-    assert decide(req)["candidates"] is not first["candidates"]
+    time.sleep(0.35)
+    assert decide(req)["candidates"] is first["candidates"]
+    current_snapshot().answers.clear()
+    fresh = decide(req)
+    assert fresh["candidates"] is not first["candidates"]
+    assert {**fresh, "decision_id": ""} == {**first, "decision_id": ""}
 
 
 def test_a_kept_answer_is_written_as_the_fresh_one_but_for_what_changes_per_call(api_client, roles):

@@ -81,6 +81,7 @@ def test_it_needs_a_key_with_the_metrics_scope(anon_client, make_api_key, client
     assert {
         "llmhive_route_decisions",
         "llmhive_route_decision_seconds",
+        "llmhive_route_answers_kept",
         "llmhive_sync_runs",
         "llmhive_usage_events",
         "llmhive_usage_api_events",
@@ -120,6 +121,9 @@ def test_it_counts_route_calls_by_result_in_one_process(api_client):
     }
     count = ("llmhive_route_decision_seconds_count", ())
     assert after[count] - before[count] == 11
+    # The second "ok" call was the first one's request again: answered from the kept answer.
+    kept = ("llmhive_route_answers_kept_total", ())
+    assert after[kept] - before.get(kept, 0) == 1
     assert 0 <= after[("llmhive_snapshot_age_seconds", ())] < 5
 
 
