@@ -60,22 +60,21 @@ def on_exit(server) -> None:
 limit_request_line = 8190
 
 # gunicorn's sync worker, which tells the background refresh when a request is in flight
-# (llmhive_site/workers.py): the refresh steps aside until it is answered.
+# (llmhive_site/workers.py): the refresh steps aside until it is answered. The project's gthread
+# class does the same for each of its threads; choosing between them: docs/ops/deploying.md,
+# "Serving /route" (measured with tests/benchmarks/bench_workers.py). For gthread, set:
+#   worker_class = "llmhive_site.workers.ThreadWorker"
+#   threads = 4
 worker_class = "llmhive_site.workers.SyncWorker"
+
+
+def pre_request(worker, req) -> None:
+    from llmhive_site.workers import started
+
+    started()
 
 
 def post_request(worker, req, environ, resp) -> None:
     from llmhive_site.workers import answered
 
     answered()
-
-
-# The worker class stays a sync worker for now, though gthread with four threads served
-# /route better (docs/ops/deploying.md, "Serving /route"; tests/benchmarks/bench_workers.py).
-# With threads every thread holds its own database connection, and after a database cut the
-# workers took 0.6-1.35 s to answer normally again instead of at once (likely each thread's first
-# use of its broken connection puts the worker back in degraded mode), against the one second
-# tests/faults/test_database_cut.py holds them to. Once that recovery is fixed (and gthread's
-# threads tell the refresh of their requests as the class above does), set here:
-#   worker_class = "gthread"
-#   threads = 4

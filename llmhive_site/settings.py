@@ -181,6 +181,11 @@ DATABASES = {
     "default": dj_database_url.config(
         default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
         conn_max_age=envint("LLMHIVE_DATABASE_CONN_MAX_AGE", 60),
+        # A kept connection is checked (SELECT 1) at its first use in each request, and replaced
+        # when it broke meanwhile: with several threads per worker (gunicorn.conf.py), each
+        # thread's connection outlives a database cut unused, and its first query after the
+        # database returns would fail and put the worker back in degraded mode.
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

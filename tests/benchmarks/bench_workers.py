@@ -50,8 +50,10 @@ pytestmark = [
 
 ROUNDS = 3
 # (label, gunicorn() arguments, clients keep connections open)
-# (sync: gunicorn.conf.py's, gunicorn's sync worker that tells the refresh of requests in flight)
-SYNC, GTHREAD = ["--worker-class", "llmhive_site.workers.SyncWorker"], ["--worker-class", "gthread"]
+# (the project's classes: gunicorn's sync and gthread workers that tell the refresh of requests in
+# flight; gunicorn.conf.py's is the sync one)
+SYNC = ["--worker-class", "llmhive_site.workers.SyncWorker"]
+GTHREAD = ["--worker-class", "llmhive_site.workers.ThreadWorker"]
 CONFIGS = [
     ("sync -w 2", {"workers": 2, "threads": 1, "options": SYNC}, False),
     ("sync -w 2", {"workers": 2, "threads": 1, "options": SYNC}, True),

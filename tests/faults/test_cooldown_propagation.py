@@ -24,7 +24,15 @@ AFTER = 60  # answers wanted after the trip (from every worker: sync workers tak
 DEADLINE = 20.0  # seconds: the longest the polling may last on a slow machine
 
 
-def test_a_trip_is_honoured_by_three_workers_within_a_second(capsys):
+# gunicorn.conf.py's sync worker, and the project's gthread worker (each with four threads).
+SERVERS = {
+    "sync": {},
+    "gthread": {"threads": 4, "options": ["--worker-class", "llmhive_site.workers.ThreadWorker"]},
+}
+
+
+@pytest.mark.parametrize("server", SERVERS.values(), ids=SERVERS.keys())
+def test_a_trip_is_honoured_by_three_workers_within_a_second(server, capsys):
     first = CatalogModelFactory(id="acme/first", supports_tools=True)
     CatalogModelFactory(id="acme/second", supports_tools=True)
     CatalogModelFactory(id="acme/third", supports_tools=True)
@@ -50,7 +58,7 @@ def test_a_trip_is_honoured_by_three_workers_within_a_second(capsys):
         with lock:
             return sum(1 for sent, _, _ in answers if sent >= tripped) >= AFTER
 
-    with gunicorn(workers=3, LLMHIVE_SNAPSHOT_CHECK_SECONDS="0.5") as base:
+    with gunicorn(workers=3, **server, LLMHIVE_SNAPSHOT_CHECK_SECONDS="0.5") as base:
         started = time.monotonic()
 
         def poll() -> None:
@@ -114,7 +122,7 @@ def test_a_trip_is_honoured_by_three_workers_within_a_second(capsys):
     last_stale = max((sent - tripped for sent, _, model in after if model == "acme/first"), default=None)
     with capsys.disabled():
         print(
-            f"\ncooldown trip honoured by 3 workers within {lag * 1000:.0f} ms of the batch's answer "
+            f"\ncooldown trip honoured by 3 workers ({server.get('threads', 1)} thread(s) each) within {lag * 1000:.0f} ms of the batch's answer "
             f"(last stale answer requested {'-' if last_stale is None else f'{last_stale * 1000:.0f} ms'} after it; "
             f"{len(after)} answers after the trip)"
         )
@@ -122,6 +130,6 @@ def test_a_trip_is_honoured_by_three_workers_within_a_second(capsys):
     settled = [model for sent, _, model in after if sent >= tripped + WITHIN]
     assert settled and "acme/first" not in settled
     # The two workers that did not take the batch rebuilt in the background while busy with the
-    # polls (gunicorn.conf.py's worker class marks each request in flight): their refreshes
+    # polls (the project's worker classes mark each request in flight): their refreshes
     # stepped aside for the requests, and still honoured the trip in time.
     assert held > 0

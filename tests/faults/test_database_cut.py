@@ -73,7 +73,20 @@ def postgres():
     return connection.settings_dict
 
 
-def test_route_escalate_and_key_answer_degraded_while_the_database_is_cut_and_recover_within_a_second(postgres, capsys):
+# gunicorn.conf.py's sync worker, and the project's gthread worker (four threads, each with a
+# database connection of its own that a cut leaves broken unused: Django checks each kept
+# connection at its first use in a request, CONN_HEALTH_CHECKS, so none of them sends a worker
+# back to degraded mode after the database returns).
+SERVERS = {
+    "sync": {},
+    "gthread": {"threads": 4, "options": ["--worker-class", "llmhive_site.workers.ThreadWorker"]},
+}
+
+
+@pytest.mark.parametrize("server", SERVERS.values(), ids=SERVERS.keys())
+def test_route_escalate_and_key_answer_degraded_while_the_database_is_cut_and_recover_within_a_second(
+    postgres, server, capsys
+):
     CatalogModelFactory(id="acme/first", supports_tools=True)
     CatalogModelFactory(id="acme/second", supports_tools=True)
     CatalogModelFactory(id="acme/third", supports_tools=True)
@@ -84,7 +97,7 @@ def test_route_escalate_and_key_answer_degraded_while_the_database_is_cut_and_re
     with TcpProxy(postgres.get("HOST") or "127.0.0.1", int(postgres.get("PORT") or 5432)) as proxy:
         user = postgres.get("USER") or "postgres"
         url = f"postgres://{user}@127.0.0.1:{proxy.port}/{postgres['NAME']}"
-        with gunicorn(workers=2, DATABASE_URL=url, LLMHIVE_SNAPSHOT_CHECK_SECONDS=str(POLL)) as base:
+        with gunicorn(workers=2, **server, DATABASE_URL=url, LLMHIVE_SNAPSHOT_CHECK_SECONDS=str(POLL)) as base:
 
             def route(client: httpx.Client) -> tuple[float, int, dict]:
                 sent = time.monotonic()
@@ -152,7 +165,10 @@ def test_route_escalate_and_key_answer_degraded_while_the_database_is_cut_and_re
             stored_after = UsageEvent.objects.count()
 
         with capsys.disabled():
-            print(f"\ndatabase cut for {cut_for:.1f} s under gunicorn (2 workers), {CALLS} calls per endpoint:")
+            print(
+                f"\ndatabase cut for {cut_for:.1f} s under gunicorn (2 workers, {server.get('threads', 1)} thread(s) each), "
+                f"{CALLS} calls per endpoint:"
+            )
             for path, statuses in figures.items():
                 lost = sum(n for status, n in statuses.items() if status >= 500 and status != 503)
                 slowest = max(r.elapsed.total_seconds() for r in answers[path]) * 1000
