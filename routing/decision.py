@@ -124,8 +124,8 @@ class KeptAnswer:
     def under(self, book: BudgetBook, statuses: list[BudgetStatus], strategy: str | None) -> KeptAnswer | None:
         """This answer under another budget state: itself with that state's budget shown if what
         it rests on is the same (a copy, written anew), else None."""
-        budget = book.state_for(role=self.shape[0], strategy=strategy, statuses=statuses)
-        if budget_key(budget, _model_budgets(book, self.shape[0], strategy, statuses)) != self.budgets:
+        budget, model_budgets = budgets_for(book, self.shape[0], strategy, statuses)
+        if budget_key(budget, model_budgets) != self.budgets:
             return None
         return replace(self, statuses=statuses, answer={**self.answer, "budget": _budget_out(budget)}, body=None)
 
@@ -180,14 +180,17 @@ class RouteRequest:
     optimize: str | None = None
 
 
-def _model_budgets(
-    book: BudgetBook, role: str, strategy: str | None, statuses: list[BudgetStatus] | None = None
-) -> dict[str, BudgetStatus]:
-    return {
+def budgets_for(
+    book: BudgetBook, role: str, strategy: str | None, statuses: list[BudgetStatus]
+) -> tuple[BudgetStatus | None, dict[str, BudgetStatus]]:
+    """What a decision reads of the budget state `statuses` for a role and strategy: the tightest
+    budget that applies, and the model budgets past their soft limit, by model."""
+    model_budgets = {
         s.budget.scope_value: s
         for s in book.applicable(role=role, strategy=strategy, statuses=statuses)
         if s.budget.scope == BudgetScope.MODEL and s.state != BudgetState.OK
     }
+    return book.state_for(role=role, strategy=strategy, statuses=statuses), model_budgets
 
 
 def _candidate_out(c: Scored, input_tokens: int, output_tokens: int) -> dict:
@@ -298,7 +301,7 @@ def decide(
     category = req.category or role.default_category
     accuracy = req.accuracy or OPTIMIZE_ACCURACY.get(req.optimize) or role.default_accuracy
     optimize = req.optimize
-    budget = book.state_for(role=role.slug, strategy=req.strategy, statuses=statuses)
+    budget, model_budgets = budgets_for(book, role.slug, req.strategy, statuses)
     downgraded = None
     if budget is not None and budget.state == BudgetState.EXHAUSTED:
         if budget.budget.action == BudgetAction.BLOCK:
@@ -337,7 +340,6 @@ def decide(
     if explore:
         memo_key = None
     excluded = set(req.exclude)
-    model_budgets = _model_budgets(book, role.slug, req.strategy, statuses)
     pool_size = EXPLORATION_POOL if explore else 0
     chosen: list[Scored] = []
     shown: list[Scored] = []
@@ -507,12 +509,11 @@ def escalate(req: EscalateRequest, *, snap: Snapshot | None = None, book: Budget
     ranking = ranked_for(
         snap, role, category, Accuracy.HIGH, role.required, role.min_context, input_tokens, output_tokens
     )
-    budget = book.state_for(role=role.slug, strategy=req.strategy)
+    budget, model_budgets = budgets_for(book, role.slug, req.strategy, book.statuses())
     if budget is not None and budget.state == BudgetState.EXHAUSTED and budget.budget.action == BudgetAction.BLOCK:
         raise RoutingError(
             402, "budget_exhausted", f"Budget '{budget.budget.name}' is exhausted.", budget=_budget_out(budget)
         )
-    model_budgets = _model_budgets(book, role.slug, req.strategy)
     chain = escalation_chain(
         snap,
         role,

@@ -172,8 +172,9 @@ def decision_times(
     requirements of their own (`novel`: each once, with no role's eligibility memoised either),
     in µs: for each, the best of `rounds` rounds' medians (as timeit takes the best repeat: a
     busy moment of the shared machine slows one round, not the figure) and the p99 over all
-    rounds. The answer made again: a warm shape whose kept answer is dropped (its ranking kept). A round of new shapes starts with the snapshot's rankings and kept answers dropped,
-    not what a worker keeps until health or the catalog changes (the catalog's arrays, each
+    rounds. The answer made again: a warm shape whose kept answer is dropped (its ranking kept).
+    A round of new shapes starts with the snapshot's rankings and kept answers dropped, not what
+    a worker keeps until health or the catalog changes (the catalog's arrays, each
     role's eligibility); a round of novel shapes drops the eligibility too. A shape no model can
     serve (a 422) is timed as any other."""
     for req in warm * 3:
@@ -242,30 +243,31 @@ def catalog_times(copies: int, path: Path) -> Path:
     return path
 
 
-def gc_pauses(base: str, key: str) -> dict[str, dict[float, float]]:
-    """The route workers' garbage-collector pauses so far (core.heap): per generation, the count
-    at or under each bucket bound (seconds), from GET /metrics."""
+def metric_samples(base: str, key: str) -> list:
+    """Every sample GET /metrics gives now (the route workers' figures, summed)."""
     answer = httpx.get(f"{base}/api/v1/metrics", headers={"Authorization": f"Bearer {key}"}, timeout=10)
     assert answer.status_code == 200, answer.text
+    return [sample for family in text_string_to_metric_families(answer.text) for sample in family.samples]
+
+
+def gc_pauses(base: str, key: str) -> dict[str, dict[float, float]]:
+    """The route workers' garbage-collector pauses so far (core.heap): per generation, the count
+    at or under each bucket bound (seconds)."""
     found: dict[str, dict[float, float]] = {}
-    for family in text_string_to_metric_families(answer.text):
-        for sample in family.samples:
-            if sample.name == "llmhive_gc_pause_seconds_bucket":
-                found.setdefault(sample.labels["generation"], {})[float(sample.labels["le"])] = sample.value
+    for sample in metric_samples(base, key):
+        if sample.name == "llmhive_gc_pause_seconds_bucket":
+            found.setdefault(sample.labels["generation"], {})[float(sample.labels["le"])] = sample.value
     return found
 
 
 def kept_answers(base: str, key: str) -> tuple[float, float]:
     """(answers given again from a kept answer, `ok` answers) counted so far by the route workers."""
-    answer = httpx.get(f"{base}/api/v1/metrics", headers={"Authorization": f"Bearer {key}"}, timeout=10)
-    assert answer.status_code == 200, answer.text
     kept = ok = 0.0
-    for family in text_string_to_metric_families(answer.text):
-        for sample in family.samples:
-            if sample.name == "llmhive_route_answers_kept_total":
-                kept = sample.value
-            elif sample.name == "llmhive_route_decisions_total" and sample.labels.get("result") == "ok":
-                ok = sample.value
+    for sample in metric_samples(base, key):
+        if sample.name == "llmhive_route_answers_kept_total":
+            kept = sample.value
+        elif sample.name == "llmhive_route_decisions_total" and sample.labels.get("result") == "ok":
+            ok = sample.value
     return kept, ok
 
 
