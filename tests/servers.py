@@ -138,3 +138,20 @@ def gunicorn(
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         log.close()
+
+
+def snapshots_built(base: str, key: str) -> int:
+    """How many of a server's workers hold a routing snapshot: those that counted their first
+    build (GET /metrics, llmhive_snapshot_rebuild_seconds{change="first"})."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    scrape = httpx.get(f"{base}/api/v1/metrics", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    scrape.raise_for_status()
+    return round(
+        sum(
+            sample.value
+            for family in text_string_to_metric_families(scrape.text)
+            for sample in family.samples
+            if sample.name == "llmhive_snapshot_rebuild_seconds_count" and sample.labels.get("change") == "first"
+        )
+    )

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.factories import ApiKeyFactory, CatalogModelFactory, RoleFactory, RolePreferenceFactory
-from tests.servers import gunicorn
+from tests.servers import gunicorn, snapshots_built
 from tests.site.test_metrics import samples
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -62,7 +62,10 @@ def test_a_trip_is_honoured_by_three_workers_within_a_second(server, capsys):
         started = time.monotonic()
 
         def poll() -> None:
-            with httpx.Client(headers={"Authorization": f"Bearer {route_key}"}, timeout=10) as client:
+            # A connection per call, so that every worker answers (a kept-open connection stays
+            # with the worker that accepted it).
+            headers = {"Authorization": f"Bearer {route_key}", "Connection": "close"}
+            with httpx.Client(headers=headers, timeout=10) as client:
                 while not enough():
                     sent = time.monotonic()
                     response = client.post(f"{base}/api/v1/route", json={"role": "coder"})
@@ -75,14 +78,13 @@ def test_a_trip_is_honoured_by_three_workers_within_a_second(server, capsys):
         threads = [threading.Thread(target=poll) for _ in range(POLLERS)]
         for t in threads:
             t.start()
-        # Poll a while first, and until every worker has answered a few (their first snapshot is
-        # built in a request: slow on a busy machine).
+        # Poll a while first, and until every worker holds its snapshot (the first is built in a
+        # request: slow on a busy machine).
         while time.monotonic() < started + DEADLINE / 2:
-            with lock:
-                warm = len(answers) >= 3 * POLLERS
-            if warm and time.monotonic() >= started + TRIP_AFTER:
+            if time.monotonic() >= started + TRIP_AFTER and snapshots_built(base, metrics_key) == 3:
                 break
             time.sleep(0.05)
+        routing_workers = snapshots_built(base, metrics_key)
         events = [
             {
                 "request_id": f"trip-{n}",
@@ -110,6 +112,7 @@ def test_a_trip_is_honoured_by_three_workers_within_a_second(server, capsys):
         held = samples(scrape.text)[("llmhive_refresh_held_seconds_total", ())]
 
     assert not failures, failures[:3]
+    assert routing_workers == 3, f"only {routing_workers} of 3 workers answered /route before the trip"
     # Answered before the batch was sent: decided before the trip (a request sent just before it
     # may be decided after its commit).
     before = [model for _, answered, model in answers if answered < posted]

@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from costs.models import UsageEvent
 from tests.factories import ApiKeyFactory, CatalogModelFactory, RoleFactory
 from tests.faults.tcp_proxy import TcpProxy
-from tests.servers import gunicorn
+from tests.servers import gunicorn, snapshots_built
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -45,14 +45,15 @@ def event(prefix: str) -> dict:
     }
 
 
-def hammer(call, seconds: float, threads: int = 4) -> list:
-    """call(client) from several threads for `seconds` (so both workers answer); every result."""
+def hammer(call, seconds: float, threads: int = 4, fresh: bool = False) -> list:
+    """call(client) from several threads for `seconds` (so both workers answer); every result.
+    `fresh`: a connection per call (a kept-open one stays with the worker that accepted it)."""
     results: list = []
     lock = threading.Lock()
     stop = time.monotonic() + seconds
 
     def run() -> None:
-        with httpx.Client(timeout=10) as client:
+        with httpx.Client(timeout=10, headers={"Connection": "close"} if fresh else None) as client:
             while time.monotonic() < stop:
                 result = call(client)
                 with lock:
@@ -109,9 +110,16 @@ def test_route_escalate_and_key_answer_degraded_while_the_database_is_cut_and_re
                 r = client.post(f"{base}/api/v1/usage", json={"events": [event(prefix)]}, headers=auth)
                 return sent, r.status_code, r.text
 
-            # Warm every worker: snapshot, key cache, budget book.
-            warm = hammer(route, 1.5) + hammer(usage, 0.5)
+            # Warm every worker: snapshot, key cache, budget book. A connection per call, until
+            # both workers have built their snapshot (a worker that never routed holds none, and
+            # answers 503 while the database is away).
+            warm: list = []
+            deadline = time.monotonic() + 10
+            while snapshots_built(base, key) < 2 and time.monotonic() < deadline:
+                warm += hammer(route, 0.5, fresh=True)
+            warm += hammer(usage, 0.5, fresh=True)
             assert {status for _, status, _ in warm} == {200}, warm[:3]
+            assert snapshots_built(base, key) == 2
             stored_before = UsageEvent.objects.count()
 
             proxy.cut()
