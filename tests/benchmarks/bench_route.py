@@ -18,8 +18,11 @@ Printed side by side, with the machine's core count:
   conditions, so a figure can be read against what the machine gave anything that round. A server that does
   not know usage events' `error` field yet (a 422 naming it) gets the usage flow without the
   trips, and the output says so;
-- per condition, the share of /route answers the workers gave again from a kept answer (nothing
-  it rests on moved: llmhive_route_answers_kept_total against the `ok` answers);
+- per condition, the view's own time on /route (llmhive_route_decision_seconds: the bucket its p99
+  falls under, the calls over 1 and 5 ms), so that the client's tail can be read as the code's or
+  the waits' (for a connection, for a core); and the share of /route answers the workers gave
+  again from a kept answer (nothing it rests on moved: llmhive_route_answers_kept_total against
+  the `ok` answers);
 - the route workers' garbage-collector pauses over those rounds, per generation (GET /metrics,
   core.heap), with how many took over 5 and over 25 ms;
 - /route's maximum throughput against the authenticated trivial endpoint GET /key, the
@@ -250,25 +253,57 @@ def metric_samples(base: str, key: str) -> list:
     return [sample for family in text_string_to_metric_families(answer.text) for sample in family.samples]
 
 
-def gc_pauses(base: str, key: str) -> dict[str, dict[float, float]]:
-    """The route workers' garbage-collector pauses so far (core.heap): per generation, the count
-    at or under each bucket bound (seconds)."""
-    found: dict[str, dict[float, float]] = {}
-    for sample in metric_samples(base, key):
-        if sample.name == "llmhive_gc_pause_seconds_bucket":
-            found.setdefault(sample.labels["generation"], {})[float(sample.labels["le"])] = sample.value
+def buckets(samples: list, name: str, label: str | None = None) -> dict:
+    """A histogram's cumulative bucket counts ({upper bound in s: count}), per value of `label`
+    when one is named."""
+    found: dict = {}
+    for sample in samples:
+        if sample.name == f"{name}_bucket":
+            into = found.setdefault(sample.labels[label], {}) if label else found
+            into[float(sample.labels["le"])] = sample.value
     return found
 
 
-def kept_answers(base: str, key: str) -> tuple[float, float]:
-    """(answers given again from a kept answer, `ok` answers) counted so far by the route workers."""
-    kept = ok = 0.0
-    for sample in metric_samples(base, key):
+def gc_pauses(base: str, key: str) -> dict[str, dict[float, float]]:
+    """The route workers' garbage-collector pauses so far (core.heap): per generation, the count
+    at or under each bucket bound (seconds)."""
+    return buckets(metric_samples(base, key), "llmhive_gc_pause_seconds", "generation")
+
+
+def route_figures(base: str, key: str) -> dict:
+    """What the route workers counted so far: answers given again from a kept answer, `ok`
+    answers, and the time the view took on each /route call (buckets, seconds)."""
+    samples = metric_samples(base, key)
+    figures = {"kept": 0.0, "ok": 0.0, "view": buckets(samples, "llmhive_route_decision_seconds")}
+    for sample in samples:
         if sample.name == "llmhive_route_answers_kept_total":
-            kept = sample.value
+            figures["kept"] = sample.value
         elif sample.name == "llmhive_route_decisions_total" and sample.labels.get("result") == "ok":
-            ok = sample.value
-    return kept, ok
+            figures["ok"] = sample.value
+    return figures
+
+
+def moved(before: dict, after: dict) -> dict:
+    """What moved between two scrapes of the same figures (nested dicts of counts)."""
+    return {k: moved(before.get(k, {}), v) if isinstance(v, dict) else v - before.get(k, 0.0) for k, v in after.items()}
+
+
+def added(into: dict, more: dict) -> dict:
+    return {k: added(into.get(k, {}), v) if isinstance(v, dict) else into.get(k, 0.0) + v for k, v in more.items()}
+
+
+def view_line(view: dict[float, float]) -> str:
+    """The view's own time on /route (its histogram): the bucket bound its 99th percentile falls
+    under, and the calls over 1 and 5 ms. Read against the client's p99: the rest is the
+    connection and the waits (the listen queue, a core)."""
+    total = view.get(math.inf, 0.0)
+    if not total:
+        return "      in the view:       no /route call counted"
+    p99 = min((le for le, n in view.items() if n >= 0.99 * total), default=math.inf)
+    return (
+        f"      in the view:       p99 <= {p99 * 1000:g} ms, {total - view[0.001]:,.0f} of {total:,.0f} calls over 1 ms, "
+        f"{total - view[0.005]:,.0f} over 5 ms"
+    )
 
 
 def gc_line(before: dict, after: dict) -> str:
@@ -440,14 +475,15 @@ def test_route_speed(tmp_path, capsys):
         rounds: dict[str, list] = {name: [] for name in conditions}
         floors: dict[str, list] = {name: [] for name in conditions}
         gc_before = gc_pauses(base, metrics_key)
-        kept_share: dict[str, list] = {name: [0.0, 0.0] for name in conditions}
+        counted: dict[str, dict] = {name: {} for name in conditions}
+        kept_rounds: dict[str, list[float]] = {name: [] for name in conditions}
         for _ in range(LATENCY_ROUNDS):
             for name, (flow_url, batch) in conditions.items():
-                kept_before = kept_answers(base, metrics_key)
+                before = route_figures(base, metrics_key)
                 rounds[name].append(while_usage_flows(flow_url, route_url, bodies_file, batch))
-                kept_after = kept_answers(base, metrics_key)
-                for i in (0, 1):
-                    kept_share[name][i] += kept_after[i] - kept_before[i]
+                this_round = moved(before, route_figures(base, metrics_key))
+                counted[name] = added(counted[name], this_round)
+                kept_rounds[name].append(this_round["kept"] / max(this_round["ok"], 1))
                 floors[name].append(while_usage_flows(flow_url, key_url, None, batch, FLOOR_SECONDS))
         gc_during = gc_line(gc_before, gc_pauses(base, metrics_key))
         (steady, _), (churned, usage), (split, split_usage), (flushed, flushed_usage) = (
@@ -510,10 +546,14 @@ def test_route_speed(tmp_path, capsys):
         )
 
         def kept_line(name: str) -> str:
-            kept, ok = kept_share[name]
+            kept, ok = counted[name]["kept"], counted[name]["ok"]
             return (
-                f"      kept answers:      {kept:,.0f} of {ok:,.0f} answers over the rounds ({kept / max(ok, 1):.0%}) "
-                "given again without a decision"
+                view_line(counted[name]["view"])
+                + "\n"
+                + (
+                    f"      kept answers:      {kept:,.0f} of {ok:,.0f} answers over the rounds ({kept / max(ok, 1):.0%}; "
+                    f"rounds: {', '.join(f'{share:.0%}' for share in kept_rounds[name])}) given again without a decision"
+                )
             )
 
         print(rate_line("  (a) quiet:           ", steady))
