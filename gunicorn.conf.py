@@ -68,6 +68,12 @@ limit_request_line = 8190
 worker_class = "llmhive_site.workers.SyncWorker"
 
 
+def post_worker_init(worker) -> None:
+    from llmhive_site.workers import ready
+
+    ready()
+
+
 def pre_request(worker, req) -> None:
     from llmhive_site.workers import started
 

@@ -31,7 +31,7 @@ from core.errors import errors
 from costs.models import DailyCost
 from health.selectors import oldest_queued_task_age
 from routing.models import CooldownState, ModelCooldown
-from routing.snapshot import current_snapshot
+from routing.snapshot import held_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def prometheus_metrics(request):
     """Route decisions by result and their latency, the routing snapshot's age, sync runs,
     usage events, cooldown trips and models out, the oldest queued task. Summed over every web worker under gunicorn."""
     try:
-        current_snapshot()  # re-checked now if due: this worker's age is as fresh as can be
+        held_snapshot()  # re-checked now if due: this worker's age is as fresh as can be (none built)
     except DatabaseError:
         pass  # the age grows: that is what it is for
     body, content_type = metrics.render(request.headers.get("Accept", ""), DatabaseCollector())

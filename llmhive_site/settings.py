@@ -388,6 +388,12 @@ else:
 # snapshot) out of the cyclic garbage collector's scans (core.heap): full collections of 56-285 ms
 # in busy route workers took 10-30 ms after. Off: the collector scans everything, as Python does.
 LLMHIVE_GC_FREEZE = envbool("LLMHIVE_GC_FREEZE", True)
+# Each gunicorn worker builds its routing snapshot as it starts (llmhive_site.workers.ready), so
+# that no request waits for it (40 ms at 349 models, 230-290 ms at 3,490) and a worker that has
+# answered no /route yet still routes from memory while the database is away. Off for a pool that
+# only takes usage (docs/ops/deploying.md): it then holds no snapshot and rebuilds none after its
+# batches.
+LLMHIVE_ROUTING_PREWARM = envbool("LLMHIVE_ROUTING_PREWARM", True)
 # How often each process checks whether the data behind its routing snapshot and API key cache
 # changed (one query per interval per process; decisions in between make none).
 LLMHIVE_SNAPSHOT_CHECK_SECONDS = envfloat("LLMHIVE_SNAPSHOT_CHECK_SECONDS", 0.5)

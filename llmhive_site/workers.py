@@ -37,6 +37,14 @@ class SyncWorker(GunicornSyncWorker):
             super().accept(listener)
 
 
+def ready() -> None:
+    """gunicorn's `post_worker_init` hook: the application is loaded; the worker builds its routing
+    snapshot before it takes its first request (routing.snapshot.prewarm)."""
+    from routing.snapshot import prewarm  # (needs the settings: the worker has loaded them by now)
+
+    prewarm()
+
+
 def started() -> None:
     """gunicorn's `pre_request` hook: a request's head is read, its answer is being made."""
     refresher.request_started()

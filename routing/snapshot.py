@@ -10,6 +10,7 @@ in use (the watch is then `degraded`, which the answers say).
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -19,7 +20,7 @@ from decimal import Decimal
 from functools import cached_property
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, connections
 from django.utils import timezone
 
 from catalog.models import (
@@ -53,6 +54,8 @@ from routing.models import (
     is_free_variant,
 )
 from routing.providers import provider_key, provider_rules
+
+logger = logging.getLogger(__name__)
 
 RECENT = timedelta(days=180)
 # The data a decision depends on (API keys have their own cache).
@@ -699,8 +702,9 @@ class SnapshotHolder:
     worker) is picked up by a background thread while requests go on being answered from the
     snapshot in hand; the new one replaces it when it is ready (within the version check interval
     plus the rebuild, which touches only what changed). A change made by this process is built
-    at once, in the request that follows it, so a process always sees its own writes. Only the
-    first snapshot of a process is built in a request.
+    at once, in the request that follows it, so a process always sees its own writes. The first
+    snapshot of a gunicorn worker is built as it starts (prewarm); of any other process, in its
+    first request.
     """
 
     def __init__(self) -> None:
@@ -808,6 +812,34 @@ def prepare(snapshot: Snapshot) -> None:
 
 def current_snapshot() -> Snapshot:
     return holder.get()
+
+
+def held_snapshot() -> Snapshot | None:
+    """This process's snapshot, re-checked if due, if it holds one; None in a process that has
+    routed nothing (and is not to build one for that, as GET /metrics)."""
+    return holder.get() if holder.holds() else None
+
+
+def prewarm() -> bool:
+    """A web worker's first snapshot, built as it starts (gunicorn's `post_worker_init`:
+    llmhive_site.workers.ready) rather than in its first /route request: no request waits for
+    it, and a worker that has routed nothing yet still answers from memory if the database goes
+    away. With LLMHIVE_ROUTING_PREWARM off (a pool that only takes usage), nothing. With the
+    database away it starts without one, and says so: its first /route builds it, or answers 503
+    while the database is still away. Whether it holds one."""
+    if not settings.LLMHIVE_ROUTING_PREWARM:
+        return False
+    try:
+        holder.get()
+    except DatabaseError:
+        logger.warning(
+            "routing snapshot not built as the worker started: the database is unreachable "
+            "(the first /route request builds it once the database is back)",
+            exc_info=True,
+        )
+    finally:
+        connections.close_all()  # (this thread's: requests open their own)
+    return holder.holds()
 
 
 def refresh_after_own_batch(rows: list[dict], **kwargs) -> None:

@@ -428,7 +428,10 @@ def test_route_speed(tmp_path, capsys):
 
     bodies_file = tmp_path / "bodies.json"
     bodies_file.write_text(json.dumps(bodies))
-    with gunicorn(workers=2, **COOLDOWN_ENV) as base, gunicorn(workers=2, **COOLDOWN_ENV) as ingest:
+    with (
+        gunicorn(workers=2, **COOLDOWN_ENV) as base,
+        gunicorn(workers=2, LLMHIVE_ROUTING_PREWARM="false", **COOLDOWN_ENV) as ingest,
+    ):
         route_url, key_url, usage_url = f"{base}/api/v1/route", f"{base}/api/v1/key", f"{base}/api/v1/usage"
         # (b) the same load while usage flows and cooldowns trip and clear.
         trips = usage_errors_accepted(base, usage_key, catalog_ids[-1])
