@@ -22,6 +22,7 @@ import argparse
 import itertools
 import json
 import math
+import os
 import random
 import socket
 import statistics
@@ -318,7 +319,15 @@ def main() -> None:
     parser.add_argument("--usage", help="usage mode: a JSON file with flow, roles and trip model lists")
     parser.add_argument("--batch", type=int, default=20, help="usage mode: events per batch")
     parser.add_argument("--trips", type=float, default=10, help="usage mode: cooldown trips per second")
+    parser.add_argument(
+        "--nice", type=int, default=0, help="change this process's CPU priority by this much (negative: root only)"
+    )
     args = parser.parse_args()
+    if args.nice:
+        try:
+            os.nice(args.nice)
+        except PermissionError:
+            pass  # (its figures then carry its own waits for a core, as before)
     if args.mode == "usage":
         with open(args.usage) as handle:
             plan = json.load(handle)
