@@ -140,18 +140,22 @@ def gunicorn(
         log.close()
 
 
-def snapshots_built(base: str, key: str) -> int:
-    """How many of a server's workers hold a routing snapshot: those that counted their first
-    build (GET /metrics, llmhive_snapshot_rebuild_seconds{change="first"})."""
+def metric_samples(base: str, key: str) -> list:
+    """Every sample a server's GET /metrics gives now (its workers' figures, summed)."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    scrape = httpx.get(f"{base}/api/v1/metrics", headers={"Authorization": f"Bearer {key}"}, timeout=10)
-    scrape.raise_for_status()
+    answer = httpx.get(f"{base}/api/v1/metrics", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    return [sample for family in text_string_to_metric_families(answer.text) for sample in family.samples]
+
+
+def snapshots_built(base: str, key: str) -> int:
+    """How many of a server's workers hold a routing snapshot: those that counted their first
+    build (llmhive_snapshot_rebuild_seconds{change="first"})."""
     return round(
         sum(
             sample.value
-            for family in text_string_to_metric_families(scrape.text)
-            for sample in family.samples
+            for sample in metric_samples(base, key)
             if sample.name == "llmhive_snapshot_rebuild_seconds_count" and sample.labels.get("change") == "first"
         )
     )

@@ -60,7 +60,6 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from prometheus_client.parser import text_string_to_metric_families
 
 from catalog.models import CatalogModel
 from core.models import ApiKey, version_watch
@@ -70,7 +69,7 @@ from routing.models import Role
 from routing.snapshot import current_snapshot
 from tests.factories import CategoryFactory
 from tests.fake_openrouter import load_snapshot, requires_recorded, snapshot_path
-from tests.servers import gunicorn
+from tests.servers import gunicorn, metric_samples
 
 pytestmark = [pytest.mark.benchmark, pytest.mark.django_db(transaction=True), requires_recorded]
 
@@ -249,13 +248,6 @@ def catalog_times(copies: int, path: Path) -> Path:
             models.append(copy)
     path.write_text(json.dumps({**payload, "data": models}))
     return path
-
-
-def metric_samples(base: str, key: str) -> list:
-    """Every sample GET /metrics gives now (the route workers' figures, summed)."""
-    answer = httpx.get(f"{base}/api/v1/metrics", headers={"Authorization": f"Bearer {key}"}, timeout=10)
-    assert answer.status_code == 200, answer.text
-    return [sample for family in text_string_to_metric_families(answer.text) for sample in family.samples]
 
 
 def buckets(samples: list, name: str, label: str | None = None) -> dict:
@@ -443,13 +435,16 @@ def test_route_speed(tmp_path, capsys):
         plan_file = tmp_path / "usage.json"
         plan_file.write_text(json.dumps({"flow": flow_models, "roles": roles, "trip": trip_models if trips else []}))
 
+        def measured(url: str, bodies: Path | None, seconds: float) -> dict:
+            return loadgen("rate", url, key, bodies, rate=300, duration=seconds, nice=MEASURING_NICE)
+
         def while_usage_flows(
             usage_url: str | None, url: str, bodies: Path | None, batch: int = USAGE_BATCH, seconds: float = 10
         ):
             """300 requests a second to `url` for `seconds` (round robin over `bodies`, GET when
             None), while usage flows to `usage_url` (none: quiet); (their figures, the flow's or None)."""
             if usage_url is None:
-                return loadgen("rate", url, key, bodies, rate=300, duration=seconds, nice=MEASURING_NICE), None
+                return measured(url, bodies, seconds), None
             usage_command = loadgen_command(
                 "usage",
                 usage_url,
@@ -463,7 +458,7 @@ def test_route_speed(tmp_path, capsys):
             )
             with subprocess.Popen(usage_command, stdout=subprocess.PIPE, text=True) as flowing:
                 time.sleep(1.5)  # the flow (and the trips) under way before the measurement starts
-                routed = loadgen("rate", url, key, bodies, rate=300, duration=seconds, nice=MEASURING_NICE)
+                routed = measured(url, bodies, seconds)
                 usage_out, _ = flowing.communicate(timeout=120)
             return routed, {**json.loads(usage_out), "batch": batch}
 
@@ -553,7 +548,7 @@ def test_route_speed(tmp_path, capsys):
             f"/route at 300 rps, gunicorn -w 2 (goal p50 <= {GOALS['p50_ms']:.0f} ms, p99 <= {GOALS['p99_ms']:.0f} ms in both):"
         )
 
-        def kept_line(name: str) -> str:
+        def counted_lines(name: str) -> str:
             kept, ok = counted[name]["kept"], counted[name]["ok"]
             return (
                 view_line(counted[name]["view"])
@@ -566,7 +561,7 @@ def test_route_speed(tmp_path, capsys):
 
         print(rate_line("  (a) quiet:           ", steady))
         print(floor_line(floor_at["quiet"]))
-        print(kept_line("quiet"))
+        print(counted_lines("quiet"))
         for name, label, routed, flow, floor in (
             ("same", "(b) usage + trips, same workers:", churned, usage, floor_at["same"]),
             ("split", "(c) usage + trips, usage on its own 2 workers:", split, split_usage, floor_at["split"]),
@@ -581,7 +576,7 @@ def test_route_speed(tmp_path, capsys):
             print(f"  {label}")
             print(rate_line("                        ", routed))
             print(floor_line(floor))
-            print(kept_line(name))
+            print(counted_lines(name))
             churn = (
                 f"{flow['trips']} cooldown trips and {flow['clears']} clears ({flow['failures']} retryable failures)"
                 if trips

@@ -78,8 +78,8 @@ def test_a_trip_is_honoured_by_three_workers_within_a_second(server, capsys):
         threads = [threading.Thread(target=poll) for _ in range(POLLERS)]
         for t in threads:
             t.start()
-        # Poll a while first, and until every worker holds its snapshot (the first is built in a
-        # request: slow on a busy machine).
+        # Poll a while first, and until every worker holds its snapshot (built as it starts: a
+        # worker may still be starting on a busy machine).
         while time.monotonic() < started + DEADLINE / 2:
             if time.monotonic() >= started + TRIP_AFTER and snapshots_built(base, metrics_key) == 3:
                 break

@@ -110,9 +110,10 @@ def test_route_escalate_and_key_answer_degraded_while_the_database_is_cut_and_re
                 r = client.post(f"{base}/api/v1/usage", json={"events": [event(prefix)]}, headers=auth)
                 return sent, r.status_code, r.text
 
-            # Warm every worker: snapshot, key cache, budget book. A connection per call, until
-            # both workers have built their snapshot (a worker that never routed holds none, and
-            # answers 503 while the database is away).
+            # Warm every worker: snapshot, key cache, budget book. A connection per call (a
+            # kept-open one stays with one worker), until both workers count their snapshot (built
+            # as each starts; without one a worker has nothing to route from while the database
+            # is away).
             warm: list = []
             deadline = time.monotonic() + 10
             while snapshots_built(base, key) < 2 and time.monotonic() < deadline:
