@@ -405,8 +405,9 @@ LLMHIVE_ROUTING_SEED = envint("LLMHIVE_ROUTING_SEED", None)
 LLMHIVE_EVALUATION_MAX_EVENTS = envint("LLMHIVE_EVALUATION_MAX_EVENTS", 20_000)
 # Outcomes and spend reported to other processes move with every usage batch: each worker takes
 # them in (the rows changed since its last look, and the budget aggregate) at most this often,
-# so a steady flow of usage does not keep it refreshing. Its own batches, cooldowns, health and
-# catalog or role changes are seen as before (LLMHIVE_SNAPSHOT_CHECK_SECONDS).
+# so a steady flow of usage does not keep it refreshing. Its own batches (read in the background
+# as soon as each is answered), cooldowns, health and catalog or role changes are seen as before
+# (LLMHIVE_SNAPSHOT_CHECK_SECONDS).
 LLMHIVE_OUTCOMES_CHECK_SECONDS = envfloat("LLMHIVE_OUTCOMES_CHECK_SECONDS", 2.0)
 # New outcomes are read row by row. Where a worker cannot ask the database which rows committed
 # since its last look (SQLite; inside a transaction), it re-reads the memory rows written since

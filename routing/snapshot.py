@@ -702,7 +702,10 @@ class SnapshotHolder:
     worker) is picked up by a background thread while requests go on being answered from the
     snapshot in hand; the new one replaces it when it is ready (within the version check interval
     plus the rebuild, which touches only what changed). A change made by this process is built
-    at once, in the request that follows it, so a process always sees its own writes. The first
+    at once, in the request that follows it, so a process always sees its own writes; the
+    outcomes of its own usage batches are the exception, read by the background thread as soon
+    as the batch is answered (a process sees them within milliseconds, and no request, not even
+    the batch's own, waits for them). The first
     snapshot of a gunicorn worker is built as it starts (prewarm); of any other process, in its
     first request.
     """
@@ -729,7 +732,13 @@ class SnapshotHolder:
             snapshot = self._rebuild(versions)
         elif snapshot.versions != versions:
             if version_watch.changed_here(snapshot.versions, versions):
-                snapshot = self._rebuild(versions)
+                # This process's own change is seen at once, except the outcome rows of its own
+                # usage batches: read in the background right away (_own_outcomes_later).
+                now = self._own_outcomes_later(snapshot, versions)
+                if now != snapshot.versions:
+                    snapshot = self._rebuild(now)
+                if snapshot.versions != versions:
+                    self._background.start(self._rebuild, versions, self._generation)
             else:
                 versions = self._outcomes_when_due(snapshot, versions)
                 if snapshot.versions != versions:
@@ -744,6 +753,25 @@ class SnapshotHolder:
             # when the watch next reads the versions, within LLMHIVE_SNAPSHOT_CHECK_SECONDS.)
             self._current = (stored, snapshot)
         return snapshot
+
+    @staticmethod
+    def _own_outcomes_later(snapshot: Snapshot, versions: dict[str, int]) -> dict[str, int]:
+        """The versions to build at once for a change of this process: all of them, but for the
+        outcome rows a usage batch wrote (the stats version moved, the memory was not reset),
+        which stay as held. Reading those rows and updating the rankings they touch costs a
+        batch's own request 5-10 ms; the background refresh does it right after the batch is
+        answered, stepping aside for the decisions in flight. A cooldown the batch tripped is
+        honoured at once (a cooldown-only rebuild reads one small table). Inside a transaction
+        everything is built at once: the background thread could not read what it has not
+        committed yet."""
+        held = snapshot.versions
+        if (
+            connection.in_atomic_block
+            or versions[STATS_RESET_VERSION] != held.get(STATS_RESET_VERSION)
+            or STATS_VERSION not in held
+        ):
+            return versions
+        return {**versions, STATS_VERSION: held[STATS_VERSION]}
 
     def _outcomes_when_due(self, snapshot: Snapshot, versions: dict[str, int]) -> dict[str, int]:
         """Other processes' new outcomes are taken in at most every LLMHIVE_OUTCOMES_CHECK_SECONDS:
@@ -843,10 +871,11 @@ def prewarm() -> bool:
 
 
 def refresh_after_own_batch(rows: list[dict], **kwargs) -> None:
-    """After this process stored a usage batch (costs' usage_ingested): build the snapshot the
-    batch changed now, in the request that reported it, rather than in the next decision this
-    process makes (a few milliseconds, the rankings it touched set stale; more on a busy machine).
-    Only in a process that holds a snapshot (one that routes), and after the batch's commit (not
-    inside a caller's transaction, which may yet roll back)."""
+    """After this process stored a usage batch (costs' usage_ingested): take in at once what the
+    batch changed that decisions must honour now (a cooldown it tripped or closed), and start
+    the background refresh that reads the batch's outcome rows and updates the rankings they
+    touch (SnapshotHolder._own_outcomes_later): it runs as soon as the batch is answered, not in
+    the next decision. Only in a process that holds a snapshot (one that routes), and after the
+    batch's commit (not inside a caller's transaction, which may yet roll back)."""
     if holder.holds() and not connection.in_atomic_block:
         holder.get()

@@ -234,16 +234,21 @@ def test_another_process_change_is_built_in_the_background_while_requests_go_on(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_batch_this_process_reports_is_built_into_its_snapshot_by_the_report(api_client, roles):
-    """The snapshot a usage batch changes is built in the request that reported it (after its
-    commit), so the next decision of this process finds it current instead of building it."""
+def test_a_batch_this_process_reports_is_built_into_its_snapshot_without_a_request_waiting(api_client, roles):
+    """What a usage batch changes that decisions must honour now (a cooldown it tripped) is built
+    by the request that reported it (after its commit); its outcome rows are read by the
+    background refresh right after, not by that request nor by the next decision."""
     from routing.snapshot import holder
 
     route(api_client)
     before = current_snapshot()
     ingest(3, model="acme/mid", role="coder", category="", success=False, error="timeout")
+    tripped = holder._snapshot
+    assert tripped is not before and "acme/mid" in tripped.cooldowns  # honoured at once
+    holder.wait_idle()
     after = holder._snapshot
-    assert after is not before and after.outcomes[("acme/mid", "coder", "")].requests == 3
+    assert after.outcomes[("acme/mid", "coder", "")].requests == 3
+    assert "acme/mid" in after.cooldowns
     assert current_snapshot() is after  # nothing left to build
 
     # Inside a caller's transaction (which may yet roll back) it waits for the next decision.
@@ -252,6 +257,8 @@ def test_a_batch_this_process_reports_is_built_into_its_snapshot_by_the_report(a
     with transaction.atomic():
         ingest(2, model="acme/mid", role="coder", category="", success=True)
         assert holder._snapshot is after
+    current_snapshot()  # (committed now: its outcome rows are read in the background)
+    holder.wait_idle()
     assert current_snapshot().outcomes[("acme/mid", "coder", "")].requests == 5
 
 
