@@ -294,4 +294,11 @@ class VersionWatch:
     def changed_here(self, held: dict[str, int], current: dict[str, int]) -> bool:
         """Whether a version that moved between what a cache holds and what was read now moved
         by this process's own change (the cache must show it at once), rather than another's."""
-        return any(value != held.get(name) and value == self.local_values.get(name) for name, value in current.items())
+        return bool(self.moved_here(held, current))
+
+    def moved_here(self, held: dict[str, int], current: dict[str, int]) -> frozenset[str]:
+        """The versions that moved between what a cache holds and what was read now by this
+        process's own change."""
+        return frozenset(
+            name for name, value in current.items() if value != held.get(name) and value == self.local_values.get(name)
+        )

@@ -60,6 +60,8 @@ logger = logging.getLogger(__name__)
 RECENT = timedelta(days=180)
 # The data a decision depends on (API keys have their own cache).
 INPUTS = (CATALOG_VERSION, ROUTING_VERSION, STATS_VERSION, STATS_RESET_VERSION, HEALTH_VERSION, COOLDOWN_VERSION)
+# What a usage batch moves: a process's own such change does not wait for a refresh under way.
+MOVED_BY_USAGE = frozenset({STATS_VERSION, COOLDOWN_VERSION})
 PAUSE_ROWS = 16  # rows read between two pauses of a background refresh (core.versions.pause)
 
 
@@ -731,14 +733,9 @@ class SnapshotHolder:
         if snapshot is None:
             snapshot = self._rebuild(versions)
         elif snapshot.versions != versions:
-            if version_watch.changed_here(snapshot.versions, versions):
-                # This process's own change is seen at once, except the outcome rows of its own
-                # usage batches: read in the background right away (_own_outcomes_later).
-                now = self._own_outcomes_later(snapshot, versions)
-                if now != snapshot.versions:
-                    snapshot = self._rebuild(now)
-                if snapshot.versions != versions:
-                    self._background.start(self._rebuild, versions, self._generation)
+            here = version_watch.moved_here(snapshot.versions, versions)
+            if here:
+                snapshot = self._own_change(versions, wait=not here <= MOVED_BY_USAGE)
             else:
                 versions = self._outcomes_when_due(snapshot, versions)
                 if snapshot.versions != versions:
@@ -752,6 +749,28 @@ class SnapshotHolder:
             # (Also when other processes' outcomes were deferred: they are asked about again
             # when the watch next reads the versions, within LLMHIVE_SNAPSHOT_CHECK_SECONDS.)
             self._current = (stored, snapshot)
+        return snapshot
+
+    def _own_change(self, versions: dict[str, int], wait: bool) -> Snapshot:
+        """This process's own change, seen at once, except the outcome rows of its own usage
+        batches: those are read by the background refresh, started here (_own_outcomes_later).
+        What a usage batch moves (outcomes, cooldowns) does not wait for a refresh under way (it
+        is left to the background, a few milliseconds later: otherwise the request would wait
+        for the refresh, which steps aside for the requests in flight, this one included); any
+        other change of this process (an admin edit, a sync) waits for it, so the next request
+        sees it."""
+        if not self._lock.acquire(blocking=wait):
+            self._background.start(self._rebuild, versions, self._generation)
+            return self._snapshot
+        try:
+            snapshot = self._snapshot
+            now = self._own_outcomes_later(snapshot, versions)  # (against the snapshot held now)
+            if now != snapshot.versions:
+                snapshot = self._build(now)
+        finally:
+            self._lock.release()
+        if snapshot.versions != versions:
+            self._background.start(self._rebuild, versions, self._generation)
         return snapshot
 
     @staticmethod
@@ -790,30 +809,32 @@ class SnapshotHolder:
 
     def _rebuild(self, versions: dict[str, int], generation: int | None = None) -> Snapshot:
         with self._lock:
-            snapshot = self._snapshot
             if generation is not None and generation != self._generation:
-                return snapshot  # cleared while this refresh waited: what it would build is stale
-            if snapshot is None or snapshot.versions != versions:
-                started = time.monotonic()
-                try:
-                    fresh = build_snapshot(versions, snapshot)
-                    prepare(fresh)
-                    metrics.snapshot_rebuilds_by_change[rebuilt_for(snapshot, versions)].observe(
-                        time.monotonic() - started
-                    )
-                    if snapshot is None or snapshot.versions.get(STATS_VERSION) != versions.get(STATS_VERSION):
-                        self._outcomes_at = started
-                    first = snapshot is None
-                    snapshot = self._snapshot = fresh
-                    if first:
-                        heap.warmed_up()
-                except DatabaseError:
-                    # Cut while rebuilding: answer from the last snapshot; the next check
-                    # after the database returns rebuilds it.
-                    version_watch.database_failed()
-                    if snapshot is None:
-                        raise
-            return snapshot
+                return self._snapshot  # cleared while this refresh waited: what it would build is stale
+            return self._build(versions)
+
+    def _build(self, versions: dict[str, int]) -> Snapshot:
+        """The snapshot for `versions`, built from the one held if it is not that (lock held)."""
+        snapshot = self._snapshot
+        if snapshot is None or snapshot.versions != versions:
+            started = time.monotonic()
+            try:
+                fresh = build_snapshot(versions, snapshot)
+                prepare(fresh)
+                metrics.snapshot_rebuilds_by_change[rebuilt_for(snapshot, versions)].observe(time.monotonic() - started)
+                if snapshot is None or snapshot.versions.get(STATS_VERSION) != versions.get(STATS_VERSION):
+                    self._outcomes_at = started
+                first = snapshot is None
+                snapshot = self._snapshot = fresh
+                if first:
+                    heap.warmed_up()
+            except DatabaseError:
+                # Cut while rebuilding: answer from the last snapshot; the next check
+                # after the database returns rebuilds it.
+                version_watch.database_failed()
+                if snapshot is None:
+                    raise
+        return snapshot
 
     def wait_idle(self, timeout: float = 5.0) -> None:
         """Wait for a background refresh to finish (for tests and benchmarks)."""

@@ -262,6 +262,40 @@ def test_a_batch_this_process_reports_is_built_into_its_snapshot_without_a_reque
     assert current_snapshot().outcomes[("acme/mid", "coder", "")].requests == 5
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_does_not_wait_for_a_refresh_under_way(api_client, roles):
+    """A refresh under way holds the snapshot's lock (and steps aside for the requests in flight):
+    a usage batch's report does not wait for it, it leaves its cooldowns and outcomes to the
+    background, which takes them in right after."""
+    import threading
+    import time
+
+    from routing.snapshot import holder
+
+    route(api_client)
+    before = current_snapshot()
+    held, release = threading.Event(), threading.Event()
+
+    def refresh_under_way() -> None:
+        with holder._lock:
+            held.set()
+            release.wait(3)
+
+    refreshing = threading.Thread(target=refresh_under_way)
+    refreshing.start()
+    assert held.wait(5)
+    started = time.monotonic()
+    ingest(3, model="acme/mid", role="coder", category="", success=False, error="timeout")
+    waited = time.monotonic() - started
+    assert holder._snapshot is before
+    release.set()
+    refreshing.join(5)
+    assert waited < 1.5, waited  # (it would have waited the 3 s the refresh held the lock)
+    holder.wait_idle()
+    after = current_snapshot()
+    assert "acme/mid" in after.cooldowns and after.outcomes[("acme/mid", "coder", "")].requests == 3
+
+
 def remember(key: tuple, requests: int) -> None:
     """Successes in the strategy memory, written as the ingest writes them (its rows only)."""
     from routing.memory import KEY, SUMS, add_to_rows
