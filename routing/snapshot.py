@@ -707,9 +707,8 @@ class SnapshotHolder:
     at once, in the request that follows it, so a process always sees its own writes; the
     outcomes of its own usage batches are the exception, read by the background thread as soon
     as the batch is answered (a process sees them within milliseconds, and no request, not even
-    the batch's own, waits for them). The first
-    snapshot of a gunicorn worker is built as it starts (prewarm); of any other process, in its
-    first request.
+    the batch's own, waits for them). The first snapshot of a gunicorn worker is built as it
+    starts (prewarm); of any other process, in its first request.
     """
 
     def __init__(self) -> None:
@@ -735,7 +734,7 @@ class SnapshotHolder:
         elif snapshot.versions != versions:
             here = version_watch.moved_here(snapshot.versions, versions)
             if here:
-                snapshot = self._own_change(versions, wait=not here <= MOVED_BY_USAGE)
+                snapshot = self._own_change(snapshot, versions, wait=not here <= MOVED_BY_USAGE)
             else:
                 versions = self._outcomes_when_due(snapshot, versions)
                 if snapshot.versions != versions:
@@ -751,21 +750,22 @@ class SnapshotHolder:
             self._current = (stored, snapshot)
         return snapshot
 
-    def _own_change(self, versions: dict[str, int], wait: bool) -> Snapshot:
+    def _own_change(self, held: Snapshot, versions: dict[str, int], wait: bool) -> Snapshot:
         """This process's own change, seen at once, except the outcome rows of its own usage
         batches: those are read by the background refresh, started here (_own_outcomes_later).
         What a usage batch moves (outcomes, cooldowns) does not wait for a refresh under way (it
         is left to the background, a few milliseconds later: otherwise the request would wait
         for the refresh, which steps aside for the requests in flight, this one included); any
         other change of this process (an admin edit, a sync) waits for it, so the next request
-        sees it."""
+        sees it. `held` is the snapshot the caller found (answered meanwhile)."""
         if not self._lock.acquire(blocking=wait):
             self._background.start(self._rebuild, versions, self._generation)
-            return self._snapshot
+            return self._snapshot or held
         try:
             snapshot = self._snapshot
-            now = self._own_outcomes_later(snapshot, versions)  # (against the snapshot held now)
-            if now != snapshot.versions:
+            # (against the snapshot held now, which a refresh may have replaced meanwhile)
+            now = versions if snapshot is None else self._own_outcomes_later(snapshot, versions)
+            if snapshot is None or now != snapshot.versions:
                 snapshot = self._build(now)
         finally:
             self._lock.release()
