@@ -73,7 +73,13 @@ class UsageEventIn(BaseModel):
         "and count toward the model's cooldown; context_length, content_filter, invalid_request, quality do not",
     )
     quality_score: float | None = Field(None, ge=0, le=1)
-    latency_ms: int | None = Field(None, ge=0, le=2_000_000_000)
+    latency_ms: int | None = Field(
+        None,
+        ge=0,
+        le=2_000_000_000,
+        description="the whole call's wall time as the orchestrator observed it, in milliseconds: from sending "
+        "the request to receiving the last token (not the time to the first token)",
+    )
     escalation_depth: int = Field(0, ge=0, le=100)
     tools: list[Annotated[str, Field(max_length=100)]] = Field(default_factory=list, max_length=100)
     generation_id: str = Field("", max_length=100)

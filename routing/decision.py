@@ -389,6 +389,12 @@ def decide(
         )
 
     explored = False
+    if pool and downgraded:
+        # A downgraded decision promises a cheaper model: exploration may still try others (so
+        # that they keep gathering outcomes while a budget is tight), but none dearer, for this
+        # request's tokens, than the deterministic choice (pool[0], which is chosen[0]).
+        ceiling = pool[0].model.estimated_cost(input_tokens, output_tokens)
+        pool = [c for c in pool if c.model.estimated_cost(input_tokens, output_tokens) <= ceiling]
     if pool:
         pick = thompson_pick(pool)
         if pick is not chosen[0]:

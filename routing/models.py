@@ -211,6 +211,30 @@ class Role(models.Model):
                 {"output_modalities": f"Unknown modalities: {', '.join(unknown)}. Known: {', '.join(sorted(known))}."}
             )
         self.clean_provider_preferences()
+        self.clean_cooldowns()
+        if self.default_category_id and not self.default_category.active:
+            raise ValidationError(
+                {"default_category": f"'{self.default_category.slug}' is retired: choose an active category or none."}
+            )
+
+    def clean_cooldowns(self) -> None:
+        """Settings that would be silently overruled, or would never let a cooled model back."""
+        errors: dict[str, str] = {}
+        first = self.cooldown_seconds or settings.LLMHIVE_COOLDOWN_SECONDS
+        longest = self.cooldown_max_seconds or settings.LLMHIVE_COOLDOWN_MAX_SECONDS
+        if first > longest:
+            field = "cooldown_seconds" if self.cooldown_seconds else "cooldown_max_seconds"
+            errors[field] = (
+                f"A first trip of {first} s is longer than the longest a model is left out ({longest} s): "
+                "raise the longest or shorten the first."
+            )
+        if self.cooldown_half_open_share == 0:
+            errors["cooldown_half_open_share"] = (
+                "At 0 no decision tries a cooled model once its time is up, so its cooldown never closes "
+                "(only by hand): give it a share above 0, or leave it empty for the default."
+            )
+        if errors:
+            raise ValidationError(errors)
 
     def clean_provider_preferences(self) -> None:
         """What OpenRouter would refuse, or what would leave the role with no provider at all."""

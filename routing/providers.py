@@ -11,7 +11,7 @@ nothing of providers' data policies, so data collection and ZDR are left to Open
 
 from __future__ import annotations
 
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, Context, Decimal
 from typing import TYPE_CHECKING
 
 from core.money import decimal_str
@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 PER_MILLION = Decimal(1_000_000)
 # max_price is USD per million tokens (per request for `request`): 10 decimals is far below a cent.
 MAX_PRICE_PLACES = Decimal("1e-10")
+# Ceilings grow as cap / estimate: up to 10^24 and more for the largest cap the API takes over a
+# lopsided price (a completion price a billionth of the prompt's). Rounded to MAX_PRICE_PLACES
+# that is past the 28 digits of decimal's default context, where quantize raises; 60 holds them.
+WIDE = Context(prec=60)
 
 
 def provider_key(slug: str) -> str:
@@ -100,7 +104,7 @@ def endpoint_rejection(model: ModelInfo, role: RoleInfo) -> str | None:
 
 
 def _round_down(value: Decimal) -> Decimal:
-    return value.quantize(MAX_PRICE_PLACES, rounding=ROUND_DOWN)
+    return value.quantize(MAX_PRICE_PLACES, rounding=ROUND_DOWN, context=WIDE)
 
 
 def max_price(model: ModelInfo, max_cost_usd: Decimal, input_tokens: int, output_tokens: int) -> dict[str, str]:

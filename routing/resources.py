@@ -8,6 +8,8 @@ with the row and the field.
 
 from __future__ import annotations
 
+import math
+
 from import_export import fields, resources
 from import_export.widgets import DateWidget, FloatWidget, ForeignKeyWidget
 
@@ -36,9 +38,13 @@ class CatalogReferenceWidget(ForeignKeyWidget):
 class ScoreWidget(FloatWidget):
     def clean(self, value, row=None, **kwargs):
         try:
-            return super().clean(value, row, **kwargs)
+            score = super().clean(value, row, **kwargs)
         except (ValueError, ArithmeticError):
-            raise ValueError(f"'{value}' is not a number: a score is between 0 and 1.") from None
+            score = math.nan
+        # `nan` and `inf` parse as floats, and nan passes the 0–1 validators (no comparison holds).
+        if score is not None and not math.isfinite(score):
+            raise ValueError(f"'{value}' is not a number: a score is between 0 and 1.")
+        return score
 
 
 class QualityPriorResource(resources.ModelResource):

@@ -552,7 +552,8 @@ def _rank(
 def _learned(n, s, observed, prior, endpoint_ms) -> dict[str, np.ndarray]:
     """The parts of candidates that move with outcomes, from their samples, successes and the
     latency observed in the ledger (NaN where none): the quality (learned_quality, as arrays),
-    and the time to the first token (observed, else OpenRouter's endpoint latency)."""
+    and the latency the expected time starts from: the whole call as the ledger saw it, else
+    OpenRouter's endpoint time to the first token (_ordered adds the output to the latter only)."""
     measured = ~np.isnan(observed)
     return {
         "n": n,
@@ -597,7 +598,10 @@ def _updated(snap: Snapshot, old: Ranking, moved: frozenset[str]) -> Ranking:
 def _ordered(snap: Snapshot, cols: Columns, role: RoleInfo, shape: tuple, values: dict) -> Ranking:
     """The ranking of `values` (the candidates' parts but the score): scored and ordered."""
     v, idx, accuracy = values, values["idx"], shape[1]
-    expected = v["first_ms"] + v["output_tokens"] * v["ms_per_token"]
+    # The expected time to the last token: a usage event's latency_ms is the whole call (the
+    # output included), so the ledger's is taken as it is; an endpoint's is the time to the first
+    # token, so the output at the endpoint's throughput is added to it.
+    expected = np.where(v["measured"], v["first_ms"], v["first_ms"] + v["output_tokens"] * v["ms_per_token"])
     timed = ~np.isnan(expected)
     latency_score = np.where(timed, _log_scale(np.where(timed, expected, 1.0), timed), NEUTRAL_LATENCY)
     w_quality, w_reliability, w_cost, w_latency = v["weights"]

@@ -383,7 +383,8 @@ def _priors() -> tuple[dict[str, tuple[float, str]], dict[int, tuple[float, str]
 
 
 def _roles() -> tuple[dict[str, RoleInfo], list[OverrideInfo]]:
-    categories = dict(Category.objects.values_list("id", "slug"))
+    # A default category retired since the role chose it is no default: priors speak, as for none.
+    categories = dict(Category.objects.filter(active=True).values_list("id", "slug"))
     roles: dict[str, RoleInfo] = {}
     by_id: dict[int, RoleInfo] = {}
     for role in Role.objects.filter(active=True):

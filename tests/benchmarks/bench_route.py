@@ -84,6 +84,7 @@ BIG_BATCH = 1_000  # (d): a client flushing its usage once a second
 LATENCY_ROUNDS = 3
 CONDITIONS = ("quiet", "same", "split", "flushed")  # (a) to (d)
 MEASURED = [c for c in os.environ.get("LLMHIVE_BENCH_CONDITIONS", ",".join(CONDITIONS)).split(",") if c]
+WORKERS = int(os.environ.get("LLMHIVE_BENCH_ROUTE_WORKERS", "2"))  # the route server's (and the usage pool's)
 # The measuring load generator runs ahead of the servers for a core (where the bench may raise a
 # priority, as root): on two shared cores its own waits would otherwise count as the server's.
 MEASURING_NICE = -5
@@ -430,8 +431,8 @@ def test_route_speed(tmp_path, capsys):
     bodies_file = tmp_path / "bodies.json"
     bodies_file.write_text(json.dumps(bodies))
     with (
-        gunicorn(workers=2, **COOLDOWN_ENV) as base,
-        gunicorn(workers=2, LLMHIVE_ROUTING_PREWARM="false", **COOLDOWN_ENV) as ingest,
+        gunicorn(workers=WORKERS, **COOLDOWN_ENV) as base,
+        gunicorn(workers=WORKERS, LLMHIVE_ROUTING_PREWARM="false", **COOLDOWN_ENV) as ingest,
     ):
         route_url, key_url, usage_url = f"{base}/api/v1/route", f"{base}/api/v1/key", f"{base}/api/v1/usage"
         # (b) the same load while usage flows and cooldowns trip and clear.
@@ -549,7 +550,7 @@ def test_route_speed(tmp_path, capsys):
             f"back-to-back decisions; {len(burst)} in a burst of {len(requests)} between polls) (goal 0 per decision)"
         )
         print(
-            f"/route at 300 rps, gunicorn -w 2 (goal p50 <= {GOALS['p50_ms']:.0f} ms, p99 <= {GOALS['p99_ms']:.0f} ms in both):"
+            f"/route at 300 rps, gunicorn -w {WORKERS} (goal p50 <= {GOALS['p50_ms']:.0f} ms, p99 <= {GOALS['p99_ms']:.0f} ms in both):"
         )
 
         def counted_lines(name: str) -> str:
@@ -592,7 +593,7 @@ def test_route_speed(tmp_path, capsys):
         print(f"  garbage collector in the route workers over these rounds: {gc_during}")
         print(
             f"max throughput:        /route {route_max['rate_rps']:.0f} rps, GET /key (floor) {floor_max['rate_rps']:.0f} rps: "
-            f"{ratio:.0%} of the floor (goal >= {GOALS['ratio']:.0%}), 4 connections, gunicorn -w 2, best of 3 interleaved rounds "
+            f"{ratio:.0%} of the floor (goal >= {GOALS['ratio']:.0%}), 4 connections, gunicorn -w {WORKERS}, best of 3 interleaved rounds "
             f"(/route {', '.join(str(round(r['rate_rps'])) for r in route_rounds)}; "
             f"/key {', '.join(str(round(r['rate_rps'])) for r in floor_rounds)})"
         )

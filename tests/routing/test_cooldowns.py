@@ -13,6 +13,8 @@ import pytest
 from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 
 from costs.ingest import ingest_events
 from routing import cooldowns, decision
@@ -25,6 +27,7 @@ from tests.factories import (
     RolePreferenceFactory,
     usage_event,
 )
+from tests.routing.test_routing_admin import role_form
 
 pytestmark = pytest.mark.django_db
 
@@ -246,6 +249,8 @@ def test_the_admin_lists_cooldowns_and_closes_them(admin_client, api_client, cod
 
     page = admin_client.get(url).content.decode()
     assert "acme/a" in page and "3 timeout in 60 s" in page and "(default policy)" in page
+    until = timezone.localtime(cooldown("acme/a").until)  # until when, as the admin writes dates
+    assert f'<td class="field-until nowrap">{date_format(until, "DATETIME_FORMAT")}</td>' in page
 
     response = admin_client.post(
         url, {"action": "close_selected", "_selected_action": [cooldown("acme/a").pk]}, follow=True
@@ -256,9 +261,40 @@ def test_the_admin_lists_cooldowns_and_closes_them(admin_client, api_client, cod
     assert route(api_client)["model"] == "acme/a"
 
 
-def test_the_role_admin_edits_the_cooldown_settings(admin_client, coder):
-    page = admin_client.get(reverse("admin:routing_role_change", args=[coder.pk])).content.decode()
+def test_the_role_admin_sets_a_cooldown_policy_that_the_next_failures_follow(admin_client, api_client, coder):
+    url = reverse("admin:routing_role_change", args=[coder.pk])
+    page = admin_client.get(url).content.decode()
     assert "Cooldowns" in page and 'name="cooldown_failures"' in page and 'name="cooldown_half_open_share"' in page
+    policy = {"cooldown_failures": "1", "cooldown_seconds": "120", "cooldown_max_seconds": "900"}
+    response = admin_client.post(url, role_form(**policy, cooldown_half_open_share="0.5"))
+    assert response.status_code == 302, response.context["adminform"].form.errors
+
+    report(api_client, "acme/a", 1, error="provider_error")  # one failure: this role's threshold
+
+    row = cooldown("acme/a", "coder")
+    assert row.state == CooldownState.OPEN and row.reason.startswith("1 provider_error in 60 s")
+    assert 115 <= (row.until - datetime.now(UTC)).total_seconds() <= 120
+    assert cooldown("acme/a").state == CooldownState.CLOSED  # the default policy wants three
+    assert route(api_client)["model"] != "acme/a"
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        ({"cooldown_seconds": "600", "cooldown_max_seconds": "60"}, "cooldown_seconds", "longer than the longest"),
+        ({"cooldown_seconds": "900"}, "cooldown_seconds", "(600 s)"),  # past the default longest
+        ({"cooldown_max_seconds": "10"}, "cooldown_max_seconds", "A first trip of 30 s"),  # under the default first
+        ({"cooldown_half_open_share": "0"}, "cooldown_half_open_share", "never closes"),
+    ],
+    ids=["first-over-longest", "first-over-default-longest", "longest-under-default-first", "no-half-open"],
+)
+def test_the_role_admin_refuses_a_cooldown_policy_that_would_be_overruled(admin_client, coder, fields, field, message):
+    response = admin_client.post(reverse("admin:routing_role_change", args=[coder.pk]), role_form(**fields))
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert message in " ".join(errors[field]), errors
+    coder.refresh_from_db()
+    assert all(getattr(coder, name) is None for name in fields)  # nothing stored
 
 
 def hold_rows(model):

@@ -234,6 +234,21 @@ def test_max_price_shares_the_cap_for_a_free_model_and_counts_a_request_fee(cata
     assert max_price(fee, Decimal("0.022"), 1000, 1000) == {"prompt": "4", "completion": "16", "request": "0.002"}
 
 
+def test_a_cap_far_above_the_estimate_gives_exact_ceilings_not_a_500(api_client, db):
+    """The ceilings grow as cap / estimate: the largest cap the API takes over a model whose
+    completion price is a billionth of its prompt price gives ceilings past 10^18, once past the
+    precision of decimal's default context (a 500 from quantize)."""
+    CatalogModelFactory(id="acme/lopsided", price_prompt=Decimal("0.00001"), price_completion=Decimal("1e-14"))
+    RoleFactory(slug="coder")
+    response = route(
+        api_client, max_cost_usd="1000000000", estimated_input_tokens=0, estimated_output_tokens=1, accuracy="economy"
+    )
+    assert response.status_code == 200, response.content
+    ceiling = response.json()["provider"]["max_price"]
+    # scale = 1e9 / 1e-14 = 1e23: prompt 1e-5 × 1e23 × 1e6 per million, completion 1e-14 × 1e23 × 1e6.
+    assert ceiling == {"prompt": "1" + "0" * 24, "completion": "1" + "0" * 15, "request": "0"}
+
+
 def test_a_bootstrap_answer_keeps_the_roles_provider_demands(api_client, settings, db):
     make_role(provider_zdr=True, provider_data_collection="deny")
     settings.BOOTSTRAP_FALLBACK_MODELS = ["boot/a", "boot/b"]

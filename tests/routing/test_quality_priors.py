@@ -113,19 +113,22 @@ def test_bad_rows_are_refused_with_the_row_and_the_reason(admin_client, catalog)
         + ",,0.5,Arena,2026-05-01,\n"
         + "acme/pro-2,,1.5,Arena,2026-05-01,\n"
         + "acme/plain,,high,Arena,2026-05-01,\n"
-        + "acme/plain,,0.5,Arena,May 2026,\n",
+        + "acme/plain,,0.5,Arena,May 2026,\n"
+        + "acme/pro-1,,nan,Arena,2026-05-01,\n"
+        + ",acme-pro,-inf,Arena,2026-05-01,\n",
     )
 
     text = page.content.decode()
     result = page.context["result"]
     assert result.has_validation_errors() and not result.has_errors()
     invalid = {row.number: row.error_dict for row in result.invalid_rows}
-    assert sorted(invalid) == [1, 2, 3, 4, 5, 6, 7]
+    assert sorted(invalid) == [1, 2, 3, 4, 5, 6, 7, 8, 9]
     assert "No model &#x27;acme/nothing&#x27; in the catalog." in text
     assert "No family &#x27;no-such-family&#x27; in the catalog." in text
     assert "Give a model or a family (one of them)." in text
     assert "is less than or equal to 1" in text
     assert "&#x27;high&#x27; is not a number" in text
+    assert "&#x27;nan&#x27; is not a number" in text and "&#x27;-inf&#x27; is not a number" in text
     assert "as_of" in invalid[7]
     assert QualityPrior.objects.count() == 0
 

@@ -192,6 +192,24 @@ def test_retiring_a_category_reaches_the_next_decision(api_client, coder):
     assert response.status_code == 422 and response.json()["known"] == ["programming"]
 
 
+def test_a_roles_default_category_retired_since_is_no_default(api_client, coder):
+    """A role keeps its default category when the category is retired (nothing deletes it): its
+    decisions then take the priors, as with no default, and its edit asks for another."""
+    coder.default_category = Category.objects.get(slug="legal")
+    coder.save()
+    assert route(api_client).json()["category"] == "legal"
+
+    legal = Category.objects.get(slug="legal")
+    legal.active = False
+    legal.save()  # as the admin retires it: the catalog version moves
+
+    assert route(api_client).json()["category"] is None
+    coder.refresh_from_db()
+    with pytest.raises(ValidationError) as refused:
+        coder.full_clean()
+    assert "'legal' is retired" in str(refused.value.message_dict["default_category"])
+
+
 def test_escalating_from_a_model_not_in_the_catalog_is_a_404(api_client, coder):
     response = escalate(api_client, failed_model="acme/never-heard-of")
     assert response.status_code == 404 and response.json()["code"] == "unknown_model"
