@@ -74,10 +74,13 @@ def close_if_read(req, client) -> None:
 
 def ready() -> None:
     """gunicorn's `post_worker_init` hook: the application is loaded; the worker builds its routing
-    snapshot before it takes its first request (routing.snapshot.prewarm)."""
-    from routing.snapshot import prewarm  # (needs the settings: the worker has loaded them by now)
+    snapshot before it takes its first request (routing.snapshot.prewarm), and reads the data
+    versions on its refresh thread from then on (core.versions.VersionWatch.poll_in_background)."""
+    from core.models import version_watch  # (needs the settings: the worker has loaded them by now)
+    from routing.snapshot import prewarm
 
     prewarm()
+    version_watch.poll_in_background()
 
 
 def started() -> None:

@@ -230,3 +230,102 @@ def test_a_refresh_steps_aside_while_a_request_is_in_flight(monkeypatch):
     assert min(between, after) > 10 * during, (between, during, after)
     assert metrics.refresh_held_seconds._value.get() > held_before
     refresher.request_finished()  # (no request in flight: nothing)
+
+
+class ThreadedDatabase(Database):
+    """The versions table, noting which thread read it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.readers: list[int] = []
+
+    def load(self) -> dict[str, int]:
+        import threading
+
+        self.readers.append(threading.get_ident())
+        return super().load()
+
+
+def wait_for(condition, seconds: float = 2.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        time.sleep(0.002)
+
+
+def test_a_watch_polling_in_the_background_never_reads_in_the_callers_thread_once_it_holds_versions(monkeypatch):
+    """In a gunicorn worker (llmhive_site.workers.ready) the periodic read runs on the refresh
+    thread: a request that finds it due answers from the versions held and starts it. The first
+    read, and the one a change of this process made inside a transaction asks for, are still
+    the caller's (it must see its own change in its next request)."""
+    import threading
+
+    from core.versions import Refresher
+
+    refresher = Refresher()
+    monkeypatch.setattr("core.versions.refresher", refresher)
+    db = ThreadedDatabase()
+    watch = VersionWatch(db.load, interval=0.05)
+    watch.poll_in_background()
+    here = threading.get_ident()
+    try:
+        assert watch.versions() == {"catalog": 1} and db.readers == [here]  # the first read: the caller's
+
+        db.versions = {"catalog": 2}
+        time.sleep(0.06)  # due
+        assert watch.versions() == {"catalog": 1}  # answered from what is held, the read started
+        wait_for(lambda: watch.versions() == {"catalog": 2})
+        assert here not in db.readers[1:] and len(db.readers) >= 2
+
+        # Another process's change: seen within the interval plus the read, by no caller's read.
+        db.versions = {"catalog": 3}
+        calls_until_seen = 0
+        deadline = time.monotonic() + 2
+        while watch.versions() != {"catalog": 3} and time.monotonic() < deadline:
+            calls_until_seen += 1
+            time.sleep(0.001)
+        assert watch.versions() == {"catalog": 3} and calls_until_seen > 0
+        assert db.readers.count(here) == 1
+
+        # This process's own change inside a transaction: its next call reads in the caller.
+        db.versions = {"catalog": 3, "stats": 4}
+        watch.expire({"stats": 4})
+        assert watch.versions() == {"catalog": 3, "stats": 4} and db.readers[-1] == here
+
+        # The database away and back: degraded, then recovered by the background read.
+        db.down = True
+        time.sleep(0.06)
+        watch.versions()
+        wait_for(lambda: watch.degraded)
+        db.down, db.versions = False, {"catalog": 5, "stats": 4}
+        wait_for(lambda: watch.versions() == {"catalog": 5, "stats": 4} and not watch.degraded)
+        assert db.readers.count(here) == 2
+    finally:
+        refresher.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_background_poll_reads_the_data_versions_on_the_refresh_threads_connection(monkeypatch):
+    """With the real table: a due check makes no query in the calling thread (no version read,
+    no connection health check), and the refresh thread's read brings a change made meanwhile."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from core.models import DataVersion
+    from core.versions import Refresher
+
+    refresher = Refresher()
+    monkeypatch.setattr("core.versions.refresher", refresher)
+    watch = VersionWatch(DataVersion.current, interval=0.05)
+    watch.poll_in_background()
+    try:
+        DataVersion.bump("catalog")
+        before = watch.versions()["catalog"]
+        DataVersion.objects.filter(name="catalog").update(version=before + 1)  # another process's bump
+        time.sleep(0.06)
+        with CaptureQueriesContext(connection) as queries:
+            assert watch.versions()["catalog"] == before
+        assert len(queries) == 0
+        wait_for(lambda: watch.versions()["catalog"] == before + 1)
+    finally:
+        refresher.stop()
