@@ -5,7 +5,8 @@ version moves (a key made, changed or revoked anywhere): a request costs no quer
 authenticate, and a revoked key stops working everywhere within the version check interval.
 
 With the database unreachable the cache keeps the keys it holds (a process that has none yet
-cannot authenticate and answers 503), and `last_used_at` is not recorded.
+cannot authenticate and answers 503), and `last_used_at` is not recorded. A gunicorn worker
+records it on its refresh thread (ApiKey.touch(later=True)), so authenticating makes no query.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ class ApiKeyAuth(HttpBearer):
             raise ApiError(403, "missing_scope", f"This API key lacks the '{self.scope}' scope.")
         if not version_watch.degraded:
             try:
-                key.touch()
+                # (in a gunicorn worker written by its refresh thread: the request makes no query)
+                key.touch(later=version_watch.in_background)
             except DatabaseError:  # a record of use is not worth failing the request for
                 version_watch.database_failed()
         return key

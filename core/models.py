@@ -20,7 +20,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from core.kinds import alert_kind_label, alert_kinds
-from core.versions import VersionWatch
+from core.versions import VersionWatch, refresher
 
 
 class DataVersion(models.Model):
@@ -142,12 +142,20 @@ class ApiKey(models.Model):
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
 
-    def touch(self, *, every: timedelta = timedelta(minutes=1)) -> None:
-        """Record use, at most once a minute: a write on every request would cost more than it tells."""
+    def touch(self, *, every: timedelta = timedelta(minutes=1), later: bool = False) -> None:
+        """Record use, at most once a minute: a write on every request would cost more than it tells.
+        `later`: written by this process's refresh thread (core.versions.refresher), not by the
+        caller, whose request then makes no query for it."""
         now = timezone.now()
         if self.last_used_at is None or now - self.last_used_at >= every:
-            type(self).objects.filter(pk=self.pk).update(last_used_at=now)
+            if later:
+                refresher.submit(f"llmhive-key-used-{self.pk}", self._record_use, now)
+            else:
+                self._record_use(now)
             self.last_used_at = now
+
+    def _record_use(self, when) -> None:
+        type(self).objects.filter(pk=self.pk).update(last_used_at=when)
 
 
 # --- Locks ---------------------------------------------------------------------------------------

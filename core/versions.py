@@ -21,6 +21,11 @@ logger = logging.getLogger(__name__)
 # waiting on tries.
 RETRY_SECONDS = 0.25
 RETRY_BACKOFF = 4
+# A version read on the refresh thread (VersionWatch.poll_in_background) still unanswered after
+# this long: the database has stopped answering (a frozen host, a hung disk), and the watch is
+# degraded until the read returns. (A read takes milliseconds; a new connection gives up after
+# LLMHIVE_DATABASE_CONNECT_TIMEOUT, 2 s by default, and fails as a cut would.)
+STALLED_SECONDS = 2.0
 
 
 class Refresher:
@@ -240,6 +245,7 @@ class VersionWatch:
         # own change asks for), even when the periodic read runs in the background.
         self._forced = True
         self._in_background = False
+        self._polling_since: float | None = None  # when the read on the refresh thread began
         # Wall-clock time of the last successful read, for the snapshot's age in GET /metrics.
         self.loaded_at = 0.0
         # The values this process gave the versions it changed (expire() calls): caches rebuild
@@ -267,10 +273,19 @@ class VersionWatch:
         refresh later than the interval: the thread runs one refresh at a time."""
         self._in_background = enabled
 
+    @property
+    def in_background(self) -> bool:
+        """Whether this process's requests leave their reads and records to its refresh thread
+        (poll_in_background): a gunicorn worker."""
+        return self._in_background
+
     def versions(self) -> dict[str, int]:
         if self._due(time.monotonic()):
             if self._in_background and not self._forced and not refresher.on_its_thread():
                 refresher.submit("llmhive-versions", self._poll)
+                since = self._polling_since
+                if since is not None and time.monotonic() - since > STALLED_SECONDS:
+                    self.degraded = True  # (until the read returns: _reload)
                 return self._versions
             # While degraded, a request that finds another thread already retrying answers from
             # what is known instead of queueing behind it.
@@ -287,7 +302,11 @@ class VersionWatch:
         """The periodic read, on the refresh thread."""
         with self._lock:
             if self._due(time.monotonic()):
-                self._reload()
+                self._polling_since = time.monotonic()
+                try:
+                    self._reload()
+                finally:
+                    self._polling_since = None
 
     def _reload(self) -> None:
         started = time.monotonic()

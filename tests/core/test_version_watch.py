@@ -329,3 +329,65 @@ def test_a_background_poll_reads_the_data_versions_on_the_refresh_threads_connec
         wait_for(lambda: watch.versions()["catalog"] == before + 1)
     finally:
         refresher.stop()
+
+
+def test_a_background_read_that_hangs_makes_the_watch_degraded_until_it_returns(monkeypatch):
+    """The database stops answering (a frozen host): the read on the refresh thread waits; after
+    STALLED_SECONDS the watch says it is degraded, and calls still answer at once from what it
+    holds. When the read returns, it is current and no longer degraded."""
+    import threading
+
+    from core.versions import Refresher
+
+    refresher = Refresher()
+    monkeypatch.setattr("core.versions.refresher", refresher)
+    monkeypatch.setattr("core.versions.STALLED_SECONDS", 0.2)
+    answering = threading.Event()
+    answering.set()
+    db = Database()
+
+    def load() -> dict[str, int]:
+        answering.wait()
+        return db.load()
+
+    watch = VersionWatch(load, interval=0.05)
+    watch.poll_in_background()
+    try:
+        watch.versions()
+        answering.clear()
+        db.versions = {"catalog": 2}
+        time.sleep(0.06)
+        started = time.monotonic()
+        while time.monotonic() - started < 0.5:
+            assert watch.versions() == {"catalog": 1}
+            time.sleep(0.01)
+        assert watch.degraded  # the read has hung longer than STALLED_SECONDS
+        answering.set()
+        wait_for(lambda: watch.versions() == {"catalog": 2} and not watch.degraded)
+    finally:
+        answering.set()
+        refresher.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_keys_use_recorded_later_is_written_by_the_refresh_thread(monkeypatch):
+    """In a gunicorn worker a key's use (at most once a minute) is written by the refresh thread:
+    authenticating makes no query in the request."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from core.models import ApiKey
+    from core.versions import Refresher
+
+    refresher = Refresher()
+    monkeypatch.setattr("core.versions.refresher", refresher)
+    monkeypatch.setattr("core.models.refresher", refresher)
+    key, _ = ApiKey.issue(name="later", scopes=["route"])
+    try:
+        with CaptureQueriesContext(connection) as queries:
+            key.touch(later=True)
+            key.touch(later=True)  # within the minute: nothing more
+        assert len(queries) == 0 and key.last_used_at is not None
+        wait_for(lambda: ApiKey.objects.get(pk=key.pk).last_used_at == key.last_used_at)
+    finally:
+        refresher.stop()

@@ -2,7 +2,9 @@
 
 `cut()` closes the listener and every live connection (both sides see a reset or EOF at once, as
 when a database host or the network between goes away); `restore()` listens again on the same
-port. Threads only: one accept loop and two pumps per connection.
+port. `stall()` keeps every connection open but passes nothing on, either way, and connects no
+new one (a database that stops answering: a frozen host, a hung disk); `resume()` lets what was
+held through. Threads only: one accept loop and two pumps per connection.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ class TcpProxy:
         self._sockets: set[socket.socket] = set()
         self._listener: socket.socket | None = None
         self.connections = 0  # accepted since start, for the test's figures
+        self._flowing = threading.Event()  # cleared while stalled
+        self._flowing.set()
 
     def __enter__(self) -> TcpProxy:
         self.restore()
@@ -38,8 +42,16 @@ class TcpProxy:
         self._listener = listener
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
 
+    def stall(self) -> None:
+        """Pass nothing on from now on, and connect no new connection, until resume()."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
+
     def cut(self) -> None:
         """Close the listener and every live connection: new connections are refused."""
+        self._flowing.set()  # (what a stall held is dropped with its sockets)
         listener, self._listener = self._listener, None
         if listener is not None:
             _close(listener)
@@ -54,6 +66,7 @@ class TcpProxy:
                 client, _ = listener.accept()
             except OSError:
                 return  # cut
+            self._flowing.wait()  # stalled: accepted, never answered, until resumed
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
                 upstream.settimeout(None)
@@ -73,6 +86,7 @@ class TcpProxy:
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                self._flowing.wait()  # stalled: held until resumed
                 sink.sendall(data)
         except OSError:
             pass
