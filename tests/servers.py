@@ -159,3 +159,16 @@ def snapshots_built(base: str, key: str) -> int:
             if sample.name == "llmhive_snapshot_rebuild_seconds_count" and sample.labels.get("change") == "first"
         )
     )
+
+
+def wait_for(condition, seconds: float = 2.0, what: str = "the condition", poll: float = 0.01):
+    """condition()'s first true value, asked every `poll` seconds; an AssertionError naming `what`
+    after `seconds`."""
+    ends = time.monotonic() + seconds
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= ends:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(poll)

@@ -4,12 +4,14 @@ PostgreSQL really cut under gunicorn, is tests/faults/test_database_cut.py."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 from django.db import OperationalError
 
 from core.versions import RETRY_BACKOFF, RETRY_SECONDS, VersionWatch
+from tests.servers import wait_for
 
 
 class Database:
@@ -20,9 +22,11 @@ class Database:
         self.down = False
         self.wait = 0.0
         self.reads = 0
+        self.readers: list[int] = []  # the thread of each read
 
     def load(self) -> dict[str, int]:
         self.reads += 1
+        self.readers.append(threading.get_ident())
         if self.down:
             time.sleep(self.wait)
             raise OperationalError("connection refused")
@@ -109,7 +113,6 @@ def test_the_refresher_runs_refreshes_one_at_a_time_on_a_connection_it_keeps(mon
     """Background refreshes run in one thread per process, on one database connection kept
     between them (a connection per refresh was a new PostgreSQL backend several times a second
     per worker); it is closed once the thread has been idle a while."""
-    import threading
 
     from django.db import connection
 
@@ -232,39 +235,17 @@ def test_a_refresh_steps_aside_while_a_request_is_in_flight(monkeypatch):
     refresher.request_finished()  # (no request in flight: nothing)
 
 
-class ThreadedDatabase(Database):
-    """The versions table, noting which thread read it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.readers: list[int] = []
-
-    def load(self) -> dict[str, int]:
-        import threading
-
-        self.readers.append(threading.get_ident())
-        return super().load()
-
-
-def wait_for(condition, seconds: float = 2.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "not within the time allowed"
-        time.sleep(0.002)
-
-
 def test_a_watch_polling_in_the_background_never_reads_in_the_callers_thread_once_it_holds_versions(monkeypatch):
     """In a gunicorn worker (llmhive_site.workers.ready) the periodic read runs on the refresh
     thread: a request that finds it due answers from the versions held and starts it. The first
     read, and the one a change of this process made inside a transaction asks for, are still
     the caller's (it must see its own change in its next request)."""
-    import threading
 
     from core.versions import Refresher
 
     refresher = Refresher()
     monkeypatch.setattr("core.versions.refresher", refresher)
-    db = ThreadedDatabase()
+    db = Database()
     watch = VersionWatch(db.load, interval=0.05)
     watch.poll_in_background()
     here = threading.get_ident()
@@ -335,7 +316,6 @@ def test_a_background_read_that_hangs_makes_the_watch_degraded_until_it_returns(
     """The database stops answering (a frozen host): the read on the refresh thread waits; after
     STALLED_SECONDS the watch says it is degraded, and calls still answer at once from what it
     holds. When the read returns, it is current and no longer degraded."""
-    import threading
 
     from core.versions import Refresher
 

@@ -17,19 +17,9 @@ from catalog.models import AlertKind, CatalogModel, SyncRun, SyncStatus
 from catalog.sync import sync_catalog
 from core.models import Alert, Lock
 from tests.catalog.test_sync import ten_models
-from tests.servers import ROOT, project_env
+from tests.servers import ROOT, project_env, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def wait_for(condition, seconds: float, what: str):
-    ends = time.monotonic() + seconds
-    while time.monotonic() < ends:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_the_sync_after_a_killed_one_runs_and_marks_it_abandoned(fake_openrouter, settings):
