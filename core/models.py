@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_email
 from django.db import connection, models
-from django.db.models import Q
+from django.db.models import Case, Q, Value, When
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils import timezone
@@ -47,16 +47,30 @@ class DataVersion(models.Model):
     def bump(cls, *names: str) -> dict[str, int]:
         """Give each named version a new value; returns them (a cache that has taken in the
         change itself can record the version it is at, and skip the rebuild the bump asks for)."""
+        values = cls.write(*names)
+        # This process sees its own change at once.
+        version_watch.expire(values, committed=not connection.in_atomic_block)
+        return values
+
+    @classmethod
+    def write(cls, *names: str) -> dict[str, int]:
+        """`bump` without telling this process's watch, in one statement however many names:
+        for a caller that writes them inside its transaction and tells the watch itself once
+        the transaction is settled (`version_watch.expire`; the usage ingest does)."""
         # A random value rather than a counter: a bump rolled back and made again (a failed
         # transaction, a test) can never bring back a value a cache has already seen.
         now = timezone.now()
-        values = {}
-        for name in names:
-            value = values[name] = secrets.randbits(62)
-            if not cls.objects.filter(name=name).update(version=value, changed_at=now):
-                cls.objects.get_or_create(name=name, defaults={"version": value, "changed_at": now})
-        # This process sees its own change at once.
-        version_watch.expire(values, committed=not connection.in_atomic_block)
+        values = {name: secrets.randbits(62) for name in sorted(set(names))}
+        if not values:
+            return values
+        if len(values) == 1:
+            version = next(iter(values.values()))
+        else:
+            version = Case(*(When(name=name, then=Value(value)) for name, value in values.items()))
+        if cls.objects.filter(name__in=values).update(version=version, changed_at=now) < len(values):
+            for name, value in values.items():  # (a version no one has written yet: once per database)
+                if not cls.objects.filter(name=name).update(version=value, changed_at=now):
+                    cls.objects.get_or_create(name=name, defaults={"version": value, "changed_at": now})
         return values
 
     @classmethod

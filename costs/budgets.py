@@ -418,7 +418,7 @@ post_save.connect(_invalidate, sender=Budget, dispatch_uid="costs.budget_book.sa
 post_delete.connect(_invalidate, sender=Budget, dispatch_uid="costs.budget_book.delete")
 
 
-def after_ingest(rows: list[dict], **kwargs) -> None:
+def after_ingest(rows: list[dict], versions: dict[str, int], **kwargs) -> None:
     """Budgets move with the ledger: every worker sees the new spend through the spend version,
     and a threshold passed raises its alert.
 
@@ -426,12 +426,11 @@ def after_ingest(rows: list[dict], **kwargs) -> None:
     uses that state; once a read is due (LLMHIVE_OUTCOMES_CHECK_SECONDS) the book is read again
     here, so the next decision in this process finds it current. Inside an outer transaction (a
     health check's ping costs), which may still roll back, the book is only marked stale."""
-    values = DataVersion.bump(SPEND_VERSION)
     if connection.in_atomic_block:
         budget_book.invalidate(budgets=False)
         check_budget_thresholds()
         return
-    statuses = budget_book.add_batch(rows, values[SPEND_VERSION])
+    statuses = budget_book.add_batch(rows, versions[SPEND_VERSION])
     if statuses is None:
         budget_book.invalidate(budgets=False)
         statuses = budget_book.statuses()

@@ -26,8 +26,9 @@ from django.utils import timezone
 from catalog.categories import record_categories
 from catalog.models import CategorySource
 from core.alerts import NewAlert, raise_alerts
+from core.models import DataVersion, version_watch
 from core.upsert import add_to_rows, chunks, json_rows, recordset, values_clause
-from costs.models import ERROR_COUNTERS, DailyCost, UsageEvent, error_counter
+from costs.models import ERROR_COUNTERS, SPEND_VERSION, DailyCost, UsageEvent, error_counter
 from costs.models import AlertKind as CostAlertKind
 from costs.pricing import PriceBook, Usage, catalog_prices
 from costs.signals import usage_ingested, usage_stored
@@ -184,7 +185,13 @@ def ingest_events(events: Sequence[dict]) -> IngestResult:
         stored = [row for row in rows if row["request_id"] in inserted]
         _move_rollups(stored)
         if stored:
-            usage_stored.send(sender=UsageEvent, rows=stored)
+            # The versions the batch moved (the spend, and those the receivers name), written
+            # last, in one statement, in the batch's transaction: they move with the data, and
+            # no statement or commit of their own follows it (costs.signals).
+            moved = {SPEND_VERSION}
+            for _, names in usage_stored.send(sender=UsageEvent, rows=stored):
+                moved.update(names or ())
+            versions = DataVersion.write(*moved)
 
     result.accepted = len(stored)
     result.duplicates += len(rows) - len(stored)
@@ -197,9 +204,12 @@ def ingest_events(events: Sequence[dict]) -> IngestResult:
                 if r["model_id"] and r["computed_cost_usd"] is None and r["cost_usd"] is None
             }
         )
+        # This process's caches see the batch at once: with the exact values once it committed,
+        # by reading them again if a caller's transaction still holds it.
+        version_watch.expire(versions, committed=not connection.in_atomic_block)
         _raise_model_alerts(result)
         _note_categories(stored)
-        usage_ingested.send(sender=UsageEvent, rows=stored)
+        usage_ingested.send(sender=UsageEvent, rows=stored, versions=versions)
     return result
 
 

@@ -24,6 +24,5 @@ class RoutingConfig(AppConfig):
         usage_stored.connect(memory.remember_outcomes, dispatch_uid="routing.memory.remember_outcomes")
         usage_stored.connect(cooldowns.react_to_usage, dispatch_uid="routing.cooldowns.react_to_usage")
         model_cooldowns.connect(cooldowns.cooldowns_by_model, dispatch_uid="routing.cooldowns.by_model")
-        usage_ingested.connect(memory.stats_changed, dispatch_uid="routing.memory.stats_changed")
         usage_ingested.connect(snapshot.refresh_after_own_batch, dispatch_uid="routing.snapshot.after_own_batch")
         models_that_matter.connect(receivers.curated_models, dispatch_uid="routing.models_that_matter")

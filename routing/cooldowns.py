@@ -200,11 +200,13 @@ def current_book() -> CooldownBook:
 # --- Reacting to outcomes --------------------------------------------------------------------------
 
 
-def react_to_usage(rows: list[dict], **kwargs) -> None:
-    """On `usage_stored`, in the batch's transaction: trip, close or reopen what the batch says."""
+def react_to_usage(rows: list[dict], **kwargs) -> tuple[str, ...]:
+    """On `usage_stored`, in the batch's transaction: trip, close or reopen what the batch says.
+    Returns the version that moved (the ingest writes it), if one did."""
     failing, recovering = reported(rows, current_book())
-    if failing or recovering:
-        evaluate(failing, recovering)
+    if (failing or recovering) and evaluate(failing, recovering):
+        return (COOLDOWN_VERSION,)
+    return ()
 
 
 def reported(rows: list[dict], book: CooldownBook) -> tuple[dict[str, list[dict]], dict[str, list[dict]]]:
@@ -231,7 +233,8 @@ def _lock(models: list[str], roles: list[str]) -> list[ModelCooldown]:
 
 
 def evaluate(failing: dict[str, list[dict]], recovering: dict[str, list[dict]]) -> list[ModelCooldown]:
-    """Judge each model's rows against what was reported; returns the rows that changed."""
+    """Judge each model's rows against what was reported and save what changed; returns the rows
+    that changed (the caller moves the cooldown version: react_to_usage)."""
     now = timezone.now()
     by_policy = policies()
     roles = sorted(by_policy)
@@ -258,7 +261,6 @@ def evaluate(failing: dict[str, list[dict]], recovering: dict[str, list[dict]]) 
             changed,
             ["state", "reason", "trips", "streak", "opened_at", "until", "closed_at", "updated_at"],
         )
-        DataVersion.bump(COOLDOWN_VERSION)
     return changed
 
 

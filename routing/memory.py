@@ -57,17 +57,15 @@ def memory_deltas(rows: list[dict]) -> dict[tuple, dict]:
     return deltas
 
 
-def remember_outcomes(rows: list[dict], **kwargs) -> None:
+def remember_outcomes(rows: list[dict], **kwargs) -> tuple[str, ...]:
     """On `usage_stored`, in the batch's transaction: move the memory rows and learn strategies
-    not seen before."""
-    add_to_rows(StrategyStat, KEY, SUMS, memory_deltas(rows), txid_field="changed_in")
+    not seen before. Returns the version that moved (the ingest writes it), if one did."""
+    deltas = memory_deltas(rows)
+    add_to_rows(StrategyStat, KEY, SUMS, deltas, txid_field="changed_in")
     slugs = {row["strategy"] for row in rows if row["strategy"] and row["strategy"] not in IGNORED_STRATEGIES}
     if slugs:
         Strategy.objects.bulk_create([Strategy(slug=slug) for slug in sorted(slugs)], ignore_conflicts=True)
-
-
-def stats_changed(rows: list[dict], **kwargs) -> None:
-    DataVersion.bump(STATS_VERSION)
+    return (STATS_VERSION,) if deltas else ()
 
 
 def rebuild_strategy_memory() -> int:

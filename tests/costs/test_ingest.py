@@ -409,3 +409,51 @@ def test_usage_needs_the_usage_write_scope(make_api_key, model):
     assert wrong.status_code == 403 and wrong.json()["code"] == "missing_scope"
     assert anonymous.status_code == 401
     assert UsageEvent.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_moves_its_data_versions_together_in_one_statement_inside_its_transaction(model):
+    """The spend, the strategy memory and the cooldowns a batch moved get their new versions in
+    one statement before the batch commits (not a statement and a commit each after it), and this
+    process's watch holds the committed values without reading them again."""
+    from django.db import connection
+
+    from core.models import DataVersion, version_watch
+    from costs.ingest import ingest_events
+
+    now = datetime.now(UTC)
+    failing = [
+        event(f"f{i}", occurred_at=now, success=False, error=error)
+        for i, error in enumerate(["rate_limited", "timeout", "provider_error"])
+    ]
+    rows = [dict(e, occurred_at=now) for e in [event("ok"), *failing]]
+    DataVersion.bump("spend", "stats", "cooldowns")  # (each row made once per database: not measured)
+    before = DataVersion.current()
+    writes: list[tuple[str, bool]] = []
+
+    def record(execute, sql, params, many, context):
+        if "dataversion" in sql and not sql.lstrip().upper().startswith("SELECT"):
+            writes.append((sql, connection.in_atomic_block))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        result = ingest_events(rows)
+
+    assert result.accepted == 4
+    assert len(writes) == 1, writes
+    assert writes[0][1], "the versions are written inside the batch's transaction"
+    after = DataVersion.current()
+    moved = {name for name in after if after[name] != before.get(name)}
+    assert moved == {"spend", "stats", "cooldowns"}
+    assert {name: version_watch.local_values[name] for name in moved} == {name: after[name] for name in moved}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_that_trips_nothing_leaves_the_cooldown_version_alone(model):
+    from core.models import DataVersion
+    from costs.ingest import ingest_events
+
+    before = DataVersion.current()
+    ingest_events([dict(event("calm"), occurred_at=datetime.now(UTC))])
+    after = DataVersion.current()
+    assert {name for name in after if after[name] != before.get(name)} == {"spend", "stats"}

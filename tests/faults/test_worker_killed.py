@@ -4,11 +4,12 @@ event stored exactly once.
 
 The worker is killed at two moments: inside the batch's transaction (nothing may remain) and
 just after its commit, before it answers (everything must remain; the client never hears of it).
-To kill at a known moment, the test holds row locks from a connection of its own: the day's
-rollup row (the batch's events are inserted, then its rollup update waits inside the
-transaction), or the data-version rows (the batch is committed, then the spend version's bump
-waits). pg_stat_activity shows the waiting backend; the worker owning that database connection is
-killed, then the lock is let go.
+To kill at a known moment, the test holds locks from a connection of its own: the day's rollup
+row (the batch's events are inserted, then its rollup update waits inside the transaction), or
+the alerts table (the batch is committed, then the alert about the unknown model one of its
+events names waits). pg_stat_activity shows the waiting backend; the worker owning that database
+connection is killed, then the lock is let go. The data versions the batch moved are committed
+with it, so the other workers see it whatever becomes of the one that stored it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import pytest
 from django.db import connection
 from django.db.models import Sum
 
-from core.models import DataVersion
+from core.models import Alert, DataVersion
 from costs.models import DailyCost, UsageEvent
 from tests.factories import ApiKeyFactory, CatalogModelFactory
 from tests.servers import gunicorn
@@ -44,7 +45,8 @@ def batch(prefix: str) -> dict:
             {
                 "request_id": f"{prefix}-{i:04d}",
                 "occurred_at": now,
-                "model": "acme/first",
+                # One event names a model the catalog lacks: its alert is raised after the commit.
+                "model": f"acme/unknown-{prefix}" if i == BATCH - 1 else "acme/first",
                 "role": "coder",
                 "prompt_tokens": 100 + i,
                 "completion_tokens": 10,
@@ -89,13 +91,15 @@ def backend_waiting_on_a_lock(deadline: float) -> int | None:
     return None
 
 
-def hold_rows(model) -> psycopg.Connection:
-    """A second connection holding every row of `model` locked, until it is rolled back."""
+def hold(model, *, table: bool = False) -> psycopg.Connection:
+    """A second connection holding every row of `model` locked (or, with `table`, its whole table,
+    against reads too), until it is rolled back."""
     db = connection.settings_dict
     holder = psycopg.connect(
         host=db.get("HOST") or "127.0.0.1", port=db.get("PORT") or 5432, user=db.get("USER"), dbname=db["NAME"]
     )
-    holder.execute(f'SELECT 1 FROM "{model._meta.db_table}" FOR UPDATE')
+    name = model._meta.db_table
+    holder.execute(f'LOCK TABLE "{name}" IN ACCESS EXCLUSIVE MODE' if table else f'SELECT 1 FROM "{name}" FOR UPDATE')
     return holder
 
 
@@ -137,7 +141,8 @@ def test_a_worker_killed_during_a_batch_stores_all_or_none_and_the_retry_stores_
             body = batch(prefix)
             first: list[str] = []
             sender = threading.Thread(target=first_try, args=(url, auth, body, first))
-            holder = hold_rows(DailyCost if moment == "in_transaction" else DataVersion)
+            holder = hold(DailyCost) if moment == "in_transaction" else hold(Alert, table=True)
+            versions = DataVersion.current()
             sender.start()
             port = backend_waiting_on_a_lock(time.monotonic() + 20)
             assert port is not None, "the batch never waited on the test's lock"
@@ -157,6 +162,10 @@ def test_a_worker_killed_during_a_batch_stores_all_or_none_and_the_retry_stores_
                 assert stored_after_kill == 0
             else:
                 assert committed == stored_after_kill == BATCH
+                # The versions moved with the rows: the other workers take the batch in, though
+                # the worker that stored it died before doing anything more.
+                moved = DataVersion.current()
+                assert all(moved[name] != versions[name] for name in ("spend", "stats")), (versions, moved)
             assert tries[-1].startswith("200 "), tries
             assert mine.count() == BATCH
 
