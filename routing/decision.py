@@ -33,8 +33,8 @@ CANDIDATES_SHOWN = 10
 STRATEGY_MIN_SAMPLES = 20
 # An exploratory decision samples among this many of the best eligible candidates.
 EXPLORATION_POOL = 50
-# Answers kept per snapshot: the answer to the same request, when nothing was drawn in its favour
-# (no exploration, no half-open model let through), is the same but for its decision_id and the
+# Answers kept per snapshot: the answer to the same request, when no exploration was drawn in its
+# favour (half-open models let through: VARIANTS_KEPT), is the same but for its decision_id and the
 # snapshot's version while what it rests on stands: the models the walk and the escalation chain
 # looked at cooling down as they were (none, or the same ones with the same open periods and
 # half-open share, with a new draw passing over each half-open one again, as a walk would), and
@@ -45,6 +45,11 @@ EXPLORATION_POOL = 50
 # when its ranking's shape is touched), so new outcomes of one shape, health, catalog or roles
 # drop them. Up to this many (then started over, as the rankings are).
 ANSWERS_KEPT = 4096
+# A kept answer's walk that drew for half-open models: the answers given when a draw let some
+# through are kept on it too, each under what the walk's draws decided (passed over or let
+# through, model by model, for the models it drew for): the same draws give the same walk. Up to
+# this many per kept answer (then made afresh each time).
+VARIANTS_KEPT = 32
 # "optimize" names a goal; quality and cost are the accuracies that weigh them most.
 OPTIMIZE_ACCURACY = {"quality": Accuracy.HIGH, "cost": Accuracy.ECONOMY}
 
@@ -57,16 +62,21 @@ def seed(value: int | None) -> None:
     rng.seed(value)
 
 
-def passes_over(kept: KeptAnswer, cooldowns: CooldownBook, role: str, drawn: list[float]) -> bool:
-    """Whether the kept answer's walk would pass over the same models cooling down again: a draw
-    for each model it drew for, in walk order, as the walk itself draws (kept in `drawn`, for the
-    walk to take if a half-open one is let through this time)."""
+def draw_again(kept: KeptAnswer, cooldowns: CooldownBook, role: str, drawn: list[float]) -> tuple[bool, ...] | None:
+    """A draw for each model the kept answer's walk drew for, in walk order, as the walk itself
+    draws (kept in `drawn`, for a walk to take if a half-open one is let through this time):
+    None when they pass over the same models cooling down again (the kept answer stands), else
+    what they decided, model by model (True: passed over), to find the answer kept for it."""
     now = time.time()
+    passed = []
+    let_through = False
     for model_id in kept.drew_for:
         drawn.append(rng.random())
-        if not cooldowns.blocks(model_id, role, now, drawn[-1]) and cooldowns.until(model_id, role) is not None:
-            return False
-    return True
+        blocks = cooldowns.blocks(model_id, role, now, drawn[-1])
+        passed.append(blocks)
+        if not blocks and cooldowns.until(model_id, role) is not None:
+            let_through = True
+    return tuple(passed) if let_through else None
 
 
 def new_decision_id() -> str:
@@ -109,6 +119,25 @@ class KeptAnswer:
     # The answer as JSON but for `decision_id`, `catalog_version` and `degraded`, which change
     # from one call to the next: written once, by routing.api.
     body: bytes | None = None
+    # The answers given when draws let half-open models through (see VARIANTS_KEPT), by what the
+    # walk's draws decided; they rest on what this one rests on (their walks looked at a part of
+    # its models: they stop sooner, with more eligible), and go with it.
+    variants: dict[tuple[bool, ...], KeptAnswer] | None = None
+
+    def variant(self, passed: tuple[bool, ...]) -> KeptAnswer | None:
+        """The answer kept for these draws: that of the walk whose own draws (a first part of
+        these: it drew for fewer models) decided the same."""
+        if self.variants:
+            for decided, answer in self.variants.items():
+                if passed[: len(decided)] == decided:
+                    return answer
+        return None
+
+    def keep_variant(self, passed: tuple[bool, ...], answer: KeptAnswer) -> None:
+        if self.variants is None:
+            self.variants = {}
+        if len(self.variants) < VARIANTS_KEPT:
+            self.variants[passed] = answer
 
     def rests(self, cooldowns: CooldownBook) -> bool:
         """Whether the cooldowns it rests on stand (the draws for the models passed over aside)."""
@@ -127,7 +156,8 @@ class KeptAnswer:
         budget, model_budgets = budgets_for(book, self.shape[0], strategy, statuses)
         if budget_key(budget, model_budgets) != self.budgets:
             return None
-        return replace(self, statuses=statuses, answer={**self.answer, "budget": _budget_out(budget)}, body=None)
+        shown = {**self.answer, "budget": _budget_out(budget)}
+        return replace(self, statuses=statuses, answer=shown, body=None, variants=None)
 
 
 def budget_key(budget: BudgetStatus | None, model_budgets: dict[str, BudgetStatus]) -> tuple:
@@ -281,7 +311,7 @@ def decide(
     statuses = book.statuses()
     cooldowns = snap.cooldowns
     # The answer to this request is kept while nothing it rests on moves (see ANSWERS_KEPT).
-    memo_key, explore = None, None
+    memo_key, explore, base = None, None, None
     drawn: list[float] = []  # the walk's draws for models cooling down, drawn for a kept answer
     if now is None and book is budget_book:
         memo_key = request_key(req)
@@ -292,11 +322,15 @@ def decide(
                 snap.answers[memo_key] = kept
         if kept is not None and kept.rests(cooldowns):
             explore = explores(role)
-            if not explore and passes_over(kept, cooldowns, role.slug, drawn):
-                answer = Answer(kept.answer, kept)
-                answer["decision_id"], answer["catalog_version"] = new_decision_id(), snap.catalog_version
-                metrics.route_answers_kept.inc()
-                return answer
+            if not explore:
+                passed = draw_again(kept, cooldowns, role.slug, drawn)
+                if passed is not None:  # a half-open model let through: the answer kept for it, if any
+                    base, kept = kept, kept.variant(passed)
+                if kept is not None:
+                    answer = Answer(kept.answer, kept)
+                    answer["decision_id"], answer["catalog_version"] = new_decision_id(), snap.catalog_version
+                    metrics.route_answers_kept.inc()
+                    return answer
 
     category = req.category or role.default_category
     accuracy = req.accuracy or OPTIMIZE_ACCURACY.get(req.optimize) or role.default_accuracy
@@ -349,6 +383,7 @@ def decide(
     draws = iter(drawn)
     walked: list[str] = []  # the models whose cooldowns were looked at (a kept answer's `watched`)
     drew_for: list[str] = []  # those cooling down (for some role) the walk drew for
+    decided: list[bool] = []  # what each of those draws decided (True: passed over)
     let_through = False  # a half-open model let through by a draw
     for candidate in ranking.ordered:
         model = candidate.model
@@ -363,7 +398,8 @@ def decide(
         elif model.id in cooldowns:
             draw = next(draws, None)
             drew_for.append(model.id)
-            if cooldowns.blocks(model.id, role.slug, at, rng.random() if draw is None else draw):
+            decided.append(cooldowns.blocks(model.id, role.slug, at, rng.random() if draw is None else draw))
+            if decided[-1]:
                 reason = "cooling_down"
             elif cooldowns.until(model.id, role.slug) is not None:
                 let_through = True
@@ -431,10 +467,15 @@ def decide(
         "recommended_strategy": None if req.strategy else recommend_strategy(snap, role.slug, category),
         "provider": provider_object(role, best.model, req.max_cost_usd, input_tokens, output_tokens),
     }
-    if memo_key is None or let_through:
+    if memo_key is None:
         return answer
     watched = frozenset(walked)
     kept = KeptAnswer(statuses, watched, (role.slug, category or ""), answer, budget_key(budget, model_budgets))
+    if let_through:  # kept only beside the answer its draws passed over (which it rests on)
+        if base is not None:
+            base.keep_variant(tuple(decided), kept)
+            return Answer(answer, kept)
+        return answer
     if cooldowns.touches(watched):  # (the escalation chain's steps pass over any model cooling down)
         kept.cooldowns, kept.cooled = cooldowns, cooldowns.state_of(watched, role.slug)
         kept.drew_for = tuple(drew_for)

@@ -571,6 +571,90 @@ def test_an_answer_passing_over_cooling_models_is_kept_while_those_cooldowns_sta
     assert {**fresh, "decision_id": ""} == {**first, "decision_id": ""}
 
 
+class Draws:
+    """The routing draws, scripted: each call to random() takes the next value given."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+
+    def random(self) -> float:
+        return self.values.pop(0)
+
+
+def test_answers_draws_gave_with_half_open_models_let_through_are_kept_beside_the_one_passing_over(
+    roles, settings, monkeypatch
+):
+    """The answer given when a draw lets a half-open model through is kept beside the kept answer
+    that passed over it, under what the walk's draws decided: the same decisions again give it at
+    once, and it is the answer a fresh walk gives for them. A walk that let one through early
+    drew for fewer models (it filled its candidates sooner): it is found by those draws alone."""
+    import time
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from core.models import DataVersion
+    from routing.decision import CANDIDATES_SHOWN, RouteRequest, decide, request_key
+    from routing.models import COOLDOWN_VERSION, CooldownState, ModelCooldown
+
+    for i in range(CANDIDATES_SHOWN):  # more models than the candidates shown
+        CatalogModelFactory(id=f"acme/extra-{i}", price_prompt=Decimal("0.000003"), supports_tools=True)
+    draws = Draws()
+    monkeypatch.setattr(decision, "rng", draws)
+    req = RouteRequest(role="coder", fallback_count=1)
+    ranked = [c["model"] for c in decide(req)["candidates"]]
+    # The model right after the candidates shown: shown when the first one is out.
+    first = ModelCooldown.objects.create(
+        model=ranked[0], role="", state=CooldownState.OPEN, until=timezone.now() + timedelta(minutes=1)
+    )
+    DataVersion.bump(COOLDOWN_VERSION)
+    draws.values = [0.9]
+    eleventh = decide(req)["candidates"][-1]["model"]
+    assert eleventh not in ranked
+
+    # Both half-open, each let through by half of the draws.
+    settings.LLMHIVE_COOLDOWN_HALF_OPEN_SHARE = 0.5
+    first.until = timezone.now() - timedelta(seconds=1)
+    first.save()
+    ModelCooldown.objects.create(model=eleventh, role="", state=CooldownState.OPEN, until=first.until)
+    DataVersion.bump(COOLDOWN_VERSION)
+
+    def answer(*values: float, fresh: bool = False):
+        draws.values = list(values)
+        given = decide(req, now=time.time()) if fresh else decide(req)
+        draws.values = []
+        return given
+
+    def same(a, b) -> bool:
+        return {**a, "decision_id": ""} == {**b, "decision_id": ""}
+
+    passing = answer(0.9, 0.9)  # both passed over: kept, having drawn for both
+    kept = current_snapshot().answers[request_key(req)]
+    assert passing["model"] == ranked[1] and kept.drew_for == (ranked[0], eleventh)
+    assert answer(0.9, 0.9).kept is kept
+
+    # The first let through: answered afresh, then kept beside it (its walk drew for one model).
+    tried = answer(0.1, 0.9)
+    assert tried["model"] == ranked[0] and same(tried, answer(0.1, 0.9, fresh=True))
+    assert list(kept.variants) == [(False,)]
+    again = answer(0.1, 0.9)
+    assert again.kept is tried.kept and same(again, tried)
+    # Whatever the draw for the eleventh: that walk did not reach it.
+    assert answer(0.1, 0.1).kept is tried.kept and same(tried, answer(0.1, 0.1, fresh=True))
+
+    # The eleventh let through, the first passed over: another answer, kept too.
+    late = answer(0.9, 0.1)
+    assert late["model"] == ranked[1] and eleventh in [c["model"] for c in late["candidates"]]
+    assert same(late, answer(0.9, 0.1, fresh=True)) and not same(late, passing)
+    assert answer(0.9, 0.1).kept is late.kept and set(kept.variants) == {(False,), (True, False)}
+    assert answer(0.9, 0.9).kept is kept  # and the one passing over both stands
+
+    # What it rests on moves (the half-open share): all of them go.
+    settings.LLMHIVE_COOLDOWN_HALF_OPEN_SHARE = 0.4
+    DataVersion.bump(COOLDOWN_VERSION)
+    assert answer(0.9, 0.9).kept is not kept and not current_snapshot().answers[request_key(req)].variants
+
+
 def test_a_kept_answer_is_written_as_the_fresh_one_but_for_what_changes_per_call(api_client, roles):
     """/route writes a kept answer from its encoded body: the same JSON as the first answer but
     for decision_id; valid against the schema; `degraded` written per call."""
