@@ -126,9 +126,10 @@ class KeptAnswer:
 
     def variant(self, passed: tuple[bool, ...]) -> KeptAnswer | None:
         """The answer kept for these draws: that of the walk whose own draws (a first part of
-        these: it drew for fewer models) decided the same."""
+        these: it drew for fewer models) decided the same. (Read from a copy: the threads of a
+        gthread worker may add to them meanwhile.)"""
         if self.variants:
-            for decided, answer in self.variants.items():
+            for decided, answer in tuple(self.variants.items()):
                 if passed[: len(decided)] == decided:
                     return answer
         return None

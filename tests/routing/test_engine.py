@@ -727,6 +727,50 @@ def test_carrying_memoised_work_over_survives_requests_still_adding_to_it():
     assert failures == []
 
 
+def test_answers_kept_for_draws_are_looked_up_while_other_threads_add_to_them():
+    """The threads of a gthread worker decide on the same snapshot: one may add the answer kept
+    for its draws while another looks one up (iterating a dict another thread grows raises
+    RuntimeError)."""
+    import itertools
+    import sys
+    import threading
+
+    from routing.decision import VARIANTS_KEPT, KeptAnswer
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    shared = [KeptAnswer([], frozenset(), ("coder", ""), {})]
+    keys = [tuple(bits) for bits in itertools.product((True, False), repeat=6)][:VARIANTS_KEPT]
+    failures: list[Exception] = []
+    stop = threading.Event()
+
+    def looking_up() -> None:
+        try:
+            while not stop.is_set():
+                shared[0].variant((False,) * 6)
+        except RuntimeError as error:
+            failures.append(error)
+
+    threads = [threading.Thread(target=looking_up) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in range(3000):
+            kept = KeptAnswer([], frozenset(), ("coder", ""), {})
+            kept.keep_variant((True,) * 6, kept)
+            shared[0] = kept
+            for key in keys:
+                kept.keep_variant(key, kept)
+            if failures:
+                break
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        sys.setswitchinterval(interval)
+    assert failures == []
+
+
 def test_a_replaced_snapshot_is_freed_at_once_not_left_to_the_garbage_collector(api_client, roles):
     """Rankings and kept answers are carried from snapshot to snapshot: none may point back at the
     snapshot it was made on. Such a cycle left every replaced snapshot (its catalog, memory rows
