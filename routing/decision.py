@@ -468,15 +468,13 @@ def decide(
         "recommended_strategy": None if req.strategy else recommend_strategy(snap, role.slug, category),
         "provider": provider_object(role, best.model, req.max_cost_usd, input_tokens, output_tokens),
     }
-    if memo_key is None:
+    if memo_key is None or (let_through and base is None):
         return answer
     watched = frozenset(walked)
     kept = KeptAnswer(statuses, watched, (role.slug, category or ""), answer, budget_key(budget, model_budgets))
     if let_through:  # kept only beside the answer its draws passed over (which it rests on)
-        if base is not None:
-            base.keep_variant(tuple(decided), kept)
-            return Answer(answer, kept)
-        return answer
+        base.keep_variant(tuple(decided), kept)
+        return Answer(answer, kept)
     if cooldowns.touches(watched):  # (the escalation chain's steps pass over any model cooling down)
         kept.cooldowns, kept.cooled = cooldowns, cooldowns.state_of(watched, role.slug)
         kept.drew_for = tuple(drew_for)
